@@ -1,0 +1,13 @@
+"""fastconv: compiled CNN kernels with a NumPy reference, a layer stack and visualization."""
+from .backends import (available_backends, get_backend, get_num_threads, set_backend, set_num_threads,
+                       use_backend)
+from .ops import (conv2d, conv2d_input_grad, conv2d_weight_grad, conv_transpose2d, convolve2d, correlate2d,
+                  max_pool2d, max_unpool2d)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "available_backends", "get_backend", "get_num_threads", "set_backend", "set_num_threads", "use_backend",
+    "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "conv_transpose2d", "convolve2d", "correlate2d",
+    "max_pool2d", "max_unpool2d", "__version__",
+]

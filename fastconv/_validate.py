@@ -1,0 +1,184 @@
+"""Argument normalisation and output-size arithmetic, done once for every backend.
+
+Everything a backend receives has passed through here: float32/float64 C-contiguous arrays of one
+dtype, and plain int pairs for stride, padding (top, left) and dilation. Errors name the argument,
+the shape received and the shape expected.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(name: str, a, dtype: Optional[np.dtype] = None) -> np.ndarray:
+    """`a` as a C-contiguous float32/float64 array; TypeError for anything else."""
+    if a is None:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got None")
+    arr = np.asarray(a)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(f"{name}: dtype {arr.dtype} differs from the input's dtype {dtype}; "
+                        "mixed float dtypes are not supported (cast explicitly)")
+    return np.ascontiguousarray(arr)
+
+
+def float_arrays(**named):
+    """Validate several arrays that must share one float dtype (the first one's); None passes through."""
+    out, dtype = [], None
+    for name, a in named.items():
+        if a is None:
+            out.append(None)
+            continue
+        arr = float_array(name, a, dtype)
+        dtype = arr.dtype
+        out.append(arr)
+    return out
+
+
+def check_ndim(name: str, a: np.ndarray, ndim: int, layout: str) -> None:
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array {layout}, got shape {a.shape}")
+
+
+def _int(name: str, v) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name}: expected an int or a pair of ints, got {v!r}")
+    return int(v)
+
+
+def pair(name: str, v, minimum: int) -> tuple:
+    """int or (h, w) -> (h, w), each >= minimum."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name}: expected an int or a pair (h, w), got {v!r}")
+        p = (_int(name, v[0]), _int(name, v[1]))
+    else:
+        p = (_int(name, v),) * 2
+    if min(p) < minimum:
+        raise ValueError(f"{name}: each value must be >= {minimum}, got {v!r}")
+    return p
+
+
+def shape_tuple(name: str, shape, ndim: int) -> tuple:
+    try:
+        t = tuple(_int(name, s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{name}: expected a tuple of {ndim} ints, got {shape!r}") from None
+    if len(t) != ndim or min(t) < 1:
+        raise ValueError(f"{name}: expected {ndim} positive ints, got {shape!r}")
+    return t
+
+
+def conv_padding(padding, in_hw, k_hw, stride, dilation) -> tuple:
+    """Padding spec -> (top, bottom, left, right). 'same' gives ceil(in/stride) outputs, extra pad bottom/right."""
+    if isinstance(padding, str):
+        word = padding.lower()
+        if word == "valid":
+            return (0, 0, 0, 0)
+        spans = [d * (k - 1) + 1 for k, d in zip(k_hw, dilation)]
+        if word == "full":
+            return (spans[0] - 1, spans[0] - 1, spans[1] - 1, spans[1] - 1)
+        if word == "same":
+            out = []
+            for n, span, s in zip(in_hw, spans, stride):
+                total = max(0, (-(-n // s) - 1) * s + span - n)
+                out += [total // 2, total - total // 2]
+            return tuple(out)
+        raise ValueError(f"padding: expected an int, a pair, or one of 'valid', 'same', 'full'; got {padding!r}")
+    ph, pw = pair("padding", padding, 0)
+    return (ph, ph, pw, pw)
+
+
+def conv_out(n: int, before: int, after: int, k: int, s: int, d: int) -> int:
+    return (n + before + after - d * (k - 1) - 1) // s + 1
+
+
+class ConvGeometry(NamedTuple):
+    N: int
+    C_in: int
+    H: int
+    W: int
+    C_out: int
+    kH: int
+    kW: int
+    H_out: int
+    W_out: int
+    stride: tuple
+    pad: tuple        # (top, left): all a kernel needs once the output size is fixed
+    dilation: tuple
+    groups: int
+
+
+def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups,
+                  x_name="x", w_name="weight") -> ConvGeometry:
+    """Shape arithmetic for dense conv: x (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW)."""
+    if len(x_shape) != 4:
+        raise ValueError(f"{x_name}: expected a 4-D array (N, C_in, H, W), got shape {tuple(x_shape)}")
+    if len(w_shape) != 4:
+        raise ValueError(f"{w_name}: expected a 4-D array (C_out, C_in/groups, kH, kW), got shape {tuple(w_shape)}")
+    N, C_in, H, W = x_shape
+    C_out, C_g, kH, kW = w_shape
+    groups = _int("groups", groups)
+    if groups < 1:
+        raise ValueError(f"groups: must be >= 1, got {groups}")
+    if C_in % groups or C_out % groups:
+        raise ValueError(f"groups: {groups} must divide both input channels ({C_in}) and output channels ({C_out})")
+    if C_g != C_in // groups:
+        raise ValueError(f"{w_name}: expected shape ({C_out}, {C_in // groups}, kH, kW) for {C_in} input channels "
+                         f"and groups={groups}, got {tuple(w_shape)}")
+    if min(x_shape) < 1 or min(w_shape) < 1:
+        raise ValueError(f"{x_name}/{w_name}: empty dimensions are not supported, got {tuple(x_shape)} and {tuple(w_shape)}")
+    stride = pair("stride", stride, 1)
+    dilation = pair("dilation", dilation, 1)
+    pt, pb, pl, pr = conv_padding(padding, (H, W), (kH, kW), stride, dilation)
+    H_out = conv_out(H, pt, pb, kH, stride[0], dilation[0])
+    W_out = conv_out(W, pl, pr, kW, stride[1], dilation[1])
+    if H_out < 1 or W_out < 1:
+        raise ValueError(f"{w_name}: dilated kernel ({dilation[0] * (kH - 1) + 1}, {dilation[1] * (kW - 1) + 1}) is larger "
+                         f"than the padded input ({H + pt + pb}, {W + pl + pr}) of {x_name} {tuple(x_shape)}")
+    return ConvGeometry(N, C_in, H, W, C_out, kH, kW, H_out, W_out, stride, (pt, pl), dilation, groups)
+
+
+def check_shape(name: str, a: np.ndarray, expected: tuple, what: str = "") -> None:
+    if tuple(a.shape) != tuple(expected):
+        extra = f" ({what})" if what else ""
+        raise ValueError(f"{name}: expected shape {tuple(expected)}{extra}, got {tuple(a.shape)}")
+
+
+def check_bias(bias: Optional[np.ndarray], expected: tuple) -> None:
+    if bias is not None:
+        check_shape("bias", bias, expected, "one value per output channel" if len(expected) == 1 else "")
+
+
+class PoolGeometry(NamedTuple):
+    H_out: int
+    W_out: int
+    kernel: tuple
+    stride: tuple
+    pad: tuple
+
+
+def pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode) -> PoolGeometry:
+    """PyTorch's max-pool output arithmetic, including its ceil_mode rule (last window starts inside)."""
+    kernel = pair("kernel_size", kernel_size, 1)
+    stride = kernel if stride is None else pair("stride", stride, 1)
+    pad = pair("padding", padding, 0)
+    H, W = x_shape[2:]
+    for p, k in zip(pad, kernel):
+        if 2 * p > k:
+            raise ValueError(f"padding: must be at most half of kernel_size {kernel}, got {pad}")
+    out = []
+    for n, k, s, p in zip((H, W), kernel, stride, pad):
+        span = n + 2 * p - k
+        if span < 0:
+            raise ValueError(f"kernel_size: {kernel} is larger than the padded input {(H + 2 * pad[0], W + 2 * pad[1])}")
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= n + p:
+            o -= 1
+        out.append(o)
+    return PoolGeometry(out[0], out[1], kernel, stride, pad)

@@ -1,0 +1,131 @@
+"""Backend registry: interchangeable modules with the same function table, chosen in one place.
+
+A backend module defines the kernels named in OPS. Each receives validated, C-contiguous arrays of
+one float dtype, a preallocated output it fills, and plain int pairs; it does math only. A backend
+whose import fails is simply unavailable.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import threading
+
+# Ordered fastest first: the default default is the first one that imports.
+_MODULES = {
+    "cpp": "fastconv.backends.cpp",
+    "numba": "fastconv.backends.numba_cpu",
+    "numpy": "fastconv.backends.reference",
+}
+
+OPS = (
+    "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
+    "max_pool2d", "max_unpool2d",
+)
+
+_loaded: dict = {}
+_failed: dict = {}
+_state = threading.local()
+_default = None
+_num_threads = None
+
+
+def _check_name(name):
+    if name not in _MODULES:
+        raise ValueError(f"backend: expected one of {list(_MODULES)}, got {name!r}")
+
+
+def load(name: str):
+    """The backend module `name`; ValueError if unknown, RuntimeError if it cannot be imported here."""
+    _check_name(name)
+    if name in _loaded:
+        return _loaded[name]
+    if name in _failed:
+        raise RuntimeError(f"backend {name!r} is not available: {_failed[name]}")
+    try:
+        mod = importlib.import_module(_MODULES[name])
+    except Exception as e:  # any import failure just makes the backend unavailable
+        _failed[name] = f"{type(e).__name__}: {e}"
+        raise RuntimeError(f"backend {name!r} is not available: {_failed[name]}") from e
+    if _num_threads is not None and hasattr(mod, "set_num_threads"):
+        mod.set_num_threads(_num_threads)
+    _loaded[name] = mod
+    return mod
+
+
+def available_backends() -> list:
+    out = []
+    for name in _MODULES:
+        try:
+            load(name)
+            out.append(name)
+        except RuntimeError:
+            pass
+    return out
+
+
+def unavailable_reasons() -> dict:
+    available_backends()
+    return dict(_failed)
+
+
+def get_backend() -> str:
+    """The name of the current default backend."""
+    override = getattr(_state, "stack", None)
+    if override:
+        return override[-1]
+    global _default
+    if _default is None:
+        env = os.environ.get("FASTCONV_BACKEND")
+        if env:
+            _check_name(env)
+            _default = env
+        else:
+            _default = available_backends()[0]
+    return _default
+
+
+def set_backend(name: str) -> None:
+    global _default
+    load(name)
+    _default = name
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Temporarily make `name` the default backend (per thread)."""
+    load(name)
+    stack = _state.__dict__.setdefault("stack", [])
+    stack.append(name)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def resolve(backend=None):
+    """The backend module for an op's `backend=` argument."""
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(f"backend: expected a name such as 'cpp', got {backend!r}")
+    return load(backend or get_backend())
+
+
+def set_num_threads(n: int) -> None:
+    """Bound the threads of compiled kernels (every backend, loaded now or later)."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected an int >= 1, got {n!r}")
+    _num_threads = n
+    for mod in _loaded.values():
+        if hasattr(mod, "set_num_threads"):
+            mod.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    if _num_threads is not None:
+        return _num_threads
+    return os.cpu_count() or 1
+
+
+if os.environ.get("FASTCONV_NUM_THREADS"):
+    set_num_threads(int(os.environ["FASTCONV_NUM_THREADS"]))

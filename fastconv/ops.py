@@ -1,0 +1,172 @@
+"""Public ops: validate once (_validate), allocate the output, dispatch to the chosen backend.
+
+conv_transpose2d, convolve2d and correlate2d are derived from the primitive kernels here, so every
+backend gets them for free (DESIGN: derive, don't duplicate).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as V
+from .backends import resolve
+
+_NCHW = "(N, C, H, W)"
+
+
+def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, backend=None):
+    """Cross-correlation y[n,o,i,j] = b[o] + Σ w[o,c,a,b]·x[n,c, i·s+a·d−p, j·s+b·d−p] (PyTorch's conv2d).
+
+    x (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW), bias (C_out,) -> (N, C_out, H_out, W_out).
+    padding: int, (h, w), 'valid', 'same' (ceil(H/stride) outputs, extra pad bottom/right) or 'full'.
+    """
+    x, weight, bias = V.float_arrays(x=x, weight=weight, bias=bias)
+    g = V.conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
+    V.check_bias(bias, (g.C_out,))
+    y = np.empty((g.N, g.C_out, g.H_out, g.W_out), x.dtype)
+    resolve(backend).conv2d(x, weight, bias, y, g.stride, g.pad, g.dilation, g.groups)
+    return y
+
+
+def conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1, backend=None):
+    """dL/dx of conv2d given dy = dL/dy: a full convolution of dy with the 180°-rotated kernel
+    (strided and dilated as the forward pass was). Returns an array of `input_shape`."""
+    dy, weight = V.float_arrays(dy=dy, weight=weight)
+    input_shape = V.shape_tuple("input_shape", input_shape, 4)
+    g = V.conv_geometry(input_shape, weight.shape, stride, padding, dilation, groups, x_name="input_shape")
+    V.check_shape("dy", dy, (g.N, g.C_out, g.H_out, g.W_out), f"conv2d output for input_shape {input_shape}")
+    dx = np.empty(input_shape, dy.dtype)
+    resolve(backend).conv2d_input_grad(dy, weight, dx, g.stride, g.pad, g.dilation, g.groups)
+    return dx
+
+
+def conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, dilation=1, groups=1, backend=None):
+    """dL/dw of conv2d: the valid correlation of x with the output delta dy. Returns `weight_shape`."""
+    x, dy = V.float_arrays(x=x, dy=dy)
+    weight_shape = V.shape_tuple("weight_shape", weight_shape, 4)
+    g = V.conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups, w_name="weight_shape")
+    V.check_shape("dy", dy, (g.N, g.C_out, g.H_out, g.W_out), f"conv2d output for x {x.shape}")
+    dw = np.empty(weight_shape, x.dtype)
+    resolve(backend).conv2d_weight_grad(x, dy, dw, g.stride, g.pad, g.dilation, g.groups)
+    return dw
+
+
+def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                     backend=None):
+    """PyTorch's conv_transpose2d: weight (C_in, C_out/groups, kH, kW); the gradient of conv2d w.r.t. its input.
+
+    H_out = (H − 1)·s − 2p + d·(kH − 1) + output_padding + 1; padding is an int or a pair.
+    """
+    x, weight, bias = V.float_arrays(x=x, weight=weight, bias=bias)
+    V.check_ndim("x", x, 4, _NCHW)
+    V.check_ndim("weight", weight, 4, "(C_in, C_out/groups, kH, kW)")
+    if isinstance(padding, str):
+        raise ValueError(f"padding: conv_transpose2d takes an int or a pair, got {padding!r}")
+    s, p, d = V.pair("stride", stride, 1), V.pair("padding", padding, 0), V.pair("dilation", dilation, 1)
+    op = V.pair("output_padding", output_padding, 0)
+    if any(o >= max(si, di) for o, si, di in zip(op, s, d)):
+        raise ValueError(f"output_padding: must be smaller than stride {s} or dilation {d}, got {op}")
+    groups = V._int("groups", groups)
+    if groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"groups: must be >= 1 and divide weight.shape[0] = {weight.shape[0]}, got {groups}")
+    if x.shape[1] != weight.shape[0]:
+        raise ValueError(f"weight: expected shape ({x.shape[1]}, C_out/groups, kH, kW) for x with {x.shape[1]} "
+                         f"channels, got {weight.shape}")
+    N, _, H, W = x.shape
+    k = weight.shape[2:]
+    out_hw = [(n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 for n, si, pi, di, ki, oi in zip((H, W), s, p, d, k, op)]
+    if min(out_hw) < 1:
+        raise ValueError(f"padding: {p} leaves no output for x {x.shape} and kernel {k}")
+    C_out = weight.shape[1] * groups
+    y = conv2d_input_grad(x, weight, (N, C_out, *out_hw), stride=s, padding=p, dilation=d, groups=groups,
+                          backend=backend)
+    if bias is not None:
+        V.check_bias(bias, (C_out,))
+        y += bias[None, :, None, None]
+    return y
+
+
+def _plane_op(image, kernel, mode, flip, backend):
+    """scipy.signal.correlate2d/convolve2d (zero boundary) through the conv2d kernel on a 1×1×H×W plane."""
+    image, kernel = V.float_arrays(image=image, kernel=kernel)
+    V.check_ndim("image", image, 2, "(H, W)")
+    V.check_ndim("kernel", kernel, 2, "(kH, kW)")
+    if not isinstance(mode, str) or mode not in ("full", "valid", "same"):
+        raise ValueError(f"mode: expected 'full', 'valid' or 'same', got {mode!r}")
+    if min(image.shape) < 1 or min(kernel.shape) < 1:
+        raise ValueError(f"image/kernel: empty arrays are not supported, got {image.shape} and {kernel.shape}")
+    swapped = False
+    if mode == "valid":
+        if all(i >= k for i, k in zip(image.shape, kernel.shape)):
+            pass
+        elif all(k >= i for i, k in zip(image.shape, kernel.shape)):
+            image, kernel, swapped = kernel, image, True  # scipy swaps so the larger one is the image
+        else:
+            raise ValueError(f"kernel: in 'valid' mode one of image {image.shape} and kernel {kernel.shape} must be "
+                             "at least as large as the other in every dimension")
+    w = kernel[::-1, ::-1] if flip else kernel
+    k = np.array(kernel.shape)
+    if mode == "valid":
+        pad = (0, 0)
+    elif mode == "full":
+        pad = tuple(k - 1)
+    else:  # centred on the 'full' *convolution* as scipy does, so the flip moves the centre for even kernels
+        pad = tuple(k // 2 if flip else (k - 1) // 2)
+    H, W = image.shape
+    full_out = (H + k[0] - 1, W + k[1] - 1)
+    out_hw = {"valid": (H - k[0] + 1, W - k[1] + 1), "full": full_out, "same": (H, W)}[mode]
+    y = np.empty((1, 1) + out_hw, image.dtype)
+    resolve(backend).conv2d(image[None, None], np.ascontiguousarray(w)[None, None], None, y,
+                            (1, 1), pad, (1, 1), 1)
+    y = y[0, 0]
+    if swapped and not flip:
+        y = y[::-1, ::-1].copy()
+    return y
+
+
+def correlate2d(image, kernel, mode="full", *, backend=None):
+    """Equals scipy.signal.correlate2d(image, kernel, mode) with a zero boundary."""
+    return _plane_op(image, kernel, mode, flip=False, backend=backend)
+
+
+def convolve2d(image, kernel, mode="full", *, backend=None):
+    """Equals scipy.signal.convolve2d(image, kernel, mode) with a zero boundary (true convolution)."""
+    return _plane_op(image, kernel, mode, flip=True, backend=backend)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False, backend=None):
+    """Max-pool that records its switches -> (y, switches).
+
+    switches (int64, shape of y) hold the flat index h·W + w of each maximum within its (n, c) plane,
+    PyTorch's return_indices convention; ties go to the first maximum in row-major window order;
+    padding is −∞ and at most half the kernel; NaN propagates.
+    """
+    x = V.float_array("x", x)
+    V.check_ndim("x", x, 4, _NCHW)
+    g = V.pool_geometry(x.shape, kernel_size, stride, padding, bool(ceil_mode))
+    y = np.empty(x.shape[:2] + (g.H_out, g.W_out), x.dtype)
+    switches = np.empty(y.shape, np.int64)
+    resolve(backend).max_pool2d(x, y, switches, g.kernel, g.stride, g.pad)
+    return y, switches
+
+
+def max_unpool2d(y, switches, output_size, *, backend=None):
+    """out (shape output_size) is zero except out[n,c].flat[switches[n,c,i,j]] += y[n,c,i,j].
+
+    The deconvnet unpooling step, and exactly max_pool2d's backward pass (overlapping windows accumulate).
+    """
+    y = V.float_array("y", y)
+    V.check_ndim("y", y, 4, _NCHW)
+    output_size = V.shape_tuple("output_size", output_size, 4)
+    if output_size[:2] != y.shape[:2]:
+        raise ValueError(f"output_size: expected (N, C) = {y.shape[:2]} to match y, got {output_size}")
+    sw = np.asarray(switches)
+    if sw.dtype != np.int64:
+        raise TypeError(f"switches: expected dtype int64 (as max_pool2d returns), got {sw.dtype}")
+    V.check_shape("switches", sw, y.shape, "same as y")
+    plane = output_size[2] * output_size[3]
+    if sw.size and (sw.min() < 0 or sw.max() >= plane):
+        raise ValueError(f"switches: values must lie in [0, {plane}) for output plane {output_size[2:]}, "
+                         f"got range [{sw.min()}, {sw.max()}]")
+    out = np.empty(output_size, y.dtype)
+    resolve(backend).max_unpool2d(y, np.ascontiguousarray(sw), out)
+    return out
