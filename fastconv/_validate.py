@@ -182,3 +182,22 @@ def pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode) -> PoolGeome
             o -= 1
         out.append(o)
     return PoolGeometry(out[0], out[1], kernel, stride, pad)
+
+
+def local_geometry(x_shape, w_shape, stride, padding, op: str, x_name="x", w_name="weight") -> tuple:
+    """Shape arithmetic for tiled/unshared conv: weight (T_h, T_w, C_out, C_in, kH, kW).
+
+    Returns (ConvGeometry, (T_h, T_w)). For op == 'unshared_conv2d' the grid (T_h, T_w) must be (H_out, W_out).
+    """
+    layout = "(H_out, W_out, C_out, C_in, kH, kW)" if op == "unshared_conv2d" else "(T_h, T_w, C_out, C_in, kH, kW)"
+    if len(w_shape) != 6:
+        raise ValueError(f"{w_name}: expected a 6-D array {layout}, got shape {tuple(w_shape)}")
+    T_h, T_w, C_out, C_in, kH, kW = w_shape
+    if len(x_shape) == 4 and x_shape[1] != C_in:
+        raise ValueError(f"{w_name}: expected C_in = {x_shape[1]} (the channels of {x_name}) in {layout}, "
+                         f"got shape {tuple(w_shape)}")
+    g = conv_geometry(x_shape, (C_out, C_in, kH, kW), stride, padding, 1, 1, x_name, w_name)
+    if op == "unshared_conv2d" and (T_h, T_w) != (g.H_out, g.W_out):
+        raise ValueError(f"{w_name}: the kernel grid must equal the output size: expected shape "
+                         f"({g.H_out}, {g.W_out}, {C_out}, {C_in}, {kH}, {kW}), got {tuple(w_shape)}")
+    return g, (T_h, T_w)

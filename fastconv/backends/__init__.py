@@ -21,6 +21,8 @@ _MODULES = {
 OPS = (
     "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
     "max_pool2d", "max_unpool2d",
+    "tiled_conv2d", "tiled_conv2d_input_grad", "tiled_conv2d_weight_grad",
+    "unshared_conv2d", "unshared_conv2d_input_grad", "unshared_conv2d_weight_grad",
 )
 
 _loaded: dict = {}

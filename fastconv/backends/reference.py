@@ -80,6 +80,11 @@ def max_pool2d(x, y, switches, kernel, stride, pad):
     win = _windows(x, pad, (H_out, W_out), kernel, stride, (1, 1), fill=-np.inf)
     flat = win.reshape(N, C, H_out, W_out, kernel[0] * kernel[1])
     k = np.argmax(flat, axis=-1)
+    # A window whose real elements are all −∞ ties with its padding; the switch must name a real element
+    # (the first one, as PyTorch does), never a padded position outside the plane.
+    real = _windows(np.ones(x.shape, bool), pad, (H_out, W_out), kernel, stride, (1, 1), fill=False)
+    real = real.reshape(flat.shape)
+    k = np.where(np.take_along_axis(real, k[..., None], axis=-1)[..., 0], k, np.argmax(real, axis=-1))
     y[...] = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
     rows = np.arange(H_out)[:, None] * stride[0] - pad[0] + k // kernel[1]
     cols = np.arange(W_out)[None, :] * stride[1] - pad[1] + k % kernel[1]
@@ -93,3 +98,64 @@ def max_unpool2d(y, switches, out):
     flat[...] = 0
     planes = np.repeat(np.arange(N * C), y[0, 0].size)
     np.add.at(flat, (planes, switches.reshape(-1)), y.reshape(-1))
+
+
+def unshared_conv2d(x, w, b, y, stride, pad):
+    """y[n,o,i,j] = b[o,i,j] + Σ_{c,a,b} w[i,j,o,c,a,b] · x[n,c, i·s_h + a − p_h, j·s_w + b − p_w]
+    (a locally connected layer: every output position has its own kernel)."""
+    win = _windows(x, pad, y.shape[2:], w.shape[4:], stride, (1, 1))
+    y[...] = np.einsum("nchwab,hwocab->nohw", win, w)
+    if b is not None:
+        y += b[None]
+
+
+def unshared_conv2d_input_grad(dy, w, dx, stride, pad):
+    """dx[n,c,h,w] = Σ_{o,i,j,a,b : h = i·s_h + a − p_h, w = j·s_w + b − p_w} w[i,j,o,c,a,b] · dy[n,o,i,j]."""
+    H_out, W_out = dy.shape[2:]
+    kH, kW = w.shape[4:]
+    N, C, H, W = dx.shape
+    ext = _extent((H_out, W_out), (kH, kW), stride, (1, 1))
+    dxp = np.zeros((N, C, max(ext[0], pad[0] + H), max(ext[1], pad[1] + W)), dx.dtype)
+    for a in range(kH):
+        for b in range(kW):
+            rows = slice(a, a + stride[0] * (H_out - 1) + 1, stride[0])
+            cols = slice(b, b + stride[1] * (W_out - 1) + 1, stride[1])
+            dxp[:, :, rows, cols] += np.einsum("nohw,hwoc->nchw", dy, w[..., a, b])
+    dx[...] = dxp[:, :, pad[0]:pad[0] + H, pad[1]:pad[1] + W]
+
+
+def unshared_conv2d_weight_grad(x, dy, dw, stride, pad):
+    """dw[i,j,o,c,a,b] = Σ_n dy[n,o,i,j] · x[n,c, i·s_h + a − p_h, j·s_w + b − p_w]."""
+    win = _windows(x, pad, dy.shape[2:], dw.shape[4:], stride, (1, 1))
+    dw[...] = np.einsum("nohw,nchwab->hwocab", dy, win)
+
+
+def _tile_grid(w, out_hw):
+    """The (H_out, W_out, ...) kernel grid of a tiled weight: grid[i, j] = w[i % T_h, j % T_w]."""
+    rows = np.arange(out_hw[0]) % w.shape[0]
+    cols = np.arange(out_hw[1]) % w.shape[1]
+    return w[rows][:, cols]
+
+
+def tiled_conv2d(x, w, b, y, stride, pad):
+    """y[n,o,i,j] = b[o] + Σ_{c,a,b} w[i mod T_h, j mod T_w, o,c,a,b] · x[n,c, i·s_h + a − p_h, j·s_w + b − p_w]
+    (Le et al. 2010: T_h·T_w kernels cycled over output positions; T = (1, 1) is conv2d)."""
+    unshared_conv2d(x, _tile_grid(w, y.shape[2:]), None, y, stride, pad)
+    if b is not None:
+        y += b[None, :, None, None]
+
+
+def tiled_conv2d_input_grad(dy, w, dx, stride, pad):
+    """The adjoint of tiled_conv2d in x: unshared_conv2d_input_grad with the tiled kernel grid."""
+    unshared_conv2d_input_grad(dy, _tile_grid(w, dy.shape[2:]), dx, stride, pad)
+
+
+def tiled_conv2d_weight_grad(x, dy, dw, stride, pad):
+    """dw[t_h,t_w] = Σ over output positions (i, j) ≡ (t_h, t_w) mod T of the unshared weight gradient."""
+    H_out, W_out = dy.shape[2:]
+    full = np.zeros((H_out, W_out) + dw.shape[2:], dw.dtype)
+    unshared_conv2d_weight_grad(x, dy, full, stride, pad)
+    dw[...] = 0
+    for th in range(min(dw.shape[0], H_out)):
+        for tw in range(min(dw.shape[1], W_out)):
+            dw[th, tw] = full[th::dw.shape[0], tw::dw.shape[1]].sum(axis=(0, 1))
