@@ -28,10 +28,10 @@ def float_array(name: str, a, dtype: Optional[np.dtype] = None) -> np.ndarray:
 
 
 def float_arrays(**named):
-    """Validate several arrays that must share one float dtype (the first one's); None passes through."""
+    """Validate several arrays that must share one float dtype (the first one's); a None bias passes through."""
     out, dtype = [], None
     for name, a in named.items():
-        if a is None:
+        if a is None and name == "bias":
             out.append(None)
             continue
         arr = float_array(name, a, dtype)

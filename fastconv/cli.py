@@ -22,11 +22,91 @@ def _info(args) -> int:
     return 0
 
 
+TRAIN_DEFAULTS = dict(image_size=16, epochs=10, batch_size=32, lr=2e-3, schedule="cosine", seed=0)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the seed CNN on digits, CIFAR-10 or an .npz; print test accuracy",
+                       description="Train fastconv.nn.models.seed_cnn with Adam and report test accuracy and "
+                                   "wall time. Nothing is downloaded: digits ship with scikit-learn, CIFAR-10 "
+                                   "and .npz files are read from paths you give.")
+    d = TRAIN_DEFAULTS
+    p.add_argument("--data", choices=["digits", "cifar10", "npz"], default="digits")
+    p.add_argument("--data-dir", help="CIFAR-10 python batches directory (for --data cifar10)")
+    p.add_argument("--data-path", help=".npz with x, y or x_train, y_train, x_test, y_test (for --data npz)")
+    p.add_argument("--image-size", type=int, default=d["image_size"], help="digits upsampled to this size (8, 16, 32)")
+    p.add_argument("--variant", choices=["conv", "local", "tiled"], default="conv", help="second layer of the CNN")
+    p.add_argument("--channels", default="16,32", help="channels of the two conv layers, e.g. 16,32")
+    p.add_argument("--epochs", type=int, default=d["epochs"])
+    p.add_argument("--batch-size", type=int, default=d["batch_size"])
+    p.add_argument("--lr", type=float, default=d["lr"], help="Adam learning rate")
+    p.add_argument("--schedule", choices=["cosine", "constant"], default=d["schedule"],
+                   help="learning-rate schedule over the epochs")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seeds the initial weights and the shuffling")
+    p.add_argument("--out", help="save the trained model here (.npz)")
+    p.add_argument("--checkpoint-dir", help="save a checkpoint after every epoch here")
+    p.add_argument("--backend", help="op backend (default: the fastest available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+
+def _load_data(args):
+    from fastconv import data
+    if args.data == "digits":
+        return data.load_digits(args.image_size)
+    if args.data == "cifar10":
+        if not args.data_dir:
+            raise SystemExit("fastconv train: --data cifar10 needs --data-dir DIR")
+        return data.load_cifar10(args.data_dir)
+    if not args.data_path:
+        raise SystemExit("fastconv train: --data npz needs --data-path FILE")
+    return data.load_npz(args.data_path)
+
+
+def _train(args) -> int:
+    import math
+    import time
+
+    import fastconv as fc
+    from fastconv import nn
+
+    start = time.perf_counter()
+    if args.backend:
+        fc.set_backend(args.backend)
+    try:
+        split = _load_data(args)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"fastconv train: {e}", file=sys.stderr)
+        return 2
+    _, C, H, W = split.train.x.shape
+    channels = tuple(int(c) for c in args.channels.split(","))
+    model = nn.models.seed_cnn(C, split.num_classes, (H, W), variant=args.variant, channels=channels, rng=args.seed)
+    opt = nn.Adam(model, lr=args.lr)
+
+    def schedule(model, epoch, logs):   # cosine annealing to 0 over the run, set after each epoch
+        if args.schedule == "cosine":
+            opt.lr = args.lr * 0.5 * (1 + math.cos(math.pi * epoch / args.epochs))
+    history = nn.fit(model, split.train, None, epochs=args.epochs, batch_size=args.batch_size, optimizer=opt,
+                     callbacks=[schedule], seed=args.seed, checkpoint_dir=args.checkpoint_dir,
+                     progress=not args.no_progress)
+    loss, acc = nn.evaluate(model, split.test)
+    wall = time.perf_counter() - start
+    print(f"train: {len(split.train.x)} images {C}x{H}x{W}, {args.epochs} epochs, final train accuracy "
+          f"{history['train_acc'][-1]:.4f}, backend {fc.get_backend()}")
+    print(f"test accuracy: {acc:.4f} (loss {loss:.4f}) on {len(split.test.x)} images")
+    print(f"wall time: {wall:.1f} s")
+    if args.out:
+        nn.save(model, args.out)
+        print(f"saved: {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastconv", description="Fast CNN kernels, layers and visualization.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="print version, backends, threads and SIMD level")
     p.set_defaults(func=_info)
+    _add_train(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -77,6 +77,9 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     if min(out_hw) < 1:
         raise ValueError(f"padding: {p} leaves no output for x {x.shape} and kernel {k}")
     C_out = weight.shape[1] * groups
+    extra = [oi // si for oi, si in zip(op, s)]  # output_padding >= stride (allowed when < dilation): the
+    if any(extra):                               # conv2d of that output has more rows; theirs are zero in x
+        x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
     y = conv2d_input_grad(x, weight, (N, C_out, *out_hw), stride=s, padding=p, dilation=d, groups=groups,
                           backend=backend)
     if bias is not None:

@@ -1,0 +1,230 @@
+// bindings.cpp — the pybind11 module fastconv._cpp: array in -> raw pointers -> GIL released -> kernel.
+//
+// No loops, no math, no user-facing validation (that is fastconv/_validate.py). What is here is a
+// safety net so the C++ can never be pointed out of bounds: every array must already have the
+// right dtype, be C-contiguous (outputs also writeable — never a silent copy), and agree in shape.
+// Sizes come from the arrays themselves; one entry point per op, dispatching on dtype.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "conv2d.h"
+#include "gemm.h"
+#include "parallel.h"
+#include "pool.h"
+#include "simd.h"
+#include "tiled_conv.h"
+
+namespace py = pybind11;
+using fastconv::ConvShape;
+using fastconv::PoolShape;
+using Pair = std::pair<long, long>;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument(what); }
+
+void need(bool ok, const char* op, const char* what) {
+    if (!ok) fail(std::string(op) + ": " + what);
+}
+
+template <typename T>
+const T* in(const py::array& a, const char* name) {
+    need(py::dtype::of<T>().is(a.dtype()), name, "dtype differs from the first array's");
+    need(a.flags() & py::array::c_style, name, "must be C-contiguous");
+    return static_cast<const T*>(a.data());
+}
+
+template <typename T>
+T* out(py::array& a, const char* name) {
+    in<T>(a, name);
+    need(a.writeable(), name, "must be writeable");
+    return static_cast<T*>(a.mutable_data());
+}
+
+// Runs f(T{}) for the array's float dtype.
+template <typename F>
+void by_dtype(const py::array& a, F&& f) {
+    if (py::dtype::of<float>().is(a.dtype())) return f(float{});
+    if (py::dtype::of<double>().is(a.dtype())) return f(double{});
+    fail("expected float32 or float64 arrays, got " + std::string(py::str(a.dtype())));
+}
+
+// x (N, C_in, H, W), w (C_out, C_in/groups, kH, kW), y (N, C_out, H_out, W_out) must agree.
+ConvShape conv_shape(const py::array& x, const py::array& w, const py::array& y, Pair st, Pair pad, Pair dil,
+                     long groups) {
+    need(x.ndim() == 4 && w.ndim() == 4 && y.ndim() == 4, "conv2d", "arrays must be 4-D");
+    ConvShape s{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(0), w.shape(2), w.shape(3),
+                y.shape(2), y.shape(3), st.first, st.second, pad.first, pad.second, dil.first, dil.second, groups};
+    fastconv::check_conv_shape(s);
+    need(y.shape(0) == s.N && y.shape(1) == s.C_out, "conv2d", "output (N, C_out) differs from input/weight");
+    need(w.shape(1) * groups == s.C_in, "conv2d", "weight.shape[1] * groups != C_in");
+    return s;
+}
+
+void conv2d(py::array x, py::array w, py::object b, py::array y, Pair st, Pair pad, Pair dil, long groups) {
+    ConvShape s = conv_shape(x, w, y, st, pad, dil, groups);
+    py::array bias = b.is_none() ? py::array() : py::array(b);
+    if (!b.is_none()) need(bias.ndim() == 1 && bias.shape(0) == s.C_out, "conv2d", "bias must be (C_out,)");
+    by_dtype(x, [&](auto tag) {
+        using T = decltype(tag);
+        const T *xp = in<T>(x, "x"), *wp = in<T>(w, "w"), *bp = b.is_none() ? nullptr : in<T>(bias, "b");
+        T* yp = out<T>(y, "y");
+        py::gil_scoped_release release;
+        fastconv::conv2d(xp, wp, bp, yp, s);
+    });
+}
+
+void conv2d_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pad, Pair dil, long groups) {
+    ConvShape s = conv_shape(dx, w, dy, st, pad, dil, groups);
+    by_dtype(dy, [&](auto tag) {
+        using T = decltype(tag);
+        const T *dyp = in<T>(dy, "dy"), *wp = in<T>(w, "w");
+        T* dxp = out<T>(dx, "dx");
+        py::gil_scoped_release release;
+        fastconv::conv2d_input_grad(dyp, wp, dxp, s);
+    });
+}
+
+void conv2d_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair pad, Pair dil, long groups) {
+    ConvShape s = conv_shape(x, dw, dy, st, pad, dil, groups);
+    by_dtype(x, [&](auto tag) {
+        using T = decltype(tag);
+        const T *xp = in<T>(x, "x"), *dyp = in<T>(dy, "dy");
+        T* dwp = out<T>(dw, "dw");
+        py::gil_scoped_release release;
+        fastconv::conv2d_weight_grad(xp, dyp, dwp, s);
+    });
+}
+
+void max_pool2d(py::array x, py::array y, py::array switches, Pair k, Pair st, Pair pad) {
+    need(x.ndim() == 4 && y.ndim() == 4, "max_pool2d", "x and y must be 4-D");
+    PoolShape s{x.shape(0), x.shape(1), x.shape(2), x.shape(3), y.shape(2), y.shape(3),
+                k.first, k.second, st.first, st.second, pad.first, pad.second};
+    fastconv::check_pool_shape(s);
+    need(y.shape(0) == s.N && y.shape(1) == s.C, "max_pool2d", "y (N, C) differs from x");
+    need(switches.ndim() == 4 && std::equal(y.shape(), y.shape() + 4, switches.shape()), "max_pool2d",
+         "switches must have y's shape");
+    by_dtype(x, [&](auto tag) {
+        using T = decltype(tag);
+        const T* xp = in<T>(x, "x");
+        T* yp = out<T>(y, "y");
+        int64_t* sp = out<int64_t>(switches, "switches");
+        py::gil_scoped_release release;
+        fastconv::max_pool2d(xp, yp, sp, s);
+    });
+}
+
+void max_unpool2d(py::array y, py::array switches, py::array o) {
+    need(y.ndim() == 4 && o.ndim() == 4, "max_unpool2d", "y and out must be 4-D");
+    need(o.shape(0) == y.shape(0) && o.shape(1) == y.shape(1), "max_unpool2d", "out (N, C) differs from y");
+    need(switches.ndim() == 4 && std::equal(y.shape(), y.shape() + 4, switches.shape()), "max_unpool2d",
+         "switches must have y's shape");
+    const long planes = y.shape(0) * y.shape(1), plane_in = y.shape(2) * y.shape(3), plane_out = o.shape(2) * o.shape(3);
+    by_dtype(y, [&](auto tag) {
+        using T = decltype(tag);
+        const T* yp = in<T>(y, "y");
+        const int64_t* sp = in<int64_t>(switches, "switches");
+        T* op = out<T>(o, "out");
+        py::gil_scoped_release release;
+        fastconv::max_unpool2d(yp, sp, op, planes, plane_in, plane_out);
+    });
+}
+
+// x (N, C_in, H, W), w (T_h, T_w, C_out, C_in, kH, kW), y (N, C_out, H_out, W_out) must agree.
+fastconv::LocalShape local_shape(const py::array& x, const py::array& w, const py::array& y, Pair st, Pair pad,
+                                 bool unshared) {
+    need(x.ndim() == 4 && w.ndim() == 6 && y.ndim() == 4, "tiled/unshared conv", "x, y must be 4-D and w 6-D");
+    fastconv::LocalShape s{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(2), w.shape(4), w.shape(5),
+                           y.shape(2), y.shape(3), st.first, st.second, pad.first, pad.second, w.shape(0), w.shape(1),
+                           1, 0, 0};
+    fastconv::check_local_shape(s);
+    need(w.shape(3) == s.C_in && y.shape(0) == s.N && y.shape(1) == s.C_out, "tiled/unshared conv",
+         "channel or batch sizes of x, w, y disagree");
+    if (unshared) {
+        need(s.T_h == s.H_out && s.T_w == s.W_out, "unshared conv", "weight grid must equal the output size");
+        s = fastconv::unshared_shape(s);
+    }
+    return s;
+}
+
+template <bool Unshared>
+void local_forward(py::array x, py::array w, py::object b, py::array y, Pair st, Pair pad) {
+    auto s = local_shape(x, w, y, st, pad, Unshared);
+    py::array bias = b.is_none() ? py::array() : py::array(b);
+    if (!b.is_none())
+        need(bias.size() == (Unshared ? s.C_out * s.H_out * s.W_out : s.C_out), "tiled/unshared conv", "bias size");
+    by_dtype(x, [&](auto tag) {
+        using T = decltype(tag);
+        const T *xp = in<T>(x, "x"), *wp = in<T>(w, "w"), *bp = b.is_none() ? nullptr : in<T>(bias, "b");
+        T* yp = out<T>(y, "y");
+        py::gil_scoped_release release;
+        fastconv::tiled_conv2d(xp, wp, bp, yp, s);
+    });
+}
+
+template <bool Unshared>
+void local_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pad) {
+    auto s = local_shape(dx, w, dy, st, pad, Unshared);
+    by_dtype(dy, [&](auto tag) {
+        using T = decltype(tag);
+        const T *dyp = in<T>(dy, "dy"), *wp = in<T>(w, "w");
+        T* dxp = out<T>(dx, "dx");
+        py::gil_scoped_release release;
+        fastconv::tiled_conv2d_input_grad(dyp, wp, dxp, s);
+    });
+}
+
+template <bool Unshared>
+void local_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair pad) {
+    auto s = local_shape(x, dw, dy, st, pad, Unshared);
+    by_dtype(x, [&](auto tag) {
+        using T = decltype(tag);
+        const T *xp = in<T>(x, "x"), *dyp = in<T>(dy, "dy");
+        T* dwp = out<T>(dw, "dw");
+        py::gil_scoped_release release;
+        fastconv::tiled_conv2d_weight_grad(xp, dyp, dwp, s);
+    });
+}
+
+std::string build_info() {
+    std::ostringstream s;
+    s << "simd=" << fastconv::kSimdName << " (" << fastconv::kVectorBytes << "-byte vectors), gemm tile "
+      << fastconv::Tile<float>::MR << "x" << fastconv::Tile<float>::NR << " f32 / " << fastconv::Tile<double>::MR
+      << "x" << fastconv::Tile<double>::NR << " f64";
+#ifdef _OPENMP
+    s << ", openmp threads=" << fastconv::get_num_threads();
+#else
+    s << ", openmp=off (1 thread)";
+#endif
+#if defined(__clang__)
+    s << ", compiler=clang " << __clang_major__ << "." << __clang_minor__;
+#elif defined(__GNUC__)
+    s << ", compiler=gcc " << __GNUC__ << "." << __GNUC_MINOR__;
+#endif
+    return s.str();
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cpp, m) {
+    m.doc() = "fastconv C++ kernels (csrc/); called through fastconv.backends.cpp";
+    m.def("conv2d", &conv2d, "y = x ⋆ w + b into the preallocated y");
+    m.def("conv2d_input_grad", &conv2d_input_grad, "dx = adjoint of conv2d in x, into dx");
+    m.def("conv2d_weight_grad", &conv2d_weight_grad, "dw = Σ dy ⋆ x, into dw");
+    m.def("max_pool2d", &max_pool2d, "window max into y, flat argmax h*W+w into switches");
+    m.def("max_unpool2d", &max_unpool2d, "out = 0, then out[n,c].flat[switches] += y");
+    m.def("tiled_conv2d", &local_forward<false>, "tiled conv into y (kernel w[i % T_h, j % T_w] at (i, j))");
+    m.def("tiled_conv2d_input_grad", &local_input_grad<false>, "adjoint of tiled_conv2d in x, into dx");
+    m.def("tiled_conv2d_weight_grad", &local_weight_grad<false>, "tiled_conv2d weight gradient, into dw");
+    m.def("unshared_conv2d", &local_forward<true>, "locally connected conv into y (one kernel per position)");
+    m.def("unshared_conv2d_input_grad", &local_input_grad<true>, "adjoint of unshared_conv2d in x, into dx");
+    m.def("unshared_conv2d_weight_grad", &local_weight_grad<true>, "unshared_conv2d weight gradient, into dw");
+    m.def("set_num_threads", &fastconv::set_num_threads, "bound the OpenMP threads of every kernel");
+    m.def("get_num_threads", &fastconv::get_num_threads);
+    m.def("build_info", &build_info, "SIMD level, GEMM tile, threads and compiler of this build");
+}

@@ -1,0 +1,54 @@
+// conv2d.h — the dense convolution kernels (forward and both gradients) and their shape record.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace fastconv {
+
+// Everything a dense conv kernel needs: sizes of x (N, C_in, H, W), w (C_out, C_in/groups, kH, kW)
+// and y (N, C_out, H_out, W_out); stride, padding (top, left) and dilation per axis; groups.
+// The output size is given, not derived: reads outside the input are zero, so asymmetric
+// ('same', 'full') padding needs no bottom/right values.
+struct ConvShape {
+    long N, C_in, H, W, C_out, kH, kW, H_out, W_out;
+    long sh, sw, ph, pw, dh, dw, groups;
+
+    long C_g() const { return C_in / groups; }    // input channels per group
+    long M_g() const { return C_out / groups; }   // output channels per group
+    long K() const { return C_g() * kH * kW; }    // GEMM reduction length (im2col rows)
+    long HW_out() const { return H_out * W_out; }
+    long HW() const { return H * W; }
+    // 1x1, stride 1, unpadded, same size: the conv is a plain GEMM on x, no im2col.
+    bool is_pointwise() const {
+        return kH == 1 && kW == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && H_out == H && W_out == W;
+    }
+};
+
+// Precondition check (throws std::invalid_argument naming the bad value): positive sizes, groups
+// dividing both channel counts. Called by the bindings before any pointer is touched.
+void check_conv_shape(const ConvShape& s);
+
+// y = conv(x, w) + b        x (N,C_in,H,W), w (C_out,C_in/g,kH,kW), b (C_out) or null, y (N,C_out,H_out,W_out)
+template <typename T>
+void conv2d(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
+
+// dx = adjoint of conv in x  dy (N,C_out,H_out,W_out), w (C_out,C_in/g,kH,kW), dx (N,C_in,H,W)
+template <typename T>
+void conv2d_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s);
+
+// dw = Σ_n dy ⋆ x            x (N,C_in,H,W), dy (N,C_out,H_out,W_out), dw (C_out,C_in/g,kH,kW)
+template <typename T>
+void conv2d_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s);
+
+// Direct kernels (depthwise.cpp) for one input channel per group and fewer than 4 outputs per group,
+// where a GEMM would be too thin; the three kernels above dispatch to them when use_depthwise(s).
+bool use_depthwise(const ConvShape& s);
+template <typename T>
+void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
+template <typename T>
+void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape& s);
+template <typename T>
+void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShape& s);
+
+}  // namespace fastconv

@@ -1,0 +1,185 @@
+// depthwise.cpp — direct kernels for convolutions with one input channel per group and few output
+// channels per group: depthwise conv (groups == C_in) and the single-plane correlate2d/convolve2d.
+//
+// There the GEMM would be (C_out/g) x (kH*kW) — far too thin for an MR x NR register tile (a 3x3
+// depthwise layer would waste 7/8 of every tile and spend its time packing). Instead each input
+// plane is copied once into a zero-padded buffer, after which every tap of every output is in range:
+// a vector of outputs accumulates its kH*kW taps in a register with no bounds checks.
+// The stride-1 input gradient is the same correlation on the padded dy with the kernel rotated 180°;
+// strided input gradients scatter-add im2col rows instead (col2im).
+#include <algorithm>
+#include <cstring>
+
+#include "conv2d.h"
+#include "im2col.h"
+#include "parallel.h"
+#include "simd.h"
+
+namespace fastconv {
+
+namespace {
+
+// Σ a[i]·b[i·step] in vector lanes when step is 1 (a plain loop would stay scalar: reassociation is
+// not allowed), in order otherwise.
+template <typename T>
+T dot(const T* a, const T* b, long n, long step) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    V acc = {};
+    long i = 0;
+    if (step == 1)
+        for (; i + L <= n; i += L) acc += load<V>(a + i) * load<V>(b + i);
+    T s = 0;
+    for (int l = 0; l < L; ++l) s += acc[l];
+    for (; i < n; ++i) s += a[i] * b[i * step];
+    return s;
+}
+
+// dst (Hp x Wp)[i][j] = src (H x W)[i - top][j - left], zero where that is outside src (top/left may
+// be negative: then src is cropped).
+template <typename T>
+void pad_plane(const T* src, long H, long W, long top, long left, long Hp, long Wp, T* dst) {
+    const long lo = std::clamp(left, 0L, Wp), hi = std::clamp(left + W, lo, Wp);
+    for (long i = 0; i < Hp; ++i) {
+        T* d = dst + i * Wp;
+        const long si = i - top;
+        if (si < 0 || si >= H) {
+            std::fill(d, d + Wp, T(0));
+            continue;
+        }
+        std::fill(d, d + lo, T(0));
+        if (hi > lo) std::memcpy(d + lo, src + si * W + (lo - left), (hi - lo) * sizeof(T));
+        std::fill(d + hi, d + Wp, T(0));
+    }
+}
+
+struct Taps {
+    long kH, kW, sh, sw, dh, dw;
+};
+
+// out (H_out x W_out)[i][j] = (accumulate ? out : init) + Σ_{a,b} k[a,b] · xp[i*sh + a*dh][j*sw + b*dw]
+template <typename T>
+void correlate_padded(const T* xp, long Wp, const T* k, const Taps& t, long H_out, long W_out, T* out,
+                      bool accumulate, T init) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    for (long i = 0; i < H_out; ++i) {
+        T* o = out + i * W_out;
+        long j = 0;
+        if (t.sw == 1)
+            for (; j + L <= W_out; j += L) {
+                V acc = accumulate ? load<V>(o + j) : broadcast<V>(init);
+                for (long a = 0; a < t.kH; ++a) {
+                    const T* xr = xp + (i * t.sh + a * t.dh) * Wp + j;
+                    for (long b = 0; b < t.kW; ++b) acc += broadcast<V>(k[a * t.kW + b]) * load<V>(xr + b * t.dw);
+                }
+                store(o + j, acc);
+            }
+        for (; j < W_out; ++j) {
+            T acc = accumulate ? o[j] : init;
+            for (long a = 0; a < t.kH; ++a)
+                for (long b = 0; b < t.kW; ++b) acc += k[a * t.kW + b] * xp[(i * t.sh + a * t.dh) * Wp + j * t.sw + b * t.dw];
+            o[j] = acc;
+        }
+    }
+}
+
+#ifdef _OPENMP
+inline int thread_id() { return omp_get_thread_num(); }
+#else
+inline int thread_id() { return 0; }
+#endif
+
+// Rows/columns of x (padded) that the forward windows span.
+inline long span(long out, long s, long k, long d) { return (out - 1) * s + (k - 1) * d + 1; }
+
+}  // namespace
+
+bool use_depthwise(const ConvShape& s) { return s.C_g() == 1 && s.M_g() < 4; }
+
+// y[n,o] = b[o] + Σ_{a,b} w[o,a,b] · xpad[n, o / M_g]           one task per output plane
+template <typename T>
+void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
+    const long planes = s.N * s.C_out, kk = s.kH * s.kW, HWo = s.HW_out();
+    const long Hp = span(s.H_out, s.sh, s.kH, s.dh), Wp = span(s.W_out, s.sw, s.kW, s.dw);
+    const Taps taps{s.kH, s.kW, s.sh, s.sw, s.dh, s.dw};
+    const int nt = threads_for(planes);
+    Buffer<T> work(nt * Hp * Wp);
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (long p = 0; p < planes; ++p) {
+        T* xp = work.data() + thread_id() * Hp * Wp;
+        const long n = p / s.C_out, o = p % s.C_out;
+        pad_plane(x + (n * s.C_in + o / s.M_g()) * s.HW(), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
+        correlate_padded(xp, Wp, w + o * kk, taps, s.H_out, s.W_out, y + p * HWo, false, b ? b[o] : T(0));
+    }
+}
+
+// dx[n,c] = Σ_{o in group c} adjoint of the tap sum. Stride 1: a correlation of the padded dy[n,o] with
+// w[o] rotated 180°; otherwise w[o,k]·dy[n,o] is scatter-added per tap.   one task per input plane
+template <typename T>
+void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape& s) {
+    const long planes = s.N * s.C_in, kk = s.kH * s.kW, HWo = s.HW_out(), M = s.M_g();
+    const bool gather = s.sh == 1 && s.sw == 1;
+    const long Hp = s.H + (s.kH - 1) * s.dh, Wp = s.W + (s.kW - 1) * s.dw;
+    const long scratch = gather ? Hp * Wp + kk : HWo;
+    const Taps taps{s.kH, s.kW, 1, 1, s.dh, s.dw};
+    const int nt = threads_for(planes);
+    Buffer<T> work(nt * scratch);
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (long p = 0; p < planes; ++p) {
+        T* buf = work.data() + thread_id() * scratch;
+        const long n = p / s.C_in, c = p % s.C_in;
+        T* dxc = dx + p * s.HW();
+        if (!gather) std::fill(dxc, dxc + s.HW(), T(0));
+        for (long o = c * M; o < (c + 1) * M; ++o) {
+            const T* dyo = dy + (n * s.C_out + o) * HWo;
+            const T* wo = w + o * kk;
+            if (gather) {
+                T* rot = buf + Hp * Wp;
+                for (long k = 0; k < kk; ++k) rot[k] = wo[kk - 1 - k];
+                pad_plane(dyo, s.H_out, s.W_out, (s.kH - 1) * s.dh - s.ph, (s.kW - 1) * s.dw - s.pw, Hp, Wp, buf);
+                correlate_padded(buf, Wp, rot, taps, s.H, s.W, dxc, o > c * M, T(0));
+                continue;
+            }
+            for (long k = 0; k < kk; ++k) {
+                for (long j = 0; j < HWo; ++j) buf[j] = wo[k] * dyo[j];
+                col2im_row(buf, s, k / s.kW, k % s.kW, 0, HWo, dxc);
+            }
+        }
+    }
+}
+
+// dw[o,a,b] = Σ_n Σ_i dy[n,o,i,:] · xpad[n, o / M_g, i*sh + a*dh, b*dw :: sw]   one task per output channel
+template <typename T>
+void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShape& s) {
+    const long kk = s.kH * s.kW, HWo = s.HW_out();
+    const long Hp = span(s.H_out, s.sh, s.kH, s.dh), Wp = span(s.W_out, s.sw, s.kW, s.dw);
+    const int nt = threads_for(s.C_out);
+    Buffer<T> work(nt * Hp * Wp);
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (long o = 0; o < s.C_out; ++o) {
+        T* xp = work.data() + thread_id() * Hp * Wp;
+        T* dwo = dw + o * kk;
+        std::fill(dwo, dwo + kk, T(0));
+        for (long n = 0; n < s.N; ++n) {
+            pad_plane(x + (n * s.C_in + o / s.M_g()) * s.HW(), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
+            const T* dyo = dy + (n * s.C_out + o) * HWo;
+            for (long k = 0; k < kk; ++k) {
+                const T* xk = xp + (k / s.kW) * s.dh * Wp + (k % s.kW) * s.dw;
+                T acc = 0;
+                for (long i = 0; i < s.H_out; ++i) acc += dot(dyo + i * s.W_out, xk + i * s.sh * Wp, s.W_out, s.sw);
+                dwo[k] += acc;
+            }
+        }
+    }
+}
+
+#define FASTCONV_INSTANTIATE(T)                                                              \
+    template void conv2d_depthwise<T>(const T*, const T*, const T*, T*, const ConvShape&); \
+    template void conv2d_input_grad_depthwise<T>(const T*, const T*, T*, const ConvShape&); \
+    template void conv2d_weight_grad_depthwise<T>(const T*, const T*, T*, const ConvShape&);
+FASTCONV_INSTANTIATE(float)
+FASTCONV_INSTANTIATE(double)
+#undef FASTCONV_INSTANTIATE
+
+}  // namespace fastconv

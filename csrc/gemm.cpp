@@ -1,0 +1,126 @@
+// gemm.cpp — packing routines, the register-blocked micro-kernel and the macro-kernel behind gemm.h.
+#include "gemm.h"
+
+#include <cstring>
+
+namespace fastconv {
+
+// Ap: KC-block-major, MR-row slivers (layout in gemm.h). Rows past M are zero so the micro-kernel
+// can always compute a full MR-row tile.
+template <typename T>
+void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap) {
+    constexpr int MR = Tile<T>::MR;
+    const long Mpad = round_up(M, MR);
+    for (long pc = 0; pc < K; pc += Tile<T>::KC) {
+        long kc = std::min(Tile<T>::KC, K - pc);
+        for (long i0 = 0; i0 < Mpad; i0 += MR) {
+            T* dst = Ap + pc * Mpad + i0 * kc;
+            long mr = std::min<long>(MR, M - i0);
+            for (long i = 0; i < MR; ++i) {
+                if (i >= mr) {
+                    for (long p = 0; p < kc; ++p) dst[p * MR + i] = T(0);
+                    continue;
+                }
+                const T* src = A + (i0 + i) * rsA + pc * csA;
+                for (long p = 0; p < kc; ++p) dst[p * MR + i] = src[p * csA];
+            }
+        }
+    }
+}
+
+// Bp: NR-column slivers. Row-contiguous B (csB == 1, the common case) copies NR elements at a time.
+template <typename T>
+void pack_b(long kc, long nc, const T* B, long rsB, long csB, T* Bp) {
+    constexpr int NR = Tile<T>::NR;
+    for (long j0 = 0; j0 < nc; j0 += NR) {
+        T* dst = Bp + j0 * kc;
+        long nr = std::min<long>(NR, nc - j0);
+        for (long p = 0; p < kc; ++p) {
+            const T* src = B + p * rsB + j0 * csB;
+            T* d = dst + p * NR;
+            if (csB == 1) {
+                std::memcpy(d, src, nr * sizeof(T));
+            } else {
+                for (long j = 0; j < nr; ++j) d[j] = src[j * csB];
+            }
+            for (long j = nr; j < NR; ++j) d[j] = T(0);
+        }
+    }
+}
+
+// The MR x NR tile of C = a-sliver · b-sliver over kc steps, kept in MR*NV vector registers.
+// Full tiles are stored straight into C; edge tiles go through a small buffer so nothing past
+// the mr x nr corner is ever touched.
+template <typename T>
+static inline void micro_kernel(long kc, const T* __restrict a, const T* __restrict b, T* c, long ldc,
+                                bool accumulate, long mr, long nr) {
+    using V = typename Vec<T>::type;
+    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, NR = Tile<T>::NR, L = Tile<T>::lanes;
+    V acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    for (long p = 0; p < kc; ++p) {
+        V bv[NV];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + j * L);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            V ai = broadcast<V>(a[i]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+        }
+        a += MR;
+        b += NR;
+    }
+    if (mr == MR && nr == NR) {
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) {
+                T* cij = c + i * ldc + j * L;
+                store(cij, accumulate ? load<V>(cij) + acc[i][j] : acc[i][j]);
+            }
+        return;
+    }
+    alignas(64) T tmp[MR * NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NV; ++j) store(tmp + i * NR + j * L, acc[i][j]);
+    for (long i = 0; i < mr; ++i)
+        for (long j = 0; j < nr; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : T(0)) + tmp[i * NR + j];
+}
+
+template <typename T>
+void macro_kernel(long M, long nc, long kc, const T* Ap, const T* Bp, T* C, long ldc, bool accumulate) {
+    constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+    for (long ic = 0; ic < M; ic += Tile<T>::MC) {
+        long mc = std::min(Tile<T>::MC, M - ic);
+        for (long j = 0; j < nc; j += NR) {
+            const T* b = Bp + j * kc;
+            for (long i = ic; i < ic + mc; i += MR) {
+                micro_kernel(kc, Ap + i * kc, b, C + i * ldc + j, ldc, accumulate, std::min<long>(MR, M - i),
+                             std::min<long>(NR, nc - j));
+            }
+        }
+    }
+}
+
+template <typename T>
+void gemm(long M, long N, long K, const T* A, long rsA, long csA, const T* B, long rsB, long csB, T* C,
+          long ldc, bool accumulate) {
+    Buffer<T> Ap(packed_a_size<T>(M, K)), Bp(packed_b_size<T>());
+    pack_a(M, K, A, rsA, csA, Ap.data());
+    gemm_packed(M, N, K, Ap.data(), StridedB<T>{B, rsB, csB}, Bp.data(), C, ldc, accumulate);
+}
+
+#define FASTCONV_INSTANTIATE(T)                                                                          \
+    template void pack_a<T>(long, long, const T*, long, long, T*);                                       \
+    template void pack_b<T>(long, long, const T*, long, long, T*);                                       \
+    template void macro_kernel<T>(long, long, long, const T*, const T*, T*, long, bool);                 \
+    template void gemm<T>(long, long, long, const T*, long, long, const T*, long, long, T*, long, bool);
+FASTCONV_INSTANTIATE(float)
+FASTCONV_INSTANTIATE(double)
+#undef FASTCONV_INSTANTIATE
+
+}  // namespace fastconv

@@ -1,0 +1,97 @@
+// gemm.h — a packed, cache-blocked GEMM (BLIS-style) that the convolutions are built on.
+//
+// C[M,N] (+)= A[M,K] · B[K,N], C row-major with leading dimension ldc. A and B are never read in
+// place: they are first copied ("packed") into the order the micro-kernel streams them, which is
+// also where transposes and im2col happen — a packer only has to produce the layout below, so the
+// conv kernels pass their own B packers and no im2col matrix is ever materialised.
+//
+// Packed A (pack_a): for each KC block of K (block start pc), round_up(M, MR) rows as M/MR slivers;
+//   sliver r of block pc starts at Ap + pc*round_up(M,MR) + r*kc*MR and holds A[r*MR+i, pc+p] at
+//   [p*MR + i] (rows past M are zero).
+// Packed B (one KC x NC block): slivers of NR columns; sliver s starts at Bp + s*kc*NR and holds
+//   B[pc+p, jc+s*NR+j] at [p*NR + j] (columns past N are zero).
+//
+// The driver is serial: the conv kernels parallelise over their own tasks (batch, group, column
+// block), each task running a whole small GEMM on private packing buffers.
+#pragma once
+
+#include <algorithm>
+
+#include "parallel.h"
+#include "simd.h"
+
+namespace fastconv {
+
+#if !defined(FASTCONV_MR)
+#if defined(__AVX512F__)
+#define FASTCONV_MR 8
+#define FASTCONV_NV 2
+#else
+#define FASTCONV_MR 6
+#define FASTCONV_NV 2
+#endif
+#endif
+
+// Register blocking: an MR x NR tile of C lives in MR*NV vector registers during the K loop
+// (AVX-512: 16 of 32 zmm; AVX2/SSE: 12 of 16), leaving room for the NV B vectors and an A broadcast.
+// Cache blocking: a KC x NR B sliver stays in L1 across all A slivers, an MC x KC A block in L2.
+template <typename T>
+struct Tile {
+    static constexpr int lanes = Vec<T>::lanes;
+    static constexpr int MR = FASTCONV_MR;
+    static constexpr int NV = FASTCONV_NV;
+    static constexpr int NR = NV * lanes;
+    static constexpr long KC = 256;
+    static constexpr long MC = (128 + MR - 1) / MR * MR;  // a multiple of MR
+    static constexpr long NC = 16 * NR;
+};
+
+// Elements pack_a writes for an M x K matrix; elements one packed B block needs.
+template <typename T> inline long packed_a_size(long M, long K) { return round_up(M, Tile<T>::MR) * K; }
+template <typename T> inline long packed_b_size() { return Tile<T>::KC * Tile<T>::NC; }
+
+// A[i,k] = A[i*rsA + k*csA] (rsA=K, csA=1: row-major; rsA=1, csA=M: the transpose of a row-major matrix).
+template <typename T>
+void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap);
+
+// One KC x NC block of a strided B: B[p,j] = B[p*rsB + j*csB], p < kc, j < nc.
+template <typename T>
+void pack_b(long kc, long nc, const T* B, long rsB, long csB, T* Bp);
+
+// C[0:M, 0:nc] (+)= Ap-block · Bp-block for one KC block (Ap already offset to that block).
+template <typename T>
+void macro_kernel(long M, long nc, long kc, const T* Ap, const T* Bp, T* C, long ldc, bool accumulate);
+
+// A B packer for an ordinary strided matrix.
+template <typename T>
+struct StridedB {
+    const T* B;
+    long rsB, csB;
+    void operator()(long pc, long kc, long jc, long nc, T* Bp) const {
+        pack_b(kc, nc, B + pc * rsB + jc * csB, rsB, csB, Bp);
+    }
+};
+
+// C (+)= A·B with A pre-packed by pack_a and B produced block by block by pack_b_fn(pc, kc, jc, nc, Bp).
+// Bp: scratch of packed_b_size<T>() elements.
+template <typename T, typename PackB>
+void gemm_packed(long M, long N, long K, const T* Ap, const PackB& pack_b_fn, T* Bp, T* C, long ldc,
+                 bool accumulate) {
+    const long Mpad = round_up(M, Tile<T>::MR);
+    for (long jc = 0; jc < N; jc += Tile<T>::NC) {
+        long nc = std::min(Tile<T>::NC, N - jc);
+        for (long pc = 0; pc < K; pc += Tile<T>::KC) {
+            long kc = std::min(Tile<T>::KC, K - pc);
+            pack_b_fn(pc, kc, jc, nc, Bp);
+            // After the first K block C holds a partial sum, so later blocks always accumulate.
+            macro_kernel(M, nc, kc, Ap + pc * Mpad, Bp, C + jc, ldc, accumulate || pc > 0);
+        }
+    }
+}
+
+// Plain strided GEMM on private buffers: C (+)= A·B.
+template <typename T>
+void gemm(long M, long N, long K, const T* A, long rsA, long csA, const T* B, long rsB, long csB, T* C,
+          long ldc, bool accumulate);
+
+}  // namespace fastconv

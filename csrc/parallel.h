@@ -1,0 +1,69 @@
+// parallel.h — the thread bound shared by every kernel, and small helpers for OpenMP task loops.
+//
+// The bound lives in one global (not omp_set_num_threads, which is per calling thread) and every
+// parallel region passes it in a num_threads() clause, so fc.set_num_threads works no matter which
+// Python thread later calls a kernel.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastconv {
+
+// 0 until set: then OpenMP's own default (OMP_NUM_THREADS or the core count) applies.
+inline std::atomic<int> g_num_threads{0};
+
+// Current bound (>= 1).
+inline int get_num_threads() {
+    int n = g_num_threads.load(std::memory_order_relaxed);
+#ifdef _OPENMP
+    if (n < 1) n = omp_get_max_threads();
+#endif
+    return std::max(1, n);
+}
+
+inline void set_num_threads(int n) { g_num_threads.store(std::max(1, n), std::memory_order_relaxed); }
+
+// Threads worth starting for `tasks` independent tasks: never more threads than tasks.
+inline int threads_for(long tasks) {
+    return (int)std::max(1L, std::min<long>(tasks, get_num_threads()));
+}
+
+// ceil(a / b) for a >= 0, b > 0.
+inline long ceil_div(long a, long b) { return (a + b - 1) / b; }
+inline long round_up(long a, long b) { return ceil_div(a, b) * b; }
+
+// A 64-byte-aligned scratch array (cache-line and vector aligned); uninitialised, owns its memory.
+template <typename T>
+class Buffer {
+  public:
+    Buffer() = default;
+    explicit Buffer(size_t n) { resize(n); }
+    void resize(size_t n) {
+        if (n <= n_) return;
+        size_t bytes = round_up((long)(n * sizeof(T)), 64);
+        void* p = std::aligned_alloc(64, bytes);
+        if (!p) throw std::bad_alloc();
+        p_.reset(static_cast<T*>(p));
+        n_ = n;
+    }
+    T* data() { return p_.get(); }
+    const T* data() const { return p_.get(); }
+
+  private:
+    struct Free {
+        void operator()(T* p) const { std::free(p); }
+    };
+    std::unique_ptr<T, Free> p_;
+    size_t n_ = 0;
+};
+
+}  // namespace fastconv

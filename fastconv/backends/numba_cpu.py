@@ -1,0 +1,71 @@
+"""The 'numba' backend: the function table of backends.OPS as Numba-compiled, multi-threaded kernels.
+
+Same signatures as reference.py: validated C-contiguous arrays of one float dtype, a preallocated
+output that the kernel overwrites, int pairs for stride/padding(top, left)/dilation. These wrappers
+only replace a None bias by a dummy plus a flag, pass a zero of the array dtype (so float32 stays
+float32 inside the kernels) and dispatch. The kernels live in _numba_dense.py (conv2d family),
+_numba_local.py (tiled and unshared) and _numba_pool.py; flags in _numba_config.py. Numba compiles
+once per dtype and caches on disk, so only the first call on a machine pays the JIT.
+"""
+import numba
+import numpy as np
+
+from . import _numba_dense as _dense
+from . import _numba_local as _local
+from . import _numba_pool as _pool
+
+
+def set_num_threads(n):
+    """Bound the kernels' threads (clamped to numba's pool size, NUMBA_NUM_THREADS)."""
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _bias(b, dtype, shape):
+    """(array, has_b): b reshaped to `shape` (ndim fixed per kernel) or a zero dummy of that ndim."""
+    if b is None:
+        return np.zeros((1,) * len(shape), dtype), False
+    return b.reshape(shape), True
+
+
+def conv2d(x, w, b, y, stride, pad, dilation, groups):
+    b, has_b = _bias(b, x.dtype, (w.shape[0],))
+    _dense.conv2d(x, w, b, has_b, y, *stride, *pad, *dilation, groups, x.dtype.type(0))
+
+
+def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups):
+    _dense.conv2d_input_grad(dy, w, dx, *stride, *pad, *dilation, groups, dy.dtype.type(0))
+
+
+def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups):
+    _dense.conv2d_weight_grad(x, dy, dw, *stride, *pad, *dilation, groups, x.dtype.type(0))
+
+
+def max_pool2d(x, y, switches, kernel, stride, pad):
+    _pool.max_pool2d(x, y, switches, *kernel, *stride, *pad)
+
+
+def max_unpool2d(y, switches, out):
+    _pool.max_unpool2d(y, switches, out)
+
+
+def tiled_conv2d(x, w, b, y, stride, pad):
+    b, has_b = _bias(b, x.dtype, (w.shape[2], 1, 1))
+    _local.local_forward(x, w, b, has_b, y, *stride, *pad, x.dtype.type(0))
+
+
+def tiled_conv2d_input_grad(dy, w, dx, stride, pad):
+    _local.local_input_grad(dy, w, dx, *stride, *pad)
+
+
+def tiled_conv2d_weight_grad(x, dy, dw, stride, pad):
+    _local.local_weight_grad(x, dy, dw, *stride, *pad)
+
+
+def unshared_conv2d(x, w, b, y, stride, pad):
+    b, has_b = _bias(b, x.dtype, (w.shape[2], 1, 1) if b is None else b.shape)
+    _local.local_forward(x, w, b, has_b, y, *stride, *pad, x.dtype.type(0))
+
+
+# The unshared gradients are the tiled ones with T = (H_out, W_out): the same kernels.
+unshared_conv2d_input_grad = tiled_conv2d_input_grad
+unshared_conv2d_weight_grad = tiled_conv2d_weight_grad

@@ -1,0 +1,98 @@
+"""PyTorch twins of the fastconv.nn layers (imported only when torch is): to_torch(model).
+
+torch has no tiled or locally connected layer, so those two are written here with F.unfold, with
+fastconv's weight layouts, so a state dict moves between the two frameworks unchanged.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import _validate as V
+from . import conv, layers
+from .sequential import Sequential
+
+
+class _UnfoldConv(nn.Module):
+    """Shared forward of the tiled and unshared layers: one kernel per output position, gathered by `_kernels`."""
+
+    def __init__(self, weight, bias, kernel_size, stride, padding):
+        super().__init__()
+        self.weight = nn.Parameter(torch.as_tensor(weight).clone())
+        self.bias = None if bias is None else nn.Parameter(torch.as_tensor(bias).clone())
+        self.kernel_size = V.pair("kernel_size", kernel_size, 1)
+        self.stride, self.padding = V.pair("stride", stride, 1), V.pair("padding", padding, 0)
+
+    def forward(self, x):
+        N, _, H, W = x.shape
+        H_out = (H + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
+        W_out = (W + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
+        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)   # (N, C_in·kH·kW, L)
+        w = self._kernels(H_out, W_out)                                                  # (H_out, W_out, C_out, ...)
+        w = w.reshape(H_out * W_out, w.shape[2], -1)
+        y = torch.einsum("lok,nkl->nol", w, cols).reshape(N, -1, H_out, W_out)
+        return y if self.bias is None else y + self._bias()
+
+
+class TorchTiledConv2d(_UnfoldConv):
+    def _kernels(self, H_out, W_out):
+        T_h, T_w = self.weight.shape[:2]
+        return self.weight[torch.arange(H_out) % T_h][:, torch.arange(W_out) % T_w]
+
+    def _bias(self):
+        return self.bias[None, :, None, None]
+
+
+class TorchLocallyConnected2d(_UnfoldConv):
+    def _kernels(self, H_out, W_out):
+        return self.weight
+
+    def _bias(self):
+        return self.bias[None]
+
+
+def _convert(layer):
+    c = layer.config
+    if isinstance(layer, Sequential):
+        return nn.Sequential(OrderedDict((name, _convert(sub)) for name, sub in layer.named_layers()))
+    if isinstance(layer, conv.Conv2d):
+        m = nn.Conv2d(c["in_channels"], c["out_channels"], c["kernel_size"], c["stride"], c["padding"],
+                      c["dilation"], c["groups"], c["bias"])
+    elif isinstance(layer, conv.TiledConv2d):
+        return TorchTiledConv2d(layer.weight, layer.bias, c["kernel_size"], c["stride"], c["padding"])
+    elif isinstance(layer, conv.LocallyConnected2d):
+        return TorchLocallyConnected2d(layer.weight, layer.bias, c["kernel_size"], c["stride"], c["padding"])
+    elif isinstance(layer, layers.Linear):
+        m = nn.Linear(c["in_features"], c["out_features"], c["bias"])
+    elif isinstance(layer, layers.MaxPool2d):
+        return nn.MaxPool2d(c["kernel_size"], c["stride"], c["padding"], ceil_mode=c["ceil_mode"])
+    elif isinstance(layer, layers.ReLU):
+        return nn.ReLU()
+    elif isinstance(layer, layers.Flatten):
+        return nn.Flatten()
+    elif isinstance(layer, layers.Dropout):
+        return nn.Dropout(c["p"])
+    else:
+        raise TypeError(f"to_torch: no PyTorch equivalent for {type(layer).__name__}")
+    with torch.no_grad():
+        m.weight.copy_(torch.as_tensor(np.asarray(layer.weight, np.float32)))
+        if layer.bias is not None:
+            m.bias.copy_(torch.as_tensor(np.asarray(layer.bias, np.float32)))
+    return m
+
+
+def to_torch(model):
+    """torch.nn.Sequential (or module) equivalent to `model`, weights copied, in the model's dtype and mode."""
+    m = _convert(model)
+    if model.dtype == np.float64:
+        m = m.double()
+    if model.dtype is not None:   # copy again at full precision (the float32 copy above only shaped them)
+        with torch.no_grad():
+            params = dict(m.named_parameters())
+            for name, value, _ in model.parameters():
+                params[name].copy_(torch.as_tensor(value))
+    return m.train(model.training)

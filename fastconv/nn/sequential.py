@@ -1,0 +1,121 @@
+"""Sequential: an ordered, named stack of layers (itself a Layer, so stacks nest).
+
+Layers are named "0", "1", ... as in PyTorch, or by the (name, layer) pairs given. `model[i]` and
+`model["name"]` index it; parameters are named "<layer>.<param>" ("0.weight"), the keys of a PyTorch
+state dict. An error raised inside a layer's forward pass is re-raised naming the layer and its input.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer
+
+
+class Sequential(Layer):
+    def __init__(self, *layers):
+        super().__init__()
+        if layers and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in layers):
+            pairs = list(layers)
+        elif any(isinstance(p, tuple) for p in layers):
+            raise TypeError("Sequential: pass either layers or (name, layer) pairs, not a mix")
+        else:
+            pairs = [(str(i), layer) for i, layer in enumerate(layers)]
+        self._layers = {}
+        for name, layer in pairs:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: layer {name!r} is not a fastconv.nn layer: {layer!r}")
+            if name in self._layers or not name or "." in name:
+                raise ValueError(f"Sequential: layer names must be unique, non-empty and dot-free, got {name!r}")
+            self._layers[name] = layer
+
+    # -- container protocol -------------------------------------------------------------------
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if key not in self._layers:
+                raise KeyError(f"no layer named {key!r}; layers: {list(self._layers)}")
+            return self._layers[key]
+        return list(self._layers.values())[key]
+
+    def __len__(self):
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self._layers.values())
+
+    def named_layers(self):
+        """[(name, layer), ...] in order."""
+        return list(self._layers.items())
+
+    def index(self, key) -> int:
+        """Position of a layer given by name, index or identity."""
+        names = list(self._layers)
+        if isinstance(key, str):
+            self[key]
+            return names.index(key)
+        if isinstance(key, Layer):
+            return next(i for i, layer in enumerate(self._layers.values()) if layer is key)
+        return range(len(names))[key]
+
+    # -- forward / backward -------------------------------------------------------------------
+    def forward(self, x):
+        for name, layer in self._layers.items():
+            try:
+                x = layer.forward(x)
+            except (ValueError, TypeError) as e:
+                if getattr(e, "_fastconv_layer", None):   # already named by a nested Sequential
+                    raise
+                shape = getattr(x, "shape", None)
+                err = type(e)(f"layer '{name}' ({type(layer).__name__}) with input shape {shape}: {e}")
+                err._fastconv_layer = name
+                raise err from e
+        return x
+
+    def backward(self, dy):
+        """dL/dx from dL/dy of the last forward pass; fills every layer's grads."""
+        for layer in reversed(list(self._layers.values())):
+            dy = layer.backward(dy)
+        return dy
+
+    # -- parameters and modes -------------------------------------------------------------------
+    def parameters(self):
+        for lname, layer in self._layers.items():
+            for pname, value, grad in layer.parameters():
+                yield f"{lname}.{pname}", value, grad
+
+    def zero_grad(self):
+        for layer in self:
+            layer.zero_grad()
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        for layer in self:
+            layer.train(mode)
+        return self
+
+    def astype(self, dtype):
+        for layer in self:
+            layer.astype(dtype)
+        return self
+
+    def state_dict(self) -> dict:
+        """{"0.weight": copy, ...} — the PyTorch state-dict keys."""
+        return {name: value.copy() for name, value, _ in self.parameters()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy arrays into the parameters in place (cast to their dtype); every key must match in name and shape."""
+        own = {name for name, _, _ in self.parameters()}
+        missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
+        if missing or unexpected:
+            raise KeyError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+        for lname, layer in self._layers.items():
+            for pname, value, _ in list(layer.parameters()):
+                new = np.asarray(state[f"{lname}.{pname}"])
+                if new.shape != value.shape:
+                    raise ValueError(f"layer '{lname}' ({type(layer).__name__}): {pname} expected shape "
+                                     f"{value.shape}, got {new.shape}")
+                value[...] = new   # in place: optimizers holding these arrays stay valid
+            layer.zero_grad()
+
+    def __repr__(self):
+        lines = [f"  ({name}): {layer!r}".replace("\n", "\n  ") for name, layer in self._layers.items()]
+        return "Sequential(\n" + "\n".join(lines) + "\n)"
