@@ -44,26 +44,60 @@ inline void window_max(const T* xp, long W, long h0, long h1, long w0, long w1, 
 
 }  // namespace
 
+// Outputs [ow0, ow1) of one output row whose windows lie wholly inside the plane, tap by tap: every
+// tap is an independent elementwise pass over the row (vectorisable, no loop-carried chain per window),
+// and taps run in row-major order, so ties and NaN resolve exactly as in window_max.
+template <typename T>
+void row_max(const T* xp, const PoolShape& s, long hs, long ow0, long ow1, T* __restrict y,
+             int64_t* __restrict sw) {
+    // Locals and __restrict: otherwise every store to y/sw could alias the shape or the input, and
+    // the loops below stay scalar with reloads.
+    const long W = s.W, kh = s.kh, kw = s.kw, st = s.sw;
+    const T* __restrict r0 = xp + hs * W - s.pw;
+    for (long ow = ow0; ow < ow1; ++ow) {
+        y[ow] = r0[ow * st];
+        sw[ow] = 0;
+    }
+    for (long a = 0; a < kh; ++a)
+        for (long b = (a == 0); b < kw; ++b) {
+            const T* __restrict r = r0 + a * W + b;
+            const int64_t tap = a * kw + b;
+            for (long ow = ow0; ow < ow1; ++ow) {
+                const T v = r[ow * st], best = y[ow];
+                const bool take = (v > best) | ((v != v) & (best == best));
+                y[ow] = take ? v : best;
+                sw[ow] = take ? tap : sw[ow];
+            }
+        }
+    for (long ow = ow0; ow < ow1; ++ow)  // tap -> flat index h*W + w
+        sw[ow] = (hs + sw[ow] / kw) * W + ow * st - s.pw + sw[ow] % kw;
+}
+
 // x (N, C, H, W) -> y, switches (N, C, H_out, W_out)
 template <typename T>
 void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
     const long planes = s.N * s.C, in = s.H * s.W, out = s.H_out * s.W_out;
+    // Output columns whose windows need no clipping: ow*sw - pw >= 0 and ow*sw - pw + kw <= W.
+    const long ow0 = std::min(s.W_out, ceil_div(s.pw, s.sw));
+    const long ow1 = std::max(ow0, std::min(s.W_out, s.W + s.pw - s.kw >= 0 ? (s.W + s.pw - s.kw) / s.sw + 1 : 0));
 #pragma omp parallel for schedule(static) num_threads(threads_for(planes * out / 4096 + 1))
     for (long p = 0; p < planes; ++p) {
         const T* xp = x + p * in;
-        T* yp = y + p * out;
-        int64_t* sp = switches + p * out;
         for (long oh = 0; oh < s.H_out; ++oh) {
             const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
+            T* yr = y + p * out + oh * s.W_out;
+            int64_t* sr = switches + p * out + oh * s.W_out;
+            const bool inside = hs >= 0 && hs + s.kh <= s.H;
+            if (inside) row_max(xp, s, hs, ow0, ow1, yr, sr);
             for (long ow = 0; ow < s.W_out; ++ow) {
+                if (inside && ow >= ow0 && ow < ow1) continue;
                 const long ws = ow * s.sw - s.pw, w0 = std::max(ws, 0L), w1 = std::min(ws + s.kw, s.W);
-                const long o = oh * s.W_out + ow;
                 if (h0 >= h1 || w0 >= w1) {  // all padding: unreachable through ops.py, kept safe
-                    yp[o] = -std::numeric_limits<T>::infinity();
-                    sp[o] = std::min(std::max(h0, 0L), s.H - 1) * s.W + std::min(std::max(w0, 0L), s.W - 1);
+                    yr[ow] = -std::numeric_limits<T>::infinity();
+                    sr[ow] = std::min(h0, s.H - 1) * s.W + std::min(w0, s.W - 1);
                     continue;
                 }
-                window_max(xp, s.W, h0, h1, w0, w1, yp[o], sp[o]);
+                window_max(xp, s.W, h0, h1, w0, w1, yr[ow], sr[ow]);
             }
         }
     }

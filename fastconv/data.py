@@ -141,7 +141,9 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, bytes and NumPy arrays only: the CIFAR batches need nothing else."""
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                ("numpy", "ndarray"), ("numpy", "dtype"),
+                ("_codecs", "encode")}   # how a Python 3 protocol-2 pickle spells bytes
 
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:

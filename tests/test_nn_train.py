@@ -127,8 +127,9 @@ def test_fit_errors_name_the_problem():
     x_nan[5] = np.nan
     with pytest.raises(FloatingPointError, match=r"loss became nan at epoch 1, batch \d+.*learning rate"):
         nn.fit(model, (x_nan, y), epochs=1, batch_size=16, progress=False)
-    with pytest.raises(FloatingPointError, match="loss became"):
-        nn.fit(model, (x, y), epochs=3, optimizer=nn.SGD(model, lr=1e12), progress=False)
+    model[7].bias[0] = np.inf
+    with pytest.raises(FloatingPointError, match="loss became (nan|inf) at epoch 1, batch 0"):
+        nn.fit(model, (x, y), epochs=1, progress=False)
     with pytest.raises(ValueError, match="same, non-zero length"):
         nn.fit(model, (x, y[:-1]), epochs=1, progress=False)
 
@@ -199,7 +200,7 @@ def test_cli_train_digits(tmp_path, capsys):
     assert acc >= 0.90 and "wall time:" in text
     model = nn.load(out)
     split = data.load_digits(8)
-    assert nn.evaluate(model, split.test)[1] == pytest.approx(acc)
+    assert nn.evaluate(model, split.test)[1] == pytest.approx(acc, abs=1e-4)
 
 
 def test_cli_train_npz_and_errors(tmp_path, capsys):

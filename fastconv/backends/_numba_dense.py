@@ -130,10 +130,12 @@ def _input_grad_strided(dy, w, dx, sh, sw, ph, pw, dh, dw, G, z):
         kn = (c1 - c0) * KK
         k0 = c0 * KK
         dcol = np.empty((kn, P), dy.dtype)
+        wTg = wT[g]
+        dyTn = dyT[n]
         for kb in range(0, kn, 4):
             for pb in range(0, P, 4):
-                acc = _dot4x4(wT[g], k0 + kb, k0 + min(kb + 1, kn - 1), k0 + min(kb + 2, kn - 1),
-                              k0 + min(kb + 3, kn - 1), 0, dyT[n], pb, min(pb + 1, P - 1), min(pb + 2, P - 1),
+                acc = _dot4x4(wTg, k0 + kb, k0 + min(kb + 1, kn - 1), k0 + min(kb + 2, kn - 1),
+                              k0 + min(kb + 3, kn - 1), 0, dyTn, pb, min(pb + 1, P - 1), min(pb + 2, P - 1),
                               min(pb + 3, P - 1), g * O_g, O_g, z)
                 for u in range(min(4, kn - kb)):
                     for v in range(min(4, P - pb)):
@@ -215,8 +217,9 @@ def conv2d_weight_grad(x, dy, dw_, sh, sw, ph, pw, dh, dw, G, z):
                     for j in range(jlo, jhi):
                         colT[u, i * W_out + j] = x[n, g * C_g + c, i * sh + offh, j * sw + offw]
             o_last = (g + 1) * O_g - 1
+            dyn = dym[n]
             for ob in range(g * O_g, o_last + 1, 4):
-                acc = _dot4x4(dym[n], ob, min(ob + 1, o_last), min(ob + 2, o_last), min(ob + 3, o_last), 0,
+                acc = _dot4x4(dyn, ob, min(ob + 1, o_last), min(ob + 2, o_last), min(ob + 3, o_last), 0,
                               colT, 0, min(1, kn - 1), min(2, kn - 1), min(3, kn - 1), 0, P, z)
                 for u in range(min(4, o_last + 1 - ob)):
                     for v in range(kn):

@@ -4,14 +4,16 @@ One kernel per direction serves both ops: w is (T_h, T_w, C_out, C_in, kH, kW) a
 (i, j) uses w[i mod T_h, j mod T_w]; unshared_conv2d is the case T = (H_out, W_out). Stride s, padding
 (top, left) p, no dilation. Per output position the valid kernel rows/columns are computed once
 (_window), so the inner loops have no bounds tests. prange tasks own what they write:
-  local_forward      (i, o) pairs     -> y[:, o, i, :]
+  local_forward      positions (i, j) -> y[:, :, i, j]
   local_input_grad   (n, c) planes    -> dx[n, c]
   local_weight_grad  (o, c) pairs     -> dw[:, :, o, c]
 Accumulation is in the array dtype; `z` is a zero of that dtype.
 """
+import numpy as np
 from numba import njit, prange
 
 from ._numba_config import PARALLEL, SERIAL
+from ._numba_dense import _dot4x4   # shared microkernel: clear __pycache__ after editing it (see _numba_config)
 
 
 @njit(**SERIAL)
@@ -26,26 +28,34 @@ def _window(i, s, p, k, n_in):
 @njit(**PARALLEL)
 def local_forward(x, w, b, has_b, y, sh, sw, ph, pw, z):
     """y[n,o,i,j] = Σ_{c,a,b} w[i%T_h, j%T_w, o,c,a,b] · x[n,c, i·s_h+a−p_h, j·s_w+b−p_w] + b[o, i%B_h, j%B_w]
-    (b is (C_out, 1, 1) for tiled, (C_out, H_out, W_out) for unshared)."""
+    (b is (C_out, 1, 1) for tiled, (C_out, H_out, W_out) for unshared). Per output position (i, j) this is a
+    small matrix product: the kernel (C_out, K) times the N windows (N, K), K = C_in·kH·kW, via _dot4x4."""
     N, C_in, H, W = x.shape
     T_h, T_w, C_out, _, kH, kW = w.shape
     H_out, W_out = y.shape[2], y.shape[3]
     B_h, B_w = b.shape[1], b.shape[2]
-    for t in prange(H_out * C_out):
-        i = t // C_out
-        o = t % C_out
+    K = C_in * kH * kW
+    wm = w.reshape(T_h, T_w, C_out, K)
+    for t in prange(H_out * W_out):
+        i = t // W_out
+        j = t % W_out
         h0, alo, ahi = _window(i, sh, ph, kH, H)
-        for j in range(W_out):
-            w0, blo, bhi = _window(j, sw, pw, kW, W)
-            wk = w[i % T_h, j % T_w, o]                  # (C_in, kH, kW), reused for every n
-            bias = b[o, i % B_h, j % B_w] if has_b else z
-            for n in range(N):
-                acc = z
-                for c in range(C_in):
-                    for a in range(alo, ahi):
-                        for bb in range(blo, bhi):
-                            acc += wk[c, a, bb] * x[n, c, h0 + a, w0 + bb]
-                y[n, o, i, j] = acc + bias
+        w0, blo, bhi = _window(j, sw, pw, kW, W)
+        cols = np.zeros((N, K), x.dtype)                 # the N windows at (i, j), zero outside x
+        for n in range(N):
+            for c in range(C_in):
+                for a in range(alo, ahi):
+                    for bb in range(blo, bhi):
+                        cols[n, (c * kH + a) * kW + bb] = x[n, c, h0 + a, w0 + bb]
+        wk = wm[i % T_h, j % T_w]                        # (C_out, K)
+        for ob in range(0, C_out, 4):                    # a partial block repeats its last row
+            for nb in range(0, N, 4):
+                acc = _dot4x4(wk, ob, min(ob + 1, C_out - 1), min(ob + 2, C_out - 1), min(ob + 3, C_out - 1), 0,
+                              cols, nb, min(nb + 1, N - 1), min(nb + 2, N - 1), min(nb + 3, N - 1), 0, K, z)
+                for u in range(min(4, C_out - ob)):
+                    bias = b[ob + u, i % B_h, j % B_w] if has_b else z
+                    for v in range(min(4, N - nb)):
+                        y[nb + v, ob + u, i, j] = acc[4 * u + v] + bias
 
 
 @njit(**PARALLEL)

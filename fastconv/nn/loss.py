@@ -15,9 +15,10 @@ class SoftmaxCrossEntropy:
         if z.ndim != 2 or z.shape[0] < 1:
             raise ValueError(f"SoftmaxCrossEntropy: expected logits of shape (N, num_classes), got {z.shape}")
         y = check_labels(labels, z.shape[0], z.shape[1])
-        shifted = z - z.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        log_p = shifted - log_norm
+        with np.errstate(invalid="ignore", over="ignore"):   # non-finite logits give a non-finite loss, reported by fit
+            shifted = z - z.max(axis=1, keepdims=True)
+            log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            log_p = shifted - log_norm
         self.probs, self.labels = np.exp(log_p), y
         return float(-log_p[np.arange(len(y)), y].mean())
 

@@ -1,0 +1,186 @@
+// cabi.cpp — the extern "C" entry points of libfastconv.so (declared in fastconv.h).
+//
+// Each entry point checks its parameter struct (so that every index the kernel computes stays
+// inside the sizes the caller declared), translates C++ exceptions into error codes with a
+// per-thread message, and calls the same templates the Python extension calls.
+#include "fastconv.h"
+
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "conv2d.h"
+#include "parallel.h"
+#include "pool.h"
+#include "tiled_conv.h"
+
+namespace {
+
+thread_local std::string g_last_error;
+
+void require(bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument(what);
+}
+
+template <typename F>
+int guarded(const char* op, F&& f) {
+    try {
+        f();
+        return FC_OK;
+    } catch (const std::invalid_argument& e) {
+        g_last_error = std::string(op) + ": " + e.what();
+        return FC_EINVAL;
+    } catch (const std::bad_alloc&) {
+        g_last_error = std::string(op) + ": out of memory";
+        return FC_ENOMEM;
+    } catch (const std::exception& e) {
+        g_last_error = std::string(op) + ": " + e.what();
+        return FC_EINTERNAL;
+    }
+}
+
+// Output sizes may include one extra bottom/right pad row/col (the 'same' rule), never more.
+void check_out(int64_t out, int64_t n, int64_t pad, int64_t k, int64_t s, int64_t d, const char* axis) {
+    int64_t most = fc_conv_output_size(n, pad, pad + 1, k, s, d);
+    require(out >= 1 && out <= most, std::string(axis) + " = " + std::to_string(out) + " must lie in [1, " +
+                                         std::to_string(most) + "] for these sizes, padding and stride");
+}
+
+fastconv::ConvShape conv_shape(const fc_conv_params* p) {
+    require(p != nullptr, "params is NULL");
+    fastconv::ConvShape s{p->N, p->C_in, p->H, p->W, p->C_out, p->kH, p->kW, p->H_out, p->W_out,
+                          p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->dilation_h, p->dilation_w, p->groups};
+    fastconv::check_conv_shape(s);
+    check_out(s.H_out, s.H, s.ph, s.kH, s.sh, s.dh, "H_out");
+    check_out(s.W_out, s.W, s.pw, s.kW, s.sw, s.dw, "W_out");
+    return s;
+}
+
+fastconv::LocalShape local_shape(const fc_local_params* p, bool unshared) {
+    require(p != nullptr, "params is NULL");
+    fastconv::LocalShape s{p->N, p->C_in, p->H, p->W, p->C_out, p->kH, p->kW, p->H_out, p->W_out,
+                           p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->tile_h, p->tile_w, 1, 0, 0};
+    if (unshared) s = fastconv::unshared_shape(s);
+    fastconv::check_local_shape(s);
+    check_out(s.H_out, s.H, s.ph, s.kH, s.sh, 1, "H_out");
+    check_out(s.W_out, s.W, s.pw, s.kW, s.sw, 1, "W_out");
+    return s;
+}
+
+fastconv::PoolShape pool_shape(const fc_pool_params* p) {
+    require(p != nullptr, "params is NULL");
+    fastconv::PoolShape s{p->N, p->C, p->H, p->W, p->H_out, p->W_out,
+                          p->kernel_h, p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w};
+    fastconv::check_pool_shape(s);
+    require(2 * s.ph <= s.kh && 2 * s.pw <= s.kw, "padding must be at most half the kernel");
+    // PyTorch's ceil_mode bound: every window starts inside the input or its top/left padding.
+    const int64_t n[] = {s.H, s.W}, out[] = {s.H_out, s.W_out}, k[] = {s.kh, s.kw}, st[] = {s.sh, s.sw},
+                  pad[] = {s.ph, s.pw};
+    for (int a = 0; a < 2; ++a) {
+        int64_t span = n[a] + 2 * pad[a] - k[a];
+        require(span >= 0, "kernel larger than the padded input");
+        int64_t most = (span + st[a] - 1) / st[a] + 1;
+        if ((most - 1) * st[a] >= n[a] + pad[a]) --most;
+        require(out[a] >= 1 && out[a] <= most, "output size too large for this kernel, stride and padding");
+    }
+    return s;
+}
+
+void require_ptrs(std::initializer_list<const void*> ptrs) {
+    for (const void* q : ptrs) require(q != nullptr, "array pointer is NULL");
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* fc_last_error(void) { return g_last_error.c_str(); }
+const char* fc_version(void) { return "0.1.0"; }
+void fc_set_num_threads(int n) { fastconv::set_num_threads(n); }
+
+int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, int64_t k, int64_t stride,
+                            int64_t dilation) {
+    if (stride < 1 || dilation < 1 || k < 1) return 0;
+    int64_t span = n + pad_before + pad_after - dilation * (k - 1) - 1;
+    return span < 0 ? 0 : span / stride + 1;
+}
+
+#define FC_DENSE(SUF, T)                                                                                    \
+    int fc_conv2d_##SUF(const fc_conv_params* p, const T* x, const T* w, const T* b, T* y) {               \
+        return guarded("fc_conv2d_" #SUF, [&] {                                                            \
+            auto s = conv_shape(p);                                                                        \
+            require_ptrs({x, w, y});                                                                       \
+            fastconv::conv2d(x, w, b, y, s);                                                               \
+        });                                                                                                \
+    }                                                                                                      \
+    int fc_conv2d_input_grad_##SUF(const fc_conv_params* p, const T* dy, const T* w, T* dx) {              \
+        return guarded("fc_conv2d_input_grad_" #SUF, [&] {                                                 \
+            auto s = conv_shape(p);                                                                        \
+            require_ptrs({dy, w, dx});                                                                     \
+            fastconv::conv2d_input_grad(dy, w, dx, s);                                                     \
+        });                                                                                                \
+    }                                                                                                      \
+    int fc_conv2d_weight_grad_##SUF(const fc_conv_params* p, const T* x, const T* dy, T* dw) {             \
+        return guarded("fc_conv2d_weight_grad_" #SUF, [&] {                                                \
+            auto s = conv_shape(p);                                                                        \
+            require_ptrs({x, dy, dw});                                                                     \
+            fastconv::conv2d_weight_grad(x, dy, dw, s);                                                    \
+        });                                                                                                \
+    }
+
+#define FC_LOCAL(OP, UNSHARED, SUF, T)                                                                     \
+    int fc_##OP##_##SUF(const fc_local_params* p, const T* x, const T* w, const T* b, T* y) {             \
+        return guarded("fc_" #OP "_" #SUF, [&] {                                                           \
+            auto s = local_shape(p, UNSHARED);                                                             \
+            require_ptrs({x, w, y});                                                                       \
+            fastconv::tiled_conv2d(x, w, b, y, s);                                                         \
+        });                                                                                                \
+    }                                                                                                      \
+    int fc_##OP##_input_grad_##SUF(const fc_local_params* p, const T* dy, const T* w, T* dx) {            \
+        return guarded("fc_" #OP "_input_grad_" #SUF, [&] {                                                \
+            auto s = local_shape(p, UNSHARED);                                                             \
+            require_ptrs({dy, w, dx});                                                                     \
+            fastconv::tiled_conv2d_input_grad(dy, w, dx, s);                                               \
+        });                                                                                                \
+    }                                                                                                      \
+    int fc_##OP##_weight_grad_##SUF(const fc_local_params* p, const T* x, const T* dy, T* dw) {           \
+        return guarded("fc_" #OP "_weight_grad_" #SUF, [&] {                                               \
+            auto s = local_shape(p, UNSHARED);                                                             \
+            require_ptrs({x, dy, dw});                                                                     \
+            fastconv::tiled_conv2d_weight_grad(x, dy, dw, s);                                              \
+        });                                                                                                \
+    }
+
+#define FC_POOL(SUF, T)                                                                                    \
+    int fc_max_pool2d_##SUF(const fc_pool_params* p, const T* x, T* y, int64_t* switches) {               \
+        return guarded("fc_max_pool2d_" #SUF, [&] {                                                        \
+            auto s = pool_shape(p);                                                                        \
+            require_ptrs({x, y, switches});                                                                \
+            fastconv::max_pool2d(x, y, switches, s);                                                       \
+        });                                                                                                \
+    }                                                                                                      \
+    int fc_max_unpool2d_##SUF(const fc_pool_params* p, const T* y, const int64_t* switches, T* out) {     \
+        return guarded("fc_max_unpool2d_" #SUF, [&] {                                                      \
+            require(p != nullptr, "params is NULL");                                                       \
+            require(p->N >= 1 && p->C >= 1 && p->H >= 1 && p->W >= 1 && p->H_out >= 1 && p->W_out >= 1,   \
+                    "sizes must be >= 1");                                                                 \
+            require_ptrs({y, switches, out});                                                              \
+            const int64_t n_in = p->N * p->C * p->H_out * p->W_out, plane = p->H * p->W;                   \
+            for (int64_t i = 0; i < n_in; ++i)                                                             \
+                require(switches[i] >= 0 && switches[i] < plane,                                           \
+                        "switches[" + std::to_string(i) + "] = " + std::to_string(switches[i]) +           \
+                            " is outside the output plane of " + std::to_string(plane) + " elements");     \
+            fastconv::max_unpool2d(y, switches, out, p->N * p->C, p->H_out * p->W_out, plane);             \
+        });                                                                                                \
+    }
+
+FC_DENSE(f32, float)
+FC_DENSE(f64, double)
+FC_LOCAL(tiled_conv2d, false, f32, float)
+FC_LOCAL(tiled_conv2d, false, f64, double)
+FC_LOCAL(unshared_conv2d, true, f32, float)
+FC_LOCAL(unshared_conv2d, true, f64, double)
+FC_POOL(f32, float)
+FC_POOL(f64, double)
+
+}  // extern "C"
