@@ -61,7 +61,7 @@ void row_max(const T* xp, const PoolShape& s, long hs, long ow0, long ow1, T* __
     for (long a = 0; a < kh; ++a)
         for (long b = (a == 0); b < kw; ++b) {
             const T* __restrict r = r0 + a * W + b;
-            const int64_t tap = a * kw + b;
+            const int64_t tap = a * W + b;  // offset of the tap from the window's corner
             for (long ow = ow0; ow < ow1; ++ow) {
                 const T v = r[ow * st], best = y[ow];
                 const bool take = (v > best) | ((v != v) & (best == best));
@@ -69,8 +69,7 @@ void row_max(const T* xp, const PoolShape& s, long hs, long ow0, long ow1, T* __
                 sw[ow] = take ? tap : sw[ow];
             }
         }
-    for (long ow = ow0; ow < ow1; ++ow)  // tap -> flat index h*W + w
-        sw[ow] = (hs + sw[ow] / kw) * W + ow * st - s.pw + sw[ow] % kw;
+    for (long ow = ow0; ow < ow1; ++ow) sw[ow] += hs * W + ow * st - s.pw;  // -> flat index h*W + w
 }
 
 // x (N, C, H, W) -> y, switches (N, C, H_out, W_out)

@@ -168,3 +168,10 @@ def test_backends_share_the_function_table():
         mod = B.load(name)
         missing = [op for op in DENSE_AND_POOL_OPS if not callable(getattr(mod, op, None))]
         assert not missing, f"backend {name!r} lacks {missing}"
+
+
+@pytest.mark.skipif(not os.environ.get("CI"), reason="only CI promises a built extension")
+def test_ci_runs_the_compiled_backends():
+    """In CI the installed package must carry its C++ kernels, so the suite exercises them (not only numpy)."""
+    assert "cpp" in fc.available_backends(), fc.backends.unavailable_reasons()
+    assert "numba" in fc.available_backends(), fc.backends.unavailable_reasons()

@@ -11,6 +11,15 @@ F = torch.nn.functional
 from fastconv.nn import _torch as twins  # noqa: E402  (needs torch)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """torch's and fastconv's OpenMP pools spinning side by side on 2 cores slow both down many-fold."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 def rel_err(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))

@@ -136,7 +136,8 @@ class Flatten(Layer):
 
 class Dropout(Layer):
     """Inverted dropout (PyTorch's): in training, zero with probability p and scale the rest by 1/(1 − p);
-    the identity in eval mode. The mask of the last forward pass is kept in `.mask` (None: identity)."""
+    the identity in eval mode. The mask of the last forward pass is kept in `.mask` (None: identity).
+    Masks come from `rng` if given, else from the global generator (which fit(seed=...) seeds)."""
 
     def __init__(self, p=0.5, *, rng=None):
         super().__init__(p=p)
