@@ -57,8 +57,13 @@ class Sequential(Layer):
         return range(len(names))[key]
 
     # -- forward / backward -------------------------------------------------------------------
-    def forward(self, x):
-        for name, layer in self._layers.items():
+    def forward(self, x, until=None):
+        """The model's output; with `until` (a layer name, index or the layer itself), the output of that
+        layer instead (the layers after it are not run): the intermediate activations visualization reads."""
+        stop = None if until is None else self.index(until)
+        for i, (name, layer) in enumerate(self._layers.items()):
+            if stop is not None and i > stop:
+                break
             try:
                 x = layer.forward(x)
             except (ValueError, TypeError) as e:
@@ -70,9 +75,13 @@ class Sequential(Layer):
                 raise err from e
         return x
 
-    def backward(self, dy):
-        """dL/dx from dL/dy of the last forward pass; fills every layer's grads."""
-        for layer in reversed(list(self._layers.values())):
+    def backward(self, dy, from_layer=None):
+        """dL/dx from dL/dy of the last forward pass; fills every layer's grads. With `from_layer` (a layer
+        name, index or the layer itself), dy is the gradient at that layer's output and the backward pass
+        starts there (pair it with forward(x, until=the same layer))."""
+        layers = list(self._layers.values())
+        start = len(layers) - 1 if from_layer is None else self.index(from_layer)
+        for layer in reversed(layers[:start + 1]):
             dy = layer.backward(dy)
         return dy
 

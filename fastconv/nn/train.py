@@ -49,7 +49,7 @@ def evaluate(model, data, batch_size=256, loss_fn=None):
 
 def fit(model, train, val=None, epochs=10, batch_size=64, optimizer=None, callbacks=(), seed=None,
         checkpoint_dir=None, progress=True, loss_fn=None, augment=None):
-    """Train `model` in place (left in eval mode afterwards); returns the history dict
+    """Train `model` in place (left in eval mode afterwards); returns the history dict.
 
     optimizer: a fastconv.nn optimizer (default Adam(model, 1e-3)). callbacks: callables
     `cb(model, epoch, logs)` run after each epoch (logs: that epoch's history entries); one returning

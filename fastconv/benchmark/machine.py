@@ -1,0 +1,79 @@
+"""What the machine can do, measured in the same run as the kernels: float32 GEMM peak, memory-copy
+bandwidth, the overhead of one small conv call, and which BLAS/threads NumPy uses."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import fastconv as fc
+from .shapes import CONV_SHAPES, SMALL_CALL
+
+
+def best_time(fn, budget=0.15, max_calls=200):
+    """Seconds of the fastest call: one warm-up call, then calls until `budget` seconds are spent."""
+    fn()
+    times = []
+    while sum(times) < budget and len(times) < max_calls:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def gemm_peak(n=2048):
+    """Float32 GEMM GFLOP/s of an n x n x n product: torch.mm when installed (oneDNN/MKL), else numpy matmul."""
+    a, b = (np.random.default_rng(1).standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    try:
+        import torch
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        fn, src = (lambda: torch.mm(ta, tb)), f"torch.mm {n}x{n} float32"
+    except ImportError:
+        fn, src = (lambda: a @ b), f"numpy matmul {n}x{n} float32"
+    return 2 * n ** 3 / best_time(fn, budget=0.5) * 1e-9, src
+
+
+def copy_bandwidth(nbytes=64 << 20):
+    """GB/s (bytes read + written) of the faster of numpy.copyto and torch's copy_ on `nbytes`."""
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    best = best_time(lambda: np.copyto(dst, src), budget=0.3)
+    try:
+        import torch
+        ts, td = torch.from_numpy(src), torch.from_numpy(dst)
+        best = min(best, best_time(lambda: td.copy_(ts), budget=0.3))
+    except ImportError:
+        pass
+    return 2 * nbytes / best * 1e-9
+
+
+def small_call(rate_gflops):
+    """µs for one 1x3x32x32 conv2d through fc.conv2d, through the kernel alone, and the arithmetic
+    at the batched rate `rate_gflops` (fastconv's S1 forward) — the rest is overhead."""
+    s = SMALL_CALL
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(s.x_shape, dtype=np.float32), rng.standard_normal(s.w_shape, dtype=np.float32)
+    total = best_time(lambda: fc.conv2d(x, w, **s.kwargs), budget=0.2)
+    out = {"total_us": total * 1e6, "arith_us": s.flops() / (rate_gflops * 1e9) * 1e6}
+    try:
+        from fastconv import _cpp
+        y = np.empty(s.y_shape(), np.float32)
+        p = (s.padding, s.padding)
+        out["kernel_us"] = best_time(lambda: _cpp.conv2d(x, w, None, y, (1, 1), p, (1, 1), 1), budget=0.2) * 1e6
+    except ImportError:
+        pass
+    out["overhead_us"] = out["total_us"] - out["arith_us"]
+    return out
+
+
+def blas_info():
+    """One line per thread pool NumPy (and anything loaded) uses, from threadpoolctl when installed."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ["threadpoolctl not installed"]
+    return [f"{p.get('internal_api')} {p.get('version')} threads={p.get('num_threads')} ({p.get('filepath', '').split('/')[-1]})"
+            for p in threadpool_info()]
+
+
+S1_FLOPS = CONV_SHAPES["S1"].flops()
