@@ -101,7 +101,7 @@ void conv2d(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     Buffer<T> Ap(G * ap);  // every group's weights packed once, shared read-only by all tasks
     for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap);
     const long nb = column_block<T>(HWo, s.N * G), nblk = ceil_div(HWo, nb), ntasks = s.N * G * nblk;
-    const int nt = threads_for(ntasks);
+    const int nt = threads_for(ntasks, s.flops());
     const long scratch = packed_b_size<T>() + Tile<T>::NC + Tile<T>::NR;
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
@@ -137,7 +137,7 @@ void conv2d_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
             pack_a(rows, M, w + g * M * K + i * cb * kk, 1, K, Ap.data() + (g * ncb + i) * ap);
         }
     const long nb = Tile<T>::NC, scratch = packed_b_size<T>() + cb * kk * nb;
-    const int nt = threads_for(ntasks);
+    const int nt = threads_for(ntasks, s.flops());
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
@@ -172,7 +172,7 @@ void conv2d_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
     const long S = std::min({ntasks, 32L, std::max(1L, (64L << 20) / long(size * sizeof(T)))});
     Buffer<T> partial(S * size);
     const long ap = packed_a_size<T>(M, nbw), scratch = ap + packed_b_size<T>() + Tile<T>::KC;
-    const int nt = threads_for(S);
+    const int nt = threads_for(S, s.flops());
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long slot = 0; slot < S; ++slot) {

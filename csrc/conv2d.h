@@ -19,6 +19,7 @@ struct ConvShape {
     long K() const { return C_g() * kH * kW; }    // GEMM reduction length (im2col rows)
     long HW_out() const { return H_out * W_out; }
     long HW() const { return H * W; }
+    double flops() const { return 2.0 * N * C_out * HW_out() * K(); }  // multiply-adds x 2
     // 1x1, stride 1, unpadded, same size: the conv is a plain GEMM on x, no im2col.
     bool is_pointwise() const {
         return kH == 1 && kW == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && H_out == H && W_out == W;

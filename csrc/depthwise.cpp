@@ -103,7 +103,7 @@ void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape&
     const long planes = s.N * s.C_out, kk = s.kH * s.kW, HWo = s.HW_out();
     const long Hp = span(s.H_out, s.sh, s.kH, s.dh), Wp = span(s.W_out, s.sw, s.kW, s.dw);
     const Taps taps{s.kH, s.kW, s.sh, s.sw, s.dh, s.dw};
-    const int nt = threads_for(planes);
+    const int nt = threads_for(planes, s.flops());
     Buffer<T> work(nt * Hp * Wp);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (long p = 0; p < planes; ++p) {
@@ -123,7 +123,7 @@ void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape
     const long Hp = s.H + (s.kH - 1) * s.dh, Wp = s.W + (s.kW - 1) * s.dw;
     const long scratch = gather ? Hp * Wp + kk : HWo;
     const Taps taps{s.kH, s.kW, 1, 1, s.dh, s.dw};
-    const int nt = threads_for(planes);
+    const int nt = threads_for(planes, s.flops());
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (long p = 0; p < planes; ++p) {
@@ -154,7 +154,7 @@ template <typename T>
 void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShape& s) {
     const long kk = s.kH * s.kW, HWo = s.HW_out();
     const long Hp = span(s.H_out, s.sh, s.kH, s.dh), Wp = span(s.W_out, s.sw, s.kW, s.dw);
-    const int nt = threads_for(s.C_out);
+    const int nt = threads_for(s.C_out, s.flops());
     Buffer<T> work(nt * Hp * Wp);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (long o = 0; o < s.C_out; ++o) {

@@ -37,6 +37,14 @@ inline int threads_for(long tasks) {
     return (int)std::max(1L, std::min<long>(tasks, get_num_threads()));
 }
 
+// Threads for `tasks` tasks that together do about `work` flops: below ~2 Mflop per thread (tens of
+// microseconds) the fork/join costs more than it saves — and on a loaded machine a second thread may
+// wait a whole scheduler time slice (milliseconds) before it runs — so small calls stay on one thread.
+constexpr double kWorkPerThread = 2e6;
+inline int threads_for(long tasks, double work) {
+    return (int)std::max(1L, std::min<long>(threads_for(tasks), (long)(work / kWorkPerThread)));
+}
+
 // ceil(a / b) for a >= 0, b > 0.
 inline long ceil_div(long a, long b) { return (a + b - 1) / b; }
 inline long round_up(long a, long b) { return ceil_div(a, b) * b; }

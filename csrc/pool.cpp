@@ -44,32 +44,53 @@ inline void window_max(const T* xp, long W, long h0, long h1, long w0, long w1, 
 
 }  // namespace
 
+// Scratch one thread needs for row_max: the stride phases of kh input rows, and int32 tap numbers.
+inline long row_scratch(const PoolShape& s) { return s.kh * (s.W + s.sw) + s.W_out; }
+
 // Outputs [ow0, ow1) of one output row whose windows lie wholly inside the plane, tap by tap: every
 // tap is an independent elementwise pass over the row (vectorisable, no loop-carried chain per window),
 // and taps run in row-major order, so ties and NaN resolve exactly as in window_max.
+// Strided windows would make every tap a strided (gather) load, so each input row is first split into
+// its `stride` phases, phase q holding columns base + q, base + q + st, ...: tap b of output i is then
+// element i + b / st of phase b % st — a contiguous load. The winning tap is kept as an int32 (the same
+// lane width as a float32, so compare and select stay in one vector) and widened once at the end.
 template <typename T>
 void row_max(const T* xp, const PoolShape& s, long hs, long ow0, long ow1, T* __restrict y,
-             int64_t* __restrict sw) {
-    // Locals and __restrict: otherwise every store to y/sw could alias the shape or the input, and
-    // the loops below stay scalar with reloads.
-    const long W = s.W, kh = s.kh, kw = s.kw, st = s.sw;
-    const T* __restrict r0 = xp + hs * W - s.pw;
-    for (long ow = ow0; ow < ow1; ++ow) {
-        y[ow] = r0[ow * st];
-        sw[ow] = 0;
+             int64_t* __restrict sw, T* __restrict scratch) {
+    const long W = s.W, kh = s.kh, kw = s.kw, st = s.sw, n = ow1 - ow0, base = ow0 * st - s.pw;
+    const long plen = n + (kw - 1) / st;  // elements per phase (enough for every tap)
+    int32_t* __restrict tap = reinterpret_cast<int32_t*>(scratch + kh * st * plen);
+    y += ow0;
+    for (long a = 0; a < kh; ++a) {
+        const T* r = xp + (hs + a) * W + base;
+        for (long b = 0; b < std::min(st, kw); ++b) {
+            const T* __restrict src = (st == 1) ? r : nullptr;
+            T* __restrict ph = scratch + (a * st + b) * plen;
+            const long len = n + (kw - 1 - b) / st;
+            if (src) {
+                std::copy(src, src + len, ph);
+            } else {
+                for (long m = 0; m < len; ++m) ph[m] = r[m * st + b];
+            }
+        }
+    }
+    for (long i = 0; i < n; ++i) {
+        y[i] = scratch[i];
+        tap[i] = 0;
     }
     for (long a = 0; a < kh; ++a)
         for (long b = (a == 0); b < kw; ++b) {
-            const T* __restrict r = r0 + a * W + b;
-            const int64_t tap = a * W + b;  // offset of the tap from the window's corner
-            for (long ow = ow0; ow < ow1; ++ow) {
-                const T v = r[ow * st], best = y[ow];
+            const T* __restrict v0 = scratch + (a * st + b % st) * plen + b / st;
+            const int32_t k = (int32_t)(a * W + b);  // offset of the tap from the window's corner
+            for (long i = 0; i < n; ++i) {
+                const T v = v0[i], best = y[i];
                 const bool take = (v > best) | ((v != v) & (best == best));
-                y[ow] = take ? v : best;
-                sw[ow] = take ? tap : sw[ow];
+                y[i] = take ? v : best;
+                tap[i] = take ? k : tap[i];
             }
         }
-    for (long ow = ow0; ow < ow1; ++ow) sw[ow] += hs * W + ow * st - s.pw;  // -> flat index h*W + w
+    const int64_t corner = hs * W + base;  // flat index of output ow0's window corner
+    for (long i = 0; i < n; ++i) sw[ow0 + i] = corner + i * st + tap[i];
 }
 
 // x (N, C, H, W) -> y, switches (N, C, H_out, W_out)
@@ -79,24 +100,29 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
     // Output columns whose windows need no clipping: ow*sw - pw >= 0 and ow*sw - pw + kw <= W.
     const long ow0 = std::min(s.W_out, ceil_div(s.pw, s.sw));
     const long ow1 = std::max(ow0, std::min(s.W_out, s.W + s.pw - s.kw >= 0 ? (s.W + s.pw - s.kw) / s.sw + 1 : 0));
-#pragma omp parallel for schedule(static) num_threads(threads_for(planes * out / 4096 + 1))
-    for (long p = 0; p < planes; ++p) {
-        const T* xp = x + p * in;
-        for (long oh = 0; oh < s.H_out; ++oh) {
-            const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
-            T* yr = y + p * out + oh * s.W_out;
-            int64_t* sr = switches + p * out + oh * s.W_out;
-            const bool inside = hs >= 0 && hs + s.kh <= s.H;
-            if (inside) row_max(xp, s, hs, ow0, ow1, yr, sr);
-            for (long ow = 0; ow < s.W_out; ++ow) {
-                if (inside && ow >= ow0 && ow < ow1) continue;
-                const long ws = ow * s.sw - s.pw, w0 = std::max(ws, 0L), w1 = std::min(ws + s.kw, s.W);
-                if (h0 >= h1 || w0 >= w1) {  // all padding: unreachable through ops.py, kept safe
-                    yr[ow] = -std::numeric_limits<T>::infinity();
-                    sr[ow] = std::min(h0, s.H - 1) * s.W + std::min(w0, s.W - 1);
-                    continue;
+    const int nt = threads_for(planes, 4.0 * planes * in);
+#pragma omp parallel num_threads(nt)
+    {
+        Buffer<T> scratch(row_scratch(s));
+#pragma omp for schedule(static)
+        for (long p = 0; p < planes; ++p) {
+            const T* xp = x + p * in;
+            for (long oh = 0; oh < s.H_out; ++oh) {
+                const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
+                T* yr = y + p * out + oh * s.W_out;
+                int64_t* sr = switches + p * out + oh * s.W_out;
+                const bool inside = hs >= 0 && hs + s.kh <= s.H;
+                if (inside && ow1 > ow0) row_max(xp, s, hs, ow0, ow1, yr, sr, scratch.data());
+                for (long ow = 0; ow < s.W_out; ++ow) {
+                    if (inside && ow >= ow0 && ow < ow1) continue;
+                    const long ws = ow * s.sw - s.pw, w0 = std::max(ws, 0L), w1 = std::min(ws + s.kw, s.W);
+                    if (h0 >= h1 || w0 >= w1) {  // all padding: unreachable through ops.py, kept safe
+                        yr[ow] = -std::numeric_limits<T>::infinity();
+                        sr[ow] = std::min(h0, s.H - 1) * s.W + std::min(w0, s.W - 1);
+                        continue;
+                    }
+                    window_max(xp, s.W, h0, h1, w0, w1, yr[ow], sr[ow]);
                 }
-                window_max(xp, s.W, h0, h1, w0, w1, yr[ow], sr[ow]);
             }
         }
     }
@@ -106,7 +132,7 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
 // Switches outside the plane are skipped, never written through.
 template <typename T>
 void max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out) {
-#pragma omp parallel for schedule(static) num_threads(threads_for(planes * plane_out / 16384 + 1))
+#pragma omp parallel for schedule(static) num_threads(threads_for(planes, 2.0 * planes * plane_out))
     for (long p = 0; p < planes; ++p) {
         T* op = out + p * plane_out;
         const T* yp = y + p * plane_in;

@@ -114,6 +114,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("info", help="print version, backends, threads and SIMD level")
     p.set_defaults(func=_info)
     _add_train(sub)
+    from fastconv.benchmark import add_parser as _add_bench
+    _add_bench(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

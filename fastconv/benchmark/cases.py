@@ -97,9 +97,8 @@ def dense_cases(names, numba=True):
         s = CONV_SHAPES[name]
         x, w, dy = _rng_arrays([s.x_shape, s.w_shape, s.y_shape()])
         for op in DENSE_OPS:
-            def run(be, n, op=op, s=s):
-                xs, dys = x[:n], dy[:n]
-                return _dense_call(op, s, xs, w, dys)(be)
+            def run(be, n, op=op, s=s, x=x, w=w, dy=dy):
+                return _dense_call(op, s, x[:n], w, dy[:n])(be)
             call = _dense_call(op, s, x, w, dy)
             impls = {"fastconv": lambda call=call: call(None)}
             if numba and _has("numba"):
@@ -156,22 +155,22 @@ def pool_cases():
         per_image_in, per_image_out = x[0].size * 4, y[0].size * (4 + 8)
         for op in ("max_pool2d", "max_unpool2d"):
             if op == "max_pool2d":
-                def run(be, n):
+                def run(be, n, p=p, x=x):
                     return fc.max_pool2d(x[:n], p.kernel, p.stride, p.padding, backend=be)
-                impls = {"fastconv": lambda: fc.max_pool2d(x, p.kernel, p.stride, p.padding)}
             else:
-                def run(be, n):
+                def run(be, n, y=y, sw=sw, x=x):
                     return fc.max_unpool2d(y[:n], sw[:n], (n,) + x.shape[1:], backend=be)
-                impls = {"fastconv": lambda: fc.max_unpool2d(y, sw, x.shape)}
+            impls = {"fastconv": lambda run=run, n=p.N: run(None, n)}
             if _has("numba"):
-                impls["numba"] = (lambda: run("numba", p.N))
+                impls["numba"] = lambda run=run, n=p.N: run("numba", n)
             if torch is not None:
                 import torch.nn.functional as F
                 tx, ty, tsw = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(sw)
                 if op == "max_pool2d":
-                    impls["torch"] = lambda: F.max_pool2d(tx, p.kernel, p.stride, p.padding, return_indices=True)
+                    impls["torch"] = lambda p=p, tx=tx: F.max_pool2d(tx, p.kernel, p.stride, p.padding, return_indices=True)
                 else:
-                    impls["torch"] = lambda: F.max_unpool2d(ty, tsw, p.kernel, p.stride, p.padding, output_size=tx.shape[2:])
+                    impls["torch"] = lambda p=p, tx=tx, ty=ty, tsw=tsw: F.max_unpool2d(
+                        ty, tsw, p.kernel, p.stride, p.padding, output_size=tx.shape[2:])
             bytes_ = (per_image_in + per_image_out) * p.N
             out.append(Case(p.name[:2], op, desc, "GB/s", bytes_, impls,
                             _checker(run, per_image_in + per_image_out, CHECK_BATCH, compare=_equal)))
@@ -224,7 +223,7 @@ def local_cases(names, numba=True):
             op = op0 + suffix
             call = _local_call(op, s, x, w, dy)
 
-            def run(be, n, op=op):
+            def run(be, n, op=op, s=s, x=x, w=w, dy=dy):
                 return _local_call(op, s, x[:n], w, dy[:n])(be)
             impls = {"fastconv": lambda call=call: call(None)}
             if numba and _has("numba"):

@@ -99,4 +99,4 @@ LOCAL_SHAPES = {
 }
 
 # A single small call: what the Python layers and thread start-up cost on top of the arithmetic.
-SMALL_CALL = ConvBench("X1", 1, 3, 32, 32, 32, 5, padding=2, note="one image through fc.conv2d")
+SMALL_CALL = ConvBench("X1", 1, 3, 16, 32, 32, 3, padding=1, note="one image through fc.conv2d")

@@ -1,0 +1,153 @@
+"""`fastconv bench`: every kernel validated against the NumPy reference, then timed against PyTorch,
+scipy and Numba in the same run, as a table of throughputs, ratios and fractions of the machine's
+measured GEMM peak (or memory-copy bandwidth, for pooling).
+
+Each repeat times every implementation of a row back to back (best of several calls), so a ratio
+always compares times taken under the same machine load; with --repeat R the table shows the median
+over the R repeats of each throughput and of each ratio.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+from . import machine
+from .cases import all_cases
+
+IMPLS = ("fastconv", "numba", "torch", "scipy", "dense")
+
+
+def measure(cases, repeat, log=print):
+    """Rows of medians: rate per impl, ratio vs torch (or vs the base impl), and the check result."""
+    rows = []
+    for case in cases:
+        passed, ref_rate = case.check()
+        times = {k: [] for k in case.impls}
+        for _ in range(repeat):
+            for name, fn in case.impls.items():
+                times[name].append(machine.best_time(fn))
+        base = case.base or "torch"
+        ratios = [b / f for b, f in zip(times.get(base, []), times["fastconv"])]
+        row = dict(group=case.group, op=case.op, shape=case.shape, unit=case.unit, passed=passed,
+                   numpy=ref_rate, ratio=statistics.median(ratios) if ratios else None, ratio_vs=base)
+        for name, ts in times.items():
+            row[name] = statistics.median(case.work / t * 1e-9 for t in ts)
+        rows.append(row)
+        log(_line(row), flush=True)
+    return rows
+
+
+def _fmt(v, width=8, digits=1):
+    return f"{'-':>{width}}" if v is None else f"{v:>{width}.{digits}f}"
+
+
+HEADER = (f"{'row':<4} {'op':<28} {'shape':<34} {'pass':<4} {'fastconv':>8} {'numpy':>8} {'numba':>8} "
+          f"{'torch':>8} {'scipy':>8} {'ratio':>7} {'%peak':>6}")
+
+
+def _line(row):
+    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x" + ("d" if row["ratio_vs"] == "dense" else "")
+    return (f"{row['group']:<4} {row['op']:<28} {row['shape']:<34} {'ok' if row['passed'] else 'FAIL':<4} "
+            f"{_fmt(row.get('fastconv'))} {_fmt(row.get('numpy'), digits=2)} {_fmt(row.get('numba'))} "
+            f"{_fmt(row.get('torch'))} {_fmt(row.get('scipy'))} {ratio:>7} {_fmt(row.get('pct_peak'), 6, 0)}")
+
+
+def _add_peaks(rows, peak, bandwidth):
+    for r in rows:
+        r["pct_peak"] = 100 * r["fastconv"] / (peak if r["unit"] == "GFLOP/s" else bandwidth)
+        if r.get("torch") and r["unit"] == "GFLOP/s":
+            r["torch_pct_peak"] = 100 * r["torch"] / peak
+
+
+def chart(rows, path):
+    """Bar chart of the ratios (log scale); skipped with a message when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("chart: matplotlib not installed, no PNG written")
+        return
+    rows = [r for r in rows if r["ratio"]]
+    labels = [f"{r['group']} {r['op'].replace('conv2d', 'conv').replace('_grad', '')}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(rows)), 4.5))
+    ax.bar(range(len(rows)), [r["ratio"] for r in rows],
+           color=["tab:green" if r["ratio"] >= 1 else "tab:red" for r in rows])
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)), labels, rotation=75, fontsize=7)
+    ax.set_ylabel("speed-up (x PyTorch; T1: x fastconv dense)")
+    ax.set_title("fastconv vs PyTorch, same run, 2 threads")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"chart: {path}")
+
+
+def run(only=None, repeat=1, threads=2, numba=True, json_path=None, png_path=None):
+    import fastconv as fc
+    start = time.perf_counter()
+    fc.set_num_threads(threads)
+    try:
+        import torch
+        torch.set_num_threads(threads)
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    try:
+        from fastconv import _cpp
+        build = _cpp.build_info()
+    except ImportError:
+        build = "cpp backend not built"
+    peak, peak_src = machine.gemm_peak()
+    bandwidth = machine.copy_bandwidth()
+    info = dict(threads=threads, backend=fc.get_backend(), build=build, torch=torch_version, blas=machine.blas_info(),
+                gemm_peak_gflops=peak, gemm_peak_source=peak_src, copy_bandwidth_gbs=bandwidth, repeat=repeat)
+    print(f"fastconv bench: backend {info['backend']}, {threads} threads, repeat {repeat} (medians)")
+    print(f"build: {build}; torch {torch_version}")
+    print("numpy thread pools: " + "; ".join(info["blas"]))
+    print(f"GEMM peak: {peak:.1f} GFLOP/s ({peak_src}); memory copy: {bandwidth:.1f} GB/s (numpy/torch copy)")
+    print("rates in GFLOP/s (conv) or GB/s (pool); numpy = the reference on a reduced batch; ratio = torch time / "
+          "fastconv time (T1: 'd' = fastconv dense conv time / tiled time); %peak of GEMM peak or copy bandwidth")
+    print(HEADER)
+    rows = measure(all_cases(only, numba), repeat)
+    _add_peaks(rows, peak, bandwidth)
+    print("\n" + HEADER)
+    for r in rows:
+        print(_line(r))
+    if only is None or "X1" in only:
+        small = machine.small_call(peak)
+        info["small_call"] = small
+        print("X1 one 1x3x32x32 conv2d (3->16 k3 p1), µs: " + ", ".join(f"{k} {v:.1f}" for k, v in small.items()))
+    info["seconds"] = time.perf_counter() - start
+    print(f"total {info['seconds']:.0f} s")
+    if json_path:
+        text = json.dumps(dict(machine=info, rows=rows), indent=1)
+        if json_path == "-":
+            print(text)
+        else:
+            with open(json_path, "w") as f:
+                f.write(text)
+    if png_path:
+        chart(rows, png_path)
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+def add_parser(sub):
+    """The `bench` subcommand of the fastconv CLI."""
+    p = sub.add_parser("bench", help="validate, then time every kernel against PyTorch/scipy/NumPy (table)",
+                       description=__doc__)
+    p.add_argument("--only", help="comma-separated rows, e.g. S1,P1,U1 (S1-S8, P1, U1, T1, X1)")
+    p.add_argument("--repeat", type=int, default=1, help="repeat every measurement; the table shows medians")
+    p.add_argument("--threads", type=int, default=2, help="threads for fastconv and PyTorch (default 2)")
+    p.add_argument("--no-numba", action="store_true", help="skip the Numba column")
+    p.add_argument("--json", metavar="PATH", help="also write the rows and machine info as JSON ('-': stdout)")
+    p.add_argument("--png", metavar="PATH", help="bar chart of the ratios (needs matplotlib)")
+    p.set_defaults(func=lambda a: run(only=set(a.only.split(",")) if a.only else None, repeat=a.repeat,
+                                      threads=a.threads, numba=not a.no_numba, json_path=a.json, png_path=a.png))
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run())
