@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "parallel.h"
+#include "simd.h"
 
 namespace fastconv {
 
@@ -44,53 +45,52 @@ inline void window_max(const T* xp, long W, long h0, long h1, long w0, long w1, 
 
 }  // namespace
 
-// Scratch one thread needs for row_max: the stride phases of kh input rows, and int32 tap numbers.
-inline long row_scratch(const PoolShape& s) { return s.kh * (s.W + s.sw) + s.W_out; }
+// Scratch (in T elements) one thread needs for row_max: the stride phases of kh input rows, each
+// padded to whole vectors.
+inline long row_scratch(const PoolShape& s, int lanes) {
+    return s.kh * s.sw * (round_up(s.W_out, lanes) + s.kw) + lanes;
+}
 
-// Outputs [ow0, ow1) of one output row whose windows lie wholly inside the plane, tap by tap: every
-// tap is an independent elementwise pass over the row (vectorisable, no loop-carried chain per window),
-// and taps run in row-major order, so ties and NaN resolve exactly as in window_max.
-// Strided windows would make every tap a strided (gather) load, so each input row is first split into
-// its `stride` phases, phase q holding columns base + q, base + q + st, ...: tap b of output i is then
-// element i + b / st of phase b % st — a contiguous load. The winning tap is kept as an int32 (the same
-// lane width as a float32, so compare and select stay in one vector) and widened once at the end.
+// Outputs [ow0, ow1) of one output row whose windows lie wholly inside the plane. A vector of outputs
+// keeps its running max and winning tap in registers while the taps run in row-major order, so ties
+// and NaN resolve exactly as in window_max. Strided windows would make every tap a strided (gather)
+// load, so each input row is first split into its `stride` phases, phase q holding columns
+// base + q, base + q + st, ...: tap b of output i is then element i + b / st of phase b % st, a
+// contiguous load. Phases are zero-padded to whole vectors; the padding lanes are computed and dropped.
 template <typename T>
 void row_max(const T* xp, const PoolShape& s, long hs, long ow0, long ow1, T* __restrict y,
              int64_t* __restrict sw, T* __restrict scratch) {
+    using V = typename Vec<T>::type;
+    using VI = typename Vec<T>::itype;
+    using I = typename Vec<T>::int_t;
+    constexpr int L = Vec<T>::lanes;
     const long W = s.W, kh = s.kh, kw = s.kw, st = s.sw, n = ow1 - ow0, base = ow0 * st - s.pw;
-    const long plen = n + (kw - 1) / st;  // elements per phase (enough for every tap)
-    int32_t* __restrict tap = reinterpret_cast<int32_t*>(scratch + kh * st * plen);
-    y += ow0;
+    const long plen = round_up(n, L) + (kw - 1) / st;  // elements per phase (every tap of every vector)
     for (long a = 0; a < kh; ++a) {
         const T* r = xp + (hs + a) * W + base;
-        for (long b = 0; b < std::min(st, kw); ++b) {
-            const T* __restrict src = (st == 1) ? r : nullptr;
-            T* __restrict ph = scratch + (a * st + b) * plen;
-            const long len = n + (kw - 1 - b) / st;
-            if (src) {
-                std::copy(src, src + len, ph);
-            } else {
-                for (long m = 0; m < len; ++m) ph[m] = r[m * st + b];
-            }
+        for (long q = 0; q < std::min(st, kw); ++q) {
+            T* ph = scratch + (a * st + q) * plen;
+            const long len = n + (kw - 1 - q) / st;  // the elements that exist in the row
+            for (long m = 0; m < len; ++m) ph[m] = r[m * st + q];
+            std::fill(ph + len, ph + plen, T(0));
         }
     }
-    for (long i = 0; i < n; ++i) {
-        y[i] = scratch[i];
-        tap[i] = 0;
-    }
-    for (long a = 0; a < kh; ++a)
-        for (long b = (a == 0); b < kw; ++b) {
-            const T* __restrict v0 = scratch + (a * st + b % st) * plen + b / st;
-            const int32_t k = (int32_t)(a * W + b);  // offset of the tap from the window's corner
-            for (long i = 0; i < n; ++i) {
-                const T v = v0[i], best = y[i];
-                const bool take = (v > best) | ((v != v) & (best == best));
-                y[i] = take ? v : best;
-                tap[i] = take ? k : tap[i];
-            }
-        }
     const int64_t corner = hs * W + base;  // flat index of output ow0's window corner
-    for (long i = 0; i < n; ++i) sw[ow0 + i] = corner + i * st + tap[i];
+    for (long i = 0; i < n; i += L) {
+        V best = load<V>(scratch + i);
+        VI tap = {};
+        for (long a = 0; a < kh; ++a)
+            for (long b = (a == 0); b < kw; ++b) {
+                const V v = load<V>(scratch + (a * st + b % st) * plen + b / st + i);
+                const VI take = (v > best) | ((v != v) & (best == best));
+                best = take ? v : best;
+                tap = take ? VI{} + (I)(a * W + b) : tap;  // offset of the tap from the window's corner
+            }
+        for (long l = 0; l < std::min<long>(L, n - i); ++l) {
+            y[ow0 + i + l] = best[l];
+            sw[ow0 + i + l] = corner + (i + l) * st + tap[l];
+        }
+    }
 }
 
 // x (N, C, H, W) -> y, switches (N, C, H_out, W_out)
@@ -103,7 +103,7 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
     const int nt = threads_for(planes, 4.0 * planes * in);
 #pragma omp parallel num_threads(nt)
     {
-        Buffer<T> scratch(row_scratch(s));
+        Buffer<T> scratch(row_scratch(s, Vec<T>::lanes));
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
             const T* xp = x + p * in;

@@ -6,6 +6,7 @@
 // 32 under __AVX2__, 16 otherwise (FASTCONV_PORTABLE builds: plain x86-64 has SSE2).
 #pragma once
 
+#include <cstdint>
 #include <cstring>
 
 namespace fastconv {
@@ -27,12 +28,17 @@ constexpr const char* kSimdName = "sse2";
 // Vec<T>::type holds kVectorBytes / sizeof(T) lanes of T. Spelled out per type because a dependent
 // type inside vector_size is a GCC corner we do not want to rely on.
 template <typename T> struct Vec;
+// Vec<T>::itype: the same-width integer vector that a comparison of two Vec<T>::type yields.
 template <> struct Vec<float> {
     typedef float type __attribute__((vector_size(kVectorBytes)));
+    typedef int32_t itype __attribute__((vector_size(kVectorBytes)));
+    typedef int32_t int_t;
     static constexpr int lanes = kVectorBytes / sizeof(float);
 };
 template <> struct Vec<double> {
     typedef double type __attribute__((vector_size(kVectorBytes)));
+    typedef int64_t itype __attribute__((vector_size(kVectorBytes)));
+    typedef int64_t int_t;
     static constexpr int lanes = kVectorBytes / sizeof(double);
 };
 
