@@ -102,7 +102,7 @@ void conv2d(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap);
     const long nb = column_block<T>(HWo, s.N * G), nblk = ceil_div(HWo, nb), ntasks = s.N * G * nblk;
     const int nt = threads_for(ntasks, s.flops());
-    const long scratch = packed_b_size<T>() + Tile<T>::NC + Tile<T>::NR;
+    const long bsize = packed_b_size<T>(K, nb), scratch = bsize + nb + Tile<T>::NR;
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
@@ -113,7 +113,7 @@ void conv2d(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
         if (s.is_pointwise())
             gemm_packed(M, cols, K, Ap.data() + g * ap, StridedB<T>{xg + j0, s.HW(), 1}, Bp, yg, HWo, false);
         else
-            gemm_packed(M, cols, K, Ap.data() + g * ap, Im2colB<T>{xg, s, j0, Bp + packed_b_size<T>()}, Bp, yg,
+            gemm_packed(M, cols, K, Ap.data() + g * ap, Im2colB<T>{xg, s, j0, Bp + bsize}, Bp, yg,
                         HWo, false);
         if (b)
             for (long i = 0; i < M; ++i)

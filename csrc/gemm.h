@@ -49,6 +49,10 @@ struct Tile {
 // Elements pack_a writes for an M x K matrix; elements one packed B block needs.
 template <typename T> inline long packed_a_size(long M, long K) { return round_up(M, Tile<T>::MR) * K; }
 template <typename T> inline long packed_b_size() { return Tile<T>::KC * Tile<T>::NC; }
+// ... and for a B of only K x N: small calls then allocate (and fault in) kilobytes, not half a megabyte.
+template <typename T> inline long packed_b_size(long K, long N) {
+    return std::min(Tile<T>::KC, K) * round_up(std::min(Tile<T>::NC, N), Tile<T>::NR);
+}
 
 // A[i,k] = A[i*rsA + k*csA] (rsA=K, csA=1: row-major; rsA=1, csA=M: the transpose of a row-major matrix).
 template <typename T>

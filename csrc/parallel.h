@@ -45,6 +45,15 @@ inline int threads_for(long tasks, double work) {
     return (int)std::max(1L, std::min<long>(threads_for(tasks), (long)(work / kWorkPerThread)));
 }
 
+// The calling thread's number inside a parallel region (0 outside, or without OpenMP).
+inline int omp_thread() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 // ceil(a / b) for a >= 0, b > 0.
 inline long ceil_div(long a, long b) { return (a + b - 1) / b; }
 inline long round_up(long a, long b) { return ceil_div(a, b) * b; }

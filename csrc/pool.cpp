@@ -51,22 +51,23 @@ inline long row_scratch(const PoolShape& s, int lanes) {
     return s.kh * s.sw * (round_up(s.W_out, lanes) + s.kw) + lanes;
 }
 
-// Outputs [ow0, ow1) of one output row whose windows lie wholly inside the plane. A vector of outputs
+// Outputs [ow0, ow1) of one output row whose windows lie horizontally inside the plane, using the
+// window rows [a0, a1) (clipped to the plane: padding rows are never candidates). A vector of outputs
 // keeps its running max and winning tap in registers while the taps run in row-major order, so ties
 // and NaN resolve exactly as in window_max. Strided windows would make every tap a strided (gather)
 // load, so each input row is first split into its `stride` phases, phase q holding columns
 // base + q, base + q + st, ...: tap b of output i is then element i + b / st of phase b % st, a
 // contiguous load. Phases are zero-padded to whole vectors; the padding lanes are computed and dropped.
 template <typename T>
-void row_max(const T* xp, const PoolShape& s, long hs, long ow0, long ow1, T* __restrict y,
+void row_max(const T* xp, const PoolShape& s, long hs, long a0, long a1, long ow0, long ow1, T* __restrict y,
              int64_t* __restrict sw, T* __restrict scratch) {
     using V = typename Vec<T>::type;
     using VI = typename Vec<T>::itype;
     using I = typename Vec<T>::int_t;
     constexpr int L = Vec<T>::lanes;
-    const long W = s.W, kh = s.kh, kw = s.kw, st = s.sw, n = ow1 - ow0, base = ow0 * st - s.pw;
+    const long W = s.W, kw = s.kw, st = s.sw, n = ow1 - ow0, base = ow0 * st - s.pw;
     const long plen = round_up(n, L) + (kw - 1) / st;  // elements per phase (every tap of every vector)
-    for (long a = 0; a < kh; ++a) {
+    for (long a = a0; a < a1; ++a) {
         const T* r = xp + (hs + a) * W + base;
         for (long q = 0; q < std::min(st, kw); ++q) {
             T* ph = scratch + (a * st + q) * plen;
@@ -77,10 +78,10 @@ void row_max(const T* xp, const PoolShape& s, long hs, long ow0, long ow1, T* __
     }
     const int64_t corner = hs * W + base;  // flat index of output ow0's window corner
     for (long i = 0; i < n; i += L) {
-        V best = load<V>(scratch + i);
-        VI tap = {};
-        for (long a = 0; a < kh; ++a)
-            for (long b = (a == 0); b < kw; ++b) {
+        V best = load<V>(scratch + a0 * st * plen + i);
+        VI tap = VI{} + (I)(a0 * W);
+        for (long a = a0; a < a1; ++a)
+            for (long b = (a == a0); b < kw; ++b) {
                 const V v = load<V>(scratch + (a * st + b % st) * plen + b / st + i);
                 const VI take = (v > best) | ((v != v) & (best == best));
                 best = take ? v : best;
@@ -111,8 +112,8 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
                 const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
                 T* yr = y + p * out + oh * s.W_out;
                 int64_t* sr = switches + p * out + oh * s.W_out;
-                const bool inside = hs >= 0 && hs + s.kh <= s.H;
-                if (inside && ow1 > ow0) row_max(xp, s, hs, ow0, ow1, yr, sr, scratch.data());
+                const bool inside = h1 > h0;  // some window row lies in the plane
+                if (inside && ow1 > ow0) row_max(xp, s, hs, h0 - hs, h1 - hs, ow0, ow1, yr, sr, scratch.data());
                 for (long ow = 0; ow < s.W_out; ++ow) {
                     if (inside && ow >= ow0 && ow < ow1) continue;
                     const long ws = ow * s.sw - s.pw, w0 = std::max(ws, 0L), w1 = std::min(ws + s.kw, s.W);

@@ -39,6 +39,18 @@ void tiled_conv2d_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s
 template <typename T>
 void tiled_conv2d_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s);
 
+// Unshared conv in batch-major layout (unshared_conv.cpp); the tiled kernels dispatch to these when
+// the grid is the output size (is_unshared) and the bias strides are the unshared ones.
+inline bool is_unshared(const LocalShape& s) {
+    return s.T_h == s.H_out && s.T_w == s.W_out && s.b_o == s.H_out * s.W_out && s.b_i == s.W_out && s.b_j == 1;
+}
+template <typename T>
+void unshared_forward(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
+template <typename T>
+void unshared_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s);
+template <typename T>
+void unshared_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s);
+
 // Unshared conv = tiled conv with T = (H_out, W_out); s.T_h/T_w and the bias strides must say so.
 template <typename T>
 void unshared_conv2d(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {

@@ -108,12 +108,70 @@ def _train(args) -> int:
     return 0
 
 
+def _add_vis(sub) -> None:
+    """`fastconv demo` and `fastconv visualize` (the pipeline lives in fastconv.vis.demo)."""
+    p = sub.add_parser("demo", help="train the seed CNN, run every visualization, write an HTML report",
+                       description="Train fastconv.nn.models.seed_cnn on the bundled digits (or CIFAR-10 from "
+                                   "--data-dir), checkpoint each epoch, run every fastconv.vis method and write "
+                                   "OUT/index.html with its figures (OUT/figures/*.png).")
+    p.add_argument("--data", choices=["digits", "cifar10"], default="digits")
+    p.add_argument("--data-dir", help="CIFAR-10 python batches directory (for --data cifar10)")
+    p.add_argument("--image-size", type=int, default=16, help="digits upsampled to this size (8, 16, 32)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--fast", action="store_true", help="fewer images and steps (a quick check of the pipeline)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="fastconv-report", help="output directory (default: fastconv-report)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_demo)
+    from fastconv.vis.demo import METHODS
+    p = sub.add_parser("visualize", help="run one visualization method on a saved model, write a PNG",
+                       description="Load a model saved by fastconv.nn.save (e.g. `fastconv train --out M.npz`) "
+                                   "and run one fastconv.vis method on test images of the same data.")
+    p.add_argument("--model", required=True, help="the saved model (.npz)")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--data", choices=["digits", "cifar10"], default="digits")
+    p.add_argument("--data-dir", help="CIFAR-10 python batches directory (for --data cifar10)")
+    p.add_argument("--image-size", type=int, default=16, help="digits upsampled to this size")
+    p.add_argument("--indices", default="0,1,2,3", help="test images to use, e.g. 0,1,2,3")
+    p.add_argument("--layer", help="layer name or index (default: the last max-pool)")
+    p.add_argument("--channel", type=int, default=0, help="channel (deconvnet)")
+    p.add_argument("--target", type=int, help="class (default: each image's true class)")
+    p.add_argument("--window", type=int, default=4, help="occluder size (occlusion)")
+    p.add_argument("--stride", type=int, default=1, help="occluder stride (occlusion)")
+    p.add_argument("--steps", type=int, default=100, help="optimisation steps (class_model, deep_dream)")
+    p.add_argument("--out", default=None, help="PNG to write (default: <method>.png)")
+    p.set_defaults(func=_visualize)
+
+
+def _demo(args) -> int:
+    from fastconv.vis.demo import run_demo
+    run_demo(args.out, data=args.data, data_dir=args.data_dir, epochs=args.epochs, fast=args.fast, seed=args.seed,
+             progress=not args.no_progress, image_size=args.image_size)
+    return 0
+
+
+def _visualize(args) -> int:
+    from fastconv.vis.demo import run_visualize
+    try:
+        path = run_visualize(args.model, args.method, args.out or f"{args.method}.png", data=args.data,
+                             data_dir=args.data_dir, image_size=args.image_size,
+                             indices=[int(i) for i in args.indices.split(",")], layer=args.layer, channel=args.channel,
+                             target=args.target, window=args.window, stride=args.stride, steps=args.steps)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"fastconv visualize: {e}", file=sys.stderr)
+        return 2
+    if path:
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastconv", description="Fast CNN kernels, layers and visualization.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="print version, backends, threads and SIMD level")
     p.set_defaults(func=_info)
     _add_train(sub)
+    _add_vis(sub)
     from fastconv.benchmark import add_parser as _add_bench
     _add_bench(sub)
     args = parser.parse_args(argv)

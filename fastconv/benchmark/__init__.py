@@ -2,8 +2,8 @@
 scipy and Numba in the same run, as a table of throughputs, ratios and fractions of the machine's
 measured GEMM peak (or memory-copy bandwidth, for pooling).
 
-Each repeat times every implementation of a row back to back (best of several calls), so a ratio
-always compares times taken under the same machine load; with --repeat R the table shows the median
+Each repeat calls the implementations of a row in turn, round after round, and keeps each one's
+fastest call, so a ratio compares times taken under the same spells of machine load; with --repeat R the table shows the median
 over the R repeats of each throughput and of each ratio.
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ def measure(cases, repeat, log=print):
         passed, ref_rate = case.check()
         times = {k: [] for k in case.impls}
         for _ in range(repeat):
-            for name, fn in case.impls.items():
-                times[name].append(machine.best_time(fn))
+            for name, t in machine.interleaved_times(case.impls).items():
+                times[name].append(t)
         base = case.base or "torch"
         ratios = [b / f for b, f in zip(times.get(base, []), times["fastconv"])]
         row = dict(group=case.group, op=case.op, shape=case.shape, unit=case.unit, passed=passed,

@@ -3,7 +3,7 @@ inputs (NCHW) and returns NumPy arrays; a layer is named by its name ("3") or it
 
 backprop     saliency, gradient, guided_backprop, deconvnet, project — one backward mechanism, three ReLU rules
 features     filters, activations, top_activations, feature_evolution
-occlusion    occlusion (Zeiler & Fergus maps; per-pixel mode = Captum's Occlusion)
+perturbation occlusion (Zeiler & Fergus maps; per-pixel mode = Captum's Occlusion)
 synthesis    class_model, deep_dream, neural_style
 embedding    tsne, codes
 receptive    receptive_field, effective_receptive_field, invariance
@@ -12,7 +12,7 @@ image        PNG grids and plots; report: the HTML page; demo: the `fastconv dem
 from .backprop import class_gradient, deconvnet, gradient, guided_backprop, project, saliency
 from .embedding import codes, tsne
 from .features import TopActivations, activations, feature_evolution, filters, top_activations
-from .occlusion import occlusion
+from .perturbation import occlusion
 from .receptive import effective_receptive_field, infer_input_shape, invariance, receptive_field
 from .synthesis import class_model, deep_dream, gram, neural_style
 

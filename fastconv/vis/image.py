@@ -42,8 +42,13 @@ def colorize(a, cmap="viridis"):
 
 def overlay(image, heat, alpha=0.55, cmap="jet", mode="minmax"):
     """A (3, H, W) tile: the image (C, H, W) in grey/colour under the normalised heat map (H, W)."""
-    img = _rgb(normalize(image, "minmax"), None)
+    img = np.moveaxis(_rgb(normalize(image, "minmax"), None), -1, 0)
     return (1 - alpha) * img + alpha * colorize(normalize(heat, mode), cmap)
+
+
+def gray(a, mode="minmax"):
+    """A (3, H, W) grey tile of a (C, H, W) or (H, W) array (colour images stay colour), normalised."""
+    return np.moveaxis(_rgb(normalize(a, mode), None), -1, 0)
 
 
 def _rgb(t, cmap):
@@ -92,10 +97,12 @@ def grid(tiles, ncols=None, labels=None, row_labels=None, title=None, normalize_
     else:
         raise ValueError(f"normalize_by: expected 'tile', 'global' or None, got {normalize_by!r}")
     imgs = [_rgb(t, cmap) for t in imgs]
+    imgs = [_enlarge(i, max(1, int(round(tile_px / max(i.shape[:2]))))) for i in imgs]
     th = max(i.shape[0] for i in imgs)
     tw = max(i.shape[1] for i in imgs)
-    factor = max(1, int(round(tile_px / max(th, tw))))
-    th, tw = th * factor, tw * factor
+    labels = None if labels is None else [_ascii(s) for s in labels]
+    row_labels = None if row_labels is None else [_ascii(s) for s in row_labels]
+    title = _ascii(title) if title else title
     font = _font(font_size)
     line = font_size + 4
     label_h = line if labels is not None else 0
@@ -112,7 +119,6 @@ def grid(tiles, ncols=None, labels=None, row_labels=None, title=None, normalize_
     for k, img in enumerate(imgs):
         r, c = divmod(k, ncols)
         u8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-        u8 = np.repeat(np.repeat(u8, factor, axis=0), factor, axis=1)
         x0 = left + pad + c * (tw + pad) + (tw - u8.shape[1]) // 2
         y0 = top + pad + r * (th + label_h + pad)
         canvas.paste(Image.fromarray(u8), (x0, y0))
@@ -125,6 +131,21 @@ def grid(tiles, ncols=None, labels=None, row_labels=None, title=None, normalize_
             y = top + pad + r * (th + label_h + pad) + th // 2 - font_size // 2
             draw.text((pad, y), str(text), fill=TEXT, font=font)
     return np.asarray(canvas)
+
+
+def _enlarge(img, factor):
+    return np.repeat(np.repeat(img, factor, axis=0), factor, axis=1) if factor > 1 else img
+
+
+_GLYPHS = {"→": "->", "×": "x", "‖": "|", "½": "1/2", "σ": "sigma", "Σ": "sum", "∂": "d", "−": "-"}
+
+
+def _ascii(text):
+    """The bundled bitmap font lacks some symbols: spell them in ASCII."""
+    text = str(text)
+    for k, v in _GLYPHS.items():
+        text = text.replace(k, v)
+    return text
 
 
 def save_png(path, image):
@@ -150,7 +171,7 @@ def _figure(ncols, nrows, w=3.2, h=2.6):
 
 def save_plots(path, panels, ncols=3, title=None):
     """Line plots: panels is a list of dicts with x, series {label: y (M,) or (N, M) → mean ± std band},
-    and optional title, xlabel, ylabel, logy. Returns path."""
+    and optional title, xlabel, ylabel, ylim, logy. Returns path."""
     nrows = int(np.ceil(len(panels) / ncols))
     plt, fig, axes = _figure(min(ncols, len(panels)), nrows)
     for ax, panel in zip(axes.ravel(), panels):
@@ -165,6 +186,8 @@ def save_plots(path, panels, ncols=3, title=None):
         ax.set_title(panel.get("title", ""), fontsize=10)
         ax.set_xlabel(panel.get("xlabel", ""), fontsize=9)
         ax.set_ylabel(panel.get("ylabel", ""), fontsize=9)
+        if panel.get("ylim"):
+            ax.set_ylim(*panel["ylim"])
         if panel.get("logy"):
             ax.set_yscale("log")
         ax.tick_params(labelsize=8)

@@ -1,4 +1,4 @@
-"""Occlusion sensitivity (Zeiler & Fergus 2014, §4.2): slide a grey (or zero) square over the image and
+"""Perturbation methods. Occlusion sensitivity (Zeiler & Fergus 2014, §4.2): slide a grey (or zero) square over the image and
 record, per occluder position, the probability of the target class — and the total activation of the
 feature map that responds most strongly to the unoccluded image. Forward passes only, batched in chunks.
 

@@ -1,0 +1,172 @@
+// unshared_conv.cpp — unshared (locally connected) convolution in batch-major layout: forward and both
+// gradients side by side. tiled_conv.cpp dispatches here when the kernel grid equals the output size.
+//
+// Every output position l = (i, j) has its own kernel w[l] (C_out x K, K = C_in*kH*kW), so each
+// position is one small GEMM whose columns are the N images of the batch:
+//   forward      yT[o, l, :]    = w[l] · P_l            P_l[k, n] = x[n, c, i*sh - ph + a, j*sw - pw + b]
+//   weight grad  dw[l]          = dyT[:, l, :] · P_lᵀ
+//   input grad   dP_l           = w[l]ᵀ · dyT[:, l, :], scatter-added into dxT
+// The tensors are first transposed to batch-major order (xT[c, h, w, n]), so a row of P_l is N
+// contiguous floats (or zeros outside the input): the gather is a row copy with one bounds check per
+// row instead of one per element, and the GEMM streams whole vectors of images.
+#include <algorithm>
+#include <cstring>
+
+#include "gemm.h"
+#include "parallel.h"
+#include "tiled_conv.h"
+
+namespace fastconv {
+
+namespace {
+
+// dst (cols x rows) = src (rows x cols)ᵀ, in 32 x 32 blocks so both sides stay in cache.
+template <typename T>
+void transpose(const T* src, long rows, long cols, T* dst) {
+    constexpr long B = 32;
+    const long nb = ceil_div(rows, B) * ceil_div(cols, B);
+#pragma omp parallel for schedule(static) num_threads(threads_for(nb, 2.0 * rows * cols))
+    for (long t = 0; t < nb; ++t) {
+        const long r0 = t / ceil_div(cols, B) * B, c0 = t % ceil_div(cols, B) * B;
+        for (long r = r0; r < std::min(rows, r0 + B); ++r)
+            for (long c = c0; c < std::min(cols, c0 + B); ++c) dst[c * rows + r] = src[r * cols + c];
+    }
+}
+
+// Row k = (c, a, b) of P_l: the address of xT's N images at that input pixel, or null (padding).
+template <typename T>
+struct PatchRows {
+    const T* xT;
+    const LocalShape& s;
+    long ih, iw;  // top-left input corner of position l's window
+    const T* row(long k) const {
+        const long kk = s.kH * s.kW, c = k / kk, h = ih + (k % kk) / s.kW, w = iw + k % s.kW;
+        if (h < 0 || h >= s.H || w < 0 || w >= s.W) return nullptr;
+        return xT + ((c * s.H + h) * s.W + w) * s.N;
+    }
+};
+
+// B[k, n] = P_l[k, n0 + n] (forward): NR-wide slivers copied from contiguous image runs.
+template <typename T>
+struct PatchB {
+    PatchRows<T> P;
+    long n0;
+    void operator()(long pc, long kc, long jc, long nc, T* Bp) const {
+        constexpr int NR = Tile<T>::NR;
+        for (long p = 0; p < kc; ++p) {
+            const T* r = P.row(pc + p);
+            for (long js = 0; js < nc; js += NR) {
+                T* d = Bp + js * kc + p * NR;
+                const long nr = std::min<long>(NR, nc - js);
+                if (r)
+                    std::memcpy(d, r + n0 + jc + js, nr * sizeof(T));
+                else
+                    std::fill(d, d + nr, T(0));
+                std::fill(d + nr, d + NR, T(0));
+            }
+        }
+    }
+};
+
+// B[n, k] = P_l[k, n] (weight grad: the reduction runs over the images).
+template <typename T>
+struct PatchTransposedB {
+    PatchRows<T> P;
+    void operator()(long pc, long kc, long jc, long nc, T* Bp) const {
+        constexpr int NR = Tile<T>::NR;
+        for (long q = 0; q < round_up(nc, NR); ++q) {
+            T* d = Bp + (q / NR) * NR * kc + q % NR;
+            const T* r = q < nc ? P.row(jc + q) : nullptr;
+            for (long p = 0; p < kc; ++p) d[p * NR] = r ? r[pc + p] : T(0);
+        }
+    }
+};
+
+template <typename T>
+PatchRows<T> patch(const T* xT, const LocalShape& s, long l) {
+    return PatchRows<T>{xT, s, (l / s.W_out) * s.sh - s.ph, (l % s.W_out) * s.sw - s.pw};
+}
+
+}  // namespace
+
+// y (N, C_out, H_out, W_out); one task per output position.
+template <typename T>
+void unshared_forward(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
+    const long L = s.H_out * s.W_out, K = s.K(), M = s.C_out, N = s.N;
+    Buffer<T> xT(N * s.C_in * s.H * s.W), yT(M * L * N);
+    transpose(x, N, s.C_in * s.H * s.W, xT.data());
+#pragma omp parallel num_threads(threads_for(L, 2.0 * N * M * L * K))
+    {
+        Buffer<T> Ap(packed_a_size<T>(M, K)), Bp(packed_b_size<T>(K, N));
+#pragma omp for schedule(dynamic)
+        for (long l = 0; l < L; ++l) {
+            pack_a(M, K, w + l * M * K, K, 1L, Ap.data());
+            gemm_packed(M, N, K, Ap.data(), PatchB<T>{patch(xT.data(), s, l), 0}, Bp.data(), yT.data() + l * N,
+                        L * N, false);
+        }
+    }
+    transpose(yT.data(), M * L, N, y);
+    if (b)
+#pragma omp parallel for schedule(static) num_threads(threads_for(N, 1.0 * N * M * L))
+        for (long n = 0; n < N; ++n)
+            for (long i = 0; i < M * L; ++i) y[n * M * L + i] += b[i];  // unshared bias is (C_out, H_out, W_out)
+}
+
+// dx (N, C_in, H, W). Windows of neighbouring positions overlap, so threads split the images instead
+// of the positions: each owns its columns of dxT and adds every position's contribution in order.
+template <typename T>
+void unshared_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s) {
+    const long L = s.H_out * s.W_out, K = s.K(), M = s.C_out, N = s.N, R = s.C_in * s.H * s.W;
+    Buffer<T> dyT(M * L * N), dxT(R * N);
+    transpose(dy, N, M * L, dyT.data());
+    std::fill(dxT.data(), dxT.data() + R * N, T(0));
+    const int nt = threads_for(ceil_div(N, 8), 2.0 * N * M * L * K);  // at least 8 images per thread
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_thread();
+        const long n0 = N * t / nt, n1 = N * (t + 1) / nt, cols = n1 - n0;
+        Buffer<T> Ap(packed_a_size<T>(K, M)), Bp(packed_b_size<T>(M, cols)), dP(K * cols);
+        for (long l = 0; l < L && cols > 0; ++l) {
+            pack_a(K, M, w + l * M * K, 1L, K, Ap.data());
+            gemm_packed(K, cols, M, Ap.data(), StridedB<T>{dyT.data() + l * N + n0, L * N, 1}, Bp.data(), dP.data(),
+                        cols, false);
+            const PatchRows<T> P = patch((const T*)dxT.data(), s, l);
+            for (long k = 0; k < K; ++k) {
+                T* r = const_cast<T*>(P.row(k));
+                if (!r) continue;
+                const T* d = dP.data() + k * cols;
+                for (long n = 0; n < cols; ++n) r[n0 + n] += d[n];
+            }
+        }
+    }
+    transpose(dxT.data(), R, N, dx);
+}
+
+// dw (H_out, W_out, C_out, C_in, kH, kW); one task per output position.
+template <typename T>
+void unshared_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s) {
+    const long L = s.H_out * s.W_out, K = s.K(), M = s.C_out, N = s.N;
+    Buffer<T> xT(N * s.C_in * s.H * s.W), dyT(M * L * N);
+    transpose(x, N, s.C_in * s.H * s.W, xT.data());
+    transpose(dy, N, M * L, dyT.data());
+#pragma omp parallel num_threads(threads_for(L, 2.0 * N * M * L * K))
+    {
+        Buffer<T> Ap(packed_a_size<T>(M, N)), Bp(packed_b_size<T>(N, K));
+#pragma omp for schedule(dynamic)
+        for (long l = 0; l < L; ++l) {
+            pack_a(M, N, dyT.data() + l * N, L * N, 1L, Ap.data());
+            gemm_packed(M, K, N, Ap.data(), PatchTransposedB<T>{patch(xT.data(), s, l)}, Bp.data(), dw + l * M * K, K,
+                        false);
+        }
+    }
+}
+
+#define FASTCONV_INSTANTIATE(T)                                                                  \
+    template void unshared_forward<T>(const T*, const T*, const T*, T*, const LocalShape&);     \
+    template void unshared_input_grad<T>(const T*, const T*, T*, const LocalShape&);            \
+    template void unshared_weight_grad<T>(const T*, const T*, T*, const LocalShape&);
+FASTCONV_INSTANTIATE(float)
+FASTCONV_INSTANTIATE(double)
+#undef FASTCONV_INSTANTIATE
+
+}  // namespace fastconv

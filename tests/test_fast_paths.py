@@ -1,0 +1,89 @@
+"""The C++ backend's special paths, each against the NumPy reference on shapes chosen to enter it and
+on its edge cases: tiled conv by phases (every phase a strided dense conv, negative phase padding),
+unshared conv in batch-major layout, vectorised switch pooling (stride phases, clipped rows, padding
+vectors), the single-plane path and small calls on one thread."""
+import numpy as np
+import pytest
+
+import fastconv as fc
+from _helpers import assert_close
+
+pytestmark = pytest.mark.skipif("cpp" not in fc.available_backends(), reason="cpp backend not built")
+DTYPES = [np.float32, np.float64]
+
+
+def _local(op, xs, C_out, k, s, p, grid, dtype, rng):
+    x = rng.standard_normal(xs).astype(dtype)
+    probe = fc.conv2d(x, np.zeros((C_out, xs[1], k, k), dtype), stride=s, padding=p, backend="numpy")
+    if op == "unshared_conv2d":
+        grid = probe.shape[2:]
+    w = rng.standard_normal(tuple(grid) + (C_out, xs[1], k, k)).astype(dtype)
+    b_shape = (C_out,) + probe.shape[2:] if op == "unshared_conv2d" else (C_out,)
+    return x, w, rng.standard_normal(b_shape).astype(dtype), rng.standard_normal(probe.shape).astype(dtype)
+
+
+def _check_local(op, case, dtype, rng):
+    xs, C_out, k, s, p, grid = case
+    x, w, b, dy = _local(op, xs, C_out, k, s, p, grid, dtype, rng)
+    kw = dict(stride=s, padding=p)
+    fwd, dgrad, wgrad = (getattr(fc, op + sfx) for sfx in ("", "_input_grad", "_weight_grad"))
+    assert_close(fwd(x, w, b, backend="cpp", **kw), fwd(x, w, b, backend="numpy", **kw), dtype)
+    assert_close(dgrad(dy, w, x.shape, backend="cpp", **kw), dgrad(dy, w, x.shape, backend="numpy", **kw), dtype)
+    assert_close(wgrad(x, dy, w.shape, backend="cpp", **kw), wgrad(x, dy, w.shape, backend="numpy", **kw), dtype)
+
+
+# Tiled shapes whose phases have >= 16 positions (the dense-conv-per-phase path): uneven phases,
+# strides, padding larger than a phase offset (negative phase padding), 'same', tile 1 x T.
+TILED = [
+    ((2, 3, 16, 16), 4, 3, 1, 1, (2, 2)),
+    ((3, 2, 19, 13), 5, 3, 1, 0, (2, 3)),
+    ((2, 4, 23, 21), 3, 5, 2, 2, (2, 2)),
+    ((1, 1, 20, 20), 2, 3, 1, "same", (1, 2)),
+    ((2, 3, 30, 12), 6, 2, (2, 1), (0, 1), (3, 1)),
+    ((2, 16, 16, 16), 16, 3, 1, 1, (2, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TILED, ids=[str(i) for i in range(len(TILED))])
+def test_tiled_phases(case, dtype, rng):
+    _check_local("tiled_conv2d", case, dtype, rng)
+
+
+# Switch pooling: stride 1..3, kernels wider than the stride, padding, outputs not a multiple of the
+# vector width, ties (integer-valued inputs) and NaN.
+POOL = [((2, 3, 32, 32), 2, 2, 0), ((2, 3, 32, 32), 3, 2, 1), ((1, 2, 37, 41), 3, 1, 1), ((2, 2, 17, 50), 3, 3, 0),
+        ((1, 1, 9, 70), (2, 3), (1, 2), (1, 1)), ((1, 2, 5, 5), 5, 1, 2), ((1, 1, 40, 3), 2, 1, 0)]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL, ids=[str(i) for i in range(len(POOL))])
+def test_pool_paths(case, dtype, ties, rng):
+    xs, k, s, p = case
+    x = rng.standard_normal(xs)
+    x = (np.round(x * 2) if ties else x).astype(dtype)
+    if not ties:
+        x.flat[rng.integers(0, x.size, 3)] = np.nan
+    y, sw = fc.max_pool2d(x, k, s, p, backend="cpp")
+    y_ref, sw_ref = fc.max_pool2d(x, k, s, p, backend="numpy")
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(sw, sw_ref)
+    out = fc.max_unpool2d(y_ref, sw_ref, x.shape, backend="cpp")
+    np.testing.assert_array_equal(np.nan_to_num(out), np.nan_to_num(fc.max_unpool2d(y_ref, sw_ref, x.shape, backend="numpy")))
+
+
+# Unshared conv (batch-major path): batches above and below one 32-image vector block, odd batch
+# splits between threads, padding beyond the kernel, strides, rectangular kernels' positions.
+UNSHARED = [
+    ((64, 4, 8, 8), 5, 3, 1, 1, None),
+    ((37, 3, 9, 7), 4, 3, 2, 2, None),
+    ((1, 2, 6, 6), 3, 2, 1, 0, None),
+    ((9, 1, 10, 5), 2, 4, (1, 2), (3, 0), None),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", UNSHARED, ids=[str(i) for i in range(len(UNSHARED))])
+def test_unshared_batch_major(case, dtype, rng):
+    _check_local("unshared_conv2d", case, dtype, rng)
