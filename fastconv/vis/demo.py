@@ -78,9 +78,8 @@ def run_demo(out="fastconv-report", data="digits", data_dir=None, epochs=6, fast
         run(name, fn, ctx, rep)
     run.close()
     path = rep.write(os.path.join(out, "index.html"))
-    if progress:
-        took = ", ".join(f"{k} {v:.1f}s" for k, v in run.times.items())
-        print(f"report: {path} ({len(rep.figures())} figures, {time.perf_counter() - start:.0f} s; {took})")
+    took = ", ".join(f"{k} {v:.1f}s" for k, v in run.times.items())
+    print(f"report: {path} ({len(rep.figures())} figures, {time.perf_counter() - start:.0f} s; {took})")
     return path
 
 
