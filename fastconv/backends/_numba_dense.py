@@ -16,6 +16,7 @@ from ._numba_config import PARALLEL, SERIAL
 
 PB = 64   # output positions per conv2d task (their im2col rows stay in L1/L2)
 CB = 4    # input channels per conv2d_input_grad task
+KPAD = 16  # reduction lengths are padded to this (one AVX-512 float32 vector)
 
 
 @njit(**SERIAL)
@@ -50,22 +51,29 @@ def _dot4x4(A, a0, a1, a2, a3, offA, B, b0, b1, b2, b3, offB, L, z):
 
 @njit(**SERIAL)
 def _im2col_rows(x, n, c0, C_g, kH, kW, sh, sw, ph, pw, dh, dw, p0, p1, W_out, cols):
-    """cols[p − p0, (c, a, b)] = x[n, c0 + c, i·s_h + a·d_h − p_h, j·s_w + b·d_w − p_w] (0 outside), p = i·W_out + j."""
+    """cols[p − p0, (c, a, b)] = x[n, c0 + c, i·s_h + a·d_h − p_h, j·s_w + b·d_w − p_w] (0 outside), p = i·W_out + j.
+    The valid b-range of each position is computed once, so the copy loop carries no bounds checks
+    (with few input channels, as in a first layer, this gather costs as much as the arithmetic)."""
     H, W = x.shape[2], x.shape[3]
     for p in range(p0, p1):
         i = p // W_out
         j = p - i * W_out
-        k = 0
+        w0 = j * sw - pw
+        blo, bhi = _valid(w0, dw, W, kW)
         for c in range(C_g):
             for a in range(kH):
                 h = i * sh + a * dh - ph
-                for b in range(kW):
-                    w_ = j * sw + b * dw - pw
-                    if 0 <= h < H and 0 <= w_ < W:
-                        cols[p - p0, k] = x[n, c0 + c, h, w_]
-                    else:
-                        cols[p - p0, k] = 0
-                    k += 1
+                k = (c * kH + a) * kW
+                if h < 0 or h >= H:
+                    for b in range(kW):
+                        cols[p - p0, k + b] = 0
+                    continue
+                for b in range(blo):
+                    cols[p - p0, k + b] = 0
+                for b in range(blo, bhi):
+                    cols[p - p0, k + b] = x[n, c0 + c, h, w0 + b * dw]
+                for b in range(bhi, kW):
+                    cols[p - p0, k + b] = 0
 
 
 @njit(**PARALLEL)
@@ -76,8 +84,12 @@ def conv2d(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G, z):
     W_out = y.shape[3]
     P = y.shape[2] * W_out
     K = C_g * kH * kW
+    # The dot products run over Kp = K rounded up to a vector multiple (zero-padded rows): with short K,
+    # as in a first layer, a scalar remainder loop would otherwise cost as much as the vector part.
+    Kp = (K + KPAD - 1) // KPAD * KPAD
     O_g = C_out // G
-    wm = w.reshape(C_out, K)
+    wm = np.zeros((C_out, Kp), w.dtype)
+    wm[:, :K] = w.reshape(C_out, K)
     ym = y.reshape(N, C_out, P)
     nblk = (P + PB - 1) // PB
     for t in prange(N * G * nblk):
@@ -85,13 +97,13 @@ def conv2d(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G, z):
         g = (t // nblk) % G
         p0 = (t % nblk) * PB
         np_ = min(PB, P - p0)
-        cols = np.empty((np_, K), x.dtype)
+        cols = np.zeros((np_, Kp), x.dtype)
         _im2col_rows(x, n, g * C_g, C_g, kH, kW, sh, sw, ph, pw, dh, dw, p0, p0 + np_, W_out, cols)
         o_last = (g + 1) * O_g - 1
         for ob in range(g * O_g, o_last + 1, 4):       # a partial block repeats its last row/column
             for rb in range(0, np_, 4):
                 acc = _dot4x4(wm, ob, min(ob + 1, o_last), min(ob + 2, o_last), min(ob + 3, o_last), 0,
-                              cols, rb, min(rb + 1, np_ - 1), min(rb + 2, np_ - 1), min(rb + 3, np_ - 1), 0, K, z)
+                              cols, rb, min(rb + 1, np_ - 1), min(rb + 2, np_ - 1), min(rb + 3, np_ - 1), 0, Kp, z)
                 for u in range(min(4, o_last + 1 - ob)):
                     bias = b[ob + u] if has_b else z
                     for v in range(min(4, np_ - rb)):
