@@ -52,28 +52,39 @@ struct Im2colB {
     }
 };
 
-// B[p, q] = col[q, j0 + p] (weight grad: the reduction runs over output positions).
+// Packed B of the weight grad, whose reduction runs over output positions: B[p, q] = col[q0 + q, j0 + p]
+// for p < kc positions and q < nc im2col rows (zero past nc). Each sliver is built from L im2col rows
+// at a time, gathered into `tmp` (L rows of round_up(kc, L)) and turned into sliver rows by L x L
+// register transposes. tmp: >= L * round_up(KC, L) elements.
 template <typename T>
-struct Im2colTransposedB {
-    const T* xg;
-    const ConvShape& s;
-    long j0;
-    T* row;  // scratch, >= KC elements
-    void operator()(long pc, long kc, long jc, long nc, T* Bp) const {
-        constexpr int NR = Tile<T>::NR;
-        const long kk = s.kH * s.kW, ncp = round_up(nc, NR);
-        for (long q = 0; q < ncp; ++q) {
-            T* dst = Bp + (q / NR) * NR * kc + q % NR;
-            if (q >= nc) {
-                for (long p = 0; p < kc; ++p) dst[p * NR] = T(0);
-                continue;
-            }
-            long k = jc + q;
-            im2col_row(xg + (k / kk) * s.HW(), s, (k % kk) / s.kW, k % s.kW, j0 + pc, kc, row);
-            for (long p = 0; p < kc; ++p) dst[p * NR] = row[p];
+void pack_col_transposed(const T* xg, const ConvShape& s, long j0, long kc, long q0, long nc, T* tmp, T* Bp) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes, NR = Tile<T>::NR;
+    const long kk = s.kH * s.kW, kcp = round_up(kc, L);
+    for (long q = 0; q < nc; q += L) {
+        for (long r = 0; r < L; ++r) {
+            T* row = tmp + r * kcp;
+            const long k = q0 + q + r;
+            if (q + r < nc)
+                im2col_row(xg + (k / kk) * s.HW(), s, (k % kk) / s.kW, k % s.kW, j0, kc, row);
+            else
+                std::fill(row, row + kc, T(0));
+            std::fill(row + kc, row + kcp, T(0));
+        }
+        T* dst = Bp + (q / NR) * NR * kc + q % NR;
+        for (long p0 = 0; p0 < kc; p0 += L) {
+            V v[L];
+            for (int r = 0; r < L; ++r) v[r] = load<V>(tmp + r * kcp + p0);
+            transpose<T>(v);
+            for (long t = 0; t < std::min<long>(L, kc - p0); ++t) store(dst + (p0 + t) * NR, v[t]);
         }
     }
-};
+    // Whole missing L-row groups of the last sliver (nc up to NR - L short of a sliver).
+    for (long q = round_up(nc, L); q < round_up(nc, NR); q += L) {
+        T* dst = Bp + (q / NR) * NR * kc + q % NR;
+        for (long p = 0; p < kc; ++p) store(dst + p * NR, V{});
+    }
+}
 
 // Output columns per task: a full GEMM column block, halved while that leaves under four tasks per
 // thread. Only the partition changes, never an element's summation order.
@@ -161,36 +172,47 @@ void conv2d_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
     }
 }
 
-// dw (C_out, C_in/g, kH, kW) = Σ_n dy[n] · colᵀ[n]. Tasks (n, g, block of output positions) are cut
-// into S contiguous ranges ("slots") whose partial sums are added in slot order; S depends on the
-// problem only, so dw is bit-identical for any thread count.
+// dw (C_out, C_in/g, kH, kW) = Σ_n dy[n] · colᵀ[n]: per group a GEMM dW[M, K] += dY[M, P] · colᵀ[P, K]
+// whose reduction runs over the P = N·HW_out output positions, in items of (image, KC positions).
+// Tasks (group, position slice, column part) own disjoint column blocks of dW (or of their slice's
+// partial sum), so they accumulate straight into it over all their items: dY is packed once per item
+// and task, colᵀ once per item and column block. Slices (more than one only when dW has few
+// columns to share out) depend on the problem alone and are added in slice order, so dw is
+// bit-identical for any thread count; the column split does not change any element's sum.
 template <typename T>
 void conv2d_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
     if (use_depthwise(s)) return conv2d_weight_grad_depthwise(x, dy, dw, s);
-    const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), nbw = Tile<T>::KC;
-    const long nblk = ceil_div(HWo, nbw), ntasks = s.N * G * nblk, size = s.C_out * K;
-    const long S = std::min({ntasks, 32L, std::max(1L, (64L << 20) / long(size * sizeof(T)))});
-    Buffer<T> partial(S * size);
-    const long ap = packed_a_size<T>(M, nbw), scratch = ap + packed_b_size<T>() + Tile<T>::KC;
-    const int nt = threads_for(S, s.flops());
+    constexpr long KC = Tile<T>::KC, NR = Tile<T>::NR, NC = Tile<T>::NC, L = Vec<T>::lanes;
+    const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), size = s.C_out * K;
+    const long nblk = ceil_div(HWo, KC), items = s.N * nblk, nsl = ceil_div(K, NR);
+    const long S = std::clamp(ceil_div(16, nsl * G), 1L,
+                              std::min({items, 32L, std::max(1L, (64L << 20) / long(size * sizeof(T)))}));
+    const long parts = std::clamp(ceil_div(2L * get_num_threads(), S * G), 1L, nsl), ntasks = G * S * parts;
+    Buffer<T> partial(S > 1 ? S * size : 1);
+    const long ap = packed_a_size<T>(M, KC), bp = KC * NC, scratch = ap + bp + L * round_up(KC, L);
+    const int nt = threads_for(ntasks, s.flops());
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
-    for (long slot = 0; slot < S; ++slot) {
+    for (long t = 0; t < ntasks; ++t) {
         T* Ap = work.data() + thread_id() * scratch;
-        T* Bp = Ap + ap;
-        T* part = partial.data() + slot * size;
-        std::fill(part, part + size, T(0));
-        for (long t = ntasks * slot / S; t < ntasks * (slot + 1) / S; ++t) {
-            const long n = t / (G * nblk), g = t / nblk % G, j0 = t % nblk * nbw, cols = std::min(nbw, HWo - j0);
+        T *Bp = Ap + ap, *tmp = Bp + bp;
+        const long g = t / (S * parts), sl = t / parts % S, kp = t % parts;
+        const long c0 = nsl * kp / parts * NR, c1 = std::min(K, nsl * (kp + 1) / parts * NR);
+        if (c0 >= c1) continue;
+        T* C = (S > 1 ? partial.data() + sl * size : dw) + g * M * K;
+        for (long i = 0; i < M; ++i) std::fill(C + i * K + c0, C + i * K + c1, T(0));
+        for (long it = items * sl / S; it < items * (sl + 1) / S; ++it) {
+            const long n = it / nblk, j0 = it % nblk * KC, kc = std::min(KC, HWo - j0);
             const T* xg = x + (n * s.C_in + g * s.C_g()) * s.HW();
-            pack_a(M, cols, dy + (n * s.C_out + g * M) * HWo + j0, HWo, 1, Ap);
-            if (s.is_pointwise())
-                gemm_packed(M, K, cols, Ap, StridedB<T>{xg + j0, 1, s.HW()}, Bp, part + g * M * K, K, true);
-            else
-                gemm_packed(M, K, cols, Ap, Im2colTransposedB<T>{xg, s, j0, Bp + packed_b_size<T>()}, Bp,
-                            part + g * M * K, K, true);
+            pack_a(M, kc, dy + (n * s.C_out + g * M) * HWo + j0, HWo, 1, Ap);
+            for (long jc = c0; jc < c1; jc += NC) {
+                const long nc = std::min(NC, c1 - jc);
+                pack_col_transposed(xg, s, j0, kc, jc, nc, tmp, Bp);
+                macro_kernel(M, nc, kc, Ap, Bp, C + jc, K, true);
+            }
         }
     }
+    if (S == 1) return;
     const T* p = partial.data();
 #pragma omp parallel for schedule(static) num_threads(threads_for(size / 16384 + 1))
     for (long i = 0; i < size; ++i) {

@@ -7,9 +7,45 @@ namespace fastconv {
 
 // Ap: KC-block-major, MR-row slivers (layout in gemm.h). Rows past M are zero so the micro-kernel
 // can always compute a full MR-row tile.
+// Row-contiguous A (csA == 1) with whole slivers per vector (lanes % MR == 0): L rows x L columns at
+// a time through a register transpose, whose column t holds the L/MR slivers' row p0 + t.
+template <typename T>
+static void pack_a_rows(long M, long K, const T* A, long rsA, T* Ap) {
+    using V = typename Vec<T>::type;
+    constexpr int MR = Tile<T>::MR, L = Vec<T>::lanes;
+    const long Mpad = round_up(M, MR);
+    for (long pc = 0; pc < K; pc += Tile<T>::KC) {
+        const long kc = std::min(Tile<T>::KC, K - pc);
+        for (long i0 = 0; i0 < Mpad; i0 += L) {
+            for (long p0 = 0; p0 < kc; p0 += L) {
+                const long w = std::min<long>(L, kc - p0);
+                V v[L];
+                for (int r = 0; r < L; ++r) {
+                    const T* src = A + (i0 + r) * rsA + pc + p0;
+                    if (i0 + r >= M) {
+                        v[r] = V{};
+                    } else if (w == L) {
+                        v[r] = load<V>(src);
+                    } else {
+                        alignas(64) T part[L] = {};
+                        std::memcpy(part, src, w * sizeof(T));
+                        v[r] = load<V>(part);
+                    }
+                }
+                transpose<T>(v);
+                for (int q = 0; q < L / MR && i0 + q * MR < Mpad; ++q) {
+                    T* dst = Ap + pc * Mpad + (i0 + q * MR) * kc + p0 * MR;
+                    for (long t = 0; t < w; ++t) std::memcpy(dst + t * MR, (const T*)&v[t] + q * MR, MR * sizeof(T));
+                }
+            }
+        }
+    }
+}
+
 template <typename T>
 void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap) {
     constexpr int MR = Tile<T>::MR;
+    if (csA == 1 && Vec<T>::lanes % MR == 0) return pack_a_rows(M, K, A, rsA, Ap);
     const long Mpad = round_up(M, MR);
     for (long pc = 0; pc < K; pc += Tile<T>::KC) {
         long kc = std::min(Tile<T>::KC, K - pc);

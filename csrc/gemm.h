@@ -34,16 +34,23 @@ namespace fastconv {
 
 // Register blocking: an MR x NR tile of C lives in MR*NV vector registers during the K loop
 // (AVX-512: 16 of 32 zmm; AVX2/SSE: 12 of 16), leaving room for the NV B vectors and an A broadcast.
-// Cache blocking: a KC x NR B sliver stays in L1 across all A slivers, an MC x KC A block in L2.
+// Cache blocking: a KC x NR B sliver stays in L1 across all A slivers, an MC x KC A block in L2;
+// NC = FASTCONV_NCR * NR columns per packed B block. Overridable for tuning runs (-DFASTCONV_KC=...).
+#if !defined(FASTCONV_KC)
+#define FASTCONV_KC 256
+#define FASTCONV_MC 128
+#define FASTCONV_NCR 16
+#endif
+
 template <typename T>
 struct Tile {
     static constexpr int lanes = Vec<T>::lanes;
     static constexpr int MR = FASTCONV_MR;
     static constexpr int NV = FASTCONV_NV;
     static constexpr int NR = NV * lanes;
-    static constexpr long KC = 256;
-    static constexpr long MC = (128 + MR - 1) / MR * MR;  // a multiple of MR
-    static constexpr long NC = 16 * NR;
+    static constexpr long KC = FASTCONV_KC;
+    static constexpr long MC = (FASTCONV_MC + MR - 1) / MR * MR;  // a multiple of MR
+    static constexpr long NC = FASTCONV_NCR * NR;
 };
 
 // Elements pack_a writes for an M x K matrix; elements one packed B block needs.

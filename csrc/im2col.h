@@ -17,8 +17,13 @@ namespace fastconv {
 // The t in [0, n) with 0 <= start + t*step < limit form one range [lo, hi) (step > 0); computed
 // once per output row so the copy loops below carry no bounds checks.
 inline void valid_range(long start, long step, long n, long limit, long& lo, long& hi) {
-    lo = start >= 0 ? 0 : ceil_div(-start, step);
-    hi = start >= limit ? 0 : (limit - 1 - start) / step + 1;
+    if (step == 1) {  // no divisions: this runs once per output row, often for a dozen elements
+        lo = std::max(-start, 0L);
+        hi = limit - start;
+    } else {
+        lo = start >= 0 ? 0 : ceil_div(-start, step);
+        hi = start >= limit ? 0 : (limit - 1 - start) / step + 1;
+    }
     lo = std::min(lo, n);
     hi = std::max(lo, std::min(hi, n));
 }

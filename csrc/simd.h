@@ -56,11 +56,49 @@ inline void store(T* p, V v) {
     std::memcpy(p, &v, sizeof(V));
 }
 
-// Every lane set to s (a vector-scalar subtraction from zero would also do; this reads clearer).
+// Every lane set to s. `s - 0` is s for every s (unlike `0 + s`, which turns -0.0 into +0.0), so GCC
+// folds it to a bare broadcast, usually as an embedded {1toN} memory operand of the FMA.
 template <typename V, typename T>
 inline V broadcast(T s) {
-    V v = {};
-    return v + s;
+    return s - V{};
+}
+
+// Shuffle masks of one transpose stage (see transpose): lane l of the low/high output row.
+template <typename T, int H>
+struct TransposeMasks {
+    static constexpr int L = Vec<T>::lanes;
+    typename Vec<T>::int_t lo[L], hi[L];
+    constexpr TransposeMasks() : lo(), hi() {
+        for (int l = 0; l < L; ++l) {
+            lo[l] = (l & H) ? L + l - H : l;
+            hi[l] = (l & H) ? L + l : l + H;
+        }
+    }
+};
+
+// One stage: swap the off-diagonal H x H blocks of every 2H x 2H block, then the next stage.
+template <typename T, int H>
+inline void transpose_stage(typename Vec<T>::type* r) {
+    using V = typename Vec<T>::type;
+    using I = typename Vec<T>::itype;
+    constexpr int L = Vec<T>::lanes;
+    static constexpr TransposeMasks<T, H> m{};
+    const I lo = load<I>(m.lo), hi = load<I>(m.hi);
+#pragma GCC unroll 16
+    for (int i = 0; i < L; ++i) {
+        if (i & H) continue;
+        V a = r[i], b = r[i + H];
+        r[i] = __builtin_shuffle(a, b, lo);
+        r[i + H] = __builtin_shuffle(a, b, hi);
+    }
+    if constexpr (H > 1) transpose_stage<T, H / 2>(r);
+}
+
+// r[0:L) := its transpose, for L = lanes rows of L lanes: log2(L) butterfly stages of two-source
+// shuffles (vpermt2ps under AVX-512), L * log2(L) of them in all.
+template <typename T>
+inline void transpose(typename Vec<T>::type* r) {
+    if constexpr (Vec<T>::lanes > 1) transpose_stage<T, Vec<T>::lanes / 2>(r);
 }
 
 }  // namespace fastconv

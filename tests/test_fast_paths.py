@@ -87,3 +87,54 @@ UNSHARED = [
 @pytest.mark.parametrize("case", UNSHARED, ids=[str(i) for i in range(len(UNSHARED))])
 def test_unshared_batch_major(case, dtype, rng):
     _check_local("unshared_conv2d", case, dtype, rng)
+
+
+# Dense weight grad (conv2d.cpp): column parts of dW per task, position slices when dW has few columns
+# (K = C_in/g·kH·kW under a few slivers: S1/S6-like first layers), items split inside and across images
+# (HW_out above and below one KC block of 256 positions), K and C_out not multiples of the tile, prime
+# sizes, padding beyond the kernel, kernel = input, stride/dilation, groups, pointwise, N = 1.
+WGRAD = [
+    # x shape, C_out, k, stride, padding, dilation, groups
+    ((4, 3, 32, 32), 32, 5, 1, 2, 1, 1),
+    ((3, 3, 33, 31), 16, 7, 2, 3, 1, 1),
+    ((1, 5, 17, 19), 7, 3, 1, 1, 1, 1),
+    ((2, 13, 11, 13), 11, (3, 2), (2, 1), (4, 3), (1, 2), 1),
+    ((2, 40, 9, 9), 37, 3, 1, 1, 2, 1),
+    ((2, 6, 7, 7), 8, 7, 1, 0, 1, 2),
+    ((3, 8, 5, 5), 12, 3, 1, 5, 1, 4),
+    ((2, 24, 16, 20), 40, 1, 1, 0, 1, 1),
+    ((1, 3, 23, 29), 5, 2, 3, 0, 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", WGRAD, ids=[str(i) for i in range(len(WGRAD))])
+def test_weight_grad_paths(case, dtype, rng):
+    xs, C_out, k, s, p, d, g = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((C_out, xs[1] // g, kh, kw)).astype(dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d, groups=g)
+    dy = rng.standard_normal(fc.conv2d(x, w, **kw_, backend="numpy").shape).astype(dtype)
+    want = fc.conv2d_weight_grad(x.astype(np.float64), dy.astype(np.float64), w.shape, **kw_, backend="numpy")
+    assert_close(fc.conv2d_weight_grad(x, dy, w.shape, **kw_, backend="cpp"), want, dtype)
+
+
+@pytest.mark.parametrize("case", [WGRAD[0], WGRAD[4]], ids=["slices", "parts"])
+def test_weight_grad_thread_independent(case, rng):
+    """dw is bit-identical for 1, 2 and 3 threads (slices depend on the problem only)."""
+    xs, C_out, k, s, p, d, g = case
+    x = rng.standard_normal(xs).astype(np.float32)
+    w_shape = (C_out, xs[1] // g, k, k)
+    kw_ = dict(stride=s, padding=p, dilation=d, groups=g)
+    dy = rng.standard_normal(fc.conv2d(x, np.zeros(w_shape, np.float32), **kw_, backend="numpy").shape).astype(np.float32)
+    old = fc.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            fc.set_num_threads(t)
+            outs.append(fc.conv2d_weight_grad(x, dy, w_shape, **kw_, backend="cpp"))
+    finally:
+        fc.set_num_threads(old)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
