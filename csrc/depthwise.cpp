@@ -4,13 +4,16 @@
 // There the GEMM would be (C_out/g) x (kH*kW) — far too thin for an MR x NR register tile (a 3x3
 // depthwise layer would waste 7/8 of every tile and spend its time packing). Instead each input
 // plane is copied once into a zero-padded buffer, after which every tap of every output is in range:
-// a vector of outputs accumulates its kH*kW taps in a register with no bounds checks.
+// a vector of outputs accumulates its kH*kW taps in a register with no bounds checks. At stride 1 the
+// register-blocked kernel of direct.h does this for a block of rows x vectors at once; a single
+// plane (fewer planes than threads) is padded once and split into bands of output rows.
 // The stride-1 input gradient is the same correlation on the padded dy with the kernel rotated 180°;
 // strided input gradients scatter-add im2col rows instead (col2im).
 #include <algorithm>
 #include <cstring>
 
 #include "conv2d.h"
+#include "direct.h"
 #include "im2col.h"
 #include "parallel.h"
 #include "simd.h"
@@ -57,12 +60,24 @@ struct Taps {
     long kH, kW, sh, sw, dh, dw;
 };
 
+// The register-blocked kernel of direct.h applies (stride 1, no row dilation).
+inline bool direct_ok(const Taps& t) { return t.sh == 1 && t.sw == 1 && t.dh == 1; }
+
+// Row stride of the padded plane: the span of the windows, widened so that the direct kernel may
+// read whole vectors.
+template <typename T>
+long padded_stride(const Taps& t, long span_w, long W_out) {
+    return direct_ok(t) ? std::max(span_w, direct::padded_width<T>(W_out, t.kW, t.dw)) : span_w;
+}
+
 // out (H_out x W_out)[i][j] = (accumulate ? out : init) + Σ_{a,b} k[a,b] · xp[i*sh + a*dh][j*sw + b*dw]
 template <typename T>
 void correlate_padded(const T* xp, long Wp, const T* k, const Taps& t, long H_out, long W_out, T* out,
                       bool accumulate, T init) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes;
+    if (direct_ok(t) && Wp >= direct::padded_width<T>(W_out, t.kW, t.dw))
+        return direct::correlate_rows(xp, Wp, k, t.kH, t.kW, t.dw, out, W_out, 0L, H_out, accumulate, init);
     for (long i = 0; i < H_out; ++i) {
         T* o = out + i * W_out;
         long j = 0;
@@ -97,19 +112,41 @@ inline long span(long out, long s, long k, long d) { return (out - 1) * s + (k -
 
 bool use_depthwise(const ConvShape& s) { return s.C_g() == 1 && s.M_g() < 4; }
 
-// y[n,o] = b[o] + Σ_{a,b} w[o,a,b] · xpad[n, o / M_g]           one task per output plane
+// y[n,o] = b[o] + Σ_{a,b} w[o,a,b] · xpad[n, o / M_g]
+// Many planes: one task per output plane, each thread padding into its own buffer. Fewer planes than
+// threads (a single image plane): every plane padded once, then one task per band of output rows.
 template <typename T>
 void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     const long planes = s.N * s.C_out, kk = s.kH * s.kW, HWo = s.HW_out();
-    const long Hp = span(s.H_out, s.sh, s.kH, s.dh), Wp = span(s.W_out, s.sw, s.kW, s.dw);
     const Taps taps{s.kH, s.kW, s.sh, s.sw, s.dh, s.dw};
+    const long Hp = span(s.H_out, s.sh, s.kH, s.dh);
+    const long Wp = padded_stride<T>(taps, span(s.W_out, s.sw, s.kW, s.dw), s.W_out);
+    const T* const xs = x;
+    auto plane_of = [&](long p) { return xs + (p / s.C_out * s.C_in + p % s.C_out / s.M_g()) * s.HW(); };
+    if (direct_ok(taps) && planes < get_num_threads()) {
+        const long band = 8 * direct::kRows, bands = ceil_div(s.H_out, band);
+        const int nt = threads_for(planes * bands, s.flops());
+        Buffer<T> padded(planes * Hp * Wp);
+#pragma omp parallel num_threads(nt)
+        {
+#pragma omp for schedule(static)
+            for (long p = 0; p < planes; ++p) pad_plane(plane_of(p), s.H, s.W, s.ph, s.pw, Hp, Wp, padded.data() + p * Hp * Wp);
+#pragma omp for schedule(dynamic)
+            for (long t = 0; t < planes * bands; ++t) {
+                const long p = t / bands, i0 = t % bands * band, o = p % s.C_out;
+                direct::correlate_rows(padded.data() + p * Hp * Wp, Wp, w + o * kk, s.kH, s.kW, s.dw, y + p * HWo,
+                                       s.W_out, i0, std::min(i0 + band, s.H_out), false, b ? b[o] : T(0));
+            }
+        }
+        return;
+    }
     const int nt = threads_for(planes, s.flops());
     Buffer<T> work(nt * Hp * Wp);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (long p = 0; p < planes; ++p) {
         T* xp = work.data() + thread_id() * Hp * Wp;
-        const long n = p / s.C_out, o = p % s.C_out;
-        pad_plane(x + (n * s.C_in + o / s.M_g()) * s.HW(), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
+        const long o = p % s.C_out;
+        pad_plane(plane_of(p), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
         correlate_padded(xp, Wp, w + o * kk, taps, s.H_out, s.W_out, y + p * HWo, false, b ? b[o] : T(0));
     }
 }
@@ -120,9 +157,9 @@ template <typename T>
 void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape& s) {
     const long planes = s.N * s.C_in, kk = s.kH * s.kW, HWo = s.HW_out(), M = s.M_g();
     const bool gather = s.sh == 1 && s.sw == 1;
-    const long Hp = s.H + (s.kH - 1) * s.dh, Wp = s.W + (s.kW - 1) * s.dw;
-    const long scratch = gather ? Hp * Wp + kk : HWo;
     const Taps taps{s.kH, s.kW, 1, 1, s.dh, s.dw};
+    const long Hp = s.H + (s.kH - 1) * s.dh, Wp = padded_stride<T>(taps, s.W + (s.kW - 1) * s.dw, s.W);
+    const long scratch = gather ? Hp * Wp + kk : HWo;
     const int nt = threads_for(planes, s.flops());
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(static) num_threads(nt)

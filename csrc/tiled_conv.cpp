@@ -6,7 +6,8 @@
 //   weight-grad  dW[o, k] += dY[o, q] · col[k, q]^T
 //   input-grad   dcol[k, q] = W[o, k]^T · dY[o, q], scattered back into dx (col2im)
 // Columns are processed in blocks of NQ so the workspace stays small. Unshared conv has one
-// position per phase, so its GEMM columns are the images of the batch.
+// position per phase, so its GEMM columns are the images of the batch. Few, large phases take the
+// polyphase path of tiled_poly.cpp instead (contiguous gathers from a polyphase copy of x).
 #include "tiled_conv.h"
 
 #include <algorithm>
@@ -88,12 +89,14 @@ struct Work {
           out(std::max(s.C_out, s.K()) * NQ<T>) {}
 };
 
-// --- Few, large phases: each phase is a strided dense conv -----------------------------------------------
-// The outputs (th + T_h*i', tw + T_w*j') of phase (th, tw) are a dense conv of x with stride
-// (T_h*sh, T_w*sw) and top/left padding (ph - th*sh, pw - tw*sw) — negative when the phase's first
-// window starts inside x, which the dense kernels handle (they only ever compare positions with
-// the input bounds). So with few phases of many positions each, tiled conv runs at dense-conv speed
-// on the packed-GEMM kernels; the phase's outputs are gathered/scattered through a small buffer.
+// --- Few, large phases -----------------------------------------------------------------------------------
+// Forward and input gradient run on a polyphase copy of the input (tiled_poly.cpp), as does the weight
+// gradient when there are at least as many phases as threads (it splits phases over threads).
+// Otherwise each phase's weight gradient is that of a strided dense conv: the outputs
+// (th + T_h*i', tw + T_w*j') of phase (th, tw) are a dense conv of x with stride (T_h*sh, T_w*sw)
+// and top/left padding (ph - th*sh, pw - tw*sw) — negative when the phase's first window starts
+// inside x, which the dense kernels handle (they only ever compare positions with the input
+// bounds) — so it runs on the parallel dense kernel; dy's phase positions are gathered first.
 
 // True when every phase has enough output positions per image for a dense conv to pay.
 inline bool use_phases(const LocalShape& s) { return s.rows(s.T_h - 1) * s.cols(s.T_w - 1) >= 16; }
@@ -103,54 +106,16 @@ inline ConvShape phase_shape(const LocalShape& s, long th, long tw) {
                      s.sh * s.T_h, s.sw * s.T_w, s.ph - th * s.sh, s.pw - tw * s.sw, 1, 1, 1};
 }
 
-// yp (N, C_out, rows, cols) <-> the phase's positions of y (N, C_out, H_out, W_out).
-template <typename T, bool ToPhase>
-void phase_copy(T* y, T* yp, const LocalShape& s, long th, long tw) {
+// yp (N, C_out, rows, cols) = the phase's positions of y (N, C_out, H_out, W_out).
+template <typename T>
+void phase_copy(const T* y, T* yp, const LocalShape& s, long th, long tw) {
     const long r = s.rows(th), c = s.cols(tw), planes = s.N * s.C_out;
 #pragma omp parallel for schedule(static) num_threads(threads_for(planes, 4.0 * planes * r * c))
     for (long p = 0; p < planes; ++p)
         for (long i = 0; i < r; ++i) {
-            T* row = y + (p * s.H_out + th + i * s.T_h) * s.W_out + tw;
+            const T* row = y + (p * s.H_out + th + i * s.T_h) * s.W_out + tw;
             T* prow = yp + (p * r + i) * c;
-            for (long j = 0; j < c; ++j) {
-                if (ToPhase)
-                    prow[j] = row[j * s.T_w];
-                else
-                    row[j * s.T_w] = prow[j];
-            }
-        }
-}
-
-template <typename T>
-void tiled_forward_phases(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
-    Buffer<T> yp(s.N * s.C_out * s.rows(0) * s.cols(0));
-    for (long th = 0; th < s.T_h; ++th)
-        for (long tw = 0; tw < s.T_w; ++tw) {
-            conv2d(x, w + (th * s.T_w + tw) * s.C_out * s.K(), (const T*)nullptr, yp.data(), phase_shape(s, th, tw));
-            phase_copy<T, false>(y, yp.data(), s, th, tw);
-        }
-    if (!b) return;
-#pragma omp parallel for schedule(static) num_threads(threads_for(s.N, 4.0 * s.N * s.C_out * s.H_out * s.W_out))
-    for (long n = 0; n < s.N; ++n)
-        for (long o = 0; o < s.C_out; ++o)
-            for (long i = 0; i < s.H_out; ++i)
-                for (long j = 0; j < s.W_out; ++j) y[((n * s.C_out + o) * s.H_out + i) * s.W_out + j] += b[o * s.b_o + i * s.b_i + j * s.b_j];
-}
-
-// dx = Σ over phases of the dense input grad of that phase (each dense call overwrites its buffer).
-template <typename T>
-void tiled_input_grad_phases(const T* dy, const T* w, T* dx, const LocalShape& s) {
-    const long size = s.N * s.C_in * s.H * s.W;
-    Buffer<T> dyp(s.N * s.C_out * s.rows(0) * s.cols(0)), dxp(size);
-    for (long th = 0; th < s.T_h; ++th)
-        for (long tw = 0; tw < s.T_w; ++tw) {
-            phase_copy<T, true>(const_cast<T*>(dy), dyp.data(), s, th, tw);
-            const bool first = th == 0 && tw == 0;
-            conv2d_input_grad(dyp.data(), w + (th * s.T_w + tw) * s.C_out * s.K(), first ? dx : dxp.data(),
-                              phase_shape(s, th, tw));
-            if (!first)
-#pragma omp parallel for schedule(static) num_threads(threads_for(size / 65536 + 1))
-                for (long i = 0; i < size; ++i) dx[i] += dxp.data()[i];
+            for (long j = 0; j < c; ++j) prow[j] = row[j * s.T_w];
         }
 }
 
@@ -159,7 +124,7 @@ void tiled_weight_grad_phases(const T* x, const T* dy, T* dw, const LocalShape& 
     Buffer<T> dyp(s.N * s.C_out * s.rows(0) * s.cols(0));
     for (long th = 0; th < s.T_h; ++th)
         for (long tw = 0; tw < s.T_w; ++tw) {
-            phase_copy<T, true>(const_cast<T*>(dy), dyp.data(), s, th, tw);
+            phase_copy(dy, dyp.data(), s, th, tw);
             conv2d_weight_grad(x, dyp.data(), dw + (th * s.T_w + tw) * s.C_out * s.K(), phase_shape(s, th, tw));
         }
 }
@@ -169,7 +134,7 @@ void tiled_weight_grad_phases(const T* x, const T* dy, T* dw, const LocalShape& 
 template <typename T>
 void tiled_conv2d(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
     if (is_unshared(s)) return unshared_forward(x, w, b, y, s);
-    if (use_phases(s)) return tiled_forward_phases(x, w, b, y, s);
+    if (use_phases(s)) return tiled_forward_poly(x, w, b, y, s);
     const long K = s.K(), phases = s.phases(), HWo = s.H_out * s.W_out;
     const long blocks = ceil_div(s.N * ceil_div(s.H_out, s.T_h) * ceil_div(s.W_out, s.T_w), NQ<T>);
 #pragma omp parallel num_threads(threads_for(phases * blocks))
@@ -205,7 +170,7 @@ void tiled_conv2d(const T* x, const T* w, const T* b, T* y, const LocalShape& s)
 template <typename T>
 void tiled_conv2d_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s) {
     if (is_unshared(s)) return unshared_input_grad(dy, w, dx, s);
-    if (use_phases(s)) return tiled_input_grad_phases(dy, w, dx, s);
+    if (use_phases(s)) return tiled_input_grad_poly(dy, w, dx, s);
     const long K = s.K(), HWo = s.H_out * s.W_out;
     std::fill(dx, dx + s.N * s.C_in * s.H * s.W, T(0));
     const int nt = threads_for(s.N);
@@ -239,6 +204,7 @@ void tiled_conv2d_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s
 template <typename T>
 void tiled_conv2d_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s) {
     if (is_unshared(s)) return unshared_weight_grad(x, dy, dw, s);
+    if (use_phases(s) && s.phases() >= get_num_threads()) return tiled_weight_grad_poly(x, dy, dw, s);
     if (use_phases(s)) return tiled_weight_grad_phases(x, dy, dw, s);
     const long K = s.K(), HWo = s.H_out * s.W_out;
 #pragma omp parallel num_threads(threads_for(s.phases()))

@@ -39,6 +39,15 @@ void tiled_conv2d_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s
 template <typename T>
 void tiled_conv2d_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s);
 
+// Few, large phases on a polyphase copy of the input (tiled_poly.cpp); the tiled kernels dispatch to
+// these when every phase has enough positions per image.
+template <typename T>
+void tiled_forward_poly(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
+template <typename T>
+void tiled_input_grad_poly(const T* dy, const T* w, T* dx, const LocalShape& s);
+template <typename T>
+void tiled_weight_grad_poly(const T* x, const T* dy, T* dw, const LocalShape& s);
+
 // Unshared conv in batch-major layout (unshared_conv.cpp); the tiled kernels dispatch to these when
 // the grid is the output size (is_unshared) and the bias strides are the unshared ones.
 inline bool is_unshared(const LocalShape& s) {

@@ -1,5 +1,6 @@
 """The C++ backend's special paths, each against the NumPy reference on shapes chosen to enter it and
-on its edge cases: tiled conv by phases (every phase a strided dense conv, negative phase padding),
+on its edge cases: tiled conv by phases (polyphase input copy, or every phase a strided dense conv;
+negative phase padding), the register-blocked direct correlation (single plane, depthwise),
 unshared conv in batch-major layout, vectorised switch pooling (stride phases, clipped rows, padding
 vectors), the single-plane path and small calls on one thread."""
 import numpy as np
@@ -41,13 +42,25 @@ TILED = [
     ((1, 1, 20, 20), 2, 3, 1, "same", (1, 2)),
     ((2, 3, 30, 12), 6, 2, (2, 1), (0, 1), (3, 1)),
     ((2, 16, 16, 16), 16, 3, 1, 1, (2, 2)),
+    ((1, 2, 11, 13), 3, 3, 1, 4, (2, 2)),
+    ((1, 1, 9, 9), 2, 9, 1, 4, (2, 2)),
+    ((2, 3, 40, 37), 4, 4, 3, 2, (2, 2)),
+    ((1, 2, 29, 31), 3, 5, (1, 2), (3, 1), (3, 2)),
 ]
 
 
+# 1 thread and 8: the polyphase weight gradient needs at least as many phases as threads, else the
+# strided-dense-conv-per-phase path runs.
+@pytest.mark.parametrize("threads", [1, 8])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", TILED, ids=[str(i) for i in range(len(TILED))])
-def test_tiled_phases(case, dtype, rng):
-    _check_local("tiled_conv2d", case, dtype, rng)
+def test_tiled_phases(case, dtype, threads, rng):
+    old = fc.get_num_threads()
+    try:
+        fc.set_num_threads(threads)
+        _check_local("tiled_conv2d", case, dtype, rng)
+    finally:
+        fc.set_num_threads(old)
 
 
 # Switch pooling: stride 1..3, kernels wider than the stride, padding, outputs not a multiple of the
@@ -138,3 +151,61 @@ def test_weight_grad_thread_independent(case, rng):
         fc.set_num_threads(old)
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
+
+
+# The register-blocked direct correlation (direct.h) of a single plane: sizes around the 4-row block and
+# the 4-vector column block (odd, prime, one row/column), kernel = input, kernel larger than the input
+# in 'same'/'full', even kernels; run on 1 thread (one task per plane) and 3 (bands of rows).
+PLANE = [((512, 512), (9, 9)), ((37, 71), (5, 3)), ((1, 1), (1, 1)), ((7, 7), (7, 7)), ((3, 5), (6, 8)),
+         ((97, 131), (2, 4)), ((5, 200), (1, 9)), ((67, 17), (11, 1)), ((40, 64), (3, 3))]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+@pytest.mark.parametrize("case", PLANE, ids=[str(i) for i in range(len(PLANE))])
+def test_plane_direct(case, mode, dtype, threads, rng):
+    (H, W), (kh, kw) = case
+    if mode == "valid" and (kh > H or kw > W):
+        pytest.skip("'valid' needs the kernel to fit")
+    image, kernel = rng.standard_normal((H, W)).astype(dtype), rng.standard_normal((kh, kw)).astype(dtype)
+    old = fc.get_num_threads()
+    try:
+        fc.set_num_threads(threads)
+        for op in (fc.correlate2d, fc.convolve2d):
+            want = op(image.astype(np.float64), kernel.astype(np.float64), mode, backend="numpy")
+            assert_close(op(image, kernel, mode, backend="cpp"), want, dtype)
+    finally:
+        fc.set_num_threads(old)
+
+
+# Depthwise (one input channel per group) at stride 1 enters the direct kernel in the forward and the
+# input gradient: padding > kernel, dilation along columns only (rows dilated fall back), N = 1,
+# channel multipliers 1..3, fewer planes than threads.
+DEPTHWISE = [((1, 1, 33, 45), 1, 5, 1, 2, 1), ((2, 3, 17, 19), 3, 3, 1, 4, 1), ((1, 2, 9, 31), 6, 3, 1, 1, (1, 2)),
+             ((3, 4, 12, 12), 8, 3, 1, 0, (2, 1)), ((2, 5, 32, 32), 5, (3, 5), 1, (1, 2), 1),
+             ((1, 1, 6, 6), 3, 7, 1, 3, 1), ((2, 3, 20, 20), 3, 3, 2, 1, 1)]
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", DEPTHWISE, ids=[str(i) for i in range(len(DEPTHWISE))])
+def test_depthwise_direct(case, dtype, threads, rng):
+    xs, C_out, k, s, p, d = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    g = xs[1]
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((C_out, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(C_out).astype(dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d, groups=g)
+    ref = lambda f, *a: f(*(v.astype(np.float64) if isinstance(v, np.ndarray) else v for v in a), **kw_, backend="numpy")
+    y = ref(fc.conv2d, x, w, b)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    old = fc.get_num_threads()
+    try:
+        fc.set_num_threads(threads)
+        assert_close(fc.conv2d(x, w, b, **kw_, backend="cpp"), y, dtype)
+        assert_close(fc.conv2d_input_grad(dy, w, x.shape, **kw_, backend="cpp"), ref(fc.conv2d_input_grad, dy, w, x.shape), dtype)
+        assert_close(fc.conv2d_weight_grad(x, dy, w.shape, **kw_, backend="cpp"), ref(fc.conv2d_weight_grad, x, dy, w.shape), dtype)
+    finally:
+        fc.set_num_threads(old)
