@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
+from fastconv.benchmark.cases import dense_call
 from bench.shapes import CONV_SHAPES, LOCAL_SHAPES, PLANE_SHAPES, POOL_SHAPES
 
 REF_BATCH_DIVISOR = 8
@@ -33,15 +34,6 @@ def _assert_close(got, want):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, float(np.abs(want).max())))
 
 
-def _conv_call(op, s, x, w, dy):
-    kw = s.kwargs
-    if op == "conv2d":
-        return lambda backend: fc.conv2d(x, w, backend=backend, **kw)
-    if op == "conv2d_input_grad":
-        return lambda backend: fc.conv2d_input_grad(dy, w, x.shape, backend=backend, **kw)
-    return lambda backend: fc.conv2d_weight_grad(x, dy, w.shape, backend=backend, **kw)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", ["conv2d", "conv2d_input_grad", "conv2d_weight_grad"])
 @pytest.mark.parametrize("case", CONV_CASES)
@@ -55,7 +47,7 @@ def test_conv(benchmark, case, op, backend):
     w = rng.standard_normal(s.w_shape, dtype=np.float32)
     y_shape = (n, s.C_out) + s.out_hw()
     dy = rng.standard_normal(y_shape, dtype=np.float32)
-    call = _conv_call(op, s, x, w, dy)
+    call = dense_call(op, s, x, w, dy)
     _assert_close(call(backend), call("numpy"))  # validate before timing
     benchmark.group = f"{case} {op}"
     benchmark(call, backend)

@@ -68,7 +68,8 @@ def _has(backend):
 DENSE_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad")
 
 
-def _dense_call(op, s, x, w, dy):
+def dense_call(op, s, x, w, dy):
+    """backend -> result of dense op `op` on bench shape `s` (shared with the pytest-benchmark suite)."""
     kw = s.kwargs
     if op == "conv2d":
         return lambda be: fc.conv2d(x, w, backend=be, **kw)
@@ -98,8 +99,8 @@ def dense_cases(names, numba=True):
         x, w, dy = _rng_arrays([s.x_shape, s.w_shape, s.y_shape()])
         for op in DENSE_OPS:
             def run(be, n, op=op, s=s, x=x, w=w, dy=dy):
-                return _dense_call(op, s, x[:n], w, dy[:n])(be)
-            call = _dense_call(op, s, x, w, dy)
+                return dense_call(op, s, x[:n], w, dy[:n])(be)
+            call = dense_call(op, s, x, w, dy)
             impls = {"fastconv": lambda call=call: call(None)}
             if numba and _has("numba"):
                 impls["numba"] = lambda call=call: call("numba")
@@ -234,7 +235,7 @@ def local_cases(names, numba=True):
                 if t is not None:
                     impls["torch"] = t
             else:   # tiled: compared with fastconv's dense conv of the same shape
-                dense = _dense_call(dense_op, s, x, wd, dy)
+                dense = dense_call(dense_op, s, x, wd, dy)
                 impls["dense"] = lambda dense=dense: dense(None)
                 base = "dense"
             desc = f"{s.N}x{s.C_in}x{s.H}x{s.W} {s.C_in}->{s.C_out} k{s.k} p{s.padding}"
