@@ -73,3 +73,12 @@ def check_grads(model, x, y, per_param=12, seed=0, tol=1e-6, before_forward=None
     err = abs(num - ana) / max(abs(num), abs(ana))
     assert err < tol, f"directional derivative: numeric {num}, backprop {ana}"
     return max(worst, err)
+
+
+def pool_cnn(channels=(1, 4, 6), side=12, classes=3, rng=0, dtype=np.float64):
+    """conv3-relu-pool2 twice, then a linear layer: the small eval-mode CNN the vis tests probe."""
+    kw = dict(dtype=dtype, rng=np.random.default_rng(rng))
+    c0, c1, c2 = channels
+    return nn.Sequential(nn.Conv2d(c0, c1, 3, padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(c1, c2, 3, padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(c2 * (side // 4) ** 2, classes, **kw)).eval()

@@ -5,6 +5,7 @@ import pytest
 
 import fastconv as fc
 from fastconv import nn, vis
+from nn_helpers import pool_cnn
 
 pytestmark = pytest.mark.filterwarnings("ignore:Setting backward hooks")
 
@@ -18,10 +19,7 @@ def tiny_net():
 
 
 def small_cnn(rng=0, dtype=np.float64):
-    kw = dict(dtype=dtype, rng=np.random.default_rng(rng))
-    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(4, 5, 3, padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(5 * 2 * 2, 3, **kw)).eval()
+    return pool_cnn((2, 4, 5), 8, rng=rng, dtype=dtype)
 
 
 def test_deconvnet_and_switches_by_hand():

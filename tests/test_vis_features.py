@@ -4,14 +4,12 @@ import numpy as np
 import pytest
 
 from fastconv import nn, vis
+from nn_helpers import pool_cnn
 from fastconv.vis.features import crop
 
 
 def small_cnn(rng=0):
-    kw = dict(dtype=np.float64, rng=np.random.default_rng(rng))
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(4, 6, 3, padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(6 * 3 * 3, 3, **kw)).eval()
+    return pool_cnn((1, 4, 6), 12, rng=rng)
 
 
 def test_forward_until_and_backward_from_layer():

@@ -4,16 +4,14 @@ import numpy as np
 import pytest
 
 from fastconv import nn, vis
+from nn_helpers import pool_cnn
 from fastconv.vis._core import softmax
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def small_cnn(rng=0):
-    kw = dict(dtype=np.float64, rng=np.random.default_rng(rng))
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(4, 4, 3, padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(4 * 3 * 3, 3, **kw)).eval()
+    return pool_cnn((1, 4, 4), 12, rng=rng)
 
 
 def test_occlusion_map_and_feature_map_by_hand():
