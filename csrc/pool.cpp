@@ -6,8 +6,14 @@
 #include "pool.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
+#include <vector>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "parallel.h"
 #include "simd.h"
@@ -45,51 +51,113 @@ inline void window_max(const T* xp, long W, long h0, long h1, long w0, long w1, 
 
 }  // namespace
 
-// Scratch (in T elements) one thread needs for row_max: the stride phases of kh input rows, each
-// padded to whole vectors.
-inline long row_scratch(const PoolShape& s, int lanes) {
-    return s.kh * s.sw * (round_up(s.W_out, lanes) + s.kw) + lanes;
+// The vectorised interior: outputs [ow0, ow1) of a row, whose windows lie horizontally inside the plane.
+// Strided windows would make every tap a strided (gather) load, so each input row is split once per
+// plane into its `stride` phases, phase q holding columns c0 + q, c0 + q + st, ... (c0: the first window
+// column rounded down to the phase grid, so that a row splits in whole vectors). Tap b of output ow0 + i
+// is then element i + (shift + b) / st of phase (shift + b) % st: a contiguous load. A vector of outputs
+// keeps its running max and winning tap in registers while the taps run in row-major order, so ties and
+// NaN resolve exactly as in window_max. The lanes past ow1 compute on whatever the phases hold there and
+// are dropped.
+struct PoolPlan {
+    long ow0, ow1, n;       // vectorised outputs [ow0, ow1), n of them (0: none)
+    long st, base, shift;   // column stride, first window column base = ow0*st - pw, base % st
+    long c0, nph, plen, rs; // split start, phases per row, elements per phase, scratch row stride
+};
+
+template <typename T>
+PoolPlan plan_pool(const PoolShape& s) {
+    constexpr int L = Vec<T>::lanes;
+    PoolPlan p{};
+    // Output columns whose windows need no clipping: ow*sw - pw >= 0 and ow*sw - pw + kw <= W.
+    p.ow0 = std::min(s.W_out, ceil_div(s.pw, s.sw));
+    p.ow1 = std::max(p.ow0, std::min(s.W_out, s.W + s.pw - s.kw >= 0 ? (s.W + s.pw - s.kw) / s.sw + 1 : 0));
+    // Switch arithmetic runs in the lanes' integer type: plane indices (plus a vector of slack) must fit.
+    if ((double)s.H * s.W + (double)s.sw * L + s.kw >= (double)std::numeric_limits<typename Vec<T>::int_t>::max())
+        p.ow1 = p.ow0;
+    p.n = p.ow1 - p.ow0;
+    p.st = s.sw;
+    p.base = p.ow0 * s.sw - s.pw;
+    p.shift = p.n > 0 ? p.base % p.st : 0;
+    p.c0 = p.base - p.shift;
+    p.nph = std::min(p.st, p.shift + s.kw);
+    p.plen = round_up(p.n, L) + (p.shift + s.kw - 1) / p.st + L;
+    p.rs = p.nph * p.plen;
+    return p;
 }
 
-// Outputs [ow0, ow1) of one output row whose windows lie horizontally inside the plane, using the
-// window rows [a0, a1) (clipped to the plane: padding rows are never candidates). A vector of outputs
-// keeps its running max and winning tap in registers while the taps run in row-major order, so ties
-// and NaN resolve exactly as in window_max. Strided windows would make every tap a strided (gather)
-// load, so each input row is first split into its `stride` phases, phase q holding columns
-// base + q, base + q + st, ...: tap b of output i is then element i + b / st of phase b % st, a
-// contiguous load. Phases are zero-padded to whole vectors; the padding lanes are computed and dropped.
+// Phases of input row xr (W columns) into dst (nph phases of plen elements).
 template <typename T>
-void row_max(const T* xp, const PoolShape& s, long hs, long a0, long a1, long ow0, long ow1, T* __restrict y,
-             int64_t* __restrict sw, T* __restrict scratch) {
+void split_row(const T* __restrict xr, long W, const PoolPlan& p, T* __restrict dst) {
     using V = typename Vec<T>::type;
     using VI = typename Vec<T>::itype;
     using I = typename Vec<T>::int_t;
     constexpr int L = Vec<T>::lanes;
-    const long W = s.W, kw = s.kw, st = s.sw, n = ow1 - ow0, base = ow0 * st - s.pw;
-    const long plen = round_up(n, L) + (kw - 1) / st;  // elements per phase (every tap of every vector)
-    for (long a = a0; a < a1; ++a) {
-        const T* r = xp + (hs + a) * W + base;
-        for (long q = 0; q < std::min(st, kw); ++q) {
-            T* ph = scratch + (a * st + q) * plen;
-            const long len = n + (kw - 1 - q) / st;  // the elements that exist in the row
-            for (long m = 0; m < len; ++m) ph[m] = r[m * st + q];
-            std::fill(ph + len, ph + plen, T(0));
+    const long avail = W - p.c0;  // columns from c0 to the end of the row
+    long m = 0;                   // phase elements done
+    if (p.st == 1) {
+        const long len = std::min(avail, p.plen);
+        for (; m + L <= len; m += L) store(dst + m, load<V>(xr + p.c0 + m));
+        for (; m < len; ++m) dst[m] = xr[p.c0 + m];
+        return;
+    }
+    if (p.st == 2) {
+        VI ev, od;
+        for (int l = 0; l < L; ++l) ev[l] = (I)(2 * l), od[l] = (I)(2 * l + 1);
+        for (; 2 * (m + L) <= avail && m + L <= p.plen; m += L) {
+            const V lo = load<V>(xr + p.c0 + 2 * m), hi = load<V>(xr + p.c0 + 2 * m + L);
+            store(dst + m, __builtin_shuffle(lo, hi, ev));
+            if (p.nph > 1) store(dst + p.plen + m, __builtin_shuffle(lo, hi, od));
         }
     }
-    const int64_t corner = hs * W + base;  // flat index of output ow0's window corner
-    for (long i = 0; i < n; i += L) {
-        V best = load<V>(scratch + a0 * st * plen + i);
+    for (long q = 0; q < p.nph; ++q) {
+        T* d = dst + q * p.plen;
+        const long len = std::min(p.plen, avail > q ? (avail - q + p.st - 1) / p.st : 0L);
+        for (long k = m; k < len; ++k) d[k] = xr[p.c0 + k * p.st + q];
+    }
+}
+
+// One output row: window rows [a0, a1) (clipped to the plane) of the rows from hs; ph: the plane's phases.
+template <typename T>
+void row_max(const T* __restrict ph, const PoolShape& s, const PoolPlan& p, const long* __restrict tb, long hs,
+             long a0, long a1, T* __restrict y, int64_t* __restrict sw) {
+    using V = typename Vec<T>::type;
+    using VI = typename Vec<T>::itype;
+    using I = typename Vec<T>::int_t;
+    constexpr int L = Vec<T>::lanes;
+    const long W = s.W, kw = s.kw;
+    VI lane_off;  // lane l's window corner relative to lane 0's
+    for (int l = 0; l < L; ++l) lane_off[l] = (I)(l * p.st);
+    for (long i = 0; i < p.n; i += L) {
+        const T* r0 = ph + (hs + a0) * p.rs + i;
+        V best = load<V>(r0 + tb[0]);
         VI tap = VI{} + (I)(a0 * W);
-        for (long a = a0; a < a1; ++a)
+        for (long a = a0; a < a1; ++a) {
+            const T* r = ph + (hs + a) * p.rs + i;
+            const I row = (I)(a * W);
             for (long b = (a == a0); b < kw; ++b) {
-                const V v = load<V>(scratch + (a * st + b % st) * plen + b / st + i);
-                const VI take = (v > best) | ((v != v) & (best == best));
+                const V v = load<V>(r + tb[b]);
+                // v > best, or v is the first NaN: !(v <= best) holds for both, and for a NaN best
+                const VI take = (best == best) & ~(v <= best);
                 best = take ? v : best;
-                tap = take ? VI{} + (I)(a * W + b) : tap;  // offset of the tap from the window's corner
+                tap = take ? VI{} + (I)(row + b) : tap;  // offset of the tap from the window's corner
             }
-        for (long l = 0; l < std::min<long>(L, n - i); ++l) {
-            y[ow0 + i + l] = best[l];
-            sw[ow0 + i + l] = corner + (i + l) * st + tap[l];
+        }
+        // flat index: window corner of lane 0 (hs*W + base + i*st) + lane offset + tap offset
+        const VI idx = tap + lane_off + (I)(hs * W + p.base + i * p.st);
+        T* yo = y + p.ow0 + i;
+        int64_t* so = sw + p.ow0 + i;
+        if (i + L <= p.n) {
+            store(yo, best);
+            I t[L];
+            store(t, idx);
+            for (int l = 0; l < L; ++l) so[l] = t[l];
+        } else {
+            T v[L];
+            I t[L];
+            store(v, best);
+            store(t, idx);
+            for (long l = 0; l < p.n - i; ++l) yo[l] = v[l], so[l] = t[l];
         }
     }
 }
@@ -98,24 +166,31 @@ void row_max(const T* xp, const PoolShape& s, long hs, long a0, long a1, long ow
 template <typename T>
 void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
     const long planes = s.N * s.C, in = s.H * s.W, out = s.H_out * s.W_out;
-    // Output columns whose windows need no clipping: ow*sw - pw >= 0 and ow*sw - pw + kw <= W.
-    const long ow0 = std::min(s.W_out, ceil_div(s.pw, s.sw));
-    const long ow1 = std::max(ow0, std::min(s.W_out, s.W + s.pw - s.kw >= 0 ? (s.W + s.pw - s.kw) / s.sw + 1 : 0));
+    const PoolPlan pl = plan_pool<T>(s);
+    const long ow0 = pl.ow0, ow1 = pl.ow1;
+    std::vector<long> tb(s.kw);  // offset of tap b in a scratch row, relative to the output's element
+    for (long b = 0; b < s.kw; ++b) tb[b] = ((pl.shift + b) % pl.st) * pl.plen + (pl.shift + b) / pl.st;
     const int nt = threads_for(planes, 4.0 * planes * in);
 #pragma omp parallel num_threads(nt)
     {
-        Buffer<T> scratch(row_scratch(s, Vec<T>::lanes));
+        Buffer<T> scratch(pl.n > 0 ? s.H * pl.rs : 1);
+        if (pl.n > 0) std::fill(scratch.data(), scratch.data() + s.H * pl.rs, T(0));
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
             const T* xp = x + p * in;
+            if (pl.n > 0)
+                for (long h = 0; h < s.H; ++h) split_row(xp + h * s.W, s.W, pl, scratch.data() + h * pl.rs);
             for (long oh = 0; oh < s.H_out; ++oh) {
                 const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
                 T* yr = y + p * out + oh * s.W_out;
                 int64_t* sr = switches + p * out + oh * s.W_out;
                 const bool inside = h1 > h0;  // some window row lies in the plane
-                if (inside && ow1 > ow0) row_max(xp, s, hs, h0 - hs, h1 - hs, ow0, ow1, yr, sr, scratch.data());
+                if (inside && pl.n > 0) row_max(scratch.data(), s, pl, tb.data(), hs, h0 - hs, h1 - hs, yr, sr);
                 for (long ow = 0; ow < s.W_out; ++ow) {
-                    if (inside && ow >= ow0 && ow < ow1) continue;
+                    if (inside && ow >= ow0 && ow < ow1) {
+                        ow = ow1 - 1;
+                        continue;
+                    }
                     const long ws = ow * s.sw - s.pw, w0 = std::max(ws, 0L), w1 = std::min(ws + s.kw, s.W);
                     if (h0 >= h1 || w0 >= w1) {  // all padding: unreachable through ops.py, kept safe
                         yr[ow] = -std::numeric_limits<T>::infinity();
@@ -129,20 +204,70 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
     }
 }
 
+namespace {
+
+// dst[0:n) = src[0:n) with non-temporal stores where the target has them: the destination lines are
+// written whole, so reading them first (the write-allocate of an ordinary store) would be wasted traffic.
+// The caller issues the fence.
+template <typename T>
+void stream_copy(T* dst, const T* src, long n) {
+    long i = 0;
+#if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
+#if defined(__AVX512F__)
+    constexpr long B = 64;
+#elif defined(__AVX__)
+    constexpr long B = 32;
+#else
+    constexpr long B = 16;
+#endif
+    constexpr long E = B / sizeof(T);
+    for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % B; ++i) dst[i] = src[i];
+    if (reinterpret_cast<uintptr_t>(dst + i) % sizeof(T) == 0)
+        for (; i + E <= n; i += E) {
+#if defined(__AVX512F__)
+            _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i), _mm512_loadu_si512(src + i));
+#elif defined(__AVX__)
+            _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i),
+                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
+#else
+            _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+#endif
+        }
+#endif
+    for (; i < n; ++i) dst[i] = src[i];
+}
+
+inline void stream_fence() {
+#if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
+    _mm_sfence();
+#endif
+}
+
+}  // namespace
+
 // Serial within a plane (overlapping windows add up in a fixed order), parallel across planes.
-// Switches outside the plane are skipped, never written through.
+// Switches outside the plane are skipped, never written through. A large output is assembled plane by
+// plane in a per-thread buffer that stays in L1/L2 (zero, scatter-add) and streamed out, so the output
+// is written once, without being read.
 template <typename T>
 void max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out) {
-#pragma omp parallel for schedule(static) num_threads(threads_for(planes, 2.0 * planes * plane_out))
-    for (long p = 0; p < planes; ++p) {
-        T* op = out + p * plane_out;
-        const T* yp = y + p * plane_in;
-        const int64_t* sp = switches + p * plane_in;
-        std::fill(op, op + plane_out, T(0));
-        for (long i = 0; i < plane_in; ++i) {
-            const int64_t k = sp[i];
-            if (k >= 0 && k < plane_out) op[k] += yp[i];
+    const bool stream = planes * plane_out * (long)sizeof(T) >= (4L << 20) && plane_out * (long)sizeof(T) <= (256L << 10);
+#pragma omp parallel num_threads(threads_for(planes, 2.0 * planes * plane_out))
+    {
+        Buffer<T> buf(stream ? plane_out : 1);
+#pragma omp for schedule(static)
+        for (long p = 0; p < planes; ++p) {
+            T* op = stream ? buf.data() : out + p * plane_out;
+            const T* yp = y + p * plane_in;
+            const int64_t* sp = switches + p * plane_in;
+            std::fill(op, op + plane_out, T(0));
+            for (long i = 0; i < plane_in; ++i) {
+                const int64_t k = sp[i];
+                if (k >= 0 && k < plane_out) op[k] += yp[i];
+            }
+            if (stream) stream_copy(out + p * plane_out, op, plane_out);
         }
+        if (stream) stream_fence();
     }
 }
 

@@ -209,3 +209,60 @@ def test_depthwise_direct(case, dtype, threads, rng):
         assert_close(fc.conv2d_weight_grad(x, dy, w.shape, **kw_, backend="cpp"), ref(fc.conv2d_weight_grad, x, dy, w.shape), dtype)
     finally:
         fc.set_num_threads(old)
+
+
+# Depthwise weight gradient at stride 1 (vector accumulator per tap): the 3x3 row-walking kernel and the
+# tap-block kernel (kernels of 1..25 taps, more than one block), output widths below, at and around the
+# vector width (partial last vectors), dilation in both axes, padding beyond the kernel, multipliers 1..3,
+# N = 1, prime sizes; strided shapes still take the dot-product path.
+DW_WGRAD = [
+    # x shape, C_out, k, stride, padding, dilation
+    ((1, 3, 7, 5), 3, 3, 1, 1, 1), ((2, 4, 17, 16), 8, 3, 1, 1, 1), ((3, 2, 13, 33), 6, 3, 1, 2, (2, 3)),
+    ((1, 5, 31, 37), 5, 5, 1, 2, 1), ((2, 3, 11, 19), 9, (2, 7), 1, (0, 3), 1), ((1, 2, 8, 40), 2, 1, 1, 0, 1),
+    ((2, 2, 9, 9), 4, (1, 13), 1, (0, 6), 1), ((1, 1, 5, 3), 1, 5, 1, 4, 1), ((2, 3, 23, 29), 3, 3, 2, 1, 1),
+    ((1, 2, 19, 21), 2, 3, (1, 2), 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", DW_WGRAD, ids=[str(i) for i in range(len(DW_WGRAD))])
+def test_depthwise_weight_grad(case, dtype, rng):
+    xs, C_out, k, s, p, d = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal(xs).astype(dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d, groups=xs[1])
+    w_shape = (C_out, 1, kh, kw)
+    dy = rng.standard_normal(fc.conv2d(x, np.zeros(w_shape, dtype), **kw_, backend="numpy").shape).astype(dtype)
+    want = fc.conv2d_weight_grad(x.astype(np.float64), dy.astype(np.float64), w_shape, **kw_, backend="numpy")
+    old = fc.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            fc.set_num_threads(t)
+            outs.append(fc.conv2d_weight_grad(x, dy, w_shape, **kw_, backend="cpp"))
+    finally:
+        fc.set_num_threads(old)
+    assert_close(outs[0], want, dtype)
+    np.testing.assert_array_equal(outs[0], outs[1])  # parallel over channels only: thread-independent
+    np.testing.assert_array_equal(outs[0], outs[2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [3, 5])
+def test_depthwise_weight_grad_nonfinite(k, dtype, rng):
+    """inf / NaN in x reach exactly the taps whose windows read them: the dead lanes of a partial vector
+    (which would read real columns past the output) must not turn an unread inf into NaN."""
+    x = rng.standard_normal((2, 2, 9, 21)).astype(dtype)
+    x[0, 1, 3, 20] = np.inf   # last column: with padding 1 tap b = 0 never reads it
+    x[1, 1, 8, 0] = -np.inf   # first column, last row
+    x[1, 0, 4, 10] = np.nan
+    kw_ = dict(padding=1, groups=2)
+    w_shape = (2, 1, k, k)
+    dy = rng.standard_normal(fc.conv2d(x, np.zeros(w_shape, dtype), **kw_, backend="numpy").shape).astype(dtype)
+    with np.errstate(invalid="ignore"):
+        want = fc.conv2d_weight_grad(x.astype(np.float64), dy.astype(np.float64), w_shape, **kw_, backend="numpy")
+    got = fc.conv2d_weight_grad(x, dy, w_shape, **kw_, backend="cpp")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    fin = np.isfinite(want)
+    assert_close(np.where(fin, got, 0), np.where(fin, want, 0), dtype)
