@@ -11,10 +11,6 @@
 #include <stdexcept>
 #include <vector>
 
-#if defined(__SSE2__)
-#include <immintrin.h>
-#endif
-
 #include "parallel.h"
 #include "simd.h"
 
@@ -204,70 +200,21 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
     }
 }
 
-namespace {
-
-// dst[0:n) = src[0:n) with non-temporal stores where the target has them: the destination lines are
-// written whole, so reading them first (the write-allocate of an ordinary store) would be wasted traffic.
-// The caller issues the fence.
-template <typename T>
-void stream_copy(T* dst, const T* src, long n) {
-    long i = 0;
-#if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
-#if defined(__AVX512F__)
-    constexpr long B = 64;
-#elif defined(__AVX__)
-    constexpr long B = 32;
-#else
-    constexpr long B = 16;
-#endif
-    constexpr long E = B / sizeof(T);
-    for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % B; ++i) dst[i] = src[i];
-    if (reinterpret_cast<uintptr_t>(dst + i) % sizeof(T) == 0)
-        for (; i + E <= n; i += E) {
-#if defined(__AVX512F__)
-            _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i), _mm512_loadu_si512(src + i));
-#elif defined(__AVX__)
-            _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i),
-                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
-#else
-            _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
-#endif
-        }
-#endif
-    for (; i < n; ++i) dst[i] = src[i];
-}
-
-inline void stream_fence() {
-#if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
-    _mm_sfence();
-#endif
-}
-
-}  // namespace
-
-// Serial within a plane (overlapping windows add up in a fixed order), parallel across planes.
-// Switches outside the plane are skipped, never written through. A large output is assembled plane by
-// plane in a per-thread buffer that stays in L1/L2 (zero, scatter-add) and streamed out, so the output
-// is written once, without being read.
+// Serial within a plane (overlapping windows add up in a fixed order), parallel across planes; each plane
+// is zeroed just before its scatter, so it is still in L1 when the scatter runs. Switches outside the
+// plane are skipped, never written through (one unsigned comparison covers both ends).
 template <typename T>
 void max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out) {
-    const bool stream = planes * plane_out * (long)sizeof(T) >= (4L << 20) && plane_out * (long)sizeof(T) <= (256L << 10);
-#pragma omp parallel num_threads(threads_for(planes, 2.0 * planes * plane_out))
-    {
-        Buffer<T> buf(stream ? plane_out : 1);
-#pragma omp for schedule(static)
-        for (long p = 0; p < planes; ++p) {
-            T* op = stream ? buf.data() : out + p * plane_out;
-            const T* yp = y + p * plane_in;
-            const int64_t* sp = switches + p * plane_in;
-            std::fill(op, op + plane_out, T(0));
-            for (long i = 0; i < plane_in; ++i) {
-                const int64_t k = sp[i];
-                if (k >= 0 && k < plane_out) op[k] += yp[i];
-            }
-            if (stream) stream_copy(out + p * plane_out, op, plane_out);
+#pragma omp parallel for schedule(static) num_threads(threads_for(planes, 2.0 * planes * plane_out))
+    for (long p = 0; p < planes; ++p) {
+        T* __restrict op = out + p * plane_out;
+        const T* __restrict yp = y + p * plane_in;
+        const int64_t* __restrict sp = switches + p * plane_in;
+        std::fill(op, op + plane_out, T(0));
+        for (long i = 0; i < plane_in; ++i) {
+            const uint64_t k = (uint64_t)sp[i];
+            if (k < (uint64_t)plane_out) op[k] += yp[i];
         }
-        if (stream) stream_fence();
     }
 }
 

@@ -266,3 +266,53 @@ def test_depthwise_weight_grad_nonfinite(k, dtype, rng):
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     fin = np.isfinite(want)
     assert_close(np.where(fin, got, 0), np.where(fin, want, 0), dtype)
+
+
+# Switch pooling with the plane split once into stride phases: stride 2 with the window start on and
+# off the phase grid (padding 0/1/2), rows that split into whole vectors and rows with a scalar tail
+# (odd and prime widths, widths below one vector), strides 1 and 3, kernels wider than two strides,
+# overlapping windows, ceil_mode (last windows clipped on the right), planes of one row or column, N = 1;
+# inputs with ties, NaN and mostly -inf (windows whose real values are all -inf).
+POOL2 = [((1, 2, 32, 32), 3, 2, 1), ((2, 1, 31, 33), 3, 2, 1), ((1, 3, 13, 67), 3, 2, 0), ((1, 1, 8, 64), 2, 2, 0),
+         ((1, 2, 7, 97), 5, 2, 2), ((2, 1, 11, 5), 3, 2, 1), ((1, 1, 19, 71), 4, 3, 1), ((1, 2, 6, 50), 7, 3, 3),
+         ((1, 1, 23, 29), 3, 1, 1), ((1, 1, 1, 40), (1, 3), 2, (0, 1)), ((1, 1, 40, 1), (3, 1), 2, (1, 0)),
+         ((1, 1, 16, 130), (2, 5), (1, 2), (1, 2))]
+
+
+@pytest.mark.parametrize("fill", ["randn", "ties", "nan", "-inf"])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL2, ids=[str(i) for i in range(len(POOL2))])
+def test_pool_phase_split(case, dtype, ceil_mode, fill, rng):
+    xs, k, s, p = case
+    x = rng.standard_normal(xs)
+    if fill == "ties":
+        x = np.round(x)
+    elif fill == "nan":
+        x.flat[rng.integers(0, x.size, max(1, x.size // 20))] = np.nan
+    elif fill == "-inf":
+        x[rng.random(xs) < 0.8] = -np.inf
+    x = x.astype(dtype)
+    y, sw = fc.max_pool2d(x, k, s, p, ceil_mode=ceil_mode, backend="cpp")
+    y_ref, sw_ref = fc.max_pool2d(x, k, s, p, ceil_mode=ceil_mode, backend="numpy")
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(sw, sw_ref)
+    old = fc.get_num_threads()
+    try:
+        fc.set_num_threads(1)
+        y1, sw1 = fc.max_pool2d(x, k, s, p, ceil_mode=ceil_mode, backend="cpp")
+    finally:
+        fc.set_num_threads(old)
+    np.testing.assert_array_equal(sw1, sw_ref)
+    dy = rng.standard_normal(sw.shape).astype(dtype)
+    out = fc.max_unpool2d(dy, sw_ref, x.shape, backend="cpp")
+    assert_close(out, fc.max_unpool2d(dy.astype(np.float64), sw_ref, x.shape, backend="numpy"), dtype)
+
+
+def test_unpool_large_output_accumulates(rng):
+    """An output of several MiB with overlapping windows (repeated switches add up) and N = 1."""
+    x = np.round(rng.standard_normal((1, 48, 64, 64))).astype(np.float32)
+    y, sw = fc.max_pool2d(x, 3, 1, 1, backend="numpy")
+    dy = rng.standard_normal(sw.shape).astype(np.float32)
+    out = fc.max_unpool2d(dy, sw, x.shape, backend="cpp")
+    assert_close(out, fc.max_unpool2d(dy.astype(np.float64), sw, x.shape, backend="numpy"), np.float32)
