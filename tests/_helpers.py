@@ -5,7 +5,11 @@ re-derived from the API text (and PyTorch's max-pool arithmetic), one scalar at 
 """
 import itertools
 
+import contextlib
+
 import numpy as np
+
+import fastconv as fc
 
 RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
@@ -127,3 +131,14 @@ def noncontiguous(a):
     assert not view.flags.c_contiguous or a.size <= 1
     np.testing.assert_array_equal(view, a)
     return view
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Run the block with fc.set_num_threads(n), then restore the previous bound."""
+    old = fc.get_num_threads()
+    fc.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fc.set_num_threads(old)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from _helpers import assert_close
+from _helpers import assert_close, num_threads
 
 pytestmark = pytest.mark.skipif("cpp" not in fc.available_backends(), reason="cpp backend not built")
 DTYPES = [np.float32, np.float64]
@@ -55,12 +55,8 @@ TILED = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", TILED, ids=[str(i) for i in range(len(TILED))])
 def test_tiled_phases(case, dtype, threads, rng):
-    old = fc.get_num_threads()
-    try:
-        fc.set_num_threads(threads)
+    with num_threads(threads):
         _check_local("tiled_conv2d", case, dtype, rng)
-    finally:
-        fc.set_num_threads(old)
 
 
 # Switch pooling: stride 1..3, kernels wider than the stride, padding, outputs not a multiple of the
@@ -141,14 +137,10 @@ def test_weight_grad_thread_independent(case, rng):
     w_shape = (C_out, xs[1] // g, k, k)
     kw_ = dict(stride=s, padding=p, dilation=d, groups=g)
     dy = rng.standard_normal(fc.conv2d(x, np.zeros(w_shape, np.float32), **kw_, backend="numpy").shape).astype(np.float32)
-    old = fc.get_num_threads()
-    try:
-        outs = []
-        for t in (1, 2, 3):
-            fc.set_num_threads(t)
+    outs = []
+    for t in (1, 2, 3):
+        with num_threads(t):
             outs.append(fc.conv2d_weight_grad(x, dy, w_shape, **kw_, backend="cpp"))
-    finally:
-        fc.set_num_threads(old)
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
 
@@ -169,14 +161,10 @@ def test_plane_direct(case, mode, dtype, threads, rng):
     if mode == "valid" and (kh > H or kw > W):
         pytest.skip("'valid' needs the kernel to fit")
     image, kernel = rng.standard_normal((H, W)).astype(dtype), rng.standard_normal((kh, kw)).astype(dtype)
-    old = fc.get_num_threads()
-    try:
-        fc.set_num_threads(threads)
+    with num_threads(threads):
         for op in (fc.correlate2d, fc.convolve2d):
             want = op(image.astype(np.float64), kernel.astype(np.float64), mode, backend="numpy")
             assert_close(op(image, kernel, mode, backend="cpp"), want, dtype)
-    finally:
-        fc.set_num_threads(old)
 
 
 # Depthwise (one input channel per group) at stride 1 enters the direct kernel in the forward and the
@@ -201,14 +189,10 @@ def test_depthwise_direct(case, dtype, threads, rng):
     ref = lambda f, *a: f(*(v.astype(np.float64) if isinstance(v, np.ndarray) else v for v in a), **kw_, backend="numpy")
     y = ref(fc.conv2d, x, w, b)
     dy = rng.standard_normal(y.shape).astype(dtype)
-    old = fc.get_num_threads()
-    try:
-        fc.set_num_threads(threads)
+    with num_threads(threads):
         assert_close(fc.conv2d(x, w, b, **kw_, backend="cpp"), y, dtype)
         assert_close(fc.conv2d_input_grad(dy, w, x.shape, **kw_, backend="cpp"), ref(fc.conv2d_input_grad, dy, w, x.shape), dtype)
         assert_close(fc.conv2d_weight_grad(x, dy, w.shape, **kw_, backend="cpp"), ref(fc.conv2d_weight_grad, x, dy, w.shape), dtype)
-    finally:
-        fc.set_num_threads(old)
 
 
 # Depthwise weight gradient at stride 1 (vector accumulator per tap): the 3x3 row-walking kernel and the
@@ -234,14 +218,10 @@ def test_depthwise_weight_grad(case, dtype, rng):
     w_shape = (C_out, 1, kh, kw)
     dy = rng.standard_normal(fc.conv2d(x, np.zeros(w_shape, dtype), **kw_, backend="numpy").shape).astype(dtype)
     want = fc.conv2d_weight_grad(x.astype(np.float64), dy.astype(np.float64), w_shape, **kw_, backend="numpy")
-    old = fc.get_num_threads()
-    try:
-        outs = []
-        for t in (1, 2, 3):
-            fc.set_num_threads(t)
+    outs = []
+    for t in (1, 2, 3):
+        with num_threads(t):
             outs.append(fc.conv2d_weight_grad(x, dy, w_shape, **kw_, backend="cpp"))
-    finally:
-        fc.set_num_threads(old)
     assert_close(outs[0], want, dtype)
     np.testing.assert_array_equal(outs[0], outs[1])  # parallel over channels only: thread-independent
     np.testing.assert_array_equal(outs[0], outs[2])
@@ -297,12 +277,8 @@ def test_pool_phase_split(case, dtype, ceil_mode, fill, rng):
     y_ref, sw_ref = fc.max_pool2d(x, k, s, p, ceil_mode=ceil_mode, backend="numpy")
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(sw, sw_ref)
-    old = fc.get_num_threads()
-    try:
-        fc.set_num_threads(1)
+    with num_threads(1):
         y1, sw1 = fc.max_pool2d(x, k, s, p, ceil_mode=ceil_mode, backend="cpp")
-    finally:
-        fc.set_num_threads(old)
     np.testing.assert_array_equal(sw1, sw_ref)
     dy = rng.standard_normal(sw.shape).astype(dtype)
     out = fc.max_unpool2d(dy, sw_ref, x.shape, backend="cpp")
