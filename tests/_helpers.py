@@ -1,11 +1,11 @@
 """Test helpers: tolerances, input makers, and independent naive implementations (outside truth).
 
 The naive loops here share no code with fastconv: padding words, output sizes and the switch rule are
-re-derived from the API text (and PyTorch's max-pool arithmetic), one scalar at a time.
+re-derived from the API text (and PyTorch's max-pool arithmetic), one scalar at a time. (`num_threads` is
+the one helper that touches fastconv: it scopes the thread bound.)
 """
-import itertools
-
 import contextlib
+import itertools
 
 import numpy as np
 
