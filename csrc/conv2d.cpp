@@ -15,6 +15,7 @@
 
 #include "gemm.h"
 #include "im2col.h"
+#include "implicit.h"
 #include "parallel.h"
 
 namespace fastconv {
@@ -107,6 +108,7 @@ inline int thread_id() { return 0; }
 template <typename T>
 void conv2d(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     if (use_depthwise(s)) return conv2d_depthwise(x, w, b, y, s);
+    if (use_implicit<T>(s)) return conv2d_implicit(x, w, b, y, s);
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out();
     const long ap = packed_a_size<T>(M, K);
     Buffer<T> Ap(G * ap);  // every group's weights packed once, shared read-only by all tasks
@@ -137,6 +139,7 @@ void conv2d(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
 template <typename T>
 void conv2d_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
     if (use_depthwise(s)) return conv2d_input_grad_depthwise(dy, w, dx, s);
+    if (conv2d_input_grad_implicit(dy, w, dx, s)) return;
     const long G = s.groups, M = s.M_g(), K = s.K(), C_g = s.C_g(), kk = s.kH * s.kW, HWo = s.HW_out();
     long cb = std::min(C_g, std::max(1L, 256 / kk));  // channels per task: about 256 col' rows
     while (cb > 1 && s.N * G * ceil_div(C_g, cb) < 4L * get_num_threads()) cb = ceil_div(cb, 2);

@@ -98,6 +98,45 @@ def test_unshared_batch_major(case, dtype, rng):
     _check_local("unshared_conv2d", case, dtype, rng)
 
 
+# Implicit GEMM (implicit_conv.cpp): output widths whose last vector is partial (13, 29, 30; 7 in float64),
+# strides (phase-split copy), dilation, asymmetric 'same' padding, groups, C_out not a multiple of the
+# 8-row tile, K over one 256-deep block (C_g·kH·kW = 288, 320), odd vector counts, one image (row blocks
+# per task) and the input gradient taken as the forward conv of dy (stride 1, C_in/g >= 16), on 1 and 3
+# threads.
+IMPLICIT = [
+    # x shape, C_out, k, stride, padding, dilation, groups
+    ((2, 3, 32, 32), 32, 5, 1, 2, 1, 1),
+    ((1, 5, 15, 13), 13, 3, 1, 1, 1, 1),
+    ((2, 32, 16, 16), 20, 3, 1, 1, 1, 1),
+    ((1, 16, 29, 30), 17, 3, 1, 2, 2, 1),
+    ((2, 3, 61, 60), 8, 7, 2, 3, 1, 1),
+    ((1, 4, 31, 45), 9, (3, 5), (2, 3), (1, 2), (2, 1), 1),
+    ((2, 32, 14, 16), 16, (4, 2), 1, "same", 1, 2),
+    ((1, 20, 7, 16), 5, (1, 16), 1, (0, 7), 1, 1),
+    ((3, 64, 9, 15), 64, (1, 5), 1, (0, 1), (1, 2), 4),
+    ((1, 2, 40, 35), 3, 5, (3, 1), 0, 1, 1),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", IMPLICIT, ids=[str(i) for i in range(len(IMPLICIT))])
+def test_implicit_gemm(case, dtype, threads, rng):
+    xs, C_out, k, s, p, d, g = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((C_out, xs[1] // g, kh, kw)).astype(dtype)
+    b = rng.standard_normal(C_out).astype(dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d, groups=g)
+    ref = lambda f, *a: f(*(v.astype(np.float64) if isinstance(v, np.ndarray) else v for v in a), **kw_, backend="numpy")
+    y = ref(fc.conv2d, x, w, b)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    with num_threads(threads):
+        assert_close(fc.conv2d(x, w, b, **kw_, backend="cpp"), y, dtype)
+        assert_close(fc.conv2d_input_grad(dy, w, x.shape, **kw_, backend="cpp"), ref(fc.conv2d_input_grad, dy, w, x.shape), dtype)
+        assert_close(fc.conv2d_weight_grad(x, dy, w.shape, **kw_, backend="cpp"), ref(fc.conv2d_weight_grad, x, dy, w.shape), dtype)
+
+
 # Dense weight grad (conv2d.cpp): column parts of dW per task, position slices when dW has few columns
 # (K = C_in/g·kH·kW under a few slivers: S1/S6-like first layers), items split inside and across images
 # (HW_out above and below one KC block of 256 positions), K and C_out not multiples of the tile, prime

@@ -1,0 +1,100 @@
+// implicit.h — implicit-GEMM convolution: the im2col matrix is neither built nor packed; the kernels
+// read it straight from a zero-padded, stride-phase-split copy of the input planes.
+//
+// For stride (sh, sw) the copy holds, per input channel c and phase (r, q) in [0,sh) x [0,sw),
+//   xs[c][r][q][i][j] = x[c, (i0 + i)*sh + r - ph, j*sw + q - pw]      (zero outside x)
+// for the output rows [i0, i0 + rows) of one task. Then im2col row k = (c, a, b) at output position
+// (oh, ow) is xs[off[k] + (oh - i0)*Wq + ow], with off[k] fixed per row: contiguous in ow for every
+// stride and dilation, so both operands of the GEMM come in whole vectors without any packing.
+// Output rows are computed in whole vectors of L columns (the lanes past W_out are never stored),
+// so a plane row is Wq = round_up(W_out, L) + the largest column offset wide.
+#pragma once
+
+#include <algorithm>
+
+#include "conv2d.h"
+#include "im2col.h"
+#include "parallel.h"
+#include "simd.h"
+
+namespace fastconv {
+
+struct ImplicitGeometry {
+    long Wv;      // vectors per output row
+    long Wq, Hq;  // plane row length and rows (rows of the task + the largest row offset)
+    long plane;   // Hq * Wq
+    long rows;    // output rows per task (the last task may have fewer)
+};
+
+// Phase planes per input channel: sh * sw.
+inline long phases(const ConvShape& s) { return s.sh * s.sw; }
+
+template <typename T>
+ImplicitGeometry implicit_geometry(const ConvShape& s, long rows) {
+    constexpr long L = Vec<T>::lanes;
+    ImplicitGeometry g;
+    g.Wv = ceil_div(s.W_out, L);
+    g.Wq = g.Wv * L + (s.kW - 1) * s.dw / s.sw;
+    g.rows = rows;
+    g.Hq = rows + (s.kH - 1) * s.dh / s.sh;
+    g.plane = g.Hq * g.Wq;
+    return g;
+}
+
+// Elements of one task's copy of the C_g planes of a group.
+inline long implicit_copy_size(const ConvShape& s, const ImplicitGeometry& g) { return s.C_g() * phases(s) * g.plane; }
+
+// Whether the implicit kernels suit s: not a plain GEMM already, and at most a quarter of each
+// output row's vector lanes wasted past W_out.
+template <typename T>
+bool use_implicit(const ConvShape& s) {
+    return !s.is_pointwise() && 4 * round_up(s.W_out, Vec<T>::lanes) <= 5 * s.W_out;
+}
+
+// off[k] for the K im2col rows k = (c, a, b) of a group.
+inline void implicit_offsets(const ConvShape& s, const ImplicitGeometry& g, long* off) {
+    for (long c = 0, k = 0; c < s.C_g(); ++c)
+        for (long a = 0; a < s.kH; ++a)
+            for (long b = 0; b < s.kW; ++b, ++k) {
+                const long ra = a * s.dh, rb = b * s.dw;
+                off[k] = ((c * s.sh + ra % s.sh) * s.sw + rb % s.sw) * g.plane + ra / s.sh * g.Wq + rb / s.sw;
+            }
+}
+
+// xs = the copy described at the top for the group whose first input plane is xg, rows from i0.
+template <typename T>
+void implicit_fill(const T* xg, const ConvShape& s, const ImplicitGeometry& g, long i0, T* xs) {
+    for (long c = 0; c < s.C_g(); ++c)
+        for (long r = 0; r < s.sh; ++r)
+            for (long q = 0; q < s.sw; ++q) {
+                T* dst = xs + ((c * s.sh + r) * s.sw + q) * g.plane;
+                long lo, hi;
+                valid_range(q - s.pw, s.sw, g.Wq, s.W, lo, hi);
+                for (long i = 0; i < g.Hq; ++i) {
+                    T* d = dst + i * g.Wq;
+                    const long ih = (i0 + i) * s.sh + r - s.ph;
+                    if (ih < 0 || ih >= s.H || hi <= lo) {
+                        std::fill(d, d + g.Wq, T(0));
+                        continue;
+                    }
+                    const T* xr = xg + c * s.HW() + ih * s.W + q - s.pw;
+                    std::fill(d, d + lo, T(0));
+                    if (s.sw == 1)
+                        std::copy(xr + lo, xr + hi, d + lo);
+                    else
+                        for (long j = lo; j < hi; ++j) d[j] = xr[j * s.sw];
+                    std::fill(d + hi, d + g.Wq, T(0));
+                }
+            }
+}
+
+// Forward convolution by implicit GEMM (implicit_conv.cpp); requires use_implicit<T>(s).
+template <typename T>
+void conv2d_implicit(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
+
+// Input gradient of a stride-1 conv as the forward implicit conv of dy with the flipped, transposed
+// kernel; returns false (doing nothing) where that does not apply.
+template <typename T>
+bool conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape& s);
+
+}  // namespace fastconv

@@ -1,0 +1,158 @@
+// implicit_conv.cpp — forward convolution (and the stride-1 input gradient) by implicit GEMM.
+//
+// Per task (image n, group g, block of output rows): the group's input planes are copied once into
+// the padded, phase-split layout of implicit.h (a private buffer that stays in L2), then every
+// MR x (NV vectors) tile of the output is one register-blocked K loop: MR packed weights broadcast
+// against NV input vectors loaded at off[k] from the copy. Against the packed-B path of conv2d.cpp
+// this drops the im2col packing, which costs as much as the arithmetic when K is a few hundred.
+#include <cstring>
+
+#include "gemm.h"
+#include "implicit.h"
+
+namespace fastconv {
+
+namespace {
+
+// c[j] + i*ldc (i < mr, first n[j] lanes) (+)= Σ_p a[p*MR + i] · base[j][off[p] + 0..L).
+template <typename T>
+inline void implicit_micro(long kc, const T* __restrict a, const long* __restrict off, const T* const* base,
+                           T* const* c, const long* n, long ldc, long mr, bool accumulate) {
+    using V = typename Vec<T>::type;
+    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, L = Vec<T>::lanes;
+    V acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    const T* b[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) b[j] = base[j];
+    for (long p = 0; p < kc; ++p) {
+        V bv[NV];
+        const long o = off[p];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b[j] + o);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            const V ai = broadcast<V>(a[i]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+        }
+        a += MR;
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) {
+        if (n[j] == L) {
+            for (long i = 0; i < mr; ++i) {
+                T* cij = c[j] + i * ldc;
+                store(cij, accumulate ? load<V>(cij) + acc[i][j] : acc[i][j]);
+            }
+        } else if (n[j] > 0) {
+            for (long i = 0; i < mr; ++i) {
+                alignas(64) T tmp[L];
+                store(tmp, acc[i][j]);
+                T* cij = c[j] + i * ldc;
+                for (long l = 0; l < n[j]; ++l) cij[l] = (accumulate ? cij[l] : T(0)) + tmp[l];
+            }
+        }
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShape& s) {
+    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, L = Vec<T>::lanes;
+    constexpr long KC = Tile<T>::KC;
+    const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), Mpad = round_up(M, MR);
+    const long ap = packed_a_size<T>(M, K);
+    Buffer<T> Ap(G * ap);
+    for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap);
+    // Row blocks: whole images unless that leaves under four tasks per thread, and a copy that fits L2.
+    long rows = s.H_out;
+    auto copy_size = [&](long r) { return implicit_copy_size(s, implicit_geometry<T>(s, r)); };
+    while (rows > 1 && (s.N * G * ceil_div(s.H_out, rows) < 4L * get_num_threads() ||
+                        copy_size(rows) * (long)sizeof(T) > (512L << 10)))
+        rows = ceil_div(rows, 2);
+    const ImplicitGeometry geo = implicit_geometry<T>(s, rows);
+    const long nrb = ceil_div(s.H_out, rows), ntasks = s.N * G * nrb, xs_size = implicit_copy_size(s, geo);
+    Buffer<long> off(K);
+    implicit_offsets(s, geo, off.data());
+    const int nt = threads_for(ntasks, s.flops());
+    Buffer<T> work(nt * xs_size);
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
+    for (long t = 0; t < ntasks; ++t) {
+        T* xs = work.data() + omp_thread() * xs_size;
+        const long n = t / (G * nrb), g = t / nrb % G, i0 = t % nrb * rows, nrows = std::min(rows, s.H_out - i0);
+        implicit_fill(x + (n * s.C_in + g * s.C_g()) * s.HW(), s, geo, i0, xs);
+        T* yg = y + (n * s.C_out + g * M) * HWo;
+        const T* Ag = Ap.data() + g * ap;
+        const long nvec = nrows * geo.Wv;
+        for (long pc = 0; pc < K; pc += KC) {
+            const long kc = std::min(KC, K - pc);
+            for (long v0 = 0; v0 < nvec; v0 += NV) {
+                const T* base[NV];
+                T* c[NV];
+                long cnt[NV];
+                for (int j = 0; j < NV; ++j) {
+                    const long v = std::min(v0 + j, nvec - 1), r = v / geo.Wv, col = v % geo.Wv * L;
+                    base[j] = xs + r * geo.Wq + col;
+                    c[j] = yg + (i0 + r) * s.W_out + col;
+                    cnt[j] = v0 + j < nvec ? std::min<long>(L, s.W_out - col) : 0;
+                }
+                for (long i = 0; i < M; i += MR) {
+                    T* ci[NV];
+                    for (int j = 0; j < NV; ++j) ci[j] = c[j] + i * HWo;
+                    implicit_micro(kc, Ag + pc * Mpad + i * kc, off.data() + pc, base, ci, cnt, HWo,
+                                   std::min<long>(MR, M - i), pc > 0);
+                }
+            }
+        }
+        if (bias)
+            for (long i = 0; i < M; ++i) {
+                T* yr = yg + i * HWo + i0 * s.W_out;
+                const T bi = bias[g * M + i];
+                for (long j = 0; j < nrows * s.W_out; ++j) yr[j] += bi;
+            }
+    }
+}
+
+// Stride 1: dx[c, i, j] = Σ_{m,a,b} dy[m, i + ph - a*dh, j + pw - b*dw] · w[m, c, a, b], which is the
+// forward correlation of dy with w'[c, m, a', b'] = w[m, c, kH-1-a', kW-1-b'] at padding
+// (kH-1)*dh - ph, (kW-1)*dw - pw (reads outside dy are zero, so no bottom/right padding is needed).
+template <typename T>
+bool conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape& s) {
+    if (s.sh != 1 || s.sw != 1) return false;
+    ConvShape t = s;
+    t.C_in = s.C_out;
+    t.H = s.H_out;
+    t.W = s.W_out;
+    t.C_out = s.C_in;
+    t.H_out = s.H;
+    t.W_out = s.W;
+    t.ph = (s.kH - 1) * s.dh - s.ph;
+    t.pw = (s.kW - 1) * s.dw - s.pw;
+    // Few input channels make the transposed GEMM too thin (M = C_in/g rows of MR-row tiles).
+    if (t.ph < 0 || t.pw < 0 || !use_implicit<T>(t) || s.C_g() < 2 * Tile<T>::MR) return false;
+    const long G = s.groups, M = s.M_g(), C_g = s.C_g(), kk = s.kH * s.kW;
+    Buffer<T> wt(s.C_in * M * kk);
+    for (long g = 0; g < G; ++g)
+        for (long c = 0; c < C_g; ++c)
+            for (long m = 0; m < M; ++m) {
+                const T* src = w + ((g * M + m) * C_g + c) * kk;
+                T* dst = wt.data() + ((g * C_g + c) * M + m) * kk;
+                for (long e = 0; e < kk; ++e) dst[e] = src[kk - 1 - e];
+            }
+    conv2d_implicit(dy, wt.data(), (const T*)nullptr, dx, t);
+    return true;
+}
+
+#define FASTCONV_INSTANTIATE(T)                                                            \
+    template void conv2d_implicit<T>(const T*, const T*, const T*, T*, const ConvShape&); \
+    template bool conv2d_input_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);
+FASTCONV_INSTANTIATE(float)
+FASTCONV_INSTANTIATE(double)
+#undef FASTCONV_INSTANTIATE
+
+}  // namespace fastconv
