@@ -185,6 +185,7 @@ void conv2d_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
 template <typename T>
 void conv2d_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
     if (use_depthwise(s)) return conv2d_weight_grad_depthwise(x, dy, dw, s);
+    if (conv2d_weight_grad_implicit(x, dy, dw, s)) return;
     constexpr long KC = Tile<T>::KC, NR = Tile<T>::NR, NC = Tile<T>::NC, L = Vec<T>::lanes;
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), size = s.C_out * K;
     const long nblk = ceil_div(HWo, KC), items = s.N * nblk, nsl = ceil_div(K, NR);

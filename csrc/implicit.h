@@ -97,4 +97,9 @@ void conv2d_implicit(const T* x, const T* w, const T* b, T* y, const ConvShape& 
 template <typename T>
 bool conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape& s);
 
+// Weight gradient by implicit GEMM (implicit_conv.cpp); returns false (doing nothing) where the
+// whole-image input copy would be too large.
+template <typename T>
+bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape& s);
+
 }  // namespace fastconv

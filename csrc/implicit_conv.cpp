@@ -148,9 +148,143 @@ bool conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape&
     return true;
 }
 
+namespace {
+
+// Bp = dyᵀ for positions [j0, j0 + kc) of the M rows of dyg (row stride ld), as NR-column slivers of m:
+// Bp[(m / NR)*kc*NR + p*NR + m % NR] = dyg[m*ld + j0 + p], zero for m >= M. L x L register transposes.
+template <typename T>
+void pack_dy_transposed(const T* dyg, long ld, long M, long j0, long kc, T* Bp) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes, NR = Tile<T>::NR;
+    for (long m0 = 0; m0 < round_up(M, NR); m0 += L) {
+        T* dst = Bp + m0 / NR * kc * NR + m0 % NR;
+        for (long p0 = 0; p0 < kc; p0 += L) {
+            const long w = std::min<long>(L, kc - p0);
+            V v[L];
+            for (int r = 0; r < L; ++r) {
+                const T* src = dyg + (m0 + r) * ld + j0 + p0;
+                if (m0 + r >= M) {
+                    v[r] = V{};
+                } else if (w == L) {
+                    v[r] = load<V>(src);
+                } else {
+                    alignas(64) T part[L] = {};
+                    std::copy(src, src + w, part);
+                    v[r] = load<V>(part);
+                }
+            }
+            transpose<T>(v);
+            for (long t = 0; t < w; ++t) store(dst + (p0 + t) * NR, v[t]);
+        }
+    }
+}
+
+// c[i*ldc + 0..nr) (i < mr) += Σ_p row[i][pos[p]] · b[p*NR + 0..NR): MR im2col rows read in place
+// against a packed dyᵀ sliver.
+template <typename T>
+inline void implicit_wgrad_micro(long kc, const T* const* row, const long* __restrict pos, const T* __restrict b,
+                                 T* c, long ldc, long mr, long nr) {
+    using V = typename Vec<T>::type;
+    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, NR = Tile<T>::NR, L = Vec<T>::lanes;
+    V acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    const T* r[MR];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) r[i] = row[i];
+    for (long p = 0; p < kc; ++p) {
+        const long q = pos[p];
+        V bv[NV];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + j * L);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            const V ai = broadcast<V>(r[i][q]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+        }
+        b += NR;
+    }
+    if (nr == NR) {
+        for (long i = 0; i < mr; ++i)
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) store(c + i * ldc + j * L, load<V>(c + i * ldc + j * L) + acc[i][j]);
+        return;
+    }
+    alignas(64) T tmp[NR];
+    for (long i = 0; i < mr; ++i) {
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) store(tmp + j * L, acc[i][j]);
+        for (long j = 0; j < nr; ++j) c[i * ldc + j] += tmp[j];
+    }
+}
+
+}  // namespace
+
+// dwᵀ[k, m] = Σ_p col[k, p] · dy[m, p] per group: MR im2col rows (read from the input copies of
+// implicit.h, built once for every image) times packed NR-column slivers of dyᵀ, over items of
+// (image, KC positions). Tasks are (group, position slice, block of k rows); each sums its slice's
+// items in order into a private dwᵀ partial, and the S slices (fixed by the problem) are added in
+// slice order, so dw is bit-identical for any thread count.
+template <typename T>
+bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape& s) {
+    constexpr long KC = Tile<T>::KC, MR = Tile<T>::MR, NR = Tile<T>::NR;
+    const ImplicitGeometry geo = implicit_geometry<T>(s, s.H_out);
+    const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), Mpad = round_up(M, NR);
+    const long xs_size = implicit_copy_size(s, geo);
+    if (s.is_pointwise() || s.N * G * xs_size * (long)sizeof(T) > (256L << 20)) return false;
+    const long nblk = ceil_div(HWo, KC), items = s.N * nblk, S = std::min(items, 4L), nks = ceil_div(K, MR);
+    const long parts = std::clamp(ceil_div(2L * get_num_threads(), S * G), 1L, nks), ntasks = G * S * parts;
+    const long psize = K * Mpad;
+    Buffer<T> xs(s.N * G * xs_size), partial(S * G * psize), Bp_all;
+    Buffer<long> off(K), pos(HWo);
+    implicit_offsets(s, geo, off.data());
+    for (long j = 0; j < HWo; ++j) pos.data()[j] = j / s.W_out * geo.Wq + j % s.W_out;
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.N * G, s.flops()))
+    for (long t = 0; t < s.N * G; ++t)
+        implicit_fill(x + (t / G * s.C_in + t % G * s.C_g()) * s.HW(), s, geo, 0, xs.data() + t * xs_size);
+    const int nt = threads_for(ntasks, s.flops());
+    Bp_all.resize(nt * KC * Mpad);
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
+    for (long t = 0; t < ntasks; ++t) {
+        T* Bp = Bp_all.data() + omp_thread() * KC * Mpad;
+        const long g = t / (S * parts), sl = t / parts % S, kp = t % parts;
+        const long k0 = nks * kp / parts * MR, k1 = std::min(K, nks * (kp + 1) / parts * MR);
+        if (k0 >= k1) continue;
+        T* C = partial.data() + (sl * G + g) * psize;
+        std::fill(C + k0 * Mpad, C + k1 * Mpad, T(0));
+        for (long it = items * sl / S; it < items * (sl + 1) / S; ++it) {
+            const long n = it / nblk, j0 = it % nblk * KC, kc = std::min(KC, HWo - j0);
+            const T* xg = xs.data() + (n * G + g) * xs_size;
+            pack_dy_transposed(dy + (n * s.C_out + g * M) * HWo, HWo, M, j0, kc, Bp);
+            for (long m = 0; m < M; m += NR)
+                for (long k = k0; k < k1; k += MR) {
+                    const T* row[MR];
+                    for (long i = 0; i < MR; ++i) row[i] = xg + off.data()[std::min(k + i, k1 - 1)];
+                    implicit_wgrad_micro(kc, row, pos.data() + j0, Bp + m * kc, C + k * Mpad + m, Mpad,
+                                         std::min(MR, k1 - k), std::min(NR, M - m));
+                }
+        }
+    }
+    const T* p = partial.data();
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.C_out * K / 16384 + 1))
+    for (long gm = 0; gm < s.C_out; ++gm) {
+        const long g = gm / M, m = gm % M;
+        for (long k = 0; k < K; ++k) {
+            T acc = p[g * psize + k * Mpad + m];
+            for (long sl = 1; sl < S; ++sl) acc += p[(sl * G + g) * psize + k * Mpad + m];
+            dw[gm * K + k] = acc;
+        }
+    }
+    return true;
+}
+
 #define FASTCONV_INSTANTIATE(T)                                                            \
     template void conv2d_implicit<T>(const T*, const T*, const T*, T*, const ConvShape&); \
-    template bool conv2d_input_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);
+    template bool conv2d_input_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);   \
+    template bool conv2d_weight_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE
