@@ -10,12 +10,12 @@ namespace fastconv {
 // Row-contiguous A (csA == 1) with whole slivers per vector (lanes % MR == 0): L rows x L columns at
 // a time through a register transpose, whose column t holds the L/MR slivers' row p0 + t.
 template <typename T>
-static void pack_a_rows(long M, long K, const T* A, long rsA, T* Ap) {
+static void pack_a_rows(long M, long K, const T* A, long rsA, T* Ap, long kcb) {
     using V = typename Vec<T>::type;
     constexpr int MR = Tile<T>::MR, L = Vec<T>::lanes;
     const long Mpad = round_up(M, MR);
-    for (long pc = 0; pc < K; pc += Tile<T>::KC) {
-        const long kc = std::min(Tile<T>::KC, K - pc);
+    for (long pc = 0; pc < K; pc += kcb) {
+        const long kc = std::min(kcb, K - pc);
         for (long i0 = 0; i0 < Mpad; i0 += L) {
             for (long p0 = 0; p0 < kc; p0 += L) {
                 const long w = std::min<long>(L, kc - p0);
@@ -43,12 +43,12 @@ static void pack_a_rows(long M, long K, const T* A, long rsA, T* Ap) {
 }
 
 template <typename T>
-void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap) {
+void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap, long kcb) {
     constexpr int MR = Tile<T>::MR;
-    if (csA == 1 && Vec<T>::lanes % MR == 0) return pack_a_rows(M, K, A, rsA, Ap);
+    if (csA == 1 && Vec<T>::lanes % MR == 0) return pack_a_rows(M, K, A, rsA, Ap, kcb);
     const long Mpad = round_up(M, MR);
-    for (long pc = 0; pc < K; pc += Tile<T>::KC) {
-        long kc = std::min(Tile<T>::KC, K - pc);
+    for (long pc = 0; pc < K; pc += kcb) {
+        long kc = std::min(kcb, K - pc);
         for (long i0 = 0; i0 < Mpad; i0 += MR) {
             T* dst = Ap + pc * Mpad + i0 * kc;
             long mr = std::min<long>(MR, M - i0);
@@ -151,7 +151,7 @@ void gemm(long M, long N, long K, const T* A, long rsA, long csA, const T* B, lo
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                                          \
-    template void pack_a<T>(long, long, const T*, long, long, T*);                                       \
+    template void pack_a<T>(long, long, const T*, long, long, T*, long);                                       \
     template void pack_b<T>(long, long, const T*, long, long, T*);                                       \
     template void macro_kernel<T>(long, long, long, const T*, const T*, T*, long, bool);                 \
     template void gemm<T>(long, long, long, const T*, long, long, const T*, long, long, T*, long, bool);

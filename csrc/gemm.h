@@ -62,8 +62,9 @@ template <typename T> inline long packed_b_size(long K, long N) {
 }
 
 // A[i,k] = A[i*rsA + k*csA] (rsA=K, csA=1: row-major; rsA=1, csA=M: the transpose of a row-major matrix).
+// K blocks of kcb columns (the implicit-GEMM kernels choose their own depth).
 template <typename T>
-void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap);
+void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap, long kcb = Tile<T>::KC);
 
 // One KC x NC block of a strided B: B[p,j] = B[p*rsB + j*csB], p < kc, j < nc.
 template <typename T>

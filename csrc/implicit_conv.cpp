@@ -12,6 +12,10 @@
 
 namespace fastconv {
 
+#ifndef FASTCONV_IMPLICIT_KC
+#define FASTCONV_IMPLICIT_KC 512
+#endif
+
 namespace {
 
 // c[j] + i*ldc (i < mr, first n[j] lanes) (+)= Σ_p a[p*MR + i] · base[j][off[p] + 0..L).
@@ -64,11 +68,12 @@ inline void implicit_micro(long kc, const T* __restrict a, const long* __restric
 template <typename T>
 void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShape& s) {
     constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, L = Vec<T>::lanes;
-    constexpr long KC = Tile<T>::KC;
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), Mpad = round_up(M, MR);
-    const long ap = packed_a_size<T>(M, K);
+    // K in equal blocks of at most FASTCONV_IMPLICIT_KC: a deeper K loop than the packed path's, since
+    // the B operand is the L1-resident input copy, not a packed block.
+    const long KC = ceil_div(K, ceil_div(K, FASTCONV_IMPLICIT_KC)), ap = packed_a_size<T>(M, K);
     Buffer<T> Ap(G * ap);
-    for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap);
+    for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap, KC);
     // Row blocks: whole images unless that leaves under four tasks per thread, and a copy that fits L2.
     long rows = s.H_out;
     auto copy_size = [&](long r) { return implicit_copy_size(s, implicit_geometry<T>(s, r)); };
