@@ -44,6 +44,17 @@ ImplicitGeometry implicit_geometry(const ConvShape& s, long rows) {
 // Elements of one task's copy of the C_g planes of a group.
 inline long implicit_copy_size(const ConvShape& s, const ImplicitGeometry& g) { return s.C_g() * phases(s) * g.plane; }
 
+// Output rows per task: whole images unless that leaves under four tasks per thread, and a copy
+// that stays in L2 (512 KiB).
+template <typename T>
+long implicit_rows(const ConvShape& s) {
+    long rows = s.H_out;
+    while (rows > 1 && (s.N * s.groups * ceil_div(s.H_out, rows) < 4L * get_num_threads() ||
+                        implicit_copy_size(s, implicit_geometry<T>(s, rows)) * (long)sizeof(T) > (512L << 10)))
+        rows = ceil_div(rows, 2);
+    return rows;
+}
+
 // Whether the implicit kernels suit s: not a plain GEMM already, and at most a quarter of each
 // output row's vector lanes wasted past W_out.
 template <typename T>

@@ -74,12 +74,7 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
     const long KC = ceil_div(K, ceil_div(K, FASTCONV_IMPLICIT_KC)), ap = packed_a_size<T>(M, K);
     Buffer<T> Ap(G * ap);
     for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap, KC);
-    // Row blocks: whole images unless that leaves under four tasks per thread, and a copy that fits L2.
-    long rows = s.H_out;
-    auto copy_size = [&](long r) { return implicit_copy_size(s, implicit_geometry<T>(s, r)); };
-    while (rows > 1 && (s.N * G * ceil_div(s.H_out, rows) < 4L * get_num_threads() ||
-                        copy_size(rows) * (long)sizeof(T) > (512L << 10)))
-        rows = ceil_div(rows, 2);
+    const long rows = implicit_rows<T>(s);
     const ImplicitGeometry geo = implicit_geometry<T>(s, rows);
     const long nrb = ceil_div(s.H_out, rows), ntasks = s.N * G * nrb, xs_size = implicit_copy_size(s, geo);
     Buffer<long> off(K);

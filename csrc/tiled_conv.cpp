@@ -134,6 +134,7 @@ void tiled_weight_grad_phases(const T* x, const T* dy, T* dw, const LocalShape& 
 template <typename T>
 void tiled_conv2d(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
     if (is_unshared(s)) return unshared_forward(x, w, b, y, s);
+    if (tiled_forward_implicit(x, w, b, y, s)) return;
     if (use_phases(s)) return tiled_forward_poly(x, w, b, y, s);
     const long K = s.K(), phases = s.phases(), HWo = s.H_out * s.W_out;
     const long blocks = ceil_div(s.N * ceil_div(s.H_out, s.T_h) * ceil_div(s.W_out, s.T_w), NQ<T>);
@@ -170,6 +171,7 @@ void tiled_conv2d(const T* x, const T* w, const T* b, T* y, const LocalShape& s)
 template <typename T>
 void tiled_conv2d_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s) {
     if (is_unshared(s)) return unshared_input_grad(dy, w, dx, s);
+    if (tiled_input_grad_implicit(dy, w, dx, s)) return;
     if (use_phases(s)) return tiled_input_grad_poly(dy, w, dx, s);
     const long K = s.K(), HWo = s.H_out * s.W_out;
     std::fill(dx, dx + s.N * s.C_in * s.H * s.W, T(0));

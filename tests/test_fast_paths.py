@@ -59,6 +59,30 @@ def test_tiled_phases(case, dtype, threads, rng):
         _check_local("tiled_conv2d", case, dtype, rng)
 
 
+# Tiled conv with lane-varying weights (tiled_implicit.cpp): tile widths 1, 2, 4, 8, 16 (those dividing the
+# vector width take the path; 16 in float64 and 3 do not), tile heights 1..3 with rows of one class per
+# register tile, a partial last vector, one image (row blocks per task), K over one 512-deep block,
+# stride 2 (forward only) and padding beyond the kernel (input gradient falls back).
+LANE = [
+    ((2, 3, 16, 16), 4, 3, 1, 1, (2, 2)),
+    ((1, 5, 29, 29), 7, 3, 1, 1, (3, 4)),
+    ((2, 2, 20, 32), 3, 5, 1, 2, (1, 8)),
+    ((1, 3, 18, 18), 5, 3, 1, 0, (2, 16)),
+    ((2, 4, 20, 63), 6, 3, 2, 1, (2, 1)),
+    ((1, 60, 14, 14), 5, 3, 1, 1, (2, 2)),
+    ((1, 2, 12, 12), 3, 3, 1, 3, (2, 2)),
+    ((1, 2, 16, 16), 3, 3, 1, 1, (1, 3)),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", LANE, ids=[str(i) for i in range(len(LANE))])
+def test_tiled_lane_weights(case, dtype, threads, rng):
+    with num_threads(threads):
+        _check_local("tiled_conv2d", case, dtype, rng)
+
+
 # Switch pooling: stride 1..3, kernels wider than the stride, padding, outputs not a multiple of the
 # vector width, ties (integer-valued inputs) and NaN.
 POOL = [((2, 3, 32, 32), 2, 2, 0), ((2, 3, 32, 32), 3, 2, 1), ((1, 2, 37, 41), 3, 1, 1), ((2, 2, 17, 50), 3, 3, 0),

@@ -1,0 +1,214 @@
+// tiled_implicit.cpp — tiled conv forward (and its stride-1 input gradient) by implicit GEMM with
+// lane-varying weights.
+//
+// When T_w divides the vector width L, lane l of every vector of L output columns (which starts at a
+// multiple of L) always takes tile column l % T_w. So the tiled conv is the dense implicit GEMM of
+// implicit.h with one change: the A operand is a vector per (output channel, im2col row), holding in
+// lane l the weight of tile (oh % T_h, l % T_w), and every register tile takes NV vectors of output
+// rows of the same class oh % T_h. The input gradient (stride 1) is the same kernel on dy with the
+// flipped kernel, whose class and lane pattern follow from the dy position each tap reads.
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "implicit.h"
+#include "tiled_conv.h"
+
+namespace fastconv {
+
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kLaneMR = 4, kLaneNV = 4;  // 16 accumulators + 4 input vectors + 1 weight vector of 32 zmm
+#else
+constexpr int kLaneMR = 4, kLaneNV = 2;  // 8 of 16 registers
+#endif
+
+// The weight vector of one (row, k): AW stored lanes repeated across the vector. One or two floats (or
+// one double) are a single broadcast load of 4 or 8 bytes; wider patterns are stored expanded (AW = L).
+template <typename T, int AW>
+inline typename Vec<T>::type load_weights(const T* a) {
+    using V = typename Vec<T>::type;
+    if constexpr (AW == Vec<T>::lanes) {
+        return load<V>(a);
+    } else {
+        using U = std::conditional_t<AW * sizeof(T) == 8, uint64_t, uint32_t>;
+        typedef U UV __attribute__((vector_size(kVectorBytes)));
+        static_assert(AW * sizeof(T) == sizeof(U), "broadcast width");
+        U u;
+        std::memcpy(&u, a, sizeof(U));
+        const UV uv = u - UV{};
+        V v;
+        std::memcpy(&v, &uv, sizeof(V));
+        return v;
+    }
+}
+
+// c[j] + i*ldc (i < mr, first n[j] lanes) (+)= Σ_p weights(a + (p*MR + i)*AW) ⊙ base[j][off[p] + 0..L).
+template <typename T, int AW>
+inline void lane_micro(long kc, const T* __restrict a, const long* __restrict off, const T* const* base, T* const* c,
+                       const long* n, long ldc, long mr, bool accumulate) {
+    using V = typename Vec<T>::type;
+    constexpr int MR = kLaneMR, NV = kLaneNV, L = Vec<T>::lanes;
+    V acc[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    const T* b[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) b[j] = base[j];
+    for (long p = 0; p < kc; ++p) {
+        V bv[NV];
+        const long o = off[p];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b[j] + o);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+            const V ai = load_weights<T, AW>(a + i * AW);
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+        }
+        a += MR * AW;
+    }
+    for (int j = 0; j < NV; ++j) {
+        if (n[j] <= 0) continue;
+        for (long i = 0; i < mr; ++i) {
+            alignas(64) T tmp[L];
+            T* cij = c[j] + i * ldc;
+            if (n[j] == L) {
+                store(cij, accumulate ? load<V>(cij) + acc[i][j] : acc[i][j]);
+                continue;
+            }
+            store(tmp, acc[i][j]);
+            for (long l = 0; l < n[j]; ++l) cij[l] = (accumulate ? cij[l] : T(0)) + tmp[l];
+        }
+    }
+}
+
+// y = the conv of x (shape s, groups 1) whose weight for output row oh, lane l, channel m and im2col row
+// k is weight(oh % T_h, l, m, k), periodic in l with period T_w; output rows of one class share a
+// register tile.
+template <typename T, int AW, typename Weight>
+void lane_conv_aw(const T* x, T* y, const ConvShape& s, long T_h, long T_w, const Weight& weight) {
+    constexpr int MR = kLaneMR, NV = kLaneNV, L = Vec<T>::lanes;
+    const long M = s.C_out, K = s.K(), HWo = s.HW_out(), Mpad = round_up(M, MR);
+    const long KC = ceil_div(K, ceil_div(K, 512L)), per_class = Mpad * K * AW;
+    // Aw[cl]: K blocks of depth KC; in block pc, MR-row sliver r holds (p, i) at ((r*kc + p)*MR + i)*AW.
+    Buffer<T> Aw(T_h * per_class);
+    for (long cl = 0; cl < T_h; ++cl)
+        for (long pc = 0; pc < K; pc += KC) {
+            const long kc = std::min(KC, K - pc);
+            for (long m = 0; m < Mpad; ++m)
+                for (long p = 0; p < kc; ++p) {
+                    T* dst = Aw.data() + cl * per_class + pc * Mpad * AW + ((m / MR * kc + p) * MR + m % MR) * AW;
+                    // Lanes repeat with period T_w (which divides AW).
+                    for (long l = 0; l < T_w; ++l) dst[l] = m < M ? weight(cl, l, m, pc + p) : T(0);
+                    for (long l = T_w; l < AW; ++l) dst[l] = dst[l - T_w];
+                }
+        }
+    const long rows = implicit_rows<T>(s);
+    const ImplicitGeometry geo = implicit_geometry<T>(s, rows);
+    const long nrb = ceil_div(s.H_out, rows), ntasks = s.N * nrb, xs_size = implicit_copy_size(s, geo);
+    Buffer<long> off(K);
+    implicit_offsets(s, geo, off.data());
+    const int nt = threads_for(ntasks, s.flops());
+    Buffer<T> work(nt * xs_size);
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
+    for (long t = 0; t < ntasks; ++t) {
+        T* xs = work.data() + omp_thread() * xs_size;
+        const long n = t / nrb, i0 = t % nrb * rows, nrows = std::min(rows, s.H_out - i0);
+        implicit_fill(x + n * s.C_in * s.HW(), s, geo, i0, xs);
+        T* yn = y + n * M * HWo;
+        for (long cl = 0; cl < T_h; ++cl) {
+            // Vectors of the rows r = first, first + T_h, ... (task-relative) whose class is cl.
+            const long first = ((cl - i0) % T_h + T_h) % T_h, nr = first < nrows ? ceil_div(nrows - first, T_h) : 0;
+            const long nvec = nr * geo.Wv;
+            const T* Ac = Aw.data() + (i0 + first) % T_h * per_class;
+            for (long pc = 0; pc < K; pc += KC) {
+                const long kc = std::min(KC, K - pc);
+                for (long v0 = 0; v0 < nvec; v0 += NV) {
+                    const T* base[NV];
+                    T* c[NV];
+                    long cnt[NV];
+                    for (int j = 0; j < NV; ++j) {
+                        const long v = std::min(v0 + j, nvec - 1), r = first + v / geo.Wv * T_h, col = v % geo.Wv * L;
+                        base[j] = xs + r * geo.Wq + col;
+                        c[j] = yn + (i0 + r) * s.W_out + col;
+                        cnt[j] = v0 + j < nvec ? std::min<long>(L, s.W_out - col) : 0;
+                    }
+                    for (long i = 0; i < M; i += MR) {
+                        T* ci[NV];
+                        for (int j = 0; j < NV; ++j) ci[j] = c[j] + i * HWo;
+                        lane_micro<T, AW>(kc, Ac + pc * Mpad * AW + i * kc * AW, off.data() + pc, base, ci, cnt,
+                                          HWo, std::min<long>(MR, M - i), pc > 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+template <typename T, typename Weight>
+void lane_conv(const T* x, T* y, const ConvShape& s, long T_h, long T_w, const Weight& weight) {
+    if (T_w == 1) return lane_conv_aw<T, 1>(x, y, s, T_h, T_w, weight);
+    if (T_w * sizeof(T) == 8) return lane_conv_aw<T, 8 / sizeof(T)>(x, y, s, T_h, T_w, weight);
+    lane_conv_aw<T, Vec<T>::lanes>(x, y, s, T_h, T_w, weight);
+}
+
+inline ConvShape dense_shape(const LocalShape& s) {
+    return ConvShape{s.N, s.C_in, s.H, s.W, s.C_out, s.kH, s.kW, s.H_out, s.W_out, s.sh, s.sw, s.ph, s.pw, 1, 1, 1};
+}
+
+// The lane pattern is fixed only when T_w divides L; the per-class weight vectors must stay small.
+template <typename T>
+bool lane_conv_ok(const ConvShape& c, long T_h, long T_w) {
+    return Vec<T>::lanes % T_w == 0 && use_implicit<T>(c) && T_h * c.C_out * c.K() * Vec<T>::lanes <= (8L << 20);
+}
+
+}  // namespace
+
+template <typename T>
+bool tiled_forward_implicit(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
+    const ConvShape c = dense_shape(s);
+    if (!lane_conv_ok<T>(c, s.T_h, s.T_w)) return false;
+    const long K = s.K(), M = s.C_out, T_w = s.T_w;
+    lane_conv(x, y, c, s.T_h, T_w, [&](long th, long l, long m, long k) { return w[((th * T_w + l % T_w) * M + m) * K + k]; });
+    if (b)
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.N * M, 1.0 * s.N * M * c.HW_out()))
+        for (long nm = 0; nm < s.N * M; ++nm) {
+            const long o = nm % M;
+            T* yp = y + nm * c.HW_out();
+            for (long i = 0; i < s.H_out; ++i)
+                for (long j = 0; j < s.W_out; ++j) yp[i * s.W_out + j] += b[o * s.b_o + i * s.b_i + j * s.b_j];
+        }
+    return true;
+}
+
+// Stride 1: dx[c, y, x] = Σ_{m,a,b} dy[m, y + ph - a, x + pw - b] · w[(y + ph - a) % T_h, (x + pw - b) % T_w, m, c, a, b],
+// the forward conv of dy at padding (kH-1-ph, kW-1-pw) with taps a' = kH-1-a, b' = kW-1-b; for x = x0 + l
+// (x0 a multiple of T_w) the tile column is (l + pw - b) mod T_w, and the row class of y decides the tile row.
+template <typename T>
+bool tiled_input_grad_implicit(const T* dy, const T* w, T* dx, const LocalShape& s) {
+    if (s.sh != 1 || s.sw != 1 || s.kH - 1 < s.ph || s.kW - 1 < s.pw) return false;
+    const ConvShape c{s.N, s.C_out, s.H_out, s.W_out, s.C_in, s.kH, s.kW, s.H, s.W, 1, 1,
+                      s.kH - 1 - s.ph, s.kW - 1 - s.pw, 1, 1, 1};
+    if (!lane_conv_ok<T>(c, s.T_h, s.T_w)) return false;
+    const long T_h = s.T_h, T_w = s.T_w, kk = s.kH * s.kW, C_in = s.C_in, M = s.C_out;
+    auto mod = [](long a, long m) { return (a % m + m) % m; };
+    lane_conv(dy, dx, c, T_h, T_w, [&](long yc, long l, long ci, long k) {
+        const long m = k / kk, a = s.kH - 1 - k % kk / s.kW, b = s.kW - 1 - k % s.kW;
+        const long th = mod(yc + s.ph - a, T_h), tw = mod(l + s.pw - b, T_w);
+        return w[(((th * T_w + tw) * M + m) * C_in + ci) * kk + a * s.kW + b];
+    });
+    return true;
+}
+
+#define FASTCONV_INSTANTIATE(T)                                                                  \
+    template bool tiled_forward_implicit<T>(const T*, const T*, const T*, T*, const LocalShape&); \
+    template bool tiled_input_grad_implicit<T>(const T*, const T*, T*, const LocalShape&);
+FASTCONV_INSTANTIATE(float)
+FASTCONV_INSTANTIATE(double)
+#undef FASTCONV_INSTANTIATE
+
+}  // namespace fastconv
