@@ -52,6 +52,13 @@ void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap, long kcb) {
         for (long i0 = 0; i0 < Mpad; i0 += MR) {
             T* dst = Ap + pc * Mpad + i0 * kc;
             long mr = std::min<long>(MR, M - i0);
+            if (rsA == 1) {  // a transposed row-major matrix: each sliver row is mr contiguous elements
+                for (long p = 0; p < kc; ++p) {
+                    std::memcpy(dst + p * MR, A + i0 + (pc + p) * csA, mr * sizeof(T));
+                    std::fill(dst + p * MR + mr, dst + (p + 1) * MR, T(0));
+                }
+                continue;
+            }
             for (long i = 0; i < MR; ++i) {
                 if (i >= mr) {
                     for (long p = 0; p < kc; ++p) dst[p * MR + i] = T(0);

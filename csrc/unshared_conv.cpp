@@ -14,22 +14,33 @@
 
 #include "gemm.h"
 #include "parallel.h"
+#include "simd.h"
 #include "tiled_conv.h"
 
 namespace fastconv {
 
 namespace {
 
-// dst (cols x rows) = src (rows x cols)ᵀ, in 32 x 32 blocks so both sides stay in cache.
+// dst (cols x rows) = src (rows x cols)ᵀ: L x L blocks through a register transpose (scalar at the
+// edges), an L-row strip per task so both sides stream through cache.
 template <typename T>
 void transpose(const T* src, long rows, long cols, T* dst) {
-    constexpr long B = 32;
-    const long nb = ceil_div(rows, B) * ceil_div(cols, B);
-#pragma omp parallel for schedule(static) num_threads(threads_for(nb, 2.0 * rows * cols))
-    for (long t = 0; t < nb; ++t) {
-        const long r0 = t / ceil_div(cols, B) * B, c0 = t % ceil_div(cols, B) * B;
-        for (long r = r0; r < std::min(rows, r0 + B); ++r)
-            for (long c = c0; c < std::min(cols, c0 + B); ++c) dst[c * rows + r] = src[r * cols + c];
+    using V = typename Vec<T>::type;
+    constexpr long L = Vec<T>::lanes;
+    const long strips = ceil_div(rows, L);
+#pragma omp parallel for schedule(static) num_threads(threads_for(strips, 2.0 * rows * cols))
+    for (long t = 0; t < strips; ++t) {
+        const long r0 = t * L;
+        long c0 = 0;
+        if (r0 + L <= rows)
+            for (; c0 + L <= cols; c0 += L) {
+                V v[L];
+                for (long r = 0; r < L; ++r) v[r] = load<V>(src + (r0 + r) * cols + c0);
+                fastconv::transpose<T>(v);
+                for (long c = 0; c < L; ++c) store(dst + (c0 + c) * rows + r0, v[c]);
+            }
+        for (long r = r0; r < std::min(rows, r0 + L); ++r)
+            for (long c = c0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
     }
 }
 
@@ -120,16 +131,19 @@ void unshared_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s) {
     Buffer<T> dyT(M * L * N), dxT(R * N);
     transpose(dy, N, M * L, dyT.data());
     std::fill(dxT.data(), dxT.data() + R * N, T(0));
+    const long ap = packed_a_size<T>(K, M);
+    Buffer<T> Ap(L * ap);  // every position's w[l]ᵀ packed once, shared by the threads
+#pragma omp parallel for schedule(static) num_threads(threads_for(L, 1.0 * L * K * M))
+    for (long l = 0; l < L; ++l) pack_a(K, M, w + l * M * K, 1L, K, Ap.data() + l * ap);
     const int nt = threads_for(ceil_div(N, 8), 2.0 * N * M * L * K);  // at least 8 images per thread
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_thread();
         const long n0 = N * t / nt, n1 = N * (t + 1) / nt, cols = n1 - n0;
-        Buffer<T> Ap(packed_a_size<T>(K, M)), Bp(packed_b_size<T>(M, cols)), dP(K * cols);
+        Buffer<T> Bp(packed_b_size<T>(M, cols)), dP(K * cols);
         for (long l = 0; l < L && cols > 0; ++l) {
-            pack_a(K, M, w + l * M * K, 1L, K, Ap.data());
-            gemm_packed(K, cols, M, Ap.data(), StridedB<T>{dyT.data() + l * N + n0, L * N, 1}, Bp.data(), dP.data(),
-                        cols, false);
+            gemm_packed(K, cols, M, Ap.data() + l * ap, StridedB<T>{dyT.data() + l * N + n0, L * N, 1}, Bp.data(),
+                        dP.data(), cols, false);
             const PatchRows<T> P = patch((const T*)dxT.data(), s, l);
             for (long k = 0; k < K; ++k) {
                 T* r = const_cast<T*>(P.row(k));
