@@ -54,6 +54,10 @@ void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap, long kcb) {
             long mr = std::min<long>(MR, M - i0);
             if (rsA == 1) {  // a transposed row-major matrix: each sliver row is mr contiguous elements
                 for (long p = 0; p < kc; ++p) {
+                    if (mr == MR) {  // a fixed-size copy compiles to one vector move
+                        std::memcpy(dst + p * MR, A + i0 + (pc + p) * csA, MR * sizeof(T));
+                        continue;
+                    }
                     std::memcpy(dst + p * MR, A + i0 + (pc + p) * csA, mr * sizeof(T));
                     std::fill(dst + p * MR + mr, dst + (p + 1) * MR, T(0));
                 }
@@ -81,7 +85,10 @@ void pack_b(long kc, long nc, const T* B, long rsB, long csB, T* Bp) {
         for (long p = 0; p < kc; ++p) {
             const T* src = B + p * rsB + j0 * csB;
             T* d = dst + p * NR;
-            if (csB == 1) {
+            if (csB == 1 && nr == NR) {
+                std::memcpy(d, src, NR * sizeof(T));  // fixed size: one vector move, no call
+                continue;
+            } else if (csB == 1) {
                 std::memcpy(d, src, nr * sizeof(T));
             } else {
                 for (long j = 0; j < nr; ++j) d[j] = src[j * csB];

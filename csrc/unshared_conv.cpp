@@ -93,6 +93,44 @@ struct PatchTransposedB {
     }
 };
 
+// rows[i][0..nr) += the MR x NR tile a-sliver · b-sliver over kc steps (packed as in gemm.h); rows
+// with a null pointer fall in the padding and are dropped. The input gradient's GEMM adds its tiles
+// straight into dxT this way, with no dP buffer and no separate scatter pass.
+template <typename T>
+inline void scatter_tile(long kc, const T* __restrict a, const T* __restrict b, T* const* rows, long nr) {
+    using V = typename Vec<T>::type;
+    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, NR = Tile<T>::NR, L = Vec<T>::lanes;
+    V acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    for (long p = 0; p < kc; ++p) {
+        V bv[NV];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + j * L);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            const V ai = broadcast<V>(a[i]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+        }
+        a += MR;
+        b += NR;
+    }
+    for (int i = 0; i < MR; ++i) {
+        T* r = rows[i];
+        if (!r) continue;
+        if (nr == NR) {
+            for (int j = 0; j < NV; ++j) store(r + j * L, load<V>(r + j * L) + acc[i][j]);
+            continue;
+        }
+        alignas(64) T tmp[NR];
+        for (int j = 0; j < NV; ++j) store(tmp + j * L, acc[i][j]);
+        for (long j = 0; j < nr; ++j) r[j] += tmp[j];
+    }
+}
+
 template <typename T>
 PatchRows<T> patch(const T* xT, const LocalShape& s, long l) {
     return PatchRows<T>{xT, s, (l / s.W_out) * s.sh - s.ph, (l % s.W_out) * s.sw - s.pw};
@@ -135,21 +173,28 @@ void unshared_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s) {
     Buffer<T> Ap(L * ap);  // every position's w[l]ᵀ packed once, shared by the threads
 #pragma omp parallel for schedule(static) num_threads(threads_for(L, 1.0 * L * K * M))
     for (long l = 0; l < L; ++l) pack_a(K, M, w + l * M * K, 1L, K, Ap.data() + l * ap);
+    const long Kpad = round_up(K, Tile<T>::MR);
     const int nt = threads_for(ceil_div(N, 8), 2.0 * N * M * L * K);  // at least 8 images per thread
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_thread();
         const long n0 = N * t / nt, n1 = N * (t + 1) / nt, cols = n1 - n0;
-        Buffer<T> Bp(packed_b_size<T>(M, cols)), dP(K * cols);
+        Buffer<T> Bp(packed_b_size<T>(M, cols));
         for (long l = 0; l < L && cols > 0; ++l) {
-            gemm_packed(K, cols, M, Ap.data() + l * ap, StridedB<T>{dyT.data() + l * N + n0, L * N, 1}, Bp.data(),
-                        dP.data(), cols, false);
             const PatchRows<T> P = patch((const T*)dxT.data(), s, l);
-            for (long k = 0; k < K; ++k) {
-                T* r = const_cast<T*>(P.row(k));
-                if (!r) continue;
-                const T* d = dP.data() + k * cols;
-                for (long n = 0; n < cols; ++n) r[n0 + n] += d[n];
+            for (long pc = 0; pc < M; pc += Tile<T>::KC) {
+                const long kc = std::min(Tile<T>::KC, M - pc);
+                pack_b(kc, cols, dyT.data() + pc * L * N + l * N + n0, L * N, 1L, Bp.data());
+                for (long js = 0; js < cols; js += Tile<T>::NR)
+                    for (long i0 = 0; i0 < K; i0 += Tile<T>::MR) {
+                        T* rows[Tile<T>::MR];
+                        for (long i = 0; i < Tile<T>::MR; ++i) {
+                            T* r = i0 + i < K ? const_cast<T*>(P.row(i0 + i)) : nullptr;
+                            rows[i] = r ? r + n0 + js : nullptr;
+                        }
+                        scatter_tile(kc, Ap.data() + l * ap + pc * Kpad + i0 * kc, Bp.data() + js * kc, rows,
+                                     std::min<long>(Tile<T>::NR, cols - js));
+                    }
             }
         }
     }
