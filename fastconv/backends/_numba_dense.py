@@ -1,8 +1,9 @@
 """Numba kernels for dense conv2d and its two gradients (the 'numba' backend).
 
-All three are im2col ("windows", as in the reference) followed by a register-blocked 4×4 dot-product
-microkernel, _dot4x4, whose reduction loop LLVM vectorizes (fastmath reassoc). Each prange task owns
-the outputs it writes, so results are deterministic and race-free:
+All three are im2col ("windows", as in the reference) followed by a register-blocked product: the
+gradients by a 4×4 dot-product microkernel, _dot4x4, whose reduction loop LLVM vectorizes (fastmath
+reassoc); the forward by outer products vectorized over output positions. Each prange task owns the
+outputs it writes, so results are deterministic and race-free:
   conv2d             tasks (n, group, block of PB output positions)  -> y[n, group's o, positions]
   conv2d_input_grad  stride 1: conv2d of dy with the rotated kernel; otherwise
                      tasks (n, group, block of CB input channels)     -> dx[n, those c]
@@ -14,9 +15,8 @@ from numba import njit, prange
 
 from ._numba_config import PARALLEL, SERIAL
 
-PB = 64   # output positions per conv2d task (their im2col rows stay in L1/L2)
+PB = 256  # output positions per conv2d task (its accumulators and im2col rows stay in L1/L2)
 CB = 4    # input channels per conv2d_input_grad task
-KPAD = 16  # reduction lengths are padded to this (one AVX-512 float32 vector)
 
 
 @njit(**SERIAL)
@@ -50,46 +50,53 @@ def _dot4x4(A, a0, a1, a2, a3, offA, B, b0, b1, b2, b3, offB, L, z):
 
 
 @njit(**SERIAL)
-def _im2col_rows(x, n, c0, C_g, kH, kW, sh, sw, ph, pw, dh, dw, p0, p1, W_out, cols):
-    """cols[p − p0, (c, a, b)] = x[n, c0 + c, i·s_h + a·d_h − p_h, j·s_w + b·d_w − p_w] (0 outside), p = i·W_out + j.
-    The valid b-range of each position is computed once, so the copy loop carries no bounds checks
-    (with few input channels, as in a first layer, this gather costs as much as the arithmetic)."""
+def _im2colT_rows(x, n, c0, C_g, kH, kW, sh, sw, ph, pw, dh, dw, p0, p1, W_out, colsT):
+    """colsT[(c, a, b), p − p0] = x[n, c0 + c, i·s_h + a·d_h − p_h, j·s_w + b·d_w − p_w] (0 outside), p = i·W_out + j,
+    one output row's run of positions at a time; the valid column range of each b is computed once, so the
+    copy loop carries no bounds checks (with few input channels this gather costs as much as the arithmetic)."""
     H, W = x.shape[2], x.shape[3]
-    for p in range(p0, p1):
-        i = p // W_out
-        j = p - i * W_out
-        w0 = j * sw - pw
-        blo, bhi = _valid(w0, dw, W, kW)
+    for b in range(kW):
+        lo, hi = _valid(b * dw - pw, sw, W, W_out)   # the columns j that read inside x: same for every row
         for c in range(C_g):
             for a in range(kH):
-                h = i * sh + a * dh - ph
-                k = (c * kH + a) * kW
-                if h < 0 or h >= H:
-                    for b in range(kW):
-                        cols[p - p0, k + b] = 0
-                    continue
-                for b in range(blo):
-                    cols[p - p0, k + b] = 0
-                for b in range(blo, bhi):
-                    cols[p - p0, k + b] = x[n, c0 + c, h, w0 + b * dw]
-                for b in range(bhi, kW):
-                    cols[p - p0, k + b] = 0
+                k = (c * kH + a) * kW + b
+                row = colsT[k]
+                p = p0
+                while p < p1:
+                    i = p // W_out
+                    j0 = p - i * W_out
+                    j1 = min(W_out, j0 + p1 - p)
+                    q = p - p0 - j0                   # row[q + j] holds output column j
+                    h = i * sh + a * dh - ph
+                    if h < 0 or h >= H:
+                        row[q + j0:q + j1] = 0
+                    else:
+                        jl = min(max(j0, lo), j1)
+                        jh = max(min(j1, hi), jl)
+                        row[q + j0:q + jl] = 0
+                        xr = x[n, c0 + c, h]
+                        off = b * dw - pw
+                        for j in range(jl, jh):
+                            row[q + j] = xr[j * sw + off]
+                        row[q + jh:q + j1] = 0
+                    p += j1 - j0
 
 
 @njit(**PARALLEL)
 def conv2d(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G, z):
-    """x (N, C_in, H, W), w (C_out, C_in/G, kH, kW), b (C_out,) if has_b -> y (N, C_out, H_out, W_out)."""
+    """x (N, C_in, H, W), w (C_out, C_in/G, kH, kW), b (C_out,) if has_b -> y (N, C_out, H_out, W_out).
+    Each block of 4 output rows is a sum of outer products w[o, k] ⊗ colsT[k, :], vectorized over PB
+    output positions, 4 k per pass over the accumulators: no dot product pays a horizontal sum, which
+    with a short K (a first layer's few dozen) cost as much as the arithmetic."""
     N = x.shape[0]
     C_out, C_g, kH, kW = w.shape
     W_out = y.shape[3]
     P = y.shape[2] * W_out
     K = C_g * kH * kW
-    # The dot products run over Kp = K rounded up to a vector multiple (zero-padded rows): with short K,
-    # as in a first layer, a scalar remainder loop would otherwise cost as much as the vector part.
-    Kp = (K + KPAD - 1) // KPAD * KPAD
+    K4 = (K + 3) // 4 * 4
     O_g = C_out // G
-    wm = np.zeros((C_out, Kp), w.dtype)
-    wm[:, :K] = w.reshape(C_out, K)
+    wm = np.zeros((C_out + 3, K4), w.dtype)    # zero rows/columns past C_out and K
+    wm[:C_out, :K] = w.reshape(C_out, K)
     ym = y.reshape(N, C_out, P)
     nblk = (P + PB - 1) // PB
     for t in prange(N * G * nblk):
@@ -97,17 +104,31 @@ def conv2d(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G, z):
         g = (t // nblk) % G
         p0 = (t % nblk) * PB
         np_ = min(PB, P - p0)
-        cols = np.zeros((np_, Kp), x.dtype)
-        _im2col_rows(x, n, g * C_g, C_g, kH, kW, sh, sw, ph, pw, dh, dw, p0, p0 + np_, W_out, cols)
-        o_last = (g + 1) * O_g - 1
-        for ob in range(g * O_g, o_last + 1, 4):       # a partial block repeats its last row/column
-            for rb in range(0, np_, 4):
-                acc = _dot4x4(wm, ob, min(ob + 1, o_last), min(ob + 2, o_last), min(ob + 3, o_last), 0,
-                              cols, rb, min(rb + 1, np_ - 1), min(rb + 2, np_ - 1), min(rb + 3, np_ - 1), 0, Kp, z)
-                for u in range(min(4, o_last + 1 - ob)):
-                    bias = b[ob + u] if has_b else z
-                    for v in range(min(4, np_ - rb)):
-                        ym[n, ob + u, p0 + rb + v] = acc[4 * u + v] + bias
+        colsT = np.zeros((K4, PB), x.dtype)
+        _im2colT_rows(x, n, g * C_g, C_g, kH, kW, sh, sw, ph, pw, dh, dw, p0, p0 + np_, W_out, colsT)
+        acc = np.empty((4, PB), x.dtype)
+        for ob in range(g * O_g, (g + 1) * O_g, 4):
+            for u in range(4):
+                bias = b[min(ob + u, C_out - 1)] if has_b else z
+                for p in range(PB):
+                    acc[u, p] = bias
+            for k in range(0, K4, 4):
+                w00 = wm[ob, k]; w01 = wm[ob, k + 1]; w02 = wm[ob, k + 2]; w03 = wm[ob, k + 3]
+                w10 = wm[ob + 1, k]; w11 = wm[ob + 1, k + 1]; w12 = wm[ob + 1, k + 2]; w13 = wm[ob + 1, k + 3]
+                w20 = wm[ob + 2, k]; w21 = wm[ob + 2, k + 1]; w22 = wm[ob + 2, k + 2]; w23 = wm[ob + 2, k + 3]
+                w30 = wm[ob + 3, k]; w31 = wm[ob + 3, k + 1]; w32 = wm[ob + 3, k + 2]; w33 = wm[ob + 3, k + 3]
+                for p in range(PB):
+                    v0 = colsT[k, p]
+                    v1 = colsT[k + 1, p]
+                    v2 = colsT[k + 2, p]
+                    v3 = colsT[k + 3, p]
+                    acc[0, p] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+                    acc[1, p] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+                    acc[2, p] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+                    acc[3, p] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+            for u in range(min(4, (g + 1) * O_g - ob)):
+                for p in range(np_):
+                    ym[n, ob + u, p0 + p] = acc[u, p]
 
 
 @njit(**PARALLEL)
