@@ -20,8 +20,9 @@
 namespace fastconv {
 
 struct ImplicitGeometry {
-    long Wv;      // vectors per output row
-    long Wq, Hq;  // plane row length and rows (rows of the task + the largest row offset)
+    bool flat;    // vectors run over the flattened plane (see implicit_flat), not along output rows
+    long Wv;      // vectors per output row (row layout)
+    long Wq, Hq;  // plane row length and rows (rows of the task + the largest row offset [+ slack])
     long plane;   // Hq * Wq
     long rows;    // output rows per task (the last task may have fewer)
 };
@@ -29,14 +30,31 @@ struct ImplicitGeometry {
 // Phase planes per input channel: sh * sw.
 inline long phases(const ConvShape& s) { return s.sh * s.sw; }
 
+// Largest column offset of a tap in a phase plane.
+inline long max_col_offset(const ConvShape& s) { return (s.kW - 1) * s.dw / s.sw; }
+
+// Row layout: every output row in whole vectors, so up to L-1 lanes of its last vector are wasted.
+// Flat layout: plane rows exactly W_out + max column offset long, vectors laid end to end over the
+// flattened plane (position f = r*Wq + col, contiguous in every tap's copy), wasting only the lanes
+// at col >= W_out; a vector then spans at most two output rows (Wq >= L) and stores in two pieces.
+// The flat layout is taken where it wastes fewer lanes.
 template <typename T>
-ImplicitGeometry implicit_geometry(const ConvShape& s, long rows) {
+bool implicit_flat(const ConvShape& s) {
+    constexpr long L = Vec<T>::lanes;
+    const long bj = max_col_offset(s), Wq = s.W_out + bj, row = round_up(s.W_out, L);
+    return Wq >= L && bj * row < (row - s.W_out) * Wq;
+}
+
+template <typename T>
+ImplicitGeometry implicit_geometry(const ConvShape& s, long rows, bool flat = false) {
     constexpr long L = Vec<T>::lanes;
     ImplicitGeometry g;
+    g.flat = flat;
     g.Wv = ceil_div(s.W_out, L);
-    g.Wq = g.Wv * L + (s.kW - 1) * s.dw / s.sw;
+    g.Wq = (flat ? s.W_out : g.Wv * L) + max_col_offset(s);
     g.rows = rows;
-    g.Hq = rows + (s.kH - 1) * s.dh / s.sh;
+    // Flat: the last vector of the task reads up to L - 1 positions past its rows.
+    g.Hq = rows + (s.kH - 1) * s.dh / s.sh + (flat ? ceil_div(L, g.Wq) : 0);
     g.plane = g.Hq * g.Wq;
     return g;
 }
@@ -47,19 +65,25 @@ inline long implicit_copy_size(const ConvShape& s, const ImplicitGeometry& g) { 
 // Output rows per task: whole images unless that leaves under four tasks per thread, and a copy
 // that stays in L2 (512 KiB).
 template <typename T>
-long implicit_rows(const ConvShape& s) {
+long implicit_rows(const ConvShape& s, bool flat = false) {
     long rows = s.H_out;
     while (rows > 1 && (s.N * s.groups * ceil_div(s.H_out, rows) < 4L * get_num_threads() ||
-                        implicit_copy_size(s, implicit_geometry<T>(s, rows)) * (long)sizeof(T) > (512L << 10)))
+                        implicit_copy_size(s, implicit_geometry<T>(s, rows, flat)) * (long)sizeof(T) > (512L << 10)))
         rows = ceil_div(rows, 2);
     return rows;
 }
 
-// Whether the implicit kernels suit s: not a plain GEMM already, and at most a quarter of each
-// output row's vector lanes wasted past W_out.
+// At most a quarter of the vector lanes wasted in the row layout (the tiled kernels need it) ...
+template <typename T>
+bool implicit_rows_ok(const ConvShape& s) {
+    return !s.is_pointwise() && 4 * round_up(s.W_out, Vec<T>::lanes) <= 5 * s.W_out;
+}
+
+// ... or in either layout: whether the dense implicit kernels suit s.
 template <typename T>
 bool use_implicit(const ConvShape& s) {
-    return !s.is_pointwise() && 4 * round_up(s.W_out, Vec<T>::lanes) <= 5 * s.W_out;
+    const long bj = max_col_offset(s), Wq = s.W_out + bj;
+    return implicit_rows_ok<T>(s) || (!s.is_pointwise() && Wq >= Vec<T>::lanes && 4 * bj <= Wq);
 }
 
 // off[k] for the K im2col rows k = (c, a, b) of a group.

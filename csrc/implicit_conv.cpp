@@ -18,10 +18,18 @@ namespace fastconv {
 
 namespace {
 
-// c[j] + i*ldc (i < mr, first n[j] lanes) (+)= Σ_p a[p*MR + i] · base[j][off[p] + 0..L).
+// Where lanes [lane, lane + n) of an output vector go: c[0..n) of the tile's first row.
+template <typename T>
+struct OutSeg {
+    T* c;
+    long lane, n;
+};
+
+// For each vector j, its (at most two) output pieces seg[j][0..1], row i at + i*ldc (i < mr):
+// (+)= Σ_p a[p*MR + i] · base[j][off[p] + 0..L).
 template <typename T>
 inline void implicit_micro(long kc, const T* __restrict a, const long* __restrict off, const T* const* base,
-                           T* const* c, const long* n, long ldc, long mr, bool accumulate) {
+                           const OutSeg<T> (*seg)[2], long ldc, long mr, bool accumulate) {
     using V = typename Vec<T>::type;
     constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, L = Vec<T>::lanes;
     V acc[MR][NV];
@@ -47,17 +55,21 @@ inline void implicit_micro(long kc, const T* __restrict a, const long* __restric
     }
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) {
-        if (n[j] == L) {
+        if (seg[j][0].n == L) {
             for (long i = 0; i < mr; ++i) {
-                T* cij = c[j] + i * ldc;
+                T* cij = seg[j][0].c + i * ldc;
                 store(cij, accumulate ? load<V>(cij) + acc[i][j] : acc[i][j]);
             }
-        } else if (n[j] > 0) {
+            continue;
+        }
+        for (int q = 0; q < 2; ++q) {
+            const OutSeg<T>& sg = seg[j][q];
+            if (sg.n <= 0) continue;
             for (long i = 0; i < mr; ++i) {
                 alignas(64) T tmp[L];
                 store(tmp, acc[i][j]);
-                T* cij = c[j] + i * ldc;
-                for (long l = 0; l < n[j]; ++l) cij[l] = (accumulate ? cij[l] : T(0)) + tmp[l];
+                T* cij = sg.c + i * ldc;
+                for (long l = 0; l < sg.n; ++l) cij[l] = (accumulate ? cij[l] : T(0)) + tmp[sg.lane + l];
             }
         }
     }
@@ -74,8 +86,9 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
     const long KC = ceil_div(K, ceil_div(K, FASTCONV_IMPLICIT_KC)), ap = packed_a_size<T>(M, K);
     Buffer<T> Ap(G * ap);
     for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap, KC);
-    const long rows = implicit_rows<T>(s);
-    const ImplicitGeometry geo = implicit_geometry<T>(s, rows);
+    const bool flat = implicit_flat<T>(s) || !implicit_rows_ok<T>(s);
+    const long rows = implicit_rows<T>(s, flat);
+    const ImplicitGeometry geo = implicit_geometry<T>(s, rows, flat);
     const long nrb = ceil_div(s.H_out, rows), ntasks = s.N * G * nrb, xs_size = implicit_copy_size(s, geo);
     Buffer<long> off(K);
     implicit_offsets(s, geo, off.data());
@@ -88,23 +101,35 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
         implicit_fill(x + (n * s.C_in + g * s.C_g()) * s.HW(), s, geo, i0, xs);
         T* yg = y + (n * s.C_out + g * M) * HWo;
         const T* Ag = Ap.data() + g * ap;
-        const long nvec = nrows * geo.Wv;
+        const long nvec = flat ? ceil_div(nrows * geo.Wq, L) : nrows * geo.Wv;
         for (long pc = 0; pc < K; pc += KC) {
             const long kc = std::min(KC, K - pc);
             for (long v0 = 0; v0 < nvec; v0 += NV) {
                 const T* base[NV];
-                T* c[NV];
-                long cnt[NV];
+                OutSeg<T> seg[NV][2];
                 for (int j = 0; j < NV; ++j) {
-                    const long v = std::min(v0 + j, nvec - 1), r = v / geo.Wv, col = v % geo.Wv * L;
-                    base[j] = xs + r * geo.Wq + col;
-                    c[j] = yg + (i0 + r) * s.W_out + col;
-                    cnt[j] = v0 + j < nvec ? std::min<long>(L, s.W_out - col) : 0;
+                    const long v = std::min(v0 + j, nvec - 1);
+                    seg[j][0] = seg[j][1] = OutSeg<T>{yg, 0, 0};
+                    if (!flat) {
+                        const long r = v / geo.Wv, col = v % geo.Wv * L;
+                        base[j] = xs + r * geo.Wq + col;
+                        if (v0 + j < nvec) seg[j][0] = {yg + (i0 + r) * s.W_out + col, 0, std::min<long>(L, s.W_out - col)};
+                        continue;
+                    }
+                    // Flat: lanes [0, Wq - col) finish row r, the rest start row r + 1.
+                    const long f = v * L, r = f / geo.Wq, col = f % geo.Wq, next = geo.Wq - col;
+                    base[j] = xs + f;
+                    if (v0 + j >= nvec) continue;
+                    if (r < nrows && col < s.W_out)
+                        seg[j][0] = {yg + (i0 + r) * s.W_out + col, 0, std::min<long>(L, s.W_out - col)};
+                    if (next < L && r + 1 < nrows)
+                        seg[j][1] = {yg + (i0 + r + 1) * s.W_out, next, std::min<long>(L - next, s.W_out)};
                 }
                 for (long i = 0; i < M; i += MR) {
-                    T* ci[NV];
-                    for (int j = 0; j < NV; ++j) ci[j] = c[j] + i * HWo;
-                    implicit_micro(kc, Ag + pc * Mpad + i * kc, off.data() + pc, base, ci, cnt, HWo,
+                    OutSeg<T> si[NV][2];
+                    for (int j = 0; j < NV; ++j)
+                        for (int q = 0; q < 2; ++q) si[j][q] = {seg[j][q].c + i * HWo, seg[j][q].lane, seg[j][q].n};
+                    implicit_micro(kc, Ag + pc * Mpad + i * kc, off.data() + pc, base, si, HWo,
                                    std::min<long>(MR, M - i), pc > 0);
                 }
             }

@@ -163,7 +163,7 @@ inline ConvShape dense_shape(const LocalShape& s) {
 // The lane pattern is fixed only when T_w divides L; the per-class weight vectors must stay small.
 template <typename T>
 bool lane_conv_ok(const ConvShape& c, long T_h, long T_w) {
-    return Vec<T>::lanes % T_w == 0 && use_implicit<T>(c) && T_h * c.C_out * c.K() * Vec<T>::lanes <= (8L << 20);
+    return Vec<T>::lanes % T_w == 0 && implicit_rows_ok<T>(c) && T_h * c.C_out * c.K() * Vec<T>::lanes <= (8L << 20);
 }
 
 }  // namespace

@@ -126,7 +126,7 @@ def test_unshared_batch_major(case, dtype, rng):
 # strides (phase-split copy), dilation, asymmetric 'same' padding, groups, C_out not a multiple of the
 # 8-row tile, K over one 256-deep block (C_g·kH·kW = 288, 320), odd vector counts, one image (row blocks
 # per task) and the input gradient taken as the forward conv of dy (stride 1, C_in/g >= 16), on 1 and 3
-# threads.
+# threads; the row layout (whole vectors per output row) and the flat one.
 IMPLICIT = [
     # x shape, C_out, k, stride, padding, dilation, groups
     ((2, 3, 32, 32), 32, 5, 1, 2, 1, 1),
@@ -139,6 +139,13 @@ IMPLICIT = [
     ((1, 20, 7, 16), 5, (1, 16), 1, (0, 7), 1, 1),
     ((3, 64, 9, 15), 64, (1, 5), 1, (0, 1), (1, 2), 4),
     ((1, 2, 40, 35), 3, 5, (3, 1), 0, 1, 1),
+    # flat layout (vectors over the flattened plane, stores split across two rows): widths 56, 20, 21
+    # (stride 2), 40 (dilation 2, C_in = 16 so the input gradient takes it too), 9 in float64
+    ((2, 8, 20, 56), 12, 3, 1, 1, 1, 1),
+    ((1, 6, 23, 20), 9, 3, 1, 1, 1, 1),
+    ((2, 4, 41, 41), 5, 3, 2, 1, 1, 1),
+    ((1, 16, 12, 40), 16, 3, 1, 2, 2, 1),
+    ((2, 3, 9, 9), 4, 3, 1, 1, 1, 1),
 ]
 
 
