@@ -86,12 +86,14 @@ bool use_implicit(const ConvShape& s) {
     return implicit_rows_ok<T>(s) || (!s.is_pointwise() && Wq >= Vec<T>::lanes && 4 * bj <= Wq);
 }
 
-// off[k] for the K im2col rows k = (c, a, b) of a group.
-inline void implicit_offsets(const ConvShape& s, const ImplicitGeometry& g, long* off) {
-    for (long c = 0, k = 0; c < s.C_g(); ++c)
+// off[k] for the K im2col rows of a group, k = (c, a, b) — or k = (a, c, b) with tap_rows_first, which
+// makes the taps of each kernel row a contiguous range of k.
+inline void implicit_offsets(const ConvShape& s, const ImplicitGeometry& g, long* off, bool tap_rows_first = false) {
+    for (long c = 0; c < s.C_g(); ++c)
         for (long a = 0; a < s.kH; ++a)
-            for (long b = 0; b < s.kW; ++b, ++k) {
+            for (long b = 0; b < s.kW; ++b) {
                 const long ra = a * s.dh, rb = b * s.dw;
+                const long k = tap_rows_first ? (a * s.C_g() + c) * s.kW + b : (c * s.kH + a) * s.kW + b;
                 off[k] = ((c * s.sh + ra % s.sh) * s.sw + rb % s.sw) * g.plane + ra / s.sh * g.Wq + rb / s.sw;
             }
 }

@@ -83,15 +83,35 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), Mpad = round_up(M, MR);
     // K in equal blocks of at most FASTCONV_IMPLICIT_KC: a deeper K loop than the packed path's, since
     // the B operand is the L1-resident input copy, not a packed block.
+    // k = (a, c, b), so that the kernel rows a tile's output rows reach inside x are one range of k:
+    // taps that only read padding are skipped, not multiplied by zero.
     const long KC = ceil_div(K, ceil_div(K, FASTCONV_IMPLICIT_KC)), ap = packed_a_size<T>(M, K);
-    Buffer<T> Ap(G * ap);
-    for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap, KC);
+    const long C_g = s.C_g(), kk = s.kH * s.kW;
+    Buffer<T> Ap(G * ap), wr(M * K);
+    for (long g = 0; g < G; ++g) {
+        for (long m = 0; m < M; ++m)
+            for (long c = 0; c < C_g; ++c)
+                for (long a = 0; a < s.kH; ++a)
+                    std::copy_n(w + ((g * M + m) * C_g + c) * kk + a * s.kW, s.kW,
+                                wr.data() + m * K + (a * C_g + c) * s.kW);
+        pack_a(M, K, wr.data(), K, 1, Ap.data() + g * ap, KC);
+    }
     const bool flat = implicit_flat<T>(s) || !implicit_rows_ok<T>(s);
     const long rows = implicit_rows<T>(s, flat);
     const ImplicitGeometry geo = implicit_geometry<T>(s, rows, flat);
     const long nrb = ceil_div(s.H_out, rows), ntasks = s.N * G * nrb, xs_size = implicit_copy_size(s, geo);
     Buffer<long> off(K);
-    implicit_offsets(s, geo, off.data());
+    implicit_offsets(s, geo, off.data(), true);
+    // k range [klo, khi) of the taps that output rows [r0, r1] (absolute) read inside x; all of K if none
+    // does (the outputs are then zero either way).
+    auto taps = [&](long r0, long r1, long& klo, long& khi) {
+        long lo0, hi0, lo1, hi1;
+        valid_range(r0 * s.sh - s.ph, s.dh, s.kH, s.H, lo0, hi0);
+        valid_range(r1 * s.sh - s.ph, s.dh, s.kH, s.H, lo1, hi1);
+        klo = lo1 * C_g * s.kW;
+        khi = hi0 * C_g * s.kW;
+        if (klo >= khi) klo = 0, khi = K;
+    };
     const int nt = threads_for(ntasks, s.flops());
     Buffer<T> work(nt * xs_size);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
@@ -125,12 +145,22 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
                     if (next < L && r + 1 < nrows)
                         seg[j][1] = {yg + (i0 + r + 1) * s.W_out, next, std::min<long>(L - next, s.W_out)};
                 }
+                // Output rows of this tile (task-relative), then the taps they need from this K block.
+                const long vl = std::min(v0 + NV, nvec) - 1;
+                const long rlo = flat ? v0 * L / geo.Wq : v0 / geo.Wv;
+                const long rhi = std::min(nrows - 1, flat ? (vl * L + L - 1) / geo.Wq : vl / geo.Wv);
+                long klo, khi;
+                taps(i0 + rlo, i0 + rhi, klo, khi);
+                const long k0 = std::max(pc, klo), k1 = std::min(pc + kc, khi);
+                if (k0 >= k1) continue;
+                // The first K block that holds taps of the tile initialises it; later ones accumulate.
+                const bool accumulate = pc > klo / KC * KC;
                 for (long i = 0; i < M; i += MR) {
                     OutSeg<T> si[NV][2];
                     for (int j = 0; j < NV; ++j)
                         for (int q = 0; q < 2; ++q) si[j][q] = {seg[j][q].c + i * HWo, seg[j][q].lane, seg[j][q].n};
-                    implicit_micro(kc, Ag + pc * Mpad + i * kc, off.data() + pc, base, si, HWo,
-                                   std::min<long>(MR, M - i), pc > 0);
+                    implicit_micro(k1 - k0, Ag + pc * Mpad + i * kc + (k0 - pc) * MR, off.data() + k0, base, si,
+                                   HWo, std::min<long>(MR, M - i), accumulate);
                 }
             }
         }

@@ -146,6 +146,11 @@ IMPLICIT = [
     ((2, 4, 41, 41), 5, 3, 2, 1, 1, 1),
     ((1, 16, 12, 40), 16, 3, 1, 2, 2, 1),
     ((2, 3, 9, 9), 4, 3, 1, 1, 1, 1),
+    # taps skipped where a tile's rows read only padding: the valid range starting inside the first or a
+    # later K block (which then initialises the tile), and rows that read nothing but padding
+    ((1, 64, 6, 16), 8, 3, 1, 1, 1, 1),
+    ((2, 24, 1, 16), 5, 7, 1, 3, 1, 1),
+    ((1, 2, 3, 16), 3, 2, 1, 3, 1, 1),
 ]
 
 
