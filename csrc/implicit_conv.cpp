@@ -279,48 +279,56 @@ inline void implicit_wgrad_micro(long kc, const T* const* row, const long* __res
 }  // namespace
 
 // dwᵀ[k, m] = Σ_p col[k, p] · dy[m, p] per group: MR im2col rows (read from the input copies of
-// implicit.h, built once for every image) times packed NR-column slivers of dyᵀ, over items of
-// (image, KC positions). Tasks are (group, position slice, block of k rows); each sums its slice's
-// items in order into a private dwᵀ partial, and the S slices (fixed by the problem) are added in
-// slice order, so dw is bit-identical for any thread count.
+// implicit.h, built once for every image, a chunk of images at a time) times packed NR-column
+// slivers of dyᵀ, over items of (image, KC positions). Tasks are (group, position slice, block of k
+// rows); each sums its slice's items in order into a private dwᵀ partial, and the S slices (fixed by
+// the problem) are added in slice order, so dw is bit-identical for any thread count.
 template <typename T>
 bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape& s) {
     constexpr long KC = Tile<T>::KC, MR = Tile<T>::MR, NR = Tile<T>::NR;
     const ImplicitGeometry geo = implicit_geometry<T>(s, s.H_out);
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), Mpad = round_up(M, NR);
     const long xs_size = implicit_copy_size(s, geo);
-    if (s.is_pointwise() || s.N * G * xs_size * (long)sizeof(T) > (256L << 20)) return false;
+    // Input copies for a chunk of images at a time (at most 64 MiB, at least one image).
+    const long chunk = std::clamp((64L << 20) / std::max(1L, G * xs_size * (long)sizeof(T)), 1L, s.N);
+    if (s.is_pointwise() || G * xs_size * (long)sizeof(T) > (64L << 20)) return false;
     const long nblk = ceil_div(HWo, KC), items = s.N * nblk, S = std::min(items, 4L), nks = ceil_div(K, MR);
     const long parts = std::clamp(ceil_div(2L * get_num_threads(), S * G), 1L, nks), ntasks = G * S * parts;
     const long psize = K * Mpad;
-    Buffer<T> xs(s.N * G * xs_size), partial(S * G * psize), Bp_all;
+    Buffer<T> xs(chunk * G * xs_size), partial(S * G * psize), Bp_all;
     Buffer<long> off(K), pos(HWo);
     implicit_offsets(s, geo, off.data());
     for (long j = 0; j < HWo; ++j) pos.data()[j] = j / s.W_out * geo.Wq + j % s.W_out;
-#pragma omp parallel for schedule(static) num_threads(threads_for(s.N * G, s.flops()))
-    for (long t = 0; t < s.N * G; ++t)
-        implicit_fill(x + (t / G * s.C_in + t % G * s.C_g()) * s.HW(), s, geo, 0, xs.data() + t * xs_size);
     const int nt = threads_for(ntasks, s.flops());
     Bp_all.resize(nt * KC * Mpad);
+    // Chunks run in order and each task takes its slice's items within the chunk in order, so every
+    // partial still sums its items in item order.
+    for (long n0 = 0; n0 < s.N; n0 += chunk) {
+        const long n1 = std::min(s.N, n0 + chunk);
+#pragma omp parallel for schedule(static) num_threads(threads_for((n1 - n0) * G, s.flops()))
+        for (long t = 0; t < (n1 - n0) * G; ++t)
+            implicit_fill(x + ((n0 + t / G) * s.C_in + t % G * s.C_g()) * s.HW(), s, geo, 0, xs.data() + t * xs_size);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
-    for (long t = 0; t < ntasks; ++t) {
-        T* Bp = Bp_all.data() + omp_thread() * KC * Mpad;
-        const long g = t / (S * parts), sl = t / parts % S, kp = t % parts;
-        const long k0 = nks * kp / parts * MR, k1 = std::min(K, nks * (kp + 1) / parts * MR);
-        if (k0 >= k1) continue;
-        T* C = partial.data() + (sl * G + g) * psize;
-        std::fill(C + k0 * Mpad, C + k1 * Mpad, T(0));
-        for (long it = items * sl / S; it < items * (sl + 1) / S; ++it) {
-            const long n = it / nblk, j0 = it % nblk * KC, kc = std::min(KC, HWo - j0);
-            const T* xg = xs.data() + (n * G + g) * xs_size;
-            pack_dy_transposed(dy + (n * s.C_out + g * M) * HWo, HWo, M, j0, kc, Bp);
-            for (long m = 0; m < M; m += NR)
-                for (long k = k0; k < k1; k += MR) {
-                    const T* row[MR];
-                    for (long i = 0; i < MR; ++i) row[i] = xg + off.data()[std::min(k + i, k1 - 1)];
-                    implicit_wgrad_micro(kc, row, pos.data() + j0, Bp + m * kc, C + k * Mpad + m, Mpad,
-                                         std::min(MR, k1 - k), std::min(NR, M - m));
-                }
+        for (long t = 0; t < ntasks; ++t) {
+            T* Bp = Bp_all.data() + omp_thread() * KC * Mpad;
+            const long g = t / (S * parts), sl = t / parts % S, kp = t % parts;
+            const long k0 = nks * kp / parts * MR, k1 = std::min(K, nks * (kp + 1) / parts * MR);
+            if (k0 >= k1) continue;
+            T* C = partial.data() + (sl * G + g) * psize;
+            if (n0 == 0) std::fill(C + k0 * Mpad, C + k1 * Mpad, T(0));
+            const long it0 = std::max(items * sl / S, n0 * nblk), it1 = std::min(items * (sl + 1) / S, n1 * nblk);
+            for (long it = it0; it < it1; ++it) {
+                const long n = it / nblk, j0 = it % nblk * KC, kc = std::min(KC, HWo - j0);
+                const T* xg = xs.data() + ((n - n0) * G + g) * xs_size;
+                pack_dy_transposed(dy + (n * s.C_out + g * M) * HWo, HWo, M, j0, kc, Bp);
+                for (long m = 0; m < M; m += NR)
+                    for (long k = k0; k < k1; k += MR) {
+                        const T* row[MR];
+                        for (long i = 0; i < MR; ++i) row[i] = xg + off.data()[std::min(k + i, k1 - 1)];
+                        implicit_wgrad_micro(kc, row, pos.data() + j0, Bp + m * kc, C + k * Mpad + m, Mpad,
+                                             std::min(MR, k1 - k), std::min(NR, M - m));
+                    }
+            }
         }
     }
     const T* p = partial.data();
