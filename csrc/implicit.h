@@ -134,6 +134,26 @@ void conv2d_implicit(const T* x, const T* w, const T* b, T* y, const ConvShape& 
 template <typename T>
 bool conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape& s);
 
+// One weight-gradient problem: dw (M x K) (+)= Σ_p dy[m, p] · col[k, p] over the positions p of nseg
+// segments of len positions; segment q reads im2col row k at xs + q*xs_stride + off[k] + pos[p] and
+// dy row m at dy + q*dy_stride + m*ld + p.
+template <typename T>
+struct ImplicitWgrad {
+    const T* xs;
+    long xs_stride;
+    const long* pos;
+    long nseg, len;
+    const T* dy;
+    long dy_stride, ld;
+    T* dw;
+    bool accumulate;
+};
+
+// Solves nprob problems of the same M and K (and offsets off) in one parallel region (implicit_conv.cpp):
+// a dense conv's groups, a tiled conv's phases.
+template <typename T>
+void implicit_weight_grad(const ImplicitWgrad<T>* problems, long nprob, const long* off, long K, long M);
+
 // Weight gradient by implicit GEMM (implicit_conv.cpp); returns false (doing nothing) where the
 // whole-image input copy would be too large.
 template <typename T>

@@ -6,6 +6,7 @@
 // against NV input vectors loaded at off[k] from the copy. Against the packed-B path of conv2d.cpp
 // this drops the im2col packing, which costs as much as the arithmetic when K is a few hundred.
 #include <cstring>
+#include <vector>
 
 #include "gemm.h"
 #include "implicit.h"
@@ -207,10 +208,10 @@ namespace {
 
 // Bp = dyᵀ for positions [j0, j0 + kc) of the M rows of dyg (row stride ld), as NR-column slivers of m:
 // Bp[(m / NR)*kc*NR + p*NR + m % NR] = dyg[m*ld + j0 + p], zero for m >= M. L x L register transposes.
-template <typename T>
+template <typename T, int NR>
 void pack_dy_transposed(const T* dyg, long ld, long M, long j0, long kc, T* Bp) {
     using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes, NR = Tile<T>::NR;
+    constexpr int L = Vec<T>::lanes;
     for (long m0 = 0; m0 < round_up(M, NR); m0 += L) {
         T* dst = Bp + m0 / NR * kc * NR + m0 % NR;
         for (long p0 = 0; p0 < kc; p0 += L) {
@@ -236,11 +237,11 @@ void pack_dy_transposed(const T* dyg, long ld, long M, long j0, long kc, T* Bp) 
 
 // c[i*ldc + 0..nr) (i < mr) += Σ_p row[i][pos[p]] · b[p*NR + 0..NR): MR im2col rows read in place
 // against a packed dyᵀ sliver.
-template <typename T>
+template <typename T, int NV>
 inline void implicit_wgrad_micro(long kc, const T* const* row, const long* __restrict pos, const T* __restrict b,
                                  T* c, long ldc, long mr, long nr) {
     using V = typename Vec<T>::type;
-    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, NR = Tile<T>::NR, L = Vec<T>::lanes;
+    constexpr int MR = Tile<T>::MR, L = Vec<T>::lanes, NR = NV * L;
     V acc[MR][NV];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i)
@@ -276,70 +277,93 @@ inline void implicit_wgrad_micro(long kc, const T* const* row, const long* __res
     }
 }
 
+// For each problem: dw (M x K) (+)= Σ_p dy[m, p] · col[k, p] over the positions p of its nseg segments
+// of len positions (ImplicitWgrad in implicit.h). As a GEMM dwᵀ[k, m]: MR im2col rows read in place
+// times packed NR-column slivers of dyᵀ, over items of (segment, KC positions). Tasks are (problem,
+// position slice, block of k rows), all in one parallel region; each sums its slice's items in order
+// into a private dwᵀ partial, and the S slices (fixed by the problem) are added in slice order, so dw
+// is bit-identical for any thread count.
+template <typename T, int NV>
+void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const long* off, long K, long M) {
+    constexpr long KC = Tile<T>::KC, MR = Tile<T>::MR, NR = NV * Vec<T>::lanes;
+    const long Mpad = round_up(M, NR), nks = ceil_div(K, MR), psize = K * Mpad;
+    long S = 4;  // slices per problem: the same for all, at most the smallest item count
+    for (long q = 0; q < nprob; ++q) S = std::min(S, std::max(1L, pr[q].nseg * ceil_div(pr[q].len, KC)));
+    const long parts = std::clamp(ceil_div(2L * get_num_threads(), S * nprob), 1L, nks), ntasks = nprob * S * parts;
+    double flops = 0;
+    for (long q = 0; q < nprob; ++q) flops += 2.0 * M * K * pr[q].nseg * pr[q].len;
+    const int nt = threads_for(ntasks, flops);
+    Buffer<T> partial(nprob * S * psize), Bp_all(nt * KC * Mpad);
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(dynamic)
+        for (long t = 0; t < ntasks; ++t) {
+            T* Bp = Bp_all.data() + omp_thread() * KC * Mpad;
+            const ImplicitWgrad<T>& P = pr[t / (S * parts)];
+            const long sl = t / parts % S, kp = t % parts, nblk = ceil_div(P.len, KC), items = P.nseg * nblk;
+            const long k0 = nks * kp / parts * MR, k1 = std::min(K, nks * (kp + 1) / parts * MR);
+            if (k0 >= k1) continue;
+            T* C = partial.data() + t / parts * psize;
+            std::fill(C + k0 * Mpad, C + k1 * Mpad, T(0));
+            for (long it = items * sl / S; it < items * (sl + 1) / S; ++it) {
+                const long q = it / nblk, j0 = it % nblk * KC, kc = std::min(KC, P.len - j0);
+                const T* xq = P.xs + q * P.xs_stride;
+                pack_dy_transposed<T, NR>(P.dy + q * P.dy_stride, P.ld, M, j0, kc, Bp);
+                for (long m = 0; m < M; m += NR)
+                    for (long k = k0; k < k1; k += MR) {
+                        const T* row[MR];
+                        for (long i = 0; i < MR; ++i) row[i] = xq + off[std::min(k + i, k1 - 1)];
+                        implicit_wgrad_micro<T, NV>(kc, row, P.pos + j0, Bp + m * kc, C + k * Mpad + m, Mpad,
+                                                    std::min(MR, k1 - k), std::min(NR, M - m));
+                    }
+            }
+        }
+#pragma omp for schedule(static)
+        for (long qm = 0; qm < nprob * M; ++qm) {
+            const long q = qm / M, m = qm % M;
+            const T* p = partial.data() + q * S * psize;
+            T* d = pr[q].dw + m * K;
+            for (long k = 0; k < K; ++k) {
+                T acc = pr[q].accumulate ? d[k] : T(0);
+                for (long sl = 0; sl < S; ++sl) acc += p[sl * psize + k * Mpad + m];
+                d[k] = acc;
+            }
+        }
+    }
+}
+
 }  // namespace
 
-// dwᵀ[k, m] = Σ_p col[k, p] · dy[m, p] per group: MR im2col rows (read from the input copies of
-// implicit.h, built once for every image, a chunk of images at a time) times packed NR-column
-// slivers of dyᵀ, over items of (image, KC positions). Tasks are (group, position slice, block of k
-// rows); each sums its slice's items in order into a private dwᵀ partial, and the S slices (fixed by
-// the problem) are added in slice order, so dw is bit-identical for any thread count.
+// At most one vector of output channels: slivers one vector wide, not NV (half of every sliver would
+// be zeros).
+template <typename T>
+void implicit_weight_grad(const ImplicitWgrad<T>* problems, long nprob, const long* off, long K, long M) {
+    if (M <= Vec<T>::lanes) return weight_grad_gemm<T, 1>(problems, nprob, off, K, M);
+    weight_grad_gemm<T, Tile<T>::NV>(problems, nprob, off, K, M);
+}
+
+// Per group, the segments are the images; their input copies are built a chunk of images (at most
+// 64 MiB) at a time, and the chunks' sums added in order.
 template <typename T>
 bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape& s) {
-    constexpr long KC = Tile<T>::KC, MR = Tile<T>::MR, NR = Tile<T>::NR;
     const ImplicitGeometry geo = implicit_geometry<T>(s, s.H_out);
-    const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), Mpad = round_up(M, NR);
-    const long xs_size = implicit_copy_size(s, geo);
-    // Input copies for a chunk of images at a time (at most 64 MiB, at least one image).
-    const long chunk = std::clamp((64L << 20) / std::max(1L, G * xs_size * (long)sizeof(T)), 1L, s.N);
+    const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), xs_size = implicit_copy_size(s, geo);
     if (s.is_pointwise() || G * xs_size * (long)sizeof(T) > (64L << 20)) return false;
-    const long nblk = ceil_div(HWo, KC), items = s.N * nblk, S = std::min(items, 4L), nks = ceil_div(K, MR);
-    const long parts = std::clamp(ceil_div(2L * get_num_threads(), S * G), 1L, nks), ntasks = G * S * parts;
-    const long psize = K * Mpad;
-    Buffer<T> xs(chunk * G * xs_size), partial(S * G * psize), Bp_all;
+    const long chunk = std::clamp((64L << 20) / (G * xs_size * (long)sizeof(T)), 1L, s.N);
+    Buffer<T> xs(chunk * G * xs_size);
     Buffer<long> off(K), pos(HWo);
     implicit_offsets(s, geo, off.data());
     for (long j = 0; j < HWo; ++j) pos.data()[j] = j / s.W_out * geo.Wq + j % s.W_out;
-    const int nt = threads_for(ntasks, s.flops());
-    Bp_all.resize(nt * KC * Mpad);
-    // Chunks run in order and each task takes its slice's items within the chunk in order, so every
-    // partial still sums its items in item order.
     for (long n0 = 0; n0 < s.N; n0 += chunk) {
         const long n1 = std::min(s.N, n0 + chunk);
 #pragma omp parallel for schedule(static) num_threads(threads_for((n1 - n0) * G, s.flops()))
         for (long t = 0; t < (n1 - n0) * G; ++t)
             implicit_fill(x + ((n0 + t / G) * s.C_in + t % G * s.C_g()) * s.HW(), s, geo, 0, xs.data() + t * xs_size);
-#pragma omp parallel for schedule(dynamic) num_threads(nt)
-        for (long t = 0; t < ntasks; ++t) {
-            T* Bp = Bp_all.data() + omp_thread() * KC * Mpad;
-            const long g = t / (S * parts), sl = t / parts % S, kp = t % parts;
-            const long k0 = nks * kp / parts * MR, k1 = std::min(K, nks * (kp + 1) / parts * MR);
-            if (k0 >= k1) continue;
-            T* C = partial.data() + (sl * G + g) * psize;
-            if (n0 == 0) std::fill(C + k0 * Mpad, C + k1 * Mpad, T(0));
-            const long it0 = std::max(items * sl / S, n0 * nblk), it1 = std::min(items * (sl + 1) / S, n1 * nblk);
-            for (long it = it0; it < it1; ++it) {
-                const long n = it / nblk, j0 = it % nblk * KC, kc = std::min(KC, HWo - j0);
-                const T* xg = xs.data() + ((n - n0) * G + g) * xs_size;
-                pack_dy_transposed(dy + (n * s.C_out + g * M) * HWo, HWo, M, j0, kc, Bp);
-                for (long m = 0; m < M; m += NR)
-                    for (long k = k0; k < k1; k += MR) {
-                        const T* row[MR];
-                        for (long i = 0; i < MR; ++i) row[i] = xg + off.data()[std::min(k + i, k1 - 1)];
-                        implicit_wgrad_micro(kc, row, pos.data() + j0, Bp + m * kc, C + k * Mpad + m, Mpad,
-                                             std::min(MR, k1 - k), std::min(NR, M - m));
-                    }
-            }
-        }
-    }
-    const T* p = partial.data();
-#pragma omp parallel for schedule(static) num_threads(threads_for(s.C_out * K / 16384 + 1))
-    for (long gm = 0; gm < s.C_out; ++gm) {
-        const long g = gm / M, m = gm % M;
-        for (long k = 0; k < K; ++k) {
-            T acc = p[g * psize + k * Mpad + m];
-            for (long sl = 1; sl < S; ++sl) acc += p[(sl * G + g) * psize + k * Mpad + m];
-            dw[gm * K + k] = acc;
-        }
+        std::vector<ImplicitWgrad<T>> groups;
+        for (long g = 0; g < G; ++g)
+            groups.push_back({xs.data() + g * xs_size, G * xs_size, pos.data(), n1 - n0, HWo,
+                              dy + (n0 * s.C_out + g * M) * HWo, s.C_out * HWo, HWo, dw + g * M * K, n0 > 0});
+        implicit_weight_grad(groups.data(), G, off.data(), K, M);
     }
     return true;
 }
@@ -347,7 +371,8 @@ bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape
 #define FASTCONV_INSTANTIATE(T)                                                            \
     template void conv2d_implicit<T>(const T*, const T*, const T*, T*, const ConvShape&); \
     template bool conv2d_input_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);   \
-    template bool conv2d_weight_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);
+    template bool conv2d_weight_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);  \
+    template void implicit_weight_grad<T>(const ImplicitWgrad<T>*, long, const long*, long, long);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

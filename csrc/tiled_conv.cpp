@@ -206,6 +206,7 @@ void tiled_conv2d_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s
 template <typename T>
 void tiled_conv2d_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s) {
     if (is_unshared(s)) return unshared_weight_grad(x, dy, dw, s);
+    if (use_phases(s) && tiled_weight_grad_implicit(x, dy, dw, s)) return;
     if (use_phases(s) && s.phases() >= get_num_threads()) return tiled_weight_grad_poly(x, dy, dw, s);
     if (use_phases(s)) return tiled_weight_grad_phases(x, dy, dw, s);
     const long K = s.K(), HWo = s.H_out * s.W_out;

@@ -49,11 +49,14 @@ template <typename T>
 void tiled_weight_grad_poly(const T* x, const T* dy, T* dw, const LocalShape& s);
 
 // Forward and stride-1 input gradient by implicit GEMM with lane-varying weights (tiled_implicit.cpp),
-// when T_w divides the vector width; return false (doing nothing) where they do not apply.
+// when T_w divides the vector width, and the weight gradient per phase; they return false (doing
+// nothing) where they do not apply.
 template <typename T>
 bool tiled_forward_implicit(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
 template <typename T>
 bool tiled_input_grad_implicit(const T* dy, const T* w, T* dx, const LocalShape& s);
+template <typename T>
+bool tiled_weight_grad_implicit(const T* x, const T* dy, T* dw, const LocalShape& s);
 
 // Unshared conv in batch-major layout (unshared_conv.cpp); the tiled kernels dispatch to these when
 // the grid is the output size (is_unshared) and the bias strides are the unshared ones.

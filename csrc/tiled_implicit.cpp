@@ -1,5 +1,5 @@
-// tiled_implicit.cpp — tiled conv forward (and its stride-1 input gradient) by implicit GEMM with
-// lane-varying weights.
+// tiled_implicit.cpp — tiled conv by implicit GEMM: the forward (and its stride-1 input gradient) with
+// lane-varying weights, the weight gradient as one GEMM per tile phase.
 //
 // When T_w divides the vector width L, lane l of every vector of L output columns (which starts at a
 // multiple of L) always takes tile column l % T_w. So the tiled conv is the dense implicit GEMM of
@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "implicit.h"
 #include "tiled_conv.h"
@@ -204,9 +205,63 @@ bool tiled_input_grad_implicit(const T* dy, const T* w, T* dx, const LocalShape&
     return true;
 }
 
+// Phase (th, tw) sums over its own positions: for a chunk of images they are copied out of dy into one
+// run, dyp[m][(n, i', j')], and pos carries each position's image to its input copy, so every phase is
+// one weight-grad GEMM whose items span images (a phase may have only a few positions per image).
+template <typename T>
+bool tiled_weight_grad_implicit(const T* x, const T* dy, T* dw, const LocalShape& s) {
+    const ConvShape c = dense_shape(s);
+    const ImplicitGeometry geo = implicit_geometry<T>(c, s.H_out);
+    const long K = s.K(), M = s.C_out, xs_size = implicit_copy_size(c, geo), HWo = c.HW_out();
+    if (xs_size * (long)sizeof(T) > (64L << 20)) return false;
+    const long chunk = std::clamp((64L << 20) / (xs_size * (long)sizeof(T)), 1L, s.N);
+    Buffer<T> xs(chunk * xs_size), dyp(M * chunk * HWo);
+    Buffer<long> off(K), pos(chunk * HWo);
+    implicit_offsets(c, geo, off.data());
+    for (long n0 = 0; n0 < s.N; n0 += chunk) {
+        const long n1 = std::min(s.N, n0 + chunk);
+#pragma omp parallel for schedule(static) num_threads(threads_for(n1 - n0, c.flops()))
+        for (long n = n0; n < n1; ++n) implicit_fill(x + n * s.C_in * c.HW(), c, geo, 0, xs.data() + (n - n0) * xs_size);
+        // Positions and dy values of every phase, phase after phase: dyp[phase][m][(n, i', j')].
+        std::vector<ImplicitWgrad<T>> phases;
+        std::vector<long> which;  // th * T_w + tw of each entry of phases
+        long* ps = pos.data();
+        T* dq = dyp.data();
+        for (long th = 0; th < s.T_h; ++th)
+            for (long tw = 0; tw < s.T_w; ++tw) {
+                const long len = (n1 - n0) * s.rows(th) * s.cols(tw);
+                T* dwp = dw + (th * s.T_w + tw) * M * K;
+                if (len == 0) {  // a phase with no output positions
+                    std::fill(dwp, dwp + M * K, T(0));
+                    continue;
+                }
+                phases.push_back({xs.data(), 0L, ps, 1L, len, dq, 0L, len, dwp, n0 > 0});
+                which.push_back(th * s.T_w + tw);
+                for (long n = n0; n < n1; ++n)
+                    for (long i = th; i < s.H_out; i += s.T_h)
+                        for (long j = tw; j < s.W_out; j += s.T_w) *ps++ = (n - n0) * xs_size + i * geo.Wq + j;
+                dq += M * len;
+            }
+#pragma omp parallel for schedule(static) num_threads(threads_for((long)phases.size() * M, 1.0 * M * chunk * HWo))
+        for (long qm = 0; qm < (long)phases.size() * M; ++qm) {
+            const ImplicitWgrad<T>& P = phases[qm / M];
+            const long m = qm % M, th = which[qm / M] / s.T_w, tw = which[qm / M] % s.T_w;
+            T* d = const_cast<T*>(P.dy) + m * P.len;
+            for (long n = n0; n < n1; ++n)
+                for (long i = th; i < s.H_out; i += s.T_h) {
+                    const T* row = dy + (n * M + m) * HWo + i * s.W_out;
+                    for (long j = tw; j < s.W_out; j += s.T_w) *d++ = row[j];
+                }
+        }
+        implicit_weight_grad(phases.data(), (long)phases.size(), off.data(), K, M);
+    }
+    return true;
+}
+
 #define FASTCONV_INSTANTIATE(T)                                                                  \
     template bool tiled_forward_implicit<T>(const T*, const T*, const T*, T*, const LocalShape&); \
-    template bool tiled_input_grad_implicit<T>(const T*, const T*, T*, const LocalShape&);
+    template bool tiled_input_grad_implicit<T>(const T*, const T*, T*, const LocalShape&);        \
+    template bool tiled_weight_grad_implicit<T>(const T*, const T*, T*, const LocalShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

@@ -220,17 +220,21 @@ def test_weight_grad_thread_independent(case, rng):
     np.testing.assert_array_equal(outs[0], outs[2])
 
 
-def test_weight_grad_image_chunks(rng):
-    """Input copies over 64 MiB (20 images of 64 x 128 x 128) are built a chunk of images at a time: the
-    result still matches the reference and is bit-identical for 1 and 3 threads."""
+@pytest.mark.parametrize("op, w_shape", [("conv2d_weight_grad", (3, 64, 3, 3)),
+                                         ("tiled_conv2d_weight_grad", (2, 2, 3, 64, 3, 3))])
+def test_weight_grad_image_chunks(op, w_shape, rng):
+    """Input copies over 64 MiB (20 images of 64 x 128 x 128) are built a chunk of images at a time (dense
+    conv, and tiled conv with every phase one GEMM over the chunk): the result still matches the
+    reference and is bit-identical for 1 and 3 threads."""
     x = rng.standard_normal((20, 64, 128, 128)).astype(np.float32)
     dy = rng.standard_normal((20, 3, 128, 128)).astype(np.float32)
+    f = getattr(fc, op)
     outs = []
     for t in (1, 3):
         with num_threads(t):
-            outs.append(fc.conv2d_weight_grad(x, dy, (3, 64, 3, 3), padding=1, backend="cpp"))
+            outs.append(f(x, dy, w_shape, padding=1, backend="cpp"))
     np.testing.assert_array_equal(outs[0], outs[1])
-    assert_close(outs[0], fc.conv2d_weight_grad(x, dy, (3, 64, 3, 3), padding=1, backend="numpy"), np.float32)
+    assert_close(outs[0], f(x, dy, w_shape, padding=1, backend="numpy"), np.float32)
 
 
 # The register-blocked direct correlation (direct.h) of a single plane: sizes around the 4-row block and
