@@ -107,23 +107,7 @@ static inline void micro_kernel(long kc, const T* __restrict a, const T* __restr
     using V = typename Vec<T>::type;
     constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, NR = Tile<T>::NR, L = Tile<T>::lanes;
     V acc[MR][NV];
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
-    for (long p = 0; p < kc; ++p) {
-        V bv[NV];
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + j * L);
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) {
-            V ai = broadcast<V>(a[i]);
-#pragma GCC unroll 8
-            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
-        }
-        a += MR;
-        b += NR;
-    }
+    tile_product(kc, a, b, acc);
     if (mr == MR && nr == NR) {
 #pragma GCC unroll 32
         for (int i = 0; i < MR; ++i)

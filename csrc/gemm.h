@@ -61,6 +61,32 @@ template <typename T> inline long packed_b_size(long K, long N) {
     return std::min(Tile<T>::KC, K) * round_up(std::min(Tile<T>::NC, N), Tile<T>::NR);
 }
 
+// acc = the MR x NR tile a-sliver · b-sliver over kc steps (packed as above), in MR*NV vector registers:
+// the arithmetic of the micro-kernel, shared with kernels that store their tiles their own way.
+template <typename T>
+inline void tile_product(long kc, const T* __restrict a, const T* __restrict b,
+                         typename Vec<T>::type (&acc)[Tile<T>::MR][Tile<T>::NV]) {
+    using V = typename Vec<T>::type;
+    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, NR = Tile<T>::NR, L = Tile<T>::lanes;
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    for (long p = 0; p < kc; ++p) {
+        V bv[NV];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + j * L);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            const V ai = broadcast<V>(a[i]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+        }
+        a += MR;
+        b += NR;
+    }
+}
+
 // A[i,k] = A[i*rsA + k*csA] (rsA=K, csA=1: row-major; rsA=1, csA=M: the transpose of a row-major matrix).
 // K blocks of kcb columns (the implicit-GEMM kernels choose their own depth).
 template <typename T>

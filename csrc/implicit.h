@@ -11,6 +11,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 
 #include "conv2d.h"
 #include "im2col.h"
@@ -123,6 +125,87 @@ void implicit_fill(const T* xg, const ConvShape& s, const ImplicitGeometry& g, l
                     std::fill(d + hi, d + g.Wq, T(0));
                 }
             }
+}
+
+// The weight operand of the implicit kernels for one (output channel, im2col row): AW stored lanes
+// repeated across the vector. AW = 1 is the dense kernels' broadcast scalar; two floats are one 8-byte
+// broadcast load; wider patterns (the tiled kernels') are stored expanded, AW = L.
+template <typename T, int AW>
+inline typename Vec<T>::type load_weights(const T* a) {
+    using V = typename Vec<T>::type;
+    if constexpr (AW == 1) {
+        return broadcast<V>(a[0]);
+    } else if constexpr (AW == Vec<T>::lanes) {
+        return load<V>(a);
+    } else {
+        static_assert(AW * sizeof(T) == 8, "patterns of 8 bytes are broadcast, wider ones stored expanded");
+        typedef uint64_t UV __attribute__((vector_size(kVectorBytes)));
+        uint64_t u;
+        std::memcpy(&u, a, sizeof(u));
+        const UV uv = u - UV{};
+        V v;
+        std::memcpy(&v, &uv, sizeof(V));
+        return v;
+    }
+}
+
+// Where lanes [lane, lane + n) of an output vector go: c[0..n) of the tile's first row.
+template <typename T>
+struct OutSeg {
+    T* c;
+    long lane, n;
+};
+
+// The register tile of the implicit kernels: for each of NV input vectors j, its (at most two) output
+// pieces seg[j][0..1], row i at + i*ldc (i < mr):
+//   (+)= Σ_p load_weights<AW>(a + (p*MR + i)*AW) ⊙ base[j][off[p] + 0..L)
+// MR x NV accumulators; the B operand is loaded in place at the offset of each im2col row.
+template <typename T, int MR, int NV, int AW>
+inline void implicit_micro(long kc, const T* __restrict a, const long* __restrict off, const T* const* base,
+                           const OutSeg<T> (*seg)[2], long ldc, long mr, bool accumulate) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    V acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    const T* b[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) b[j] = base[j];
+    for (long p = 0; p < kc; ++p) {
+        V bv[NV];
+        const long o = off[p];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b[j] + o);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            const V ai = load_weights<T, AW>(a + i * AW);
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+        }
+        a += MR * AW;
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) {
+        if (seg[j][0].n == L) {
+            for (long i = 0; i < mr; ++i) {
+                T* cij = seg[j][0].c + i * ldc;
+                store(cij, accumulate ? load<V>(cij) + acc[i][j] : acc[i][j]);
+            }
+            continue;
+        }
+        for (int q = 0; q < 2; ++q) {
+            const OutSeg<T>& sg = seg[j][q];
+            if (sg.n <= 0) continue;
+            for (long i = 0; i < mr; ++i) {
+                alignas(64) T tmp[L];
+                store(tmp, acc[i][j]);
+                T* cij = sg.c + i * ldc;
+                for (long l = 0; l < sg.n; ++l) cij[l] = (accumulate ? cij[l] : T(0)) + tmp[sg.lane + l];
+            }
+        }
+    }
 }
 
 // Forward convolution by implicit GEMM (implicit_conv.cpp); requires use_implicit<T>(s).

@@ -17,67 +17,6 @@ namespace fastconv {
 #define FASTCONV_IMPLICIT_KC 512
 #endif
 
-namespace {
-
-// Where lanes [lane, lane + n) of an output vector go: c[0..n) of the tile's first row.
-template <typename T>
-struct OutSeg {
-    T* c;
-    long lane, n;
-};
-
-// For each vector j, its (at most two) output pieces seg[j][0..1], row i at + i*ldc (i < mr):
-// (+)= Σ_p a[p*MR + i] · base[j][off[p] + 0..L).
-template <typename T>
-inline void implicit_micro(long kc, const T* __restrict a, const long* __restrict off, const T* const* base,
-                           const OutSeg<T> (*seg)[2], long ldc, long mr, bool accumulate) {
-    using V = typename Vec<T>::type;
-    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, L = Vec<T>::lanes;
-    V acc[MR][NV];
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
-    const T* b[NV];
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) b[j] = base[j];
-    for (long p = 0; p < kc; ++p) {
-        V bv[NV];
-        const long o = off[p];
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b[j] + o);
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) {
-            const V ai = broadcast<V>(a[i]);
-#pragma GCC unroll 8
-            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
-        }
-        a += MR;
-    }
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) {
-        if (seg[j][0].n == L) {
-            for (long i = 0; i < mr; ++i) {
-                T* cij = seg[j][0].c + i * ldc;
-                store(cij, accumulate ? load<V>(cij) + acc[i][j] : acc[i][j]);
-            }
-            continue;
-        }
-        for (int q = 0; q < 2; ++q) {
-            const OutSeg<T>& sg = seg[j][q];
-            if (sg.n <= 0) continue;
-            for (long i = 0; i < mr; ++i) {
-                alignas(64) T tmp[L];
-                store(tmp, acc[i][j]);
-                T* cij = sg.c + i * ldc;
-                for (long l = 0; l < sg.n; ++l) cij[l] = (accumulate ? cij[l] : T(0)) + tmp[sg.lane + l];
-            }
-        }
-    }
-}
-
-}  // namespace
-
 template <typename T>
 void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShape& s) {
     constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, L = Vec<T>::lanes;
@@ -160,8 +99,8 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
                     OutSeg<T> si[NV][2];
                     for (int j = 0; j < NV; ++j)
                         for (int q = 0; q < 2; ++q) si[j][q] = {seg[j][q].c + i * HWo, seg[j][q].lane, seg[j][q].n};
-                    implicit_micro(k1 - k0, Ag + pc * Mpad + i * kc + (k0 - pc) * MR, off.data() + k0, base, si,
-                                   HWo, std::min<long>(MR, M - i), accumulate);
+                    implicit_micro<T, MR, NV, 1>(k1 - k0, Ag + pc * Mpad + i * kc + (k0 - pc) * MR, off.data() + k0,
+                                                 base, si, HWo, std::min<long>(MR, M - i), accumulate);
                 }
             }
         }

@@ -7,9 +7,7 @@
 // lane l the weight of tile (oh % T_h, l % T_w), and every register tile takes NV vectors of output
 // rows of the same class oh % T_h. The input gradient (stride 1) is the same kernel on dy with the
 // flipped kernel, whose class and lane pattern follow from the dy position each tap reads.
-#include <cstdint>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "implicit.h"
@@ -24,68 +22,6 @@ constexpr int kLaneMR = 4, kLaneNV = 4;  // 16 accumulators + 4 input vectors + 
 #else
 constexpr int kLaneMR = 4, kLaneNV = 2;  // 8 of 16 registers
 #endif
-
-// The weight vector of one (row, k): AW stored lanes repeated across the vector. One or two floats (or
-// one double) are a single broadcast load of 4 or 8 bytes; wider patterns are stored expanded (AW = L).
-template <typename T, int AW>
-inline typename Vec<T>::type load_weights(const T* a) {
-    using V = typename Vec<T>::type;
-    if constexpr (AW == Vec<T>::lanes) {
-        return load<V>(a);
-    } else {
-        using U = std::conditional_t<AW * sizeof(T) == 8, uint64_t, uint32_t>;
-        typedef U UV __attribute__((vector_size(kVectorBytes)));
-        static_assert(AW * sizeof(T) == sizeof(U), "broadcast width");
-        U u;
-        std::memcpy(&u, a, sizeof(U));
-        const UV uv = u - UV{};
-        V v;
-        std::memcpy(&v, &uv, sizeof(V));
-        return v;
-    }
-}
-
-// c[j] + i*ldc (i < mr, first n[j] lanes) (+)= Σ_p weights(a + (p*MR + i)*AW) ⊙ base[j][off[p] + 0..L).
-template <typename T, int AW>
-inline void lane_micro(long kc, const T* __restrict a, const long* __restrict off, const T* const* base, T* const* c,
-                       const long* n, long ldc, long mr, bool accumulate) {
-    using V = typename Vec<T>::type;
-    constexpr int MR = kLaneMR, NV = kLaneNV, L = Vec<T>::lanes;
-    V acc[MR][NV];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
-    const T* b[NV];
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) b[j] = base[j];
-    for (long p = 0; p < kc; ++p) {
-        V bv[NV];
-        const long o = off[p];
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b[j] + o);
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) {
-            const V ai = load_weights<T, AW>(a + i * AW);
-#pragma GCC unroll 8
-            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
-        }
-        a += MR * AW;
-    }
-    for (int j = 0; j < NV; ++j) {
-        if (n[j] <= 0) continue;
-        for (long i = 0; i < mr; ++i) {
-            alignas(64) T tmp[L];
-            T* cij = c[j] + i * ldc;
-            if (n[j] == L) {
-                store(cij, accumulate ? load<V>(cij) + acc[i][j] : acc[i][j]);
-                continue;
-            }
-            store(tmp, acc[i][j]);
-            for (long l = 0; l < n[j]; ++l) cij[l] = (accumulate ? cij[l] : T(0)) + tmp[l];
-        }
-    }
-}
 
 // y = the conv of x (shape s, groups 1) whose weight for output row oh, lane l, channel m and im2col row
 // k is weight(oh % T_h, l, m, k), periodic in l with period T_w; output rows of one class share a
@@ -130,19 +66,19 @@ void lane_conv_aw(const T* x, T* y, const ConvShape& s, long T_h, long T_w, cons
                 const long kc = std::min(KC, K - pc);
                 for (long v0 = 0; v0 < nvec; v0 += NV) {
                     const T* base[NV];
-                    T* c[NV];
-                    long cnt[NV];
+                    OutSeg<T> seg[NV][2];
                     for (int j = 0; j < NV; ++j) {
                         const long v = std::min(v0 + j, nvec - 1), r = first + v / geo.Wv * T_h, col = v % geo.Wv * L;
                         base[j] = xs + r * geo.Wq + col;
-                        c[j] = yn + (i0 + r) * s.W_out + col;
-                        cnt[j] = v0 + j < nvec ? std::min<long>(L, s.W_out - col) : 0;
+                        seg[j][0] = {yn + (i0 + r) * s.W_out + col, 0, v0 + j < nvec ? std::min<long>(L, s.W_out - col) : 0};
+                        seg[j][1] = {yn, 0, 0};
                     }
                     for (long i = 0; i < M; i += MR) {
-                        T* ci[NV];
-                        for (int j = 0; j < NV; ++j) ci[j] = c[j] + i * HWo;
-                        lane_micro<T, AW>(kc, Ac + pc * Mpad * AW + i * kc * AW, off.data() + pc, base, ci, cnt,
-                                          HWo, std::min<long>(MR, M - i), pc > 0);
+                        OutSeg<T> si[NV][2];
+                        for (int j = 0; j < NV; ++j)
+                            for (int q = 0; q < 2; ++q) si[j][q] = {seg[j][q].c + i * HWo, 0, seg[j][q].n};
+                        implicit_micro<T, MR, NV, AW>(kc, Ac + pc * Mpad * AW + i * kc * AW, off.data() + pc, base, si,
+                                                      HWo, std::min<long>(MR, M - i), pc > 0);
                     }
                 }
             }

@@ -101,23 +101,7 @@ inline void scatter_tile(long kc, const T* __restrict a, const T* __restrict b, 
     using V = typename Vec<T>::type;
     constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, NR = Tile<T>::NR, L = Vec<T>::lanes;
     V acc[MR][NV];
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
-    for (long p = 0; p < kc; ++p) {
-        V bv[NV];
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + j * L);
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) {
-            const V ai = broadcast<V>(a[i]);
-#pragma GCC unroll 8
-            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
-        }
-        a += MR;
-        b += NR;
-    }
+    tile_product(kc, a, b, acc);
     for (int i = 0; i < MR; ++i) {
         T* r = rows[i];
         if (!r) continue;

@@ -33,6 +33,22 @@ def _check_local(op, case, dtype, rng):
     assert_close(wgrad(x, dy, w.shape, backend="cpp", **kw), wgrad(x, dy, w.shape, backend="numpy", **kw), dtype)
 
 
+def _check_dense(xs, C_out, k, s, p, d, groups, dtype, threads, rng):
+    """conv2d and both gradients on the cpp backend against the float64 reference, on `threads` threads."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((C_out, xs[1] // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(C_out).astype(dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d, groups=groups)
+    ref = lambda f, *a: f(*(v.astype(np.float64) if isinstance(v, np.ndarray) else v for v in a), **kw_, backend="numpy")
+    y = ref(fc.conv2d, x, w, b)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    with num_threads(threads):
+        assert_close(fc.conv2d(x, w, b, **kw_, backend="cpp"), y, dtype)
+        assert_close(fc.conv2d_input_grad(dy, w, x.shape, **kw_, backend="cpp"), ref(fc.conv2d_input_grad, dy, w, x.shape), dtype)
+        assert_close(fc.conv2d_weight_grad(x, dy, w.shape, **kw_, backend="cpp"), ref(fc.conv2d_weight_grad, x, dy, w.shape), dtype)
+
+
 # Tiled shapes whose phases have >= 16 positions (the dense-conv-per-phase path): uneven phases,
 # strides, padding larger than a phase offset (negative phase padding), 'same', tile 1 x T.
 TILED = [
@@ -158,19 +174,7 @@ IMPLICIT = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", IMPLICIT, ids=[str(i) for i in range(len(IMPLICIT))])
 def test_implicit_gemm(case, dtype, threads, rng):
-    xs, C_out, k, s, p, d, g = case
-    kh, kw = (k, k) if isinstance(k, int) else k
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal((C_out, xs[1] // g, kh, kw)).astype(dtype)
-    b = rng.standard_normal(C_out).astype(dtype)
-    kw_ = dict(stride=s, padding=p, dilation=d, groups=g)
-    ref = lambda f, *a: f(*(v.astype(np.float64) if isinstance(v, np.ndarray) else v for v in a), **kw_, backend="numpy")
-    y = ref(fc.conv2d, x, w, b)
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    with num_threads(threads):
-        assert_close(fc.conv2d(x, w, b, **kw_, backend="cpp"), y, dtype)
-        assert_close(fc.conv2d_input_grad(dy, w, x.shape, **kw_, backend="cpp"), ref(fc.conv2d_input_grad, dy, w, x.shape), dtype)
-        assert_close(fc.conv2d_weight_grad(x, dy, w.shape, **kw_, backend="cpp"), ref(fc.conv2d_weight_grad, x, dy, w.shape), dtype)
+    _check_dense(*case, dtype, threads, rng)
 
 
 # Dense weight grad (conv2d.cpp): column parts of dW per task, position slices when dW has few columns
@@ -271,20 +275,7 @@ DEPTHWISE = [((1, 1, 33, 45), 1, 5, 1, 2, 1), ((2, 3, 17, 19), 3, 3, 1, 4, 1), (
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", DEPTHWISE, ids=[str(i) for i in range(len(DEPTHWISE))])
 def test_depthwise_direct(case, dtype, threads, rng):
-    xs, C_out, k, s, p, d = case
-    kh, kw = (k, k) if isinstance(k, int) else k
-    g = xs[1]
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal((C_out, 1, kh, kw)).astype(dtype)
-    b = rng.standard_normal(C_out).astype(dtype)
-    kw_ = dict(stride=s, padding=p, dilation=d, groups=g)
-    ref = lambda f, *a: f(*(v.astype(np.float64) if isinstance(v, np.ndarray) else v for v in a), **kw_, backend="numpy")
-    y = ref(fc.conv2d, x, w, b)
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    with num_threads(threads):
-        assert_close(fc.conv2d(x, w, b, **kw_, backend="cpp"), y, dtype)
-        assert_close(fc.conv2d_input_grad(dy, w, x.shape, **kw_, backend="cpp"), ref(fc.conv2d_input_grad, dy, w, x.shape), dtype)
-        assert_close(fc.conv2d_weight_grad(x, dy, w.shape, **kw_, backend="cpp"), ref(fc.conv2d_weight_grad, x, dy, w.shape), dtype)
+    _check_dense(*case, groups=case[0][1], dtype=dtype, threads=threads, rng=rng)
 
 
 # Depthwise weight gradient at stride 1 (vector accumulator per tap): the 3x3 row-walking kernel and the
