@@ -21,6 +21,12 @@
 
 namespace fastconv {
 
+// Deepest K block of the implicit kernels' register tiles (K is cut into equal blocks of at most this):
+// deeper than the packed GEMM's, since their B operand is an L1-resident input copy, not a packed block.
+#ifndef FASTCONV_IMPLICIT_KC
+#define FASTCONV_IMPLICIT_KC 512
+#endif
+
 struct ImplicitGeometry {
     bool flat;    // vectors run over the flattened plane (see implicit_flat), not along output rows
     long Wv;      // vectors per output row (row layout)

@@ -1,10 +1,11 @@
-// implicit_conv.cpp — forward convolution (and the stride-1 input gradient) by implicit GEMM.
+// implicit_conv.cpp — dense convolution by implicit GEMM: forward, stride-1 input gradient, weight gradient.
 //
-// Per task (image n, group g, block of output rows): the group's input planes are copied once into
-// the padded, phase-split layout of implicit.h (a private buffer that stays in L2), then every
+// Forward, per task (image n, group g, block of output rows): the group's input planes are copied once
+// into the padded, phase-split layout of implicit.h (a private buffer that stays in L2), then every
 // MR x (NV vectors) tile of the output is one register-blocked K loop: MR packed weights broadcast
 // against NV input vectors loaded at off[k] from the copy. Against the packed-B path of conv2d.cpp
 // this drops the im2col packing, which costs as much as the arithmetic when K is a few hundred.
+// The weight gradient reads the im2col rows from such copies in place too (see weight_grad_gemm).
 #include <cstring>
 #include <vector>
 
@@ -13,19 +14,14 @@
 
 namespace fastconv {
 
-#ifndef FASTCONV_IMPLICIT_KC
-#define FASTCONV_IMPLICIT_KC 512
-#endif
-
 template <typename T>
 void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShape& s) {
     constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, L = Vec<T>::lanes;
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), Mpad = round_up(M, MR);
-    // K in equal blocks of at most FASTCONV_IMPLICIT_KC: a deeper K loop than the packed path's, since
-    // the B operand is the L1-resident input copy, not a packed block.
-    // k = (a, c, b), so that the kernel rows a tile's output rows reach inside x are one range of k:
-    // taps that only read padding are skipped, not multiplied by zero.
-    const long KC = ceil_div(K, ceil_div(K, FASTCONV_IMPLICIT_KC)), ap = packed_a_size<T>(M, K);
+    // K in equal blocks of at most FASTCONV_IMPLICIT_KC, ordered k = (a, c, b) so that the kernel rows
+    // a tile's output rows reach inside x are one range of k: taps that only read padding are skipped,
+    // not multiplied by zero.
+    const long KC = ceil_div(K, ceil_div(K, (long)FASTCONV_IMPLICIT_KC)), ap = packed_a_size<T>(M, K);
     const long C_g = s.C_g(), kk = s.kH * s.kW;
     Buffer<T> Ap(G * ap), wr(M * K);
     for (long g = 0; g < G; ++g) {

@@ -30,7 +30,7 @@ template <typename T, int AW, typename Weight>
 void lane_conv_aw(const T* x, T* y, const ConvShape& s, long T_h, long T_w, const Weight& weight) {
     constexpr int MR = kLaneMR, NV = kLaneNV, L = Vec<T>::lanes;
     const long M = s.C_out, K = s.K(), HWo = s.HW_out(), Mpad = round_up(M, MR);
-    const long KC = ceil_div(K, ceil_div(K, 512L)), per_class = Mpad * K * AW;
+    const long KC = ceil_div(K, ceil_div(K, (long)FASTCONV_IMPLICIT_KC)), per_class = Mpad * K * AW;
     // Aw[cl]: K blocks of depth KC; in block pc, MR-row sliver r holds (p, i) at ((r*kc + p)*MR + i)*AW.
     Buffer<T> Aw(T_h * per_class);
     for (long cl = 0; cl < T_h; ++cl)
