@@ -20,18 +20,7 @@ static void pack_a_rows(long M, long K, const T* A, long rsA, T* Ap, long kcb) {
             for (long p0 = 0; p0 < kc; p0 += L) {
                 const long w = std::min<long>(L, kc - p0);
                 V v[L];
-                for (int r = 0; r < L; ++r) {
-                    const T* src = A + (i0 + r) * rsA + pc + p0;
-                    if (i0 + r >= M) {
-                        v[r] = V{};
-                    } else if (w == L) {
-                        v[r] = load<V>(src);
-                    } else {
-                        alignas(64) T part[L] = {};
-                        std::memcpy(part, src, w * sizeof(T));
-                        v[r] = load<V>(part);
-                    }
-                }
+                load_block<T>(A + i0 * rsA + pc + p0, rsA, M - i0, w, v);
                 transpose<T>(v);
                 for (int q = 0; q < L / MR && i0 + q * MR < Mpad; ++q) {
                     T* dst = Ap + pc * Mpad + (i0 + q * MR) * kc + p0 * MR;

@@ -100,6 +100,26 @@ void pack_b(long kc, long nc, const T* B, long rsB, long csB, T* Bp);
 template <typename T>
 void macro_kernel(long M, long nc, long kc, const T* Ap, const T* Bp, T* C, long ldc, bool accumulate);
 
+// One kc x nc block of a B given transposed, B[p, j] = Bt[j*ld + p], packed as above into slivers of NR
+// columns (a multiple of the vector width: the implicit weight grad also packs one-vector slivers), by
+// L x L register transposes.
+template <typename T, int NR = Tile<T>::NR>
+void pack_b_transposed(long kc, long nc, const T* Bt, long ld, T* Bp) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    static_assert(NR % L == 0, "slivers of whole vectors");
+    for (long j0 = 0; j0 < round_up(nc, NR); j0 += L) {
+        T* dst = Bp + j0 / NR * kc * NR + j0 % NR;
+        for (long p0 = 0; p0 < kc; p0 += L) {
+            const long w = std::min<long>(L, kc - p0);
+            V v[L];
+            load_block<T>(Bt + j0 * ld + p0, ld, nc - j0, w, v);
+            transpose<T>(v);
+            for (long t = 0; t < w; ++t) store(dst + (p0 + t) * NR, v[t]);
+        }
+    }
+}
+
 // A B packer for an ordinary strided matrix.
 template <typename T>
 struct StridedB {

@@ -32,7 +32,6 @@ struct ImplicitGeometry {
     long Wv;      // vectors per output row (row layout)
     long Wq, Hq;  // plane row length and rows (rows of the task + the largest row offset [+ slack])
     long plane;   // Hq * Wq
-    long rows;    // output rows per task (the last task may have fewer)
 };
 
 // Phase planes per input channel: sh * sw.
@@ -60,7 +59,6 @@ ImplicitGeometry implicit_geometry(const ConvShape& s, long rows, bool flat = fa
     g.flat = flat;
     g.Wv = ceil_div(s.W_out, L);
     g.Wq = (flat ? s.W_out : g.Wv * L) + max_col_offset(s);
-    g.rows = rows;
     // Flat: the last vector of the task reads up to L - 1 positions past its rows.
     g.Hq = rows + (s.kH - 1) * s.dh / s.sh + (flat ? ceil_div(L, g.Wq) : 0);
     g.plane = g.Hq * g.Wq;

@@ -141,35 +141,6 @@ bool conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape&
 
 namespace {
 
-// Bp = dyᵀ for positions [j0, j0 + kc) of the M rows of dyg (row stride ld), as NR-column slivers of m:
-// Bp[(m / NR)*kc*NR + p*NR + m % NR] = dyg[m*ld + j0 + p], zero for m >= M. L x L register transposes.
-template <typename T, int NR>
-void pack_dy_transposed(const T* dyg, long ld, long M, long j0, long kc, T* Bp) {
-    using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes;
-    for (long m0 = 0; m0 < round_up(M, NR); m0 += L) {
-        T* dst = Bp + m0 / NR * kc * NR + m0 % NR;
-        for (long p0 = 0; p0 < kc; p0 += L) {
-            const long w = std::min<long>(L, kc - p0);
-            V v[L];
-            for (int r = 0; r < L; ++r) {
-                const T* src = dyg + (m0 + r) * ld + j0 + p0;
-                if (m0 + r >= M) {
-                    v[r] = V{};
-                } else if (w == L) {
-                    v[r] = load<V>(src);
-                } else {
-                    alignas(64) T part[L] = {};
-                    std::copy(src, src + w, part);
-                    v[r] = load<V>(part);
-                }
-            }
-            transpose<T>(v);
-            for (long t = 0; t < w; ++t) store(dst + (p0 + t) * NR, v[t]);
-        }
-    }
-}
-
 // c[i*ldc + 0..nr) (i < mr) += Σ_p row[i][pos[p]] · b[p*NR + 0..NR): MR im2col rows read in place
 // against a packed dyᵀ sliver.
 template <typename T, int NV>
@@ -243,7 +214,7 @@ void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const long* off, l
             for (long it = items * sl / S; it < items * (sl + 1) / S; ++it) {
                 const long q = it / nblk, j0 = it % nblk * KC, kc = std::min(KC, P.len - j0);
                 const T* xq = P.xs + q * P.xs_stride;
-                pack_dy_transposed<T, NR>(P.dy + q * P.dy_stride, P.ld, M, j0, kc, Bp);
+                pack_b_transposed<T, NR>(kc, M, P.dy + q * P.dy_stride + j0, P.ld, Bp);  // dyᵀ
                 for (long m = 0; m < M; m += NR)
                     for (long k = k0; k < k1; k += MR) {
                         const T* row[MR];

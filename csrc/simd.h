@@ -94,6 +94,25 @@ inline void transpose_stage(typename Vec<T>::type* r) {
     if constexpr (H > 1) transpose_stage<T, H / 2>(r);
 }
 
+// v[r] = the first `cols` elements of row r of src (row stride ld) for r < rows, zero everywhere else
+// (rows, cols <= L): an L x L block for transpose(), read without touching anything past it.
+template <typename T>
+inline void load_block(const T* src, long ld, long rows, long cols, typename Vec<T>::type* v) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    for (int r = 0; r < L; ++r) {
+        if (r >= rows) {
+            v[r] = V{};
+        } else if (cols == L) {
+            v[r] = load<V>(src + r * ld);
+        } else {
+            alignas(64) T part[L] = {};
+            std::memcpy(part, src + r * ld, cols * sizeof(T));
+            v[r] = load<V>(part);
+        }
+    }
+}
+
 // r[0:L) := its transpose, for L = lanes rows of L lanes: log2(L) butterfly stages of two-source
 // shuffles (vpermt2ps under AVX-512), L * log2(L) of them in all.
 template <typename T>

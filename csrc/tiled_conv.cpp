@@ -7,14 +7,13 @@
 //   input-grad   dcol[k, q] = W[o, k]^T · dY[o, q], scattered back into dx (col2im)
 // Columns are processed in blocks of NQ so the workspace stays small. Unshared conv has one
 // position per phase, so its GEMM columns are the images of the batch. Few, large phases take the
-// polyphase path of tiled_poly.cpp instead (contiguous gathers from a polyphase copy of x).
+// implicit GEMMs of tiled_implicit.cpp or the polyphase path of tiled_poly.cpp instead.
 #include "tiled_conv.h"
 
 #include <algorithm>
 #include <stdexcept>
 #include <vector>
 
-#include "conv2d.h"
 #include "gemm.h"
 #include "parallel.h"
 
@@ -90,44 +89,13 @@ struct Work {
 };
 
 // --- Few, large phases -----------------------------------------------------------------------------------
-// Forward and input gradient run on a polyphase copy of the input (tiled_poly.cpp), as does the weight
-// gradient when there are at least as many phases as threads (it splits phases over threads).
-// Otherwise each phase's weight gradient is that of a strided dense conv: the outputs
-// (th + T_h*i', tw + T_w*j') of phase (th, tw) are a dense conv of x with stride (T_h*sh, T_w*sw)
-// and top/left padding (ph - th*sh, pw - tw*sw) — negative when the phase's first window starts
-// inside x, which the dense kernels handle (they only ever compare positions with the input
-// bounds) — so it runs on the parallel dense kernel; dy's phase positions are gathered first.
+// Forward and input gradient run on a polyphase copy of the input (tiled_poly.cpp) unless the
+// lane-varying implicit GEMM applies (tiled_implicit.cpp); the weight gradient is one implicit GEMM
+// per phase (tiled_implicit.cpp) unless an image's input copy would exceed 64 MiB, when the general
+// path below runs.
 
-// True when every phase has enough output positions per image for a dense conv to pay.
+// True when every phase has enough output positions per image for a GEMM of its own to pay.
 inline bool use_phases(const LocalShape& s) { return s.rows(s.T_h - 1) * s.cols(s.T_w - 1) >= 16; }
-
-inline ConvShape phase_shape(const LocalShape& s, long th, long tw) {
-    return ConvShape{s.N, s.C_in, s.H, s.W, s.C_out, s.kH, s.kW, s.rows(th), s.cols(tw),
-                     s.sh * s.T_h, s.sw * s.T_w, s.ph - th * s.sh, s.pw - tw * s.sw, 1, 1, 1};
-}
-
-// yp (N, C_out, rows, cols) = the phase's positions of y (N, C_out, H_out, W_out).
-template <typename T>
-void phase_copy(const T* y, T* yp, const LocalShape& s, long th, long tw) {
-    const long r = s.rows(th), c = s.cols(tw), planes = s.N * s.C_out;
-#pragma omp parallel for schedule(static) num_threads(threads_for(planes, 4.0 * planes * r * c))
-    for (long p = 0; p < planes; ++p)
-        for (long i = 0; i < r; ++i) {
-            const T* row = y + (p * s.H_out + th + i * s.T_h) * s.W_out + tw;
-            T* prow = yp + (p * r + i) * c;
-            for (long j = 0; j < c; ++j) prow[j] = row[j * s.T_w];
-        }
-}
-
-template <typename T>
-void tiled_weight_grad_phases(const T* x, const T* dy, T* dw, const LocalShape& s) {
-    Buffer<T> dyp(s.N * s.C_out * s.rows(0) * s.cols(0));
-    for (long th = 0; th < s.T_h; ++th)
-        for (long tw = 0; tw < s.T_w; ++tw) {
-            phase_copy(dy, dyp.data(), s, th, tw);
-            conv2d_weight_grad(x, dyp.data(), dw + (th * s.T_w + tw) * s.C_out * s.K(), phase_shape(s, th, tw));
-        }
-}
 
 }  // namespace
 
@@ -207,8 +175,6 @@ template <typename T>
 void tiled_conv2d_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s) {
     if (is_unshared(s)) return unshared_weight_grad(x, dy, dw, s);
     if (use_phases(s) && tiled_weight_grad_implicit(x, dy, dw, s)) return;
-    if (use_phases(s) && s.phases() >= get_num_threads()) return tiled_weight_grad_poly(x, dy, dw, s);
-    if (use_phases(s)) return tiled_weight_grad_phases(x, dy, dw, s);
     const long K = s.K(), HWo = s.H_out * s.W_out;
 #pragma omp parallel num_threads(threads_for(s.phases()))
     {

@@ -45,8 +45,6 @@ template <typename T>
 void tiled_forward_poly(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
 template <typename T>
 void tiled_input_grad_poly(const T* dy, const T* w, T* dx, const LocalShape& s);
-template <typename T>
-void tiled_weight_grad_poly(const T* x, const T* dy, T* dw, const LocalShape& s);
 
 // Forward and stride-1 input gradient by implicit GEMM with lane-varying weights (tiled_implicit.cpp),
 // when T_w divides the vector width, and the weight gradient per phase; they return false (doing

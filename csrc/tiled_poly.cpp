@@ -5,9 +5,10 @@
 // Ph x Pw polyphase planes, xq[n,c,ρ,γ][u,v] = xpad[n,c, u*Ph + ρ, v*Pw + γ]: then the im2col row
 // (c, a, b) of a phase is one window of one plane, (ρ, u0) = divmod(th*sh + a, Ph) and likewise for
 // columns — every output row a contiguous copy, where the strided dense conv per phase gathered
-// element by element through bounds checks. The three passes are then the GEMMs of tiled_conv.cpp
-// over each phase's columns q = (n, i', j'), all phases and column blocks in one parallel region;
-// the input gradient scatter-adds into a polyphase dx and maps it back once.
+// element by element through bounds checks. The forward and the input gradient are then the GEMMs of
+// tiled_conv.cpp over each phase's columns q = (n, i', j'), all phases and column blocks in one
+// parallel region; the input gradient scatter-adds into a polyphase dx and maps it back once. (The
+// weight gradient of such phases is tiled_implicit.cpp's.)
 #include <algorithm>
 
 #include "gemm.h"
@@ -134,31 +135,6 @@ void out_block(T* y, const T* b, const LocalShape& s, long th, long tw, long q0,
     }
 }
 
-// Packed B of the weight gradient, B[p, j] = col[j*ld + p] (p: positions, the reduction; j: im2col
-// rows): L x L register transposes of the im2col block instead of a strided element-wise pack.
-template <typename T>
-struct TransposedB {
-    const T* col;
-    long ld;
-    void operator()(long pc, long kc, long jc, long nc, T* Bp) const {
-        using V = typename Vec<T>::type;
-        constexpr int L = Vec<T>::lanes, NR = Tile<T>::NR;
-        for (long j = 0; j < round_up(nc, NR); j += L) {
-            T* dst = Bp + (j / NR) * NR * kc + j % NR;
-            const T* src = col + (jc + j) * ld + pc;
-            long p = 0;
-            for (; p + L <= kc; p += L) {
-                V v[L];
-                for (int r = 0; r < L; ++r) v[r] = j + r < nc ? load<V>(src + r * ld + p) : V{};
-                transpose<T>(v);
-                for (int t = 0; t < L; ++t) store(dst + (p + t) * NR, v[t]);
-            }
-            for (; p < kc; ++p)
-                for (int r = 0; r < L; ++r) dst[p * NR + r] = j + r < nc ? src[r * ld + p] : T(0);
-        }
-    }
-};
-
 template <typename T>
 constexpr long NQ = Tile<T>::NC;
 constexpr long kSlack = 64;  // >= the lanes of any vector
@@ -222,36 +198,9 @@ void tiled_input_grad_poly(const T* dy, const T* w, T* dx, const LocalShape& s) 
     }
 }
 
-// Threads split the phases; each phase's dw[th, tw] sums its column blocks in order.
-template <typename T>
-void tiled_weight_grad_poly(const T* x, const T* dy, T* dw, const LocalShape& s) {
-    const Poly pq(s);
-    const long K = s.K();
-    Buffer<T> xq(s.N * s.C_in * pq.channel() + kSlack);
-#pragma omp parallel num_threads(threads_for(s.phases(), flops(s)))
-    {
-        convert<T, true>(const_cast<T*>(x), xq.data(), s, pq);
-        Buffer<T> Ap(packed_a_size<T>(s.C_out, NQ<T>)), Bp(packed_b_size<T>(NQ<T>, K)), col(K * NQ<T> + kSlack), dyb(s.C_out * NQ<T>);
-#pragma omp for schedule(dynamic)
-        for (long ph = 0; ph < s.phases(); ++ph) {
-            const long th = ph / s.T_w, tw = ph % s.T_w, cols = s.N * s.rows(th) * s.cols(tw);
-            T* dwp = dw + ph * s.C_out * K;
-            std::fill(dwp, dwp + s.C_out * K, T(0));
-            for (long q0 = 0; q0 < cols; q0 += NQ<T>) {
-                const long nq = std::min(NQ<T>, cols - q0);
-                poly_block<T, false>(xq.data(), s, pq, th, tw, q0, nq, col.data());
-                out_block<T, true>(const_cast<T*>(dy), nullptr, s, th, tw, q0, nq, dyb.data());
-                pack_a(s.C_out, nq, dyb.data(), nq, 1L, Ap.data());
-                gemm_packed(s.C_out, K, nq, Ap.data(), TransposedB<T>{col.data(), nq}, Bp.data(), dwp, K, true);
-            }
-        }
-    }
-}
-
 #define FASTCONV_INSTANTIATE(T)                                                                   \
     template void tiled_forward_poly<T>(const T*, const T*, const T*, T*, const LocalShape&);    \
-    template void tiled_input_grad_poly<T>(const T*, const T*, T*, const LocalShape&);           \
-    template void tiled_weight_grad_poly<T>(const T*, const T*, T*, const LocalShape&);
+    template void tiled_input_grad_poly<T>(const T*, const T*, T*, const LocalShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

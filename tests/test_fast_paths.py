@@ -49,8 +49,8 @@ def _check_dense(xs, C_out, k, s, p, d, groups, dtype, threads, rng):
         assert_close(fc.conv2d_weight_grad(x, dy, w.shape, **kw_, backend="cpp"), ref(fc.conv2d_weight_grad, x, dy, w.shape), dtype)
 
 
-# Tiled shapes whose phases have >= 16 positions (the dense-conv-per-phase path): uneven phases,
-# strides, padding larger than a phase offset (negative phase padding), 'same', tile 1 x T.
+# Tiled shapes whose phases have >= 16 positions (polyphase copy, per-phase weight-grad GEMMs): uneven
+# phases, strides, padding larger than a phase offset (negative phase padding), 'same', tile 1 x T.
 TILED = [
     ((2, 3, 16, 16), 4, 3, 1, 1, (2, 2)),
     ((3, 2, 19, 13), 5, 3, 1, 0, (2, 3)),
@@ -65,8 +65,8 @@ TILED = [
 ]
 
 
-# 1 thread and 8: the polyphase weight gradient needs at least as many phases as threads, else the
-# strided-dense-conv-per-phase path runs.
+# 1 thread and 8: how the polyphase passes and the per-phase weight-grad GEMMs split their tasks
+# depends on the thread count.
 @pytest.mark.parametrize("threads", [1, 8])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", TILED, ids=[str(i) for i in range(len(TILED))])
