@@ -82,10 +82,12 @@ struct Taps {
 inline bool direct_ok(const Taps& t) { return t.sh == 1 && t.sw == 1 && t.dh == 1; }
 
 // Row stride of the padded plane: the span of the windows, widened so that the direct kernel may
-// read whole vectors.
+// read whole vectors from vector-aligned rows.
 template <typename T>
 long padded_stride(const Taps& t, long span_w, long W_out) {
-    return direct_ok(t) ? std::max(span_w, direct::padded_width<T>(W_out, t.kW, t.dw)) : span_w;
+    if (!direct_ok(t)) return span_w;
+    const long w = std::max({span_w, direct::padded_width<T>(W_out, t.kW, t.dw), direct::aligned_width<T>(W_out)});
+    return round_up(w, Vec<T>::lanes);
 }
 
 // out (H_out x W_out)[i][j] = (accumulate ? out : init) + Σ_{a,b} k[a,b] · xp[i*sh + a*dh][j*sw + b*dw]
@@ -116,12 +118,6 @@ void correlate_padded(const T* xp, long Wp, const T* k, const Taps& t, long H_ou
         }
     }
 }
-
-#ifdef _OPENMP
-inline int thread_id() { return omp_get_thread_num(); }
-#else
-inline int thread_id() { return 0; }
-#endif
 
 // Rows/columns of x (padded) that the forward windows span.
 inline long span(long out, long s, long k, long d) { return (out - 1) * s + (k - 1) * d + 1; }
@@ -160,12 +156,16 @@ void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape&
     }
     const int nt = threads_for(planes, s.flops());
     Buffer<T> work(nt * Hp * Wp);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (long p = 0; p < planes; ++p) {
-        T* xp = work.data() + thread_id() * Hp * Wp;
-        const long o = p % s.C_out;
-        pad_plane(plane_of(p), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
-        correlate_padded(xp, Wp, w + o * kk, taps, s.H_out, s.W_out, y + p * HWo, false, b ? b[o] : T(0));
+#pragma omp parallel num_threads(nt)
+    {
+        T* xp = work.data() + omp_thread() * Hp * Wp;
+        std::fill(xp, xp + Hp * Wp, T(0));  // the padding stays zero; each plane refills the rest
+#pragma omp for schedule(static)
+        for (long p = 0; p < planes; ++p) {
+            const long o = p % s.C_out;
+            refill_plane(plane_of(p), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
+            correlate_padded(xp, Wp, w + o * kk, taps, s.H_out, s.W_out, y + p * HWo, false, b ? b[o] : T(0));
+        }
     }
 }
 
@@ -177,28 +177,33 @@ void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape
     const bool gather = s.sh == 1 && s.sw == 1;
     const Taps taps{s.kH, s.kW, 1, 1, s.dh, s.dw};
     const long Hp = s.H + (s.kH - 1) * s.dh, Wp = padded_stride<T>(taps, s.W + (s.kW - 1) * s.dw, s.W);
-    const long scratch = gather ? Hp * Wp + kk : HWo;
+    // Per thread: the padded plane (vector-aligned, for the direct kernel), then the rotated kernel.
+    const long scratch = gather ? round_up(Hp * Wp + kk, Vec<T>::lanes) : HWo;
     const int nt = threads_for(planes, s.flops());
     Buffer<T> work(nt * scratch);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (long p = 0; p < planes; ++p) {
-        T* buf = work.data() + thread_id() * scratch;
-        const long n = p / s.C_in, c = p % s.C_in;
-        T* dxc = dx + p * s.HW();
-        if (!gather) std::fill(dxc, dxc + s.HW(), T(0));
-        for (long o = c * M; o < (c + 1) * M; ++o) {
-            const T* dyo = dy + (n * s.C_out + o) * HWo;
-            const T* wo = w + o * kk;
-            if (gather) {
-                T* rot = buf + Hp * Wp;
-                for (long k = 0; k < kk; ++k) rot[k] = wo[kk - 1 - k];
-                pad_plane(dyo, s.H_out, s.W_out, (s.kH - 1) * s.dh - s.ph, (s.kW - 1) * s.dw - s.pw, Hp, Wp, buf);
-                correlate_padded(buf, Wp, rot, taps, s.H, s.W, dxc, o > c * M, T(0));
-                continue;
-            }
-            for (long k = 0; k < kk; ++k) {
-                for (long j = 0; j < HWo; ++j) buf[j] = wo[k] * dyo[j];
-                col2im_row(buf, s, k / s.kW, k % s.kW, 0, HWo, dxc);
+#pragma omp parallel num_threads(nt)
+    {
+        T* buf = work.data() + omp_thread() * scratch;
+        std::fill(buf, buf + scratch, T(0));  // the padding stays zero; each plane refills the rest
+#pragma omp for schedule(static)
+        for (long p = 0; p < planes; ++p) {
+            const long n = p / s.C_in, c = p % s.C_in;
+            T* dxc = dx + p * s.HW();
+            if (!gather) std::fill(dxc, dxc + s.HW(), T(0));
+            for (long o = c * M; o < (c + 1) * M; ++o) {
+                const T* dyo = dy + (n * s.C_out + o) * HWo;
+                const T* wo = w + o * kk;
+                if (gather) {
+                    T* rot = buf + Hp * Wp;
+                    for (long k = 0; k < kk; ++k) rot[k] = wo[kk - 1 - k];
+                    refill_plane(dyo, s.H_out, s.W_out, (s.kH - 1) * s.dh - s.ph, (s.kW - 1) * s.dw - s.pw, Hp, Wp, buf);
+                    correlate_padded(buf, Wp, rot, taps, s.H, s.W, dxc, o > c * M, T(0));
+                    continue;
+                }
+                for (long k = 0; k < kk; ++k) {
+                    for (long j = 0; j < HWo; ++j) buf[j] = wo[k] * dyo[j];
+                    col2im_row(buf, s, k / s.kW, k % s.kW, 0, HWo, dxc);
+                }
             }
         }
     }
@@ -382,7 +387,7 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
     Buffer<T> work(nt * Hp * Wp);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (long o = 0; o < s.C_out; ++o) {
-        T* xp = work.data() + thread_id() * Hp * Wp;
+        T* xp = work.data() + omp_thread() * Hp * Wp;
         T* dwo = dw + o * kk;
         std::fill(dwo, dwo + kk, T(0));
         for (long n = 0; n < s.N; ++n) {

@@ -94,6 +94,22 @@ inline void transpose_stage(typename Vec<T>::type* r) {
     if constexpr (H > 1) transpose_stage<T, H / 2>(r);
 }
 
+// Lanes [S, L) of lo followed by lanes [0, S) of hi: the vector that starts S elements into the two
+// consecutive vectors lo, hi — an unaligned load done in registers (one valignd under AVX-512), which
+// on this class of core costs far less than a load that straddles two cache lines.
+template <int S, typename T>
+inline typename Vec<T>::type shift_lanes(typename Vec<T>::type lo, typename Vec<T>::type hi) {
+    using I = typename Vec<T>::itype;
+    constexpr int L = Vec<T>::lanes;
+    if constexpr (S == 0) {
+        return lo;
+    } else {
+        I idx;
+        for (int l = 0; l < L; ++l) idx[l] = l + S;
+        return __builtin_shuffle(lo, hi, idx);
+    }
+}
+
 // v[r] = the first `cols` elements of row r of src (row stride ld) for r < rows, zero everywhere else
 // (rows, cols <= L): an L x L block for transpose(), read without touching anything past it.
 template <typename T>

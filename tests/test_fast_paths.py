@@ -265,10 +265,13 @@ def test_plane_direct(case, mode, dtype, threads, rng):
 
 # Depthwise (one input channel per group) at stride 1 enters the direct kernel in the forward and the
 # input gradient: padding > kernel, dilation along columns only (rows dilated fall back), N = 1,
-# channel multipliers 1..3, fewer planes than threads.
+# channel multipliers 1..3, fewer planes than threads; 3x3 and 5x5 at dilation 1 (the aligned-row kernel).
 DEPTHWISE = [((1, 1, 33, 45), 1, 5, 1, 2, 1), ((2, 3, 17, 19), 3, 3, 1, 4, 1), ((1, 2, 9, 31), 6, 3, 1, 1, (1, 2)),
              ((3, 4, 12, 12), 8, 3, 1, 0, (2, 1)), ((2, 5, 32, 32), 5, (3, 5), 1, (1, 2), 1),
-             ((1, 1, 6, 6), 3, 7, 1, 3, 1), ((2, 3, 20, 20), 3, 3, 2, 1, 1)]
+             ((1, 1, 6, 6), 3, 7, 1, 3, 1), ((2, 3, 20, 20), 3, 3, 2, 1, 1),
+             # 3x3 and 5x5 take the aligned-row kernel: whole column blocks and a partial one, multipliers 1, 2
+             ((2, 3, 21, 37), 3, 5, 1, 2, 1), ((1, 2, 9, 70), 2, 3, 1, 1, 1), ((2, 2, 15, 40), 4, 3, 1, 1, 1),
+             ((3, 2, 7, 16), 2, 3, 1, 0, 1)]
 
 
 @pytest.mark.parametrize("threads", [1, 4])
