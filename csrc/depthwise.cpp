@@ -255,8 +255,10 @@ void wgrad_taps(const T* xp, long Wp, const long* off, const T* dy, long H_out, 
 
 // The same sums for a whole KH x KW kernel, walking the rows t of xp instead: the KW shifted x vectors of
 // row t are loaded once and each feeds the KH dy rows t - a·dh that take it (an unaligned load serves KH
-// FMAs instead of one). accv holds KH·KW vectors in row-major tap order.
-template <typename T, int KH, int KW>
+// FMAs instead of one). accv holds KH·KW vectors in row-major tap order. ALIGNED (dw = 1, vector-aligned
+// rows of at least direct::aligned_width): the shifted vectors come from two aligned ones by shift_lanes,
+// as in direct.h.
+template <typename T, int KH, int KW, bool ALIGNED>
 void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out, long W_out,
                 typename Vec<T>::type* accv) {
     using V = typename Vec<T>::type;
@@ -277,10 +279,22 @@ void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out,
         bool ok[KH];
 #pragma GCC unroll 8
         for (int a = 0; a < KH; ++a) ok[a] = t - a * dh >= 0 && t - a * dh < H_out;
+        V next = load<V>(xr);
+        // x vectors at columns j + b*dw, b < KW.
+        auto shifted = [&](long j, V* xv) {
+            if constexpr (ALIGNED) {
+                const V cur = next;
+                next = load<V>(xr + j + L);
+                direct::for_each_tap(std::make_integer_sequence<int, KW>{},
+                                     [&](auto b) { xv[b()] = shift_lanes<b(), T>(cur, next); });
+            } else {
+#pragma GCC unroll 8
+                for (int b = 0; b < KW; ++b) xv[b] = load<V>(xr + j + b * dw);
+            }
+        };
         for (long j = 0; j < full; j += L) {
             V xv[KW];
-#pragma GCC unroll 8
-            for (int b = 0; b < KW; ++b) xv[b] = load<V>(xr + j + b * dw);
+            shifted(j, xv);
 #pragma GCC unroll 8
             for (int a = 0; a < KH; ++a) {
                 if (!ok[a]) continue;
@@ -291,8 +305,7 @@ void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out,
         }
         if (rest) {
             V xv[KW];
-#pragma GCC unroll 8
-            for (int b = 0; b < KW; ++b) xv[b] = load<V>(xr + full + b * dw);
+            shifted(full, xv);
 #pragma GCC unroll 8
             for (int a = 0; a < KH; ++a) {
                 if (!ok[a]) continue;
@@ -344,7 +357,8 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
     const long kk = s.kH * s.kW, HWo = s.HW_out();
     const bool vec = s.sh == 1 && s.sw == 1;
     const long Hp = span(s.H_out, s.sh, s.kH, s.dh);
-    const long Wp = vec ? std::max(span(s.W_out, 1, s.kW, s.dw), direct::padded_width<T>(s.W_out, s.kW, s.dw))
+    const long Wp = vec ? round_up(std::max({span(s.W_out, 1, s.kW, s.dw), direct::padded_width<T>(s.W_out, s.kW, s.dw),
+                                             direct::aligned_width<T>(s.W_out)}), Vec<T>::lanes)
                         : span(s.W_out, s.sw, s.kW, s.dw);
     const int nt = threads_for(s.C_out, s.flops());
     Buffer<long> offs(kk);
@@ -368,7 +382,10 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
                     refill_plane(x + (n * s.C_in + o / s.M_g()) * s.HW(), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
                     const T* dyo = dy + (n * s.C_out + o) * HWo;
                     if (s.kH == 3 && s.kW == 3) {
-                        wgrad_rows<T, 3, 3>(xp, Wp, s.dh, s.dw, dyo, s.H_out, s.W_out, accs.data() + o * kk);
+                        if (s.dw == 1)  // rows vector-aligned: Wp and the per-thread buffers are whole vectors
+                            wgrad_rows<T, 3, 3, true>(xp, Wp, s.dh, 1, dyo, s.H_out, s.W_out, accs.data() + o * kk);
+                        else
+                            wgrad_rows<T, 3, 3, false>(xp, Wp, s.dh, s.dw, dyo, s.H_out, s.W_out, accs.data() + o * kk);
                         continue;
                     }
                     for (long k0 = 0; k0 < kk; k0 += kTapBlock)
