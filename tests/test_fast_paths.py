@@ -88,6 +88,7 @@ LANE = [
     ((1, 60, 14, 14), 5, 3, 1, 1, (2, 2)),
     ((1, 2, 12, 12), 3, 3, 1, 3, (2, 2)),
     ((1, 2, 16, 16), 3, 3, 1, 1, (1, 3)),
+    ((1, 130, 10, 16), 4, 3, 1, 1, (2, 2)),  # K = 1170: two K blocks
 ]
 
 
@@ -163,8 +164,11 @@ IMPLICIT = [
     ((1, 16, 12, 40), 16, 3, 1, 2, 2, 1),
     ((2, 3, 9, 9), 4, 3, 1, 1, 1, 1),
     # taps skipped where a tile's rows read only padding: the valid range starting inside the first or a
-    # later K block (which then initialises the tile), and rows that read nothing but padding
+    # later K block (which then initialises the tile), and rows that read nothing but padding; K over one
+    # block (FASTCONV_IMPLICIT_KC): 1296 and 1568 in two blocks, one kernel row in range per output row
     ((1, 64, 6, 16), 8, 3, 1, 1, 1, 1),
+    ((1, 144, 6, 16), 8, 3, 1, 1, 1, 1),
+    ((1, 32, 1, 16), 5, 7, 1, (6, 3), 1, 1),
     ((2, 24, 1, 16), 5, 7, 1, 3, 1, 1),
     ((1, 2, 3, 16), 3, 2, 1, 3, 1, 1),
 ]
