@@ -239,10 +239,20 @@ struct ImplicitWgrad {
     bool accumulate;
 };
 
-// Solves nprob problems of the same M and K (and offsets off) in one parallel region (implicit_conv.cpp):
+// The im2col rows of the weight-gradient GEMM, shared by its problems: row k is read at off[k] (see
+// ImplicitWgrad) and is column col[k] of dw; in every segment only positions [lo[k], hi[k]) of row k
+// read inside x — the rest read padding and are skipped. Null col, lo, hi: identity order, all positions.
+struct WgradRows {
+    const long* off;
+    const long* col = nullptr;
+    const long* lo = nullptr;
+    const long* hi = nullptr;
+};
+
+// Solves nprob problems of the same M and K (and rows) in one parallel region (implicit_conv.cpp):
 // a dense conv's groups, a tiled conv's phases.
 template <typename T>
-void implicit_weight_grad(const ImplicitWgrad<T>* problems, long nprob, const long* off, long K, long M);
+void implicit_weight_grad(const ImplicitWgrad<T>* problems, long nprob, const WgradRows& rows, long K, long M);
 
 // Weight gradient by implicit GEMM (implicit_conv.cpp); returns false (doing nothing) where the
 // whole-image input copy would be too large.

@@ -6,6 +6,7 @@
 // against NV input vectors loaded at off[k] from the copy. Against the packed-B path of conv2d.cpp
 // this drops the im2col packing, which costs as much as the arithmetic when K is a few hundred.
 // The weight gradient reads the im2col rows from such copies in place too (see weight_grad_gemm).
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -190,7 +191,7 @@ inline void implicit_wgrad_micro(long kc, const T* const* row, const long* __res
 // into a private dwᵀ partial, and the S slices (fixed by the problem) are added in slice order, so dw
 // is bit-identical for any thread count.
 template <typename T, int NV>
-void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const long* off, long K, long M) {
+void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const WgradRows& rows, long K, long M) {
     constexpr long KC = Tile<T>::KC, MR = Tile<T>::MR, NR = NV * Vec<T>::lanes;
     const long Mpad = round_up(M, NR), nks = ceil_div(K, MR), psize = K * Mpad;
     long S = 4;  // slices per problem: the same for all, at most the smallest item count
@@ -215,13 +216,21 @@ void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const long* off, l
                 const long q = it / nblk, j0 = it % nblk * KC, kc = std::min(KC, P.len - j0);
                 const T* xq = P.xs + q * P.xs_stride;
                 pack_b_transposed<T, NR>(kc, M, P.dy + q * P.dy_stride + j0, P.ld, Bp);  // dyᵀ
-                for (long m = 0; m < M; m += NR)
-                    for (long k = k0; k < k1; k += MR) {
-                        const T* row[MR];
-                        for (long i = 0; i < MR; ++i) row[i] = xq + off[std::min(k + i, k1 - 1)];
-                        implicit_wgrad_micro<T, NV>(kc, row, P.pos + j0, Bp + m * kc, C + k * Mpad + m, Mpad,
-                                                    std::min(MR, k1 - k), std::min(NR, M - m));
+                for (long k = k0; k < k1; k += MR) {
+                    const long mr = std::min(MR, k1 - k);
+                    long plo = j0, phi = j0 + kc;  // the positions of this item that the tile's rows need
+                    if (rows.lo) {
+                        plo = *std::min_element(rows.lo + k, rows.lo + k + mr);
+                        phi = *std::max_element(rows.hi + k, rows.hi + k + mr);
+                        plo = std::max(plo, j0), phi = std::min(phi, j0 + kc);
+                        if (plo >= phi) continue;
                     }
+                    const T* row[MR];
+                    for (long i = 0; i < MR; ++i) row[i] = xq + rows.off[k + std::min(i, mr - 1)];
+                    for (long m = 0; m < M; m += NR)
+                        implicit_wgrad_micro<T, NV>(phi - plo, row, P.pos + plo, Bp + m * kc + (plo - j0) * NR,
+                                                    C + k * Mpad + m, Mpad, mr, std::min(NR, M - m));
+                }
             }
         }
 #pragma omp for schedule(static)
@@ -230,9 +239,10 @@ void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const long* off, l
             const T* p = partial.data() + q * S * psize;
             T* d = pr[q].dw + m * K;
             for (long k = 0; k < K; ++k) {
-                T acc = pr[q].accumulate ? d[k] : T(0);
+                T& dk = d[rows.col ? rows.col[k] : k];
+                T acc = pr[q].accumulate ? dk : T(0);
                 for (long sl = 0; sl < S; ++sl) acc += p[sl * psize + k * Mpad + m];
-                d[k] = acc;
+                dk = acc;
             }
         }
     }
@@ -243,9 +253,9 @@ void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const long* off, l
 // At most one vector of output channels: slivers one vector wide, not NV (half of every sliver would
 // be zeros).
 template <typename T>
-void implicit_weight_grad(const ImplicitWgrad<T>* problems, long nprob, const long* off, long K, long M) {
-    if (M <= Vec<T>::lanes) return weight_grad_gemm<T, 1>(problems, nprob, off, K, M);
-    weight_grad_gemm<T, Tile<T>::NV>(problems, nprob, off, K, M);
+void implicit_weight_grad(const ImplicitWgrad<T>* problems, long nprob, const WgradRows& rows, long K, long M) {
+    if (M <= Vec<T>::lanes) return weight_grad_gemm<T, 1>(problems, nprob, rows, K, M);
+    weight_grad_gemm<T, Tile<T>::NV>(problems, nprob, rows, K, M);
 }
 
 // Per group, the segments are the images; their input copies are built a chunk of images (at most
@@ -257,8 +267,21 @@ bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape
     if (s.is_pointwise() || G * xs_size * (long)sizeof(T) > (64L << 20)) return false;
     const long chunk = std::clamp((64L << 20) / (G * xs_size * (long)sizeof(T)), 1L, s.N);
     Buffer<T> xs(chunk * G * xs_size);
-    Buffer<long> off(K), pos(HWo);
-    implicit_offsets(s, geo, off.data());
+    Buffer<long> off(K), pos(HWo), col(K), lo(K), hi(K);
+    // Rows ordered k = (a, c, b), so that a tile's MR rows mostly share their kernel row a and with it the
+    // output rows [i0, i1) whose window has row a inside x: the positions of the others are skipped.
+    implicit_offsets(s, geo, off.data(), true);
+    for (long a = 0, k = 0; a < s.kH; ++a) {
+        long i0 = s.H_out, i1 = 0;
+        for (long i = 0; i < s.H_out; ++i)
+            if (i * s.sh - s.ph + a * s.dh >= 0 && i * s.sh - s.ph + a * s.dh < s.H) i0 = std::min(i0, i), i1 = i + 1;
+        for (long c = 0; c < s.C_g(); ++c)
+            for (long b = 0; b < s.kW; ++b, ++k) {
+                col.data()[k] = (c * s.kH + a) * s.kW + b;
+                lo.data()[k] = i0 * s.W_out;
+                hi.data()[k] = std::max(i0, i1) * s.W_out;
+            }
+    }
     for (long j = 0; j < HWo; ++j) pos.data()[j] = j / s.W_out * geo.Wq + j % s.W_out;
     for (long n0 = 0; n0 < s.N; n0 += chunk) {
         const long n1 = std::min(s.N, n0 + chunk);
@@ -269,7 +292,7 @@ bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape
         for (long g = 0; g < G; ++g)
             groups.push_back({xs.data() + g * xs_size, G * xs_size, pos.data(), n1 - n0, HWo,
                               dy + (n0 * s.C_out + g * M) * HWo, s.C_out * HWo, HWo, dw + g * M * K, n0 > 0});
-        implicit_weight_grad(groups.data(), G, off.data(), K, M);
+        implicit_weight_grad(groups.data(), G, WgradRows{off.data(), col.data(), lo.data(), hi.data()}, K, M);
     }
     return true;
 }
@@ -278,7 +301,7 @@ bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape
     template void conv2d_implicit<T>(const T*, const T*, const T*, T*, const ConvShape&); \
     template bool conv2d_input_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);   \
     template bool conv2d_weight_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);  \
-    template void implicit_weight_grad<T>(const ImplicitWgrad<T>*, long, const long*, long, long);
+    template void implicit_weight_grad<T>(const ImplicitWgrad<T>*, long, const WgradRows&, long, long);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

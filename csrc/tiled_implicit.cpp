@@ -189,7 +189,7 @@ bool tiled_weight_grad_implicit(const T* x, const T* dy, T* dw, const LocalShape
                     for (long j = tw; j < s.W_out; j += s.T_w) *d++ = row[j];
                 }
         }
-        implicit_weight_grad(phases.data(), (long)phases.size(), off.data(), K, M);
+        implicit_weight_grad(phases.data(), (long)phases.size(), WgradRows{off.data()}, K, M);
     }
     return true;
 }
