@@ -193,10 +193,14 @@ inline void implicit_micro(long kc, const T* __restrict a, const long* __restric
         }
         a += MR * AW;
     }
+    // Rows by compile-time index (i < mr tested inside): a runtime-bounded loop would index acc
+    // dynamically and so keep the whole tile in memory.
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) {
         if (seg[j][0].n == L) {
-            for (long i = 0; i < mr; ++i) {
+#pragma GCC unroll 32
+            for (int i = 0; i < MR; ++i) {
+                if (i >= mr) break;
                 T* cij = seg[j][0].c + i * ldc;
                 store(cij, accumulate ? load<V>(cij) + acc[i][j] : acc[i][j]);
             }
@@ -205,7 +209,9 @@ inline void implicit_micro(long kc, const T* __restrict a, const long* __restric
         for (int q = 0; q < 2; ++q) {
             const OutSeg<T>& sg = seg[j][q];
             if (sg.n <= 0) continue;
-            for (long i = 0; i < mr; ++i) {
+#pragma GCC unroll 32
+            for (int i = 0; i < MR; ++i) {
+                if (i >= mr) break;
                 alignas(64) T tmp[L];
                 store(tmp, acc[i][j]);
                 T* cij = sg.c + i * ldc;

@@ -170,14 +170,17 @@ inline void implicit_wgrad_micro(long kc, const T* const* row, const long* __res
         }
         b += NR;
     }
-    if (nr == NR) {
-        for (long i = 0; i < mr; ++i)
+    // Rows by compile-time index (i < mr tested inside): a runtime-bounded loop would index acc
+    // dynamically and so keep the whole tile in memory.
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+        if (i >= mr) break;
+        if (nr == NR) {
 #pragma GCC unroll 8
             for (int j = 0; j < NV; ++j) store(c + i * ldc + j * L, load<V>(c + i * ldc + j * L) + acc[i][j]);
-        return;
-    }
-    alignas(64) T tmp[NR];
-    for (long i = 0; i < mr; ++i) {
+            continue;
+        }
+        alignas(64) T tmp[NR];
 #pragma GCC unroll 8
         for (int j = 0; j < NV; ++j) store(tmp + j * L, acc[i][j]);
         for (long j = 0; j < nr; ++j) c[i * ldc + j] += tmp[j];
