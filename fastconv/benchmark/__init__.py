@@ -2,9 +2,10 @@
 scipy and Numba in the same run, as a table of throughputs, ratios and fractions of the machine's
 measured GEMM peak (or memory-copy bandwidth, for pooling).
 
-Each repeat calls the implementations of a row in turn, round after round, and keeps each one's
-fastest call, so a ratio compares times taken under the same spells of machine load; with --repeat R the table shows the median
-over the R repeats of each throughput and of each ratio.
+Each repeat calls the implementations of a row in turn, round after round (a short block of calls
+each, after a pause and one untimed call: see machine.interleaved_times), and keeps each one's fastest
+call, so a ratio compares times taken under the same spells of machine load; with --repeat R the
+table shows the median over the R repeats of each throughput and of each ratio.
 """
 from __future__ import annotations
 

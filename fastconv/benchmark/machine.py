@@ -22,18 +22,27 @@ def best_time(fn, budget=0.25, min_calls=5, max_calls=500):
     return min(times)
 
 
-def interleaved_times(impls, budget=0.3, min_rounds=5, max_rounds=200):
-    """{name: seconds of its fastest call}, calling the implementations in turn (one call each per
-    round) so that every one of them samples the same spells of machine load; one warm-up call each."""
-    for fn in impls.values():
-        fn()
+def interleaved_times(impls, budget=0.2, min_rounds=3, max_rounds=200, block=0.02, settle=0.1):
+    """{name: seconds of its fastest call}. Rounds call the implementations in turn, so that every one
+    samples the same spells of machine load. In a round each first waits `settle` seconds and makes one
+    untimed call, then timed calls for about `block` seconds. The wait lets the thread pool of the one
+    before (PyTorch's, Numba's or our own OpenMP team, which spin for milliseconds after a parallel
+    region) fall asleep: timed right after another library's call, a 2-thread kernel shares the two
+    cores with its spinning threads and can lose half its speed — whichever library runs second."""
     best = {name: float("inf") for name in impls}
     start, rounds = time.perf_counter(), 0
-    while (time.perf_counter() - start < budget * len(impls) or rounds < min_rounds) and rounds < max_rounds:
+    while (time.perf_counter() - start < (budget + settle) * len(impls) or rounds < min_rounds) and rounds < max_rounds:
         for name, fn in impls.items():
-            t0 = time.perf_counter()
+            time.sleep(settle)
             fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            t_end = time.perf_counter() + block
+            while True:
+                t0 = time.perf_counter()
+                fn()
+                t1 = time.perf_counter()
+                best[name] = min(best[name], t1 - t0)
+                if t1 >= t_end:
+                    break
         rounds += 1
     return best
 
