@@ -1,6 +1,7 @@
 """The bench harness's timing loop (fastconv.benchmark.machine.interleaved_times)."""
 import time
 
+from fastconv.benchmark import target
 from fastconv.benchmark.machine import interleaved_times
 
 
@@ -23,3 +24,15 @@ def test_interleaved_times_rounds_and_minimum():
     switches = sum(a != b for a, b in zip(order, order[1:]))
     assert switches == 2 * 3 - 1
     assert 0.001 <= best["fast"] < best["slow"] and best["slow"] >= 0.004
+
+
+def test_targets_follow_the_speed_issue():
+    row = lambda group, op, **kw: dict(group=group, op=op, **kw)
+    assert target(row("S3", "conv2d", torch_pct_peak=80)) == 1.0
+    assert target(row("S2", "conv2d", torch_pct_peak=95)) == 0.9      # PyTorch above 90% of the GEMM peak
+    assert target(row("S6", "conv2d_input_grad", torch_pct_peak=20)) == 2.0
+    assert target(row("S7", "conv2d_weight_grad")) == 3.0
+    assert target(row("S8", "correlate2d")) == 5.0
+    assert target(row("P1", "max_pool2d")) == 5.0 and target(row("P1", "max_unpool2d")) == 1.5
+    assert target(row("U1", "unshared_conv2d")) == 5.0
+    assert abs(target(row("T1", "tiled_conv2d", ratio_vs="dense")) - 2 / 3) < 1e-12
