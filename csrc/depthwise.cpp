@@ -279,7 +279,8 @@ void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out,
         bool ok[KH];
 #pragma GCC unroll 8
         for (int a = 0; a < KH; ++a) ok[a] = t - a * dh >= 0 && t - a * dh < H_out;
-        V next = load<V>(xr);
+        V next{};
+        if constexpr (ALIGNED) next = load<V>(xr);
         // x vectors at columns j + b*dw, b < KW.
         auto shifted = [&](long j, V* xv) {
             if constexpr (ALIGNED) {

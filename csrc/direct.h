@@ -99,34 +99,35 @@ inline void block(const T* xp, long Wp, const T* k, long kH_, long kW_, long dw,
                 }
             });
         }
-    } else
-    for (long t = 0; t < R + kH - 1; ++t) {
-        const T* xr = xp + (i0 + t) * Wp + j0;
-        const long rlo = std::max(0L, t - kH + 1), rhi = std::min<long>(R - 1, t);
-        if (rlo == 0 && rhi == R - 1) {  // every output row of the block takes this input row
+    } else {
+        for (long t = 0; t < R + kH - 1; ++t) {
+            const T* xr = xp + (i0 + t) * Wp + j0;
+            const long rlo = std::max(0L, t - kH + 1), rhi = std::min<long>(R - 1, t);
+            if (rlo == 0 && rhi == R - 1) {  // every output row of the block takes this input row
+                for (long b = 0; b < kW; ++b) {
+                    V xv[NV];
+#pragma GCC unroll 8
+                    for (int v = 0; v < NV; ++v) xv[v] = load<V>(xr + b * dw + v * L);
+#pragma GCC unroll 8
+                    for (int r = 0; r < R; ++r) {
+                        const V wv = broadcast<V>(k[(t - r) * kW + b]);
+#pragma GCC unroll 8
+                        for (int v = 0; v < NV; ++v) acc[r][v] += wv * xv[v];
+                    }
+                }
+                continue;
+            }
             for (long b = 0; b < kW; ++b) {
                 V xv[NV];
 #pragma GCC unroll 8
                 for (int v = 0; v < NV; ++v) xv[v] = load<V>(xr + b * dw + v * L);
 #pragma GCC unroll 8
                 for (int r = 0; r < R; ++r) {
+                    if (r < rlo || r > rhi) continue;
                     const V wv = broadcast<V>(k[(t - r) * kW + b]);
 #pragma GCC unroll 8
                     for (int v = 0; v < NV; ++v) acc[r][v] += wv * xv[v];
                 }
-            }
-            continue;
-        }
-        for (long b = 0; b < kW; ++b) {
-            V xv[NV];
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) xv[v] = load<V>(xr + b * dw + v * L);
-#pragma GCC unroll 8
-            for (int r = 0; r < R; ++r) {
-                if (r < rlo || r > rhi) continue;
-                const V wv = broadcast<V>(k[(t - r) * kW + b]);
-#pragma GCC unroll 8
-                for (int v = 0; v < NV; ++v) acc[r][v] += wv * xv[v];
             }
         }
     }
