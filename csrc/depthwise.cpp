@@ -81,13 +81,18 @@ struct Taps {
 // The register-blocked kernel of direct.h applies (stride 1, no row dilation).
 inline bool direct_ok(const Taps& t) { return t.sh == 1 && t.sw == 1 && t.dh == 1; }
 
-// Row stride of the padded plane: the span of the windows, widened so that the direct kernel may
-// read whole vectors from vector-aligned rows.
+// Row stride of a padded plane whose rows are read in whole vectors (direct.h, wgrad_rows): the span of
+// the windows, widened to padded_width and aligned_width, in whole vectors so that rows stay aligned.
+template <typename T>
+long vector_stride(long span_w, long W_out, long kW, long dw) {
+    const long w = std::max({span_w, direct::padded_width<T>(W_out, kW, dw), direct::aligned_width<T>(W_out)});
+    return round_up(w, Vec<T>::lanes);
+}
+
+// Row stride of the padded plane: vector_stride where the direct kernel applies, else the span.
 template <typename T>
 long padded_stride(const Taps& t, long span_w, long W_out) {
-    if (!direct_ok(t)) return span_w;
-    const long w = std::max({span_w, direct::padded_width<T>(W_out, t.kW, t.dw), direct::aligned_width<T>(W_out)});
-    return round_up(w, Vec<T>::lanes);
+    return direct_ok(t) ? vector_stride<T>(span_w, W_out, t.kW, t.dw) : span_w;
 }
 
 // out (H_out x W_out)[i][j] = (accumulate ? out : init) + Σ_{a,b} k[a,b] · xp[i*sh + a*dh][j*sw + b*dw]
@@ -358,8 +363,7 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
     const long kk = s.kH * s.kW, HWo = s.HW_out();
     const bool vec = s.sh == 1 && s.sw == 1;
     const long Hp = span(s.H_out, s.sh, s.kH, s.dh);
-    const long Wp = vec ? round_up(std::max({span(s.W_out, 1, s.kW, s.dw), direct::padded_width<T>(s.W_out, s.kW, s.dw),
-                                             direct::aligned_width<T>(s.W_out)}), Vec<T>::lanes)
+    const long Wp = vec ? vector_stride<T>(span(s.W_out, 1, s.kW, s.dw), s.W_out, s.kW, s.dw)
                         : span(s.W_out, s.sw, s.kW, s.dw);
     const int nt = threads_for(s.C_out, s.flops());
     Buffer<long> offs(kk);

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "parallel.h"
@@ -100,35 +101,30 @@ inline void block(const T* xp, long Wp, const T* k, long kH_, long kW_, long dw,
             });
         }
     } else {
-        for (long t = 0; t < R + kH - 1; ++t) {
-            const T* xr = xp + (i0 + t) * Wp + j0;
-            const long rlo = std::max(0L, t - kH + 1), rhi = std::min<long>(R - 1, t);
-            if (rlo == 0 && rhi == R - 1) {  // every output row of the block takes this input row
-                for (long b = 0; b < kW; ++b) {
-                    V xv[NV];
-#pragma GCC unroll 8
-                    for (int v = 0; v < NV; ++v) xv[v] = load<V>(xr + b * dw + v * L);
-#pragma GCC unroll 8
-                    for (int r = 0; r < R; ++r) {
-                        const V wv = broadcast<V>(k[(t - r) * kW + b]);
-#pragma GCC unroll 8
-                        for (int v = 0; v < NV; ++v) acc[r][v] += wv * xv[v];
-                    }
-                }
-                continue;
-            }
+        // Input row t feeds output rows [rlo, rhi]; where that is every row of the block (ALL), the
+        // per-row test compiles away.
+        auto row = [&](const T* xr, long t, long rlo, long rhi, auto all) {
             for (long b = 0; b < kW; ++b) {
                 V xv[NV];
 #pragma GCC unroll 8
                 for (int v = 0; v < NV; ++v) xv[v] = load<V>(xr + b * dw + v * L);
 #pragma GCC unroll 8
                 for (int r = 0; r < R; ++r) {
-                    if (r < rlo || r > rhi) continue;
+                    if constexpr (!decltype(all)::value)
+                        if (r < rlo || r > rhi) continue;
                     const V wv = broadcast<V>(k[(t - r) * kW + b]);
 #pragma GCC unroll 8
                     for (int v = 0; v < NV; ++v) acc[r][v] += wv * xv[v];
                 }
             }
+        };
+        for (long t = 0; t < R + kH - 1; ++t) {
+            const T* xr = xp + (i0 + t) * Wp + j0;
+            const long rlo = std::max(0L, t - kH + 1), rhi = std::min<long>(R - 1, t);
+            if (rlo == 0 && rhi == R - 1)
+                row(xr, t, rlo, rhi, std::true_type{});
+            else
+                row(xr, t, rlo, rhi, std::false_type{});
         }
     }
 #pragma GCC unroll 8

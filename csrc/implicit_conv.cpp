@@ -274,17 +274,19 @@ bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape
     // Rows ordered k = (a, c, b), so that a tile's MR rows mostly share their kernel row a and with it the
     // output rows [i0, i1) whose window has row a inside x: the positions of the others are skipped.
     implicit_offsets(s, geo, off.data(), true);
-    for (long a = 0, k = 0; a < s.kH; ++a) {
-        long i0 = s.H_out, i1 = 0;
-        for (long i = 0; i < s.H_out; ++i)
-            if (i * s.sh - s.ph + a * s.dh >= 0 && i * s.sh - s.ph + a * s.dh < s.H) i0 = std::min(i0, i), i1 = i + 1;
+    std::vector<long> i0(s.kH, s.H_out), i1(s.kH, 0);  // kernel row a is in range for output rows [i0, i1)
+    for (long i = 0; i < s.H_out; ++i) {
+        long alo, ahi;
+        valid_range(i * s.sh - s.ph, s.dh, s.kH, s.H, alo, ahi);
+        for (long a = alo; a < ahi; ++a) i0[a] = std::min(i0[a], i), i1[a] = i + 1;
+    }
+    for (long a = 0, k = 0; a < s.kH; ++a)
         for (long c = 0; c < s.C_g(); ++c)
             for (long b = 0; b < s.kW; ++b, ++k) {
                 col.data()[k] = (c * s.kH + a) * s.kW + b;
-                lo.data()[k] = i0 * s.W_out;
-                hi.data()[k] = std::max(i0, i1) * s.W_out;
+                lo.data()[k] = i0[a] * s.W_out;
+                hi.data()[k] = std::max(i0[a], i1[a]) * s.W_out;
             }
-    }
     for (long j = 0; j < HWo; ++j) pos.data()[j] = j / s.W_out * geo.Wq + j % s.W_out;
     for (long n0 = 0; n0 < s.N; n0 += chunk) {
         const long n1 = std::min(s.N, n0 + chunk);
