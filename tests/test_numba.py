@@ -2,9 +2,9 @@
 
 tests/test_conv2d.py, test_pool.py and test_plane.py already sweep the dense ops over every fast backend
 (numba included); this file covers every op at least once, and in depth what is numba-specific: the
-tiled and unshared kernels (one kernel serves both, T = (H_out, W_out) being unshared), the im2col/4×4
-microkernel's partial blocks, the stride-1 input-grad path (a forward conv with the rotated kernel), dtype
-preservation, determinism across thread counts, and set_num_threads.
+tiled and unshared kernels (one kernel serves both, T = (H_out, W_out) being unshared), the forward's row
+blocks and row phases, the 4×4 microkernel's partial blocks, the stride-1 input-grad path (a forward conv
+with the rotated kernel), dtype preservation, determinism across thread counts, and set_num_threads.
 """
 import numpy as np
 import pytest
@@ -51,7 +51,12 @@ DENSE = [
     ("depthwise-full", (1, 3, 5, 7), (3, 1, 2, 3), dict(padding="full", groups=3)),
     ("pad-gt-kernel", (2, 2, 4, 3), (3, 2, 2, 2), dict(padding=4)),     # negative pad in the dx path
     ("kernel-eq-input", (3, 2, 5, 4), (2, 2, 5, 4), {}),
-    ("1x1-prime", (1, 7, 13, 11), (3, 7, 1, 1), {}),                    # 143 positions: > PB, partial
+    ("1x1-prime", (1, 7, 13, 11), (3, 7, 1, 1), {}),
+    # the forward's row blocks: W_out 20 -> rows 32 apart, 8 per task: blocks of 8, 8 and 7 rows
+    ("row-blocks", (2, 3, 23, 20), (5, 3, 3, 3), dict(padding=1)),
+    ("wide-row", (1, 2, 4, 300), (3, 2, 2, 3), dict(padding=(0, 1))),  # W_out 300 > RB: one row per task
+    # row stride 3 with dilation 2: taps in different row phases; 14 output rows in blocks of 8 and 6
+    ("stride3-dil2-blocks", (1, 2, 40, 40), (3, 2, 3, 3), dict(stride=(3, 2), dilation=2, padding=(2, 1))),
     ("same-stride2", (1, 2, 9, 10), (4, 2, 4, 3), dict(stride=2, padding="same")),
 ]
 

@@ -1,10 +1,11 @@
 """Numba kernels for dense conv2d and its two gradients (the 'numba' backend).
 
-All three are im2col ("windows", as in the reference) followed by a register-blocked product: the
-gradients by a 4×4 dot-product microkernel, _dot4x4, whose reduction loop LLVM vectorizes (fastmath
-reassoc); the forward by outer products vectorized over output positions. Each prange task owns the
+The forward is a sum of outer products over _shifted_rows, copies of the input rows that a block of
+output rows reads, one per kernel column (kW copies, not im2col's kH·kW), vectorized over output
+positions. The gradients are im2col ("windows", as in the reference) followed by a 4×4 dot-product
+microkernel, _dot4x4, whose reduction loop LLVM vectorizes (fastmath reassoc). Each prange task owns the
 outputs it writes, so results are deterministic and race-free:
-  conv2d             tasks (n, group, block of PB output positions)  -> y[n, group's o, positions]
+  conv2d             tasks (n, group, block of R output rows)         -> y[n, group's o, those rows]
   conv2d_input_grad  stride 1: conv2d of dy with the rotated kernel; otherwise
                      tasks (n, group, block of CB input channels)     -> dx[n, those c]
   conv2d_weight_grad tasks (group, block of 4 rows k = (c, a, b))     -> dw[group's o, those k]
@@ -15,7 +16,8 @@ from numba import njit, prange
 
 from ._numba_config import PARALLEL, SERIAL
 
-PB = 256  # output positions per conv2d task (its accumulators and im2col rows stay in L1/L2)
+RB = 256  # output positions (R rows of Ws) per conv2d task: its accumulators and input rows stay in L1/L2
+VW = 16   # Ws = W_out rounded up to a multiple of VW elements, so each output row starts a new vector
 CB = 4    # input channels per conv2d_input_grad task
 
 
@@ -50,85 +52,96 @@ def _dot4x4(A, a0, a1, a2, a3, offA, B, b0, b1, b2, b3, offB, L, z):
 
 
 @njit(**SERIAL)
-def _im2colT_rows(x, n, c0, C_g, kH, kW, sh, sw, ph, pw, dh, dw, p0, p1, W_out, colsT):
-    """colsT[(c, a, b), p − p0] = x[n, c0 + c, i·s_h + a·d_h − p_h, j·s_w + b·d_w − p_w] (0 outside), p = i·W_out + j,
-    one output row's run of positions at a time; the valid column range of each b is computed once, so the
-    copy loop carries no bounds checks (with few input channels this gather costs as much as the arithmetic)."""
+def _shifted_rows(x, n, c0, C_g, kW, sh, sw, ph, pw, dw, i0, W_out, Ws, Rph, xs):
+    """xs[c·kW + b, (f·Rph + r)·Ws + j] = x[n, c0 + c, (i0 + r)·s_h + f − p_h, j·s_w + b·d_w − p_w] (0 outside x, and
+    for j ≥ W_out): the input rows that output rows i0, i0 + 1, ... read, one copy per kernel column b shifted by
+    that column's offset, and split by row phase f < s_h. Tap (c, a, b) of output row i then lies in row
+    c·kW + b at phase (a·d_h) mod s_h, index i − i0 + (a·d_h) div s_h: consecutive output rows read one contiguous,
+    vector-aligned run of xs (im2col would copy each input element kH times more, and a single padded copy
+    would make every tap an unaligned load)."""
     H, W = x.shape[2], x.shape[3]
-    for b in range(kW):
-        lo, hi = _valid(b * dw - pw, sw, W, W_out)   # the columns j that read inside x: same for every row
-        for c in range(C_g):
-            for a in range(kH):
-                k = (c * kH + a) * kW + b
-                row = colsT[k]
-                p = p0
-                while p < p1:
-                    i = p // W_out
-                    j0 = p - i * W_out
-                    j1 = min(W_out, j0 + p1 - p)
-                    q = p - p0 - j0                   # row[q + j] holds output column j
-                    h = i * sh + a * dh - ph
-                    if h < 0 or h >= H:
-                        row[q + j0:q + j1] = 0
+    for c in range(C_g):
+        xc = x[n, c0 + c]
+        for b in range(kW):
+            off = b * dw - pw
+            lo, hi = _valid(off, sw, W, W_out)         # the columns j that read inside x
+            dst = xs[c * kW + b]
+            for f in range(sh):
+                for r in range(Rph):
+                    h = (i0 + r) * sh + f - ph
+                    q = (f * Rph + r) * Ws
+                    if h < 0 or h >= H or hi == lo:
+                        dst[q:q + Ws] = 0
                     else:
-                        jl = min(max(j0, lo), j1)
-                        jh = max(min(j1, hi), jl)
-                        row[q + j0:q + jl] = 0
-                        xr = x[n, c0 + c, h]
-                        off = b * dw - pw
-                        for j in range(jl, jh):
-                            row[q + j] = xr[j * sw + off]
-                        row[q + jh:q + j1] = 0
-                    p += j1 - j0
+                        dst[q:q + lo] = 0
+                        if sw == 1:                    # a contiguous copy, which LLVM vectorizes
+                            dst[q + lo:q + hi] = xc[h, lo + off:hi + off]
+                        else:
+                            dst[q + lo:q + hi] = xc[h, lo * sw + off:(hi - 1) * sw + off + 1:sw]
+                        dst[q + hi:q + Ws] = 0
 
 
 @njit(**PARALLEL)
 def conv2d(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G, z):
     """x (N, C_in, H, W), w (C_out, C_in/G, kH, kW), b (C_out,) if has_b -> y (N, C_out, H_out, W_out).
-    Each block of 4 output rows is a sum of outer products w[o, k] ⊗ colsT[k, :], vectorized over PB
-    output positions, 4 k per pass over the accumulators: no dot product pays a horizontal sum, which
-    with a short K (a first layer's few dozen) cost as much as the arithmetic."""
+    A task computes R output rows of 4 output channels at a time, laid out Ws = W_out rounded up to VW apart, as
+    a sum of outer products w[o, k] ⊗ (tap k's run of _shifted_rows), 4 taps per pass over the accumulators,
+    vectorized over the R·Ws positions: no dot product pays a horizontal sum, which with a short K (a first
+    layer's few dozen) would cost as much as the arithmetic. The columns past W_out are computed and dropped."""
     N = x.shape[0]
     C_out, C_g, kH, kW = w.shape
-    W_out = y.shape[3]
-    P = y.shape[2] * W_out
+    H_out, W_out = y.shape[2], y.shape[3]
     K = C_g * kH * kW
     K4 = (K + 3) // 4 * 4
     O_g = C_out // G
-    wm = np.zeros((C_out + 3, K4), w.dtype)    # zero rows/columns past C_out and K
+    Ws = (W_out + VW - 1) // VW * VW
+    R = max(1, min(RB // Ws, H_out))              # output rows per task
+    Rph = R + (dh * (kH - 1)) // sh               # rows per phase of the shifted copies
+    L = R * Ws
+    wm = np.zeros((C_out + 3, K4), w.dtype)       # zero rows/columns past C_out and K
     wm[:C_out, :K] = w.reshape(C_out, K)
-    ym = y.reshape(N, C_out, P)
-    nblk = (P + PB - 1) // PB
+    row = np.zeros(K4, np.int64)                  # tap k = (c, a, b) reads xs[row[k], start[k]:start[k] + L]
+    start = np.zeros(K4, np.int64)
+    for c in range(C_g):
+        for a in range(kH):
+            for bb in range(kW):
+                k = (c * kH + a) * kW + bb
+                row[k] = c * kW + bb
+                start[k] = ((a * dh) % sh * Rph + (a * dh) // sh) * Ws
+    nblk = (H_out + R - 1) // R
     for t in prange(N * G * nblk):
         n = t // (G * nblk)
         g = (t // nblk) % G
-        p0 = (t % nblk) * PB
-        np_ = min(PB, P - p0)
-        colsT = np.zeros((K4, PB), x.dtype)
-        _im2colT_rows(x, n, g * C_g, C_g, kH, kW, sh, sw, ph, pw, dh, dw, p0, p0 + np_, W_out, colsT)
-        acc = np.empty((4, PB), x.dtype)
+        i0 = (t % nblk) * R
+        xs = np.empty((C_g * kW, sh * Rph * Ws), x.dtype)
+        _shifted_rows(x, n, g * C_g, C_g, kW, sh, sw, ph, pw, dw, i0, W_out, Ws, Rph, xs)
+        acc = np.empty((4, L), x.dtype)
         for ob in range(g * O_g, (g + 1) * O_g, 4):
             for u in range(4):
-                bias = b[min(ob + u, C_out - 1)] if has_b else z
-                for p in range(PB):
-                    acc[u, p] = bias
+                acc[u] = b[min(ob + u, C_out - 1)] if has_b else z
             for k in range(0, K4, 4):
                 w00 = wm[ob, k]; w01 = wm[ob, k + 1]; w02 = wm[ob, k + 2]; w03 = wm[ob, k + 3]
                 w10 = wm[ob + 1, k]; w11 = wm[ob + 1, k + 1]; w12 = wm[ob + 1, k + 2]; w13 = wm[ob + 1, k + 3]
                 w20 = wm[ob + 2, k]; w21 = wm[ob + 2, k + 1]; w22 = wm[ob + 2, k + 2]; w23 = wm[ob + 2, k + 3]
                 w30 = wm[ob + 3, k]; w31 = wm[ob + 3, k + 1]; w32 = wm[ob + 3, k + 2]; w33 = wm[ob + 3, k + 3]
-                for p in range(PB):
-                    v0 = colsT[k, p]
-                    v1 = colsT[k + 1, p]
-                    v2 = colsT[k + 2, p]
-                    v3 = colsT[k + 3, p]
+                # slices, not xs[r, s + p]: an index Numba cannot prove non-negative gets a wraparound
+                # select, and that blocks vectorization
+                x0 = xs[row[k], start[k]:start[k] + L]
+                x1 = xs[row[k + 1], start[k + 1]:start[k + 1] + L]
+                x2 = xs[row[k + 2], start[k + 2]:start[k + 2] + L]
+                x3 = xs[row[k + 3], start[k + 3]:start[k + 3] + L]
+                for p in range(L):
+                    v0 = x0[p]
+                    v1 = x1[p]
+                    v2 = x2[p]
+                    v3 = x3[p]
                     acc[0, p] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
                     acc[1, p] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
                     acc[2, p] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
                     acc[3, p] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
             for u in range(min(4, (g + 1) * O_g - ob)):
-                for p in range(np_):
-                    ym[n, ob + u, p0 + p] = acc[u, p]
+                for r in range(min(R, H_out - i0)):
+                    y[n, ob + u, i0 + r] = acc[u, r * Ws:r * Ws + W_out]
 
 
 @njit(**PARALLEL)
