@@ -25,6 +25,10 @@ void check_pool_shape(const PoolShape& s) {
 
 namespace {
 
+// Outputs of at least kStreamBytes, in planes of at most kStreamPlaneBytes (a scratch plane that stays
+// in L2), are written with non-temporal stores.
+constexpr long kStreamBytes = 8L << 20, kStreamPlaneBytes = 256L << 10;
+
 // One window [h0, h1) x [w0, w1) of plane xp (already clipped, non-empty). Row-major scan; a later
 // value wins only if strictly greater, or if it is the first NaN (np.argmax semantics).
 template <typename T>
@@ -47,17 +51,20 @@ inline void window_max(const T* xp, long W, long h0, long h1, long w0, long w1, 
 
 }  // namespace
 
-// The vectorised interior: outputs [ow0, ow1) of a row, whose windows lie horizontally inside the plane.
-// Strided windows would make every tap a strided (gather) load, so each input row is split once per
-// plane into its `stride` phases, phase q holding columns c0 + q, c0 + q + st, ... (c0: the first window
-// column rounded down to the phase grid, so that a row splits in whole vectors). Tap b of output ow0 + i
-// is then element i + (shift + b) / st of phase (shift + b) % st: a contiguous load. A vector of outputs
-// keeps its running max and winning tap in registers while the taps run in row-major order, so ties and
-// NaN resolve exactly as in window_max. The lanes past ow1 compute on whatever the phases hold there and
-// are dropped.
+// The vectorised part: outputs [ow0, ow1) of a row, those whose windows meet the plane's columns (all of
+// them when the padding is at most half the kernel, as ops.py requires). Strided windows would make every
+// tap a strided (gather) load, so each input row is split once per plane into its `stride` phases, phase q
+// holding columns c0 + q, c0 + q + st, ... (c0: the first window column rounded down to the phase grid, so
+// that a row splits in whole vectors). Columns outside the plane hold -inf, so a clipped window needs no
+// clipping: a padded tap never wins against a real value. Tap b of output ow0 + i is then element
+// i + (shift + b) / st of phase (shift + b) % st: a contiguous load. A vector of outputs keeps its running
+// max and winning tap in registers while the taps run in row-major order, so ties and NaN resolve exactly
+// as in window_max. A clipped window whose maximum is -inf may have kept a padded first tap as its switch:
+// those few are redone by window_max. The lanes past ow1 compute on whatever the phases hold and are dropped.
 struct PoolPlan {
     long ow0, ow1, n;       // vectorised outputs [ow0, ow1), n of them (0: none)
-    long st, base, shift;   // column stride, first window column base = ow0*st - pw, base % st
+    long in0, in1;          // the outputs whose windows need no clipping (a subrange of [ow0, ow1))
+    long st, base, shift;   // column stride, first window column base = ow0*st - pw, base mod st
     long c0, nph, plen, rs; // split start, phases per row, elements per phase, scratch row stride
 };
 
@@ -65,16 +72,19 @@ template <typename T>
 PoolPlan plan_pool(const PoolShape& s) {
     constexpr int L = Vec<T>::lanes;
     PoolPlan p{};
-    // Output columns whose windows need no clipping: ow*sw - pw >= 0 and ow*sw - pw + kw <= W.
-    p.ow0 = std::min(s.W_out, ceil_div(s.pw, s.sw));
-    p.ow1 = std::max(p.ow0, std::min(s.W_out, s.W + s.pw - s.kw >= 0 ? (s.W + s.pw - s.kw) / s.sw + 1 : 0));
+    // Windows meet the plane where ws + kw > 0 and ws < W (ws = ow*sw - pw), and need no clipping where
+    // ws >= 0 and ws + kw <= W.
+    p.ow0 = std::min(s.W_out, s.pw >= s.kw ? (s.pw - s.kw) / s.sw + 1 : 0L);
+    p.ow1 = std::max(p.ow0, std::min(s.W_out, ceil_div(s.W + s.pw, s.sw)));
+    p.in0 = std::min(s.W_out, ceil_div(s.pw, s.sw));
+    p.in1 = std::max(p.in0, std::min(s.W_out, s.W + s.pw - s.kw >= 0 ? (s.W + s.pw - s.kw) / s.sw + 1 : 0));
     // Switch arithmetic runs in the lanes' integer type: plane indices (plus a vector of slack) must fit.
     if ((double)s.H * s.W + (double)s.sw * L + s.kw >= (double)std::numeric_limits<typename Vec<T>::int_t>::max())
         p.ow1 = p.ow0;
     p.n = p.ow1 - p.ow0;
     p.st = s.sw;
     p.base = p.ow0 * s.sw - s.pw;
-    p.shift = p.n > 0 ? p.base % p.st : 0;
+    p.shift = (p.base % p.st + p.st) % p.st;
     p.c0 = p.base - p.shift;
     p.nph = std::min(p.st, p.shift + s.kw);
     p.plen = round_up(p.n, L) + (p.shift + s.kw - 1) / p.st + L;
@@ -82,7 +92,8 @@ PoolPlan plan_pool(const PoolShape& s) {
     return p;
 }
 
-// Phases of input row xr (W columns) into dst (nph phases of plen elements).
+// Phases of input row xr (W columns) into dst (nph phases of plen elements, -inf where never written):
+// element k of phase q is column c0 + k*st + q, written when that column is in [0, W).
 template <typename T>
 void split_row(const T* __restrict xr, long W, const PoolPlan& p, T* __restrict dst) {
     using V = typename Vec<T>::type;
@@ -90,70 +101,80 @@ void split_row(const T* __restrict xr, long W, const PoolPlan& p, T* __restrict 
     using I = typename Vec<T>::int_t;
     constexpr int L = Vec<T>::lanes;
     const long avail = W - p.c0;  // columns from c0 to the end of the row
-    long m = 0;                   // phase elements done
+    // [v0, v1): elements done in whole vectors, in every phase (c0 is a multiple of st, so from v0 on
+    // every phase's columns are >= 0)
+    const long v0 = p.c0 < 0 ? -p.c0 / p.st : 0;
+    long v1 = v0;
     if (p.st == 1) {
-        const long len = std::min(avail, p.plen);
-        for (; m + L <= len; m += L) store(dst + m, load<V>(xr + p.c0 + m));
-        for (; m < len; ++m) dst[m] = xr[p.c0 + m];
-        return;
-    }
-    if (p.st == 2) {
+        for (const long len = std::min(avail, p.plen); v1 + L <= len; v1 += L)
+            store(dst + v1, load<V>(xr + p.c0 + v1));
+    } else if (p.st == 2) {
         VI ev, od;
         for (int l = 0; l < L; ++l) ev[l] = (I)(2 * l), od[l] = (I)(2 * l + 1);
-        for (; 2 * (m + L) <= avail && m + L <= p.plen; m += L) {
-            const V lo = load<V>(xr + p.c0 + 2 * m), hi = load<V>(xr + p.c0 + 2 * m + L);
-            store(dst + m, __builtin_shuffle(lo, hi, ev));
-            if (p.nph > 1) store(dst + p.plen + m, __builtin_shuffle(lo, hi, od));
+        for (; 2 * (v1 + L) <= avail && v1 + L <= p.plen; v1 += L) {
+            const V lo = load<V>(xr + p.c0 + 2 * v1), hi = load<V>(xr + p.c0 + 2 * v1 + L);
+            store(dst + v1, __builtin_shuffle(lo, hi, ev));
+            if (p.nph > 1) store(dst + p.plen + v1, __builtin_shuffle(lo, hi, od));
         }
     }
     for (long q = 0; q < p.nph; ++q) {
         T* d = dst + q * p.plen;
-        const long len = std::min(p.plen, avail > q ? (avail - q + p.st - 1) / p.st : 0L);
-        for (long k = m; k < len; ++k) d[k] = xr[p.c0 + k * p.st + q];
+        const long lo = p.c0 + q >= 0 ? 0 : ceil_div(-(p.c0 + q), p.st);
+        const long hi = std::min(p.plen, avail > q ? ceil_div(avail - q, p.st) : 0L);
+        for (long k = lo; k < std::min(v0, hi); ++k) d[k] = xr[p.c0 + k * p.st + q];
+        for (long k = std::max(v1, lo); k < hi; ++k) d[k] = xr[p.c0 + k * p.st + q];
     }
 }
 
-// One output row: window rows [a0, a1) (clipped to the plane) of the rows from hs; ph: the plane's phases.
-template <typename T>
+// NR output rows, oh, oh + 1, ..., whose windows start at input rows hs, hs + sh, ...: window rows [a0, a1)
+// (clipped to the plane, the same for all NR) of the plane's phases ph. The NR running maxima are
+// independent chains: interleaved, they hide the compare-and-select latency one chain would wait on.
+template <typename T, int NR>
 void row_max(const T* __restrict ph, const PoolShape& s, const PoolPlan& p, const long* __restrict tb, long hs,
              long a0, long a1, T* __restrict y, int64_t* __restrict sw) {
     using V = typename Vec<T>::type;
     using VI = typename Vec<T>::itype;
     using I = typename Vec<T>::int_t;
     constexpr int L = Vec<T>::lanes;
-    const long W = s.W, kw = s.kw;
+    const long W = s.W, kw = s.kw, rstep = s.sh * p.rs;
     VI lane_off;  // lane l's window corner relative to lane 0's
     for (int l = 0; l < L; ++l) lane_off[l] = (I)(l * p.st);
     for (long i = 0; i < p.n; i += L) {
-        const T* r0 = ph + (hs + a0) * p.rs + i;
-        V best = load<V>(r0 + tb[0]);
-        VI tap = VI{} + (I)(a0 * W);
+        V best[NR];
+        VI tap[NR];
+        const T* r0 = ph + (hs + a0) * p.rs + i + tb[0];
+        for (int j = 0; j < NR; ++j) best[j] = load<V>(r0 + j * rstep), tap[j] = VI{} + (I)(a0 * W);
         for (long a = a0; a < a1; ++a) {
             const T* r = ph + (hs + a) * p.rs + i;
-            const I row = (I)(a * W);
+            const VI row = VI{} + (I)(a * W);
             for (long b = (a == a0); b < kw; ++b) {
-                const V v = load<V>(r + tb[b]);
-                // v > best, or v is the first NaN: !(v <= best) holds for both, and for a NaN best
-                const VI take = (best == best) & ~(v <= best);
-                best = take ? v : best;
-                tap = take ? VI{} + (I)(row + b) : tap;  // offset of the tap from the window's corner
+                const VI tap_ab = row + (I)b;  // offset of the tap from the window's corner
+                for (int j = 0; j < NR; ++j) {
+                    const V v = load<V>(r + j * rstep + tb[b]);
+                    // v > best, or v is the first NaN: !(v <= best) holds for both, and for a NaN best
+                    const VI take = (best[j] == best[j]) & ~(v <= best[j]);
+                    best[j] = take ? v : best[j];
+                    tap[j] = take ? tap_ab : tap[j];
+                }
             }
         }
-        // flat index: window corner of lane 0 (hs*W + base + i*st) + lane offset + tap offset
-        const VI idx = tap + lane_off + (I)(hs * W + p.base + i * p.st);
-        T* yo = y + p.ow0 + i;
-        int64_t* so = sw + p.ow0 + i;
-        if (i + L <= p.n) {
-            store(yo, best);
-            I t[L];
-            store(t, idx);
-            for (int l = 0; l < L; ++l) so[l] = t[l];
-        } else {
-            T v[L];
-            I t[L];
-            store(v, best);
-            store(t, idx);
-            for (long l = 0; l < p.n - i; ++l) yo[l] = v[l], so[l] = t[l];
+        for (int j = 0; j < NR; ++j) {
+            // flat index: window corner of lane 0 (row's hs*W + base + i*st) + lane offset + tap offset
+            const VI idx = tap[j] + lane_off + (I)((hs + j * s.sh) * W + p.base + i * p.st);
+            T* yo = y + j * s.W_out + p.ow0 + i;
+            int64_t* so = sw + j * s.W_out + p.ow0 + i;
+            if (i + L <= p.n) {
+                store(yo, best[j]);
+                I t[L];
+                store(t, idx);
+                for (int l = 0; l < L; ++l) so[l] = t[l];
+            } else {
+                T v[L];
+                I t[L];
+                store(v, best[j]);
+                store(t, idx);
+                for (long l = 0; l < p.n - i; ++l) yo[l] = v[l], so[l] = t[l];
+            }
         }
     }
 }
@@ -170,30 +191,42 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
 #pragma omp parallel num_threads(nt)
     {
         Buffer<T> scratch(pl.n > 0 ? s.H * pl.rs : 1);
-        if (pl.n > 0) std::fill(scratch.data(), scratch.data() + s.H * pl.rs, T(0));
+        if (pl.n > 0) std::fill(scratch.data(), scratch.data() + s.H * pl.rs, -std::numeric_limits<T>::infinity());
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
             const T* xp = x + p * in;
             if (pl.n > 0)
                 for (long h = 0; h < s.H; ++h) split_row(xp + h * s.W, s.W, pl, scratch.data() + h * pl.rs);
-            for (long oh = 0; oh < s.H_out; ++oh) {
-                const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
-                T* yr = y + p * out + oh * s.W_out;
-                int64_t* sr = switches + p * out + oh * s.W_out;
-                const bool inside = h1 > h0;  // some window row lies in the plane
-                if (inside && pl.n > 0) row_max(scratch.data(), s, pl, tb.data(), hs, h0 - hs, h1 - hs, yr, sr);
-                for (long ow = 0; ow < s.W_out; ++ow) {
-                    if (inside && ow >= ow0 && ow < ow1) {
-                        ow = ow1 - 1;
-                        continue;
+            for (long oh = 0; oh < s.H_out;) {
+                // four rows at once where all four windows lie vertically inside the plane
+                const long hs4 = oh * s.sh - s.ph;
+                const bool four = pl.n > 0 && oh + 4 <= s.H_out && hs4 >= 0 && hs4 + 3 * s.sh + s.kh <= s.H;
+                if (four)
+                    row_max<T, 4>(scratch.data(), s, pl, tb.data(), hs4, 0, s.kh, y + p * out + oh * s.W_out,
+                                  switches + p * out + oh * s.W_out);
+                for (const long oh_end = oh + (four ? 4 : 1); oh < oh_end; ++oh) {
+                    const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
+                    T* yr = y + p * out + oh * s.W_out;
+                    int64_t* sr = switches + p * out + oh * s.W_out;
+                    const bool inside = h1 > h0;  // some window row lies in the plane
+                    if (!four && inside && pl.n > 0)
+                        row_max<T, 1>(scratch.data(), s, pl, tb.data(), hs, h0 - hs, h1 - hs, yr, sr);
+                    for (long ow = 0; ow < s.W_out; ++ow) {
+                        if (inside && ow >= pl.in0 && ow < pl.in1) {
+                            ow = pl.in1 - 1;
+                            continue;
+                        }
+                        // a clipped window done in the vector part: kept unless its maximum is -inf
+                        if (inside && ow >= ow0 && ow < ow1 && !(yr[ow] == -std::numeric_limits<T>::infinity()))
+                            continue;
+                        const long ws = ow * s.sw - s.pw, w0 = std::max(ws, 0L), w1 = std::min(ws + s.kw, s.W);
+                        if (h0 >= h1 || w0 >= w1) {  // all padding: unreachable through ops.py, kept safe
+                            yr[ow] = -std::numeric_limits<T>::infinity();
+                            sr[ow] = std::min(h0, s.H - 1) * s.W + std::min(w0, s.W - 1);
+                            continue;
+                        }
+                        window_max(xp, s.W, h0, h1, w0, w1, yr[ow], sr[ow]);
                     }
-                    const long ws = ow * s.sw - s.pw, w0 = std::max(ws, 0L), w1 = std::min(ws + s.kw, s.W);
-                    if (h0 >= h1 || w0 >= w1) {  // all padding: unreachable through ops.py, kept safe
-                        yr[ow] = -std::numeric_limits<T>::infinity();
-                        sr[ow] = std::min(h0, s.H - 1) * s.W + std::min(w0, s.W - 1);
-                        continue;
-                    }
-                    window_max(xp, s.W, h0, h1, w0, w1, yr[ow], sr[ow]);
                 }
             }
         }
@@ -202,19 +235,28 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
 
 // Serial within a plane (overlapping windows add up in a fixed order), parallel across planes; each plane
 // is zeroed just before its scatter, so it is still in L1 when the scatter runs. Switches outside the
-// plane are skipped, never written through (one unsigned comparison covers both ends).
+// plane are skipped, never written through (one unsigned comparison covers both ends). A large output
+// is built plane by plane in a scratch plane and streamed out (stream_copy): no line of it is read in.
 template <typename T>
 void max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out) {
-#pragma omp parallel for schedule(static) num_threads(threads_for(planes, 2.0 * planes * plane_out))
-    for (long p = 0; p < planes; ++p) {
-        T* __restrict op = out + p * plane_out;
-        const T* __restrict yp = y + p * plane_in;
-        const int64_t* __restrict sp = switches + p * plane_in;
-        std::fill(op, op + plane_out, T(0));
-        for (long i = 0; i < plane_in; ++i) {
-            const uint64_t k = (uint64_t)sp[i];
-            if (k < (uint64_t)plane_out) op[k] += yp[i];
+    const long plane_bytes = plane_out * (long)sizeof(T);
+    const bool stream = planes * plane_bytes >= kStreamBytes && plane_bytes <= kStreamPlaneBytes;
+#pragma omp parallel num_threads(threads_for(planes, 2.0 * planes * plane_out))
+    {
+        Buffer<T> scratch(stream ? plane_out : 0);
+#pragma omp for schedule(static)
+        for (long p = 0; p < planes; ++p) {
+            T* __restrict op = stream ? scratch.data() : out + p * plane_out;
+            const T* __restrict yp = y + p * plane_in;
+            const int64_t* __restrict sp = switches + p * plane_in;
+            std::fill(op, op + plane_out, T(0));
+            for (long i = 0; i < plane_in; ++i) {
+                const uint64_t k = (uint64_t)sp[i];
+                if (k < (uint64_t)plane_out) op[k] += yp[i];
+            }
+            if (stream) stream_copy(out + p * plane_out, op, plane_out * sizeof(T));
         }
+        stream_fence();
     }
 }
 

@@ -6,8 +6,12 @@
 // 32 under __AVX2__, 16 otherwise (FASTCONV_PORTABLE builds: plain x86-64 has SSE2).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 namespace fastconv {
 
@@ -134,6 +138,38 @@ inline void load_block(const T* src, long ld, long rows, long cols, typename Vec
 template <typename T>
 inline void transpose(typename Vec<T>::type* r) {
     if constexpr (Vec<T>::lanes > 1) transpose_stage<T, Vec<T>::lanes / 2>(r);
+}
+
+// dst[0:n) = src[0:n) (bytes), stored around the caches (non-temporal stores) from dst's first vector
+// boundary on. For an output far larger than the caches an ordinary store first reads each line in
+// (read-for-ownership), which costs as much memory traffic as the write itself. The stores are weakly
+// ordered: the writing thread calls stream_fence() before anyone else reads dst.
+inline void stream_copy(void* dst, const void* src, size_t n) {
+#if defined(__SSE2__)
+    char* d = static_cast<char*>(dst);
+    const char* s = static_cast<const char*>(src);
+    const size_t head = std::min(n, (size_t)(-(uintptr_t)d & (kVectorBytes - 1)));
+    std::memcpy(d, s, head);
+    d += head, s += head, n -= head;
+    for (; n >= (size_t)kVectorBytes; n -= kVectorBytes, d += kVectorBytes, s += kVectorBytes) {
+#if defined(__AVX512F__)
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(d), _mm512_loadu_si512(s));
+#elif defined(__AVX__)
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(d), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
+#else
+        _mm_stream_si128(reinterpret_cast<__m128i*>(d), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+#endif
+    }
+    std::memcpy(d, s, n);
+#else
+    std::memcpy(dst, src, n);
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
 }
 
 }  // namespace fastconv
