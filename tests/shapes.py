@@ -101,12 +101,4 @@ POOL_CASES = [
     _pool("kernel-eq-input", (2, 3, 4, 5), (4, 5)),
     _pool("1x1-input", (1, 2, 1, 1), 1),
     _pool("prime-13x5", (1, 1, 13, 5), (3, 2), (2, 1)),
-    # planes wide enough for several vectors of outputs and tall enough for the C++ kernel's four-row
-    # blocks, with clipped windows at both borders (padding up to half the kernel) and a partial last vector
-    _pool("wide-k2s2", (1, 2, 12, 70), 2),
-    _pool("wide-k3s1-pad1", (1, 2, 11, 41), 3, 1, 1),
-    _pool("wide-k3s2-pad1", (2, 1, 13, 67), 3, 2, 1),
-    _pool("wide-k3s3-pad1-ceil", (1, 2, 14, 50), 3, 3, 1, True),
-    _pool("wide-k4s2-pad2-ceil", (1, 1, 17, 45), 4, 2, 2, True),
-    _pool("wide-k2x5-s1x3-pad1x2", (1, 2, 9, 53), (2, 5), (1, 3), (1, 2)),
 ]

@@ -183,7 +183,7 @@ def test_implicit_gemm(case, dtype, threads, rng):
 
 # Dense weight grad (conv2d.cpp): column parts of dW per task, position slices when dW has few columns
 # (K = C_in/g·kH·kW under a few slivers: S1/S6-like first layers), items split inside and across images
-# (HW_out above and below one KC block of 256 positions), K and C_out not multiples of the tile, prime
+# (HW_out above and below one item of 1024 positions), K and C_out not multiples of the tile, prime
 # sizes, padding beyond the kernel, kernel = input, stride/dilation, groups, pointwise, N = 1.
 WGRAD = [
     # x shape, C_out, k, stride, padding, dilation, groups
@@ -196,6 +196,7 @@ WGRAD = [
     ((3, 8, 5, 5), 12, 3, 1, 5, 1, 4),
     ((2, 24, 16, 20), 40, 1, 1, 0, 1, 1),
     ((1, 3, 23, 29), 5, 2, 3, 0, 1, 1),
+    ((2, 3, 45, 47), 9, 3, 1, 1, 1, 1),
 ]
 
 
@@ -377,10 +378,14 @@ def test_pool_phase_split(case, dtype, ceil_mode, fill, rng):
     assert_close(out, fc.max_unpool2d(dy.astype(np.float64), sw_ref, x.shape, backend="numpy"), dtype)
 
 
-def test_unpool_large_output_accumulates(rng):
-    """An output of several MiB with overlapping windows (repeated switches add up) and N = 1."""
-    x = np.round(rng.standard_normal((1, 48, 64, 64))).astype(np.float32)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw", [(64, 64), (31, 33)], ids=["whole-vector-planes", "odd-planes"])
+def test_unpool_large_output_accumulates(hw, dtype, rng):
+    """An output of 8 MiB or more (built plane by plane and streamed out past the caches), with planes
+    a whole number of vectors long or not, overlapping windows (repeated switches add up) and N = 1."""
+    planes = -(-(8 << 20) // (np.dtype(dtype).itemsize * hw[0] * hw[1]))
+    x = np.round(rng.standard_normal((1, planes) + hw)).astype(dtype)
     y, sw = fc.max_pool2d(x, 3, 1, 1, backend="numpy")
-    dy = rng.standard_normal(sw.shape).astype(np.float32)
+    dy = rng.standard_normal(sw.shape).astype(dtype)
     out = fc.max_unpool2d(dy, sw, x.shape, backend="cpp")
-    assert_close(out, fc.max_unpool2d(dy.astype(np.float64), sw, x.shape, backend="numpy"), np.float32)
+    assert_close(out, fc.max_unpool2d(dy.astype(np.float64), sw, x.shape, backend="numpy"), dtype)
