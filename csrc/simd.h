@@ -120,6 +120,11 @@ template <typename T>
 inline void load_block(const T* src, long ld, long rows, long cols, typename Vec<T>::type* v) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes;
+    if (rows >= L && cols == L) {  // the whole block: unrolled, so that v stays in registers
+#pragma GCC unroll 16
+        for (int r = 0; r < L; ++r) v[r] = load<V>(src + r * ld);
+        return;
+    }
     for (int r = 0; r < L; ++r) {
         if (r >= rows) {
             v[r] = V{};
