@@ -1,7 +1,9 @@
-"""The bench harness's timing loop (fastconv.benchmark.machine.interleaved_times)."""
+"""The bench harness: its timing loop (fastconv.benchmark.machine.interleaved_times), its sweeps and
+medians (measure), and the speed issue's targets."""
 import time
+from types import SimpleNamespace
 
-from fastconv.benchmark import target
+from fastconv.benchmark import measure, target
 from fastconv.benchmark.machine import interleaved_times
 
 
@@ -36,3 +38,31 @@ def test_targets_follow_the_speed_issue():
     assert target(row("P1", "max_pool2d")) == 5.0 and target(row("P1", "max_unpool2d")) == 1.5
     assert target(row("U1", "unshared_conv2d")) == 5.0
     assert abs(target(row("T1", "tiled_conv2d", ratio_vs="dense")) - 2 / 3) < 1e-12
+
+
+def test_measure_sweeps_the_table_and_takes_medians():
+    """Each repeat sweeps every case (a row's repeats lie a table apart); rates and ratios are medians
+    over the sweeps, and every case is validated before any is timed."""
+    events = []
+    schedule = {"A": [(2.0, 1.0), (2.0, 4.0), (2.0, 2.0)], "B": [(1.0, 2.0), (9.0, 3.0), (1.0, 3.0)]}
+
+    def case(name):
+        def check():
+            events.append(("check", name))
+            return True, 0.5
+        return SimpleNamespace(group=name, op="conv2d", shape="s", unit="GFLOP/s", work=1e9, base=None,
+                               impls={"fastconv": name, "torch": name}, check=check)
+
+    def timer(impls):
+        name = impls["fastconv"]
+        events.append(("time", name))
+        fast, torch = schedule[name][sum(e == ("time", name) for e in events) - 1]
+        return {"fastconv": fast, "torch": torch}
+
+    rows = measure([case("A"), case("B")], 3, log=lambda *a, **k: None, timer=timer)
+    assert events == [("check", "A"), ("check", "B")] + [("time", "A"), ("time", "B")] * 3
+    a, b = rows
+    assert a["ratio"] == 1.0 and b["ratio"] == 2.0        # medians of torch/fastconv: 0.5, 2, 1 and 2, 1/3, 3
+    assert a["fastconv"] == 0.5 and b["fastconv"] == 1.0  # median rates (work / time): 0.5 x3 and 1, 1/9, 1
+    assert a["torch"] == 0.5 and abs(b["torch"] - 1 / 3) < 1e-12
+    assert a["passed"] and a["numpy"] == 0.5

@@ -2,10 +2,12 @@
 scipy and Numba in the same run, as a table of throughputs, ratios and fractions of the machine's
 measured GEMM peak (or memory-copy bandwidth, for pooling).
 
-Each repeat calls the implementations of a row in turn, round after round (a short block of calls
-each, after a pause and one untimed call: see machine.interleaved_times), and keeps each one's fastest
-call, so a ratio compares times taken under the same spells of machine load; with --repeat R the
-table shows the median over the R repeats of each throughput and of each ratio.
+Every row is validated first. Then each repeat sweeps the whole table: for a row it calls the
+implementations in turn, round after round (a short block of calls each, after a pause and one untimed
+call: see machine.interleaved_times), and keeps each one's fastest call, so a ratio compares times taken
+under the same spells of machine load. With --repeat R the table shows the median over the R sweeps of
+each throughput and of each ratio; a row's sweeps lie a whole table apart, so one slow spell of the
+shared machine (they last seconds to minutes) reaches one of them, not all.
 """
 from __future__ import annotations
 
@@ -20,23 +22,28 @@ from .cases import all_cases
 IMPLS = ("fastconv", "numba", "torch", "scipy", "dense")
 
 
-def measure(cases, repeat, log=print):
-    """Rows of medians: rate per impl, ratio vs torch (or vs the base impl), and the check result."""
+def measure(cases, repeat, log=print, timer=machine.interleaved_times):
+    """Rows of medians over `repeat` sweeps of all cases: rate per impl, ratio vs torch (or vs the base
+    impl), and the check result. Rows are logged as the last sweep completes them."""
+    checks = [case.check() for case in cases]
+    times = [{k: [] for k in case.impls} for case in cases]
     rows = []
-    for case in cases:
-        passed, ref_rate = case.check()
-        times = {k: [] for k in case.impls}
-        for _ in range(repeat):
-            for name, t in machine.interleaved_times(case.impls).items():
-                times[name].append(t)
-        base = case.base or "torch"
-        ratios = [b / f for b, f in zip(times.get(base, []), times["fastconv"])]
-        row = dict(group=case.group, op=case.op, shape=case.shape, unit=case.unit, passed=passed,
-                   numpy=ref_rate, ratio=statistics.median(ratios) if ratios else None, ratio_vs=base)
-        for name, ts in times.items():
-            row[name] = statistics.median(case.work / t * 1e-9 for t in ts)
-        rows.append(row)
-        log(_line(row), flush=True)
+    for sweep in range(repeat):
+        for case, (passed, ref_rate), ts in zip(cases, checks, times):
+            for name, t in timer(case.impls).items():
+                ts[name].append(t)
+            if sweep < repeat - 1:
+                continue
+            base = case.base or "torch"
+            ratios = [b / f for b, f in zip(ts.get(base, []), ts["fastconv"])]
+            row = dict(group=case.group, op=case.op, shape=case.shape, unit=case.unit, passed=passed,
+                       numpy=ref_rate, ratio=statistics.median(ratios) if ratios else None, ratio_vs=base)
+            for name, t in ts.items():
+                row[name] = statistics.median(case.work / v * 1e-9 for v in t)
+            rows.append(row)
+            log(_line(row), flush=True)
+        if sweep < repeat - 1:
+            log(f"sweep {sweep + 1}/{repeat} done", flush=True)
     return rows
 
 
