@@ -116,11 +116,11 @@ def dense_cases(names, numba=True):
 
 # --- single plane, large kernel ------------------------------------------------------------------------
 
-def plane_cases():
+def plane_cases(numba=True):
     s = PLANE_SHAPES["S8"]
     image, kernel = _rng_arrays([(s.H, s.W), (s.k, s.k)])
     impls = {"fastconv": lambda: fc.correlate2d(image, kernel, "valid")}
-    if _has("numba"):
+    if numba and _has("numba"):
         impls["numba"] = lambda: fc.correlate2d(image, kernel, "valid", backend="numba")
     torch = _torch()
     if torch is not None:
@@ -146,7 +146,7 @@ def _equal(got, want):
     return bool(np.array_equal(got, want))
 
 
-def pool_cases():
+def pool_cases(numba=True):
     out = []
     torch = _torch()
     for p in POOL_SHAPES.values():
@@ -162,7 +162,7 @@ def pool_cases():
                 def run(be, n, y=y, sw=sw, x=x):
                     return fc.max_unpool2d(y[:n], sw[:n], (n,) + x.shape[1:], backend=be)
             impls = {"fastconv": lambda run=run, n=p.N: run(None, n)}
-            if _has("numba"):
+            if numba and _has("numba"):
                 impls["numba"] = lambda run=run, n=p.N: run("numba", n)
             if torch is not None:
                 import torch.nn.functional as F
@@ -248,7 +248,7 @@ def all_cases(only=None, numba=True):
     """Every row, or those whose group (S1, P1, U1, ...) is in `only`."""
     want = (lambda g: only is None or g in only)
     rows = dense_cases([n for n in CONV_SHAPES if want(n)], numba)
-    rows += plane_cases() if want("S8") else []
-    rows += pool_cases() if want("P1") else []
+    rows += plane_cases(numba) if want("S8") else []
+    rows += pool_cases(numba) if want("P1") else []
     rows += local_cases([n for n in LOCAL_SHAPES if want(n)], numba)
     return rows
