@@ -79,8 +79,9 @@ PoolPlan plan_pool(const PoolShape& s) {
     p.in0 = std::min(s.W_out, ceil_div(s.pw, s.sw));
     p.in1 = std::max(p.in0, std::min(s.W_out, s.W + s.pw - s.kw >= 0 ? (s.W + s.pw - s.kw) / s.sw + 1 : 0));
     // Switch arithmetic runs in the lanes' integer type: plane indices (plus a vector of slack) must fit.
+    // Without a vector part every window is left to the scalar code: [in0, in1) must be empty too.
     if ((double)s.H * s.W + (double)s.sw * L + s.kw >= (double)std::numeric_limits<typename Vec<T>::int_t>::max())
-        p.ow1 = p.ow0;
+        p.ow1 = p.ow0, p.in1 = p.in0;
     p.n = p.ow1 - p.ow0;
     p.st = s.sw;
     p.base = p.ow0 * s.sw - s.pw;
@@ -179,12 +180,34 @@ void row_max(const T* __restrict ph, const PoolShape& s, const PoolPlan& p, cons
     }
 }
 
+// The outputs of row oh that the vector part left to the scalar code: those outside [ow0, ow1), those of
+// a row with no window row in the plane, and the clipped windows whose vector maximum is -inf (their
+// switch may name a padded tap). `vectorised`: whether row_max ran on this row.
+template <typename T>
+void finish_row(const T* xp, const PoolShape& s, const PoolPlan& pl, long oh, bool vectorised, T* yr, int64_t* sr) {
+    constexpr T ninf = -std::numeric_limits<T>::infinity();
+    const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
+    for (long ow = 0; ow < s.W_out; ++ow) {
+        if (vectorised && ow >= pl.in0 && ow < pl.in1) {
+            ow = pl.in1 - 1;
+            continue;
+        }
+        if (vectorised && ow >= pl.ow0 && ow < pl.ow1 && !(yr[ow] == ninf)) continue;
+        const long ws = ow * s.sw - s.pw, w0 = std::max(ws, 0L), w1 = std::min(ws + s.kw, s.W);
+        if (h0 >= h1 || w0 >= w1) {  // all padding: unreachable through ops.py, kept safe
+            yr[ow] = ninf;
+            sr[ow] = std::min(h0, s.H - 1) * s.W + std::min(w0, s.W - 1);
+            continue;
+        }
+        window_max(xp, s.W, h0, h1, w0, w1, yr[ow], sr[ow]);
+    }
+}
+
 // x (N, C, H, W) -> y, switches (N, C, H_out, W_out)
 template <typename T>
 void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
     const long planes = s.N * s.C, in = s.H * s.W, out = s.H_out * s.W_out;
     const PoolPlan pl = plan_pool<T>(s);
-    const long ow0 = pl.ow0, ow1 = pl.ow1;
     std::vector<long> tb(s.kw);  // offset of tap b in a scratch row, relative to the output's element
     for (long b = 0; b < s.kw; ++b) tb[b] = ((pl.shift + b) % pl.st) * pl.plen + (pl.shift + b) / pl.st;
     const int nt = threads_for(planes, 4.0 * planes * in);
@@ -208,35 +231,19 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
                 }
             for (long oh = 0; oh < s.H_out;) {
                 // four rows at once where all four windows lie vertically inside the plane
-                const long hs4 = oh * s.sh - s.ph;
-                const bool four = pl.n > 0 && oh + 4 <= s.H_out && hs4 >= 0 && hs4 + 3 * s.sh + s.kh <= s.H;
+                const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
+                const bool four = pl.n > 0 && oh + 4 <= s.H_out && hs >= 0 && hs + 3 * s.sh + s.kh <= s.H;
+                const bool vectorised = pl.n > 0 && h1 > h0;  // some window row lies in the plane
+                const long rows = four ? 4 : 1;
+                T* yr = y + p * out + oh * s.W_out;
+                int64_t* sr = switches + p * out + oh * s.W_out;
                 if (four)
-                    row_max<T, 4>(scratch.data(), s, pl, tb.data(), hs4, 0, s.kh, y + p * out + oh * s.W_out,
-                                  switches + p * out + oh * s.W_out);
-                for (const long oh_end = oh + (four ? 4 : 1); oh < oh_end; ++oh) {
-                    const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
-                    T* yr = y + p * out + oh * s.W_out;
-                    int64_t* sr = switches + p * out + oh * s.W_out;
-                    const bool inside = h1 > h0;  // some window row lies in the plane
-                    if (!four && inside && pl.n > 0)
-                        row_max<T, 1>(scratch.data(), s, pl, tb.data(), hs, h0 - hs, h1 - hs, yr, sr);
-                    for (long ow = 0; ow < s.W_out; ++ow) {
-                        if (inside && ow >= pl.in0 && ow < pl.in1) {
-                            ow = pl.in1 - 1;
-                            continue;
-                        }
-                        // a clipped window done in the vector part: kept unless its maximum is -inf
-                        if (inside && ow >= ow0 && ow < ow1 && !(yr[ow] == -std::numeric_limits<T>::infinity()))
-                            continue;
-                        const long ws = ow * s.sw - s.pw, w0 = std::max(ws, 0L), w1 = std::min(ws + s.kw, s.W);
-                        if (h0 >= h1 || w0 >= w1) {  // all padding: unreachable through ops.py, kept safe
-                            yr[ow] = -std::numeric_limits<T>::infinity();
-                            sr[ow] = std::min(h0, s.H - 1) * s.W + std::min(w0, s.W - 1);
-                            continue;
-                        }
-                        window_max(xp, s.W, h0, h1, w0, w1, yr[ow], sr[ow]);
-                    }
-                }
+                    row_max<T, 4>(scratch.data(), s, pl, tb.data(), hs, 0, s.kh, yr, sr);
+                else if (vectorised)
+                    row_max<T, 1>(scratch.data(), s, pl, tb.data(), hs, h0 - hs, h1 - hs, yr, sr);
+                for (long j = 0; j < rows; ++j)
+                    finish_row(xp, s, pl, oh + j, vectorised, yr + j * s.W_out, sr + j * s.W_out);
+                oh += rows;
             }
         }
     }

@@ -27,24 +27,33 @@ def measure(cases, repeat, log=print, timer=machine.interleaved_times):
     impl), and the check result. Rows are logged as the last sweep completes them."""
     checks = [case.check() for case in cases]
     times = [{k: [] for k in case.impls} for case in cases]
+    for sweep in range(1, repeat):
+        for case, ts in zip(cases, times):
+            _sweep(case, ts, timer)
+        log(f"sweep {sweep}/{repeat} done", flush=True)
     rows = []
-    for sweep in range(repeat):
-        for case, (passed, ref_rate), ts in zip(cases, checks, times):
-            for name, t in timer(case.impls).items():
-                ts[name].append(t)
-            if sweep < repeat - 1:
-                continue
-            base = case.base or "torch"
-            ratios = [b / f for b, f in zip(ts.get(base, []), ts["fastconv"])]
-            row = dict(group=case.group, op=case.op, shape=case.shape, unit=case.unit, passed=passed,
-                       numpy=ref_rate, ratio=statistics.median(ratios) if ratios else None, ratio_vs=base)
-            for name, t in ts.items():
-                row[name] = statistics.median(case.work / v * 1e-9 for v in t)
-            rows.append(row)
-            log(_line(row), flush=True)
-        if sweep < repeat - 1:
-            log(f"sweep {sweep + 1}/{repeat} done", flush=True)
+    for case, check, ts in zip(cases, checks, times):  # the last sweep, each row shown as it completes
+        _sweep(case, ts, timer)
+        rows.append(_row(case, check, ts))
+        log(_line(rows[-1]), flush=True)
     return rows
+
+
+def _sweep(case, ts, timer):
+    for name, t in timer(case.impls).items():
+        ts[name].append(t)
+
+
+def _row(case, check, ts):
+    """A table row from a case's check result and its per-sweep fastest times `ts`: medians over sweeps."""
+    passed, ref_rate = check
+    base = case.base or "torch"
+    ratios = [b / f for b, f in zip(ts.get(base, []), ts["fastconv"])]
+    row = dict(group=case.group, op=case.op, shape=case.shape, unit=case.unit, passed=passed, numpy=ref_rate,
+               ratio=statistics.median(ratios) if ratios else None, ratio_vs=base)
+    for name, t in ts.items():
+        row[name] = statistics.median(case.work / v * 1e-9 for v in t)
+    return row
 
 
 def _fmt(v, width=8, digits=1):
@@ -130,7 +139,7 @@ def run(only=None, repeat=1, threads=2, numba=True, json_path=None, png_path=Non
     peak, peak_src = machine.gemm_peak()
     bandwidth = machine.copy_bandwidth()
     info = dict(threads=threads, backend=fc.get_backend(), build=build, torch=torch_version, blas=machine.blas_info(),
-                gemm_peak_gflops=peak, gemm_peak_source=peak_src, copy_bandwidth_gbs=bandwidth, repeat=repeat)
+                repeat=repeat)
     print(f"fastconv bench: backend {info['backend']}, {threads} threads, repeat {repeat} (medians)")
     print(f"build: {build}; torch {torch_version}")
     print("numpy thread pools: " + "; ".join(info["blas"]))
