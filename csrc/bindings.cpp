@@ -119,20 +119,22 @@ void max_pool2d(py::array x, py::array y, py::array switches, Pair k, Pair st, P
     });
 }
 
-void max_unpool2d(py::array y, py::array switches, py::array o) {
+long max_unpool2d(py::array y, py::array switches, py::array o) {
     need(y.ndim() == 4 && o.ndim() == 4, "max_unpool2d", "y and out must be 4-D");
     need(o.shape(0) == y.shape(0) && o.shape(1) == y.shape(1), "max_unpool2d", "out (N, C) differs from y");
     need(switches.ndim() == 4 && std::equal(y.shape(), y.shape() + 4, switches.shape()), "max_unpool2d",
          "switches must have y's shape");
     const long planes = y.shape(0) * y.shape(1), plane_in = y.shape(2) * y.shape(3), plane_out = o.shape(2) * o.shape(3);
+    long skipped = 0;
     by_dtype(y, [&](auto tag) {
         using T = decltype(tag);
         const T* yp = in<T>(y, "y");
         const int64_t* sp = in<int64_t>(switches, "switches");
         T* op = out<T>(o, "out");
         py::gil_scoped_release release;
-        fastconv::max_unpool2d(yp, sp, op, planes, plane_in, plane_out);
+        skipped = fastconv::max_unpool2d(yp, sp, op, planes, plane_in, plane_out);
     });
+    return skipped;
 }
 
 // x (N, C_in, H, W), w (T_h, T_w, C_out, C_in, kH, kW), y (N, C_out, H_out, W_out) must agree.
@@ -217,7 +219,8 @@ PYBIND11_MODULE(_cpp, m) {
     m.def("conv2d_input_grad", &conv2d_input_grad, "dx = adjoint of conv2d in x, into dx");
     m.def("conv2d_weight_grad", &conv2d_weight_grad, "dw = Σ dy ⋆ x, into dw");
     m.def("max_pool2d", &max_pool2d, "window max into y, flat argmax h*W+w into switches");
-    m.def("max_unpool2d", &max_unpool2d, "out = 0, then out[n,c].flat[switches] += y");
+    m.def("max_unpool2d", &max_unpool2d,
+          "out = 0, then out[n,c].flat[switches] += y; returns how many switches lie outside a plane (skipped)");
     m.def("tiled_conv2d", &local_forward<false>, "tiled conv into y (kernel w[i % T_h, j % T_w] at (i, j))");
     m.def("tiled_conv2d_input_grad", &local_input_grad<false>, "adjoint of tiled_conv2d in x, into dx");
     m.def("tiled_conv2d_weight_grad", &local_weight_grad<false>, "tiled_conv2d weight gradient, into dw");

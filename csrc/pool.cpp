@@ -251,13 +251,15 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
 
 // Serial within a plane (overlapping windows add up in a fixed order), parallel across planes; each plane
 // is zeroed just before its scatter, so it is still in L1 when the scatter runs. Switches outside the
-// plane are skipped, never written through (one unsigned comparison covers both ends). A large output
-// is built plane by plane in a scratch plane and streamed out (stream_copy): no line of it is read in.
+// plane are skipped and counted, never written through (one unsigned comparison covers both ends): the
+// count is the caller's range check, which thus costs no pass of its own over the switches. A large
+// output is built plane by plane in a scratch plane and streamed out (stream_copy): no line of it is read in.
 template <typename T>
-void max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out) {
+long max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out) {
     const long plane_bytes = plane_out * (long)sizeof(T);
     const bool stream = planes * plane_bytes >= kStreamBytes && plane_bytes <= kStreamPlaneBytes;
-#pragma omp parallel num_threads(threads_for(planes, 2.0 * planes * plane_out))
+    long skipped = 0;
+#pragma omp parallel num_threads(threads_for(planes, 2.0 * planes * plane_out)) reduction(+ : skipped)
     {
         Buffer<T> scratch(stream ? plane_out : 0);
 #pragma omp for schedule(static)
@@ -268,17 +270,21 @@ void max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long
             std::fill(op, op + plane_out, T(0));
             for (long i = 0; i < plane_in; ++i) {
                 const uint64_t k = (uint64_t)sp[i];
-                if (k < (uint64_t)plane_out) op[k] += yp[i];
+                if (k < (uint64_t)plane_out)
+                    op[k] += yp[i];
+                else
+                    ++skipped;
             }
             if (stream) stream_copy(out + p * plane_out, op, plane_out * sizeof(T));
         }
         stream_fence();
     }
+    return skipped;
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                       \
     template void max_pool2d<T>(const T*, T*, int64_t*, const PoolShape&);           \
-    template void max_unpool2d<T>(const T*, const int64_t*, T*, long, long, long);
+    template long max_unpool2d<T>(const T*, const int64_t*, T*, long, long, long);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

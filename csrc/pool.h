@@ -17,8 +17,9 @@ void check_pool_shape(const PoolShape& s);
 template <typename T>
 void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s);
 
-// out (planes, plane_out) = 0 except out[p][switches[p][i]] += y[p][i]; y/switches (planes, plane_in)
+// out (planes, plane_out) = 0 except out[p][switches[p][i]] += y[p][i]; y/switches (planes, plane_in).
+// Returns how many switches lie outside [0, plane_out): those are skipped.
 template <typename T>
-void max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out);
+long max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out);
 
 }  // namespace fastconv

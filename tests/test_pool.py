@@ -178,6 +178,19 @@ def test_unpool_accumulates_overlaps(any_backend):
 
 
 @DTYPE
+def test_unpool_kernel_skips_and_counts_switches_outside_the_plane(any_backend, dtype):
+    """The range check rides on the kernel's scatter: switches outside the plane are counted, never written
+    through, and the others still land (max_unpool2d raises on a nonzero count)."""
+    y = np.arange(1, 9, dtype=dtype).reshape(1, 2, 2, 2)
+    sw = np.array([[[0, 9], [-1, 4]], [[8, 2**40], [3, -2**62]]], np.int64)[None]
+    out = np.full((1, 2, 3, 3), np.nan, dtype)
+    assert fc.backends.load(any_backend).max_unpool2d(y, sw, out) == 4
+    expected = np.zeros((2, 9), dtype)
+    expected[0, 0], expected[0, 4], expected[1, 8], expected[1, 3] = 1, 4, 5, 7
+    np.testing.assert_array_equal(out.reshape(2, 9), expected)
+
+
+@DTYPE
 def test_noncontiguous(any_backend, dtype, rng):
     x = _x("ties", (2, 3, 7, 8), dtype, rng)
     y, sw = fc.max_pool2d(x, 3, 2, 1, backend=any_backend)

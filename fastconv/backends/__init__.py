@@ -1,8 +1,10 @@
 """Backend registry: interchangeable modules with the same function table, chosen in one place.
 
 A backend module defines the kernels named in OPS. Each receives validated, C-contiguous arrays of
-one float dtype, a preallocated output it fills, and plain int pairs; it does math only. A backend
-whose import fails is simply unavailable.
+one float dtype, a preallocated output it fills, and plain int pairs; it does math only. The one check
+a kernel makes is max_unpool2d's: it returns how many switches lie outside the output plane (skipped,
+never written through), because a separate range check would cost a pass over the switches as long as
+the scatter. A backend whose import fails is simply unavailable.
 """
 from __future__ import annotations
 

@@ -38,9 +38,12 @@ def max_pool2d(x, y, switches, kh, kw, sh, sw, ph, pw):
 
 @njit(**EXACT)
 def max_unpool2d(y, switches, out):
-    """out[n,c].flat[switches[n,c,i,j]] += y[n,c,i,j], zero elsewhere; planes are independent tasks."""
+    """out[n,c].flat[switches[n,c,i,j]] += y[n,c,i,j], zero elsewhere; planes are independent tasks.
+    Returns how many switches lie outside the plane (those are skipped)."""
     N, C, H_out, W_out = y.shape
     Wo = out.shape[3]
+    plane = out.shape[2] * Wo
+    skipped = 0
     for t in prange(N * C):
         n = t // C
         c = t % C
@@ -48,4 +51,8 @@ def max_unpool2d(y, switches, out):
         for i in range(H_out):
             for j in range(W_out):
                 s = switches[n, c, i, j]
-                out[n, c, s // Wo, s % Wo] += y[n, c, i, j]
+                if 0 <= s < plane:
+                    out[n, c, s // Wo, s % Wo] += y[n, c, i, j]
+                else:
+                    skipped += 1
+    return skipped

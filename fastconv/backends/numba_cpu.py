@@ -45,7 +45,7 @@ def max_pool2d(x, y, switches, kernel, stride, pad):
 
 
 def max_unpool2d(y, switches, out):
-    _pool.max_unpool2d(y, switches, out)
+    return _pool.max_unpool2d(y, switches, out)
 
 
 def tiled_conv2d(x, w, b, y, stride, pad):

@@ -92,12 +92,16 @@ def max_pool2d(x, y, switches, kernel, stride, pad):
 
 
 def max_unpool2d(y, switches, out):
-    """out[n,c].flat[switches[n,c,i,j]] += y[n,c,i,j]; zero elsewhere (so it is also max_pool2d's backward)."""
+    """out[n,c].flat[switches[n,c,i,j]] += y[n,c,i,j]; zero elsewhere (so it is also max_pool2d's backward).
+    Returns how many switches lie outside the plane (those are skipped)."""
     N, C = y.shape[:2]
     flat = out.reshape(N * C, -1)
     flat[...] = 0
     planes = np.repeat(np.arange(N * C), y[0, 0].size)
-    np.add.at(flat, (planes, switches.reshape(-1)), y.reshape(-1))
+    k = switches.reshape(-1)
+    inside = (k >= 0) & (k < flat.shape[1])
+    np.add.at(flat, (planes[inside], k[inside]), y.reshape(-1)[inside])
+    return int(k.size - np.count_nonzero(inside))
 
 
 def unshared_conv2d(x, w, b, y, stride, pad):
