@@ -168,6 +168,10 @@ void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape&
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
             const long o = p % s.C_out;
+            if (direct_ok(taps) && direct::correlate_rows_unpadded(plane_of(p), s.H, s.W, s.ph, s.pw, w + o * kk, s.kH,
+                                                                   s.kW, s.dw, y + p * HWo, s.W_out, 0L, s.H_out,
+                                                                   false, b ? b[o] : T(0)))
+                continue;
             refill_plane(plane_of(p), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
             correlate_padded(xp, Wp, w + o * kk, taps, s.H_out, s.W_out, y + p * HWo, false, b ? b[o] : T(0));
         }
@@ -201,6 +205,10 @@ void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape
                 if (gather) {
                     T* rot = buf + Hp * Wp;
                     for (long k = 0; k < kk; ++k) rot[k] = wo[kk - 1 - k];
+                    if (direct_ok(taps) && direct::correlate_rows_unpadded(dyo, s.H_out, s.W_out, (s.kH - 1) * s.dh - s.ph,
+                                                                           (s.kW - 1) * s.dw - s.pw, rot, s.kH, s.kW,
+                                                                           s.dw, dxc, s.W, 0L, s.H, o > c * M, T(0)))
+                        continue;
                     refill_plane(dyo, s.H_out, s.W_out, (s.kH - 1) * s.dh - s.ph, (s.kW - 1) * s.dw - s.pw, Hp, Wp, buf);
                     correlate_padded(buf, Wp, rot, taps, s.H, s.W, dxc, o > c * M, T(0));
                     continue;
@@ -262,10 +270,12 @@ void wgrad_taps(const T* xp, long Wp, const long* off, const T* dy, long H_out, 
 // row t are loaded once and each feeds the KH dy rows t - a·dh that take it (an unaligned load serves KH
 // FMAs instead of one). accv holds KH·KW vectors in row-major tap order. ALIGNED (dw = 1, vector-aligned
 // rows of at least direct::aligned_width): the shifted vectors come from two aligned ones by shift_lanes,
-// as in direct.h.
-template <typename T, int KH, int KW, bool ALIGNED>
+// as in direct.h. UNPADDED (dw = 1): xp is the plane x itself, H rows of Wp = W_out columns (whole
+// vectors), with `top` zero rows above it and (KW - 1) / 2 zero columns either side (direct.h's
+// unpadded layout): rows outside it are skipped and the columns past its edges are zero vectors.
+template <typename T, int KH, int KW, bool ALIGNED, bool UNPADDED = false>
 void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out, long W_out,
-                typename Vec<T>::type* accv) {
+                typename Vec<T>::type* accv, long top = 0, long H = 0) {
     using V = typename Vec<T>::type;
     using VI = typename Vec<T>::itype;
     using I = typename Vec<T>::int_t;
@@ -280,15 +290,27 @@ void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out,
     for (int l = 0; l < L; ++l) live[l] = l < rest ? I(-1) : I(0);
     const long rows = H_out + (KH - 1) * dh;
     for (long t = 0; t < rows; ++t) {
-        const T* xr = xp + t * Wp;
+        if (UNPADDED && (t < top || t - top >= H)) continue;
+        const T* xr = xp + (UNPADDED ? t - top : t) * Wp;
         bool ok[KH];
 #pragma GCC unroll 8
         for (int a = 0; a < KH; ++a) ok[a] = t - a * dh >= 0 && t - a * dh < H_out;
-        V next{};
+        V next{}, cur{}, prev{};
         if constexpr (ALIGNED) next = load<V>(xr);
-        // x vectors at columns j + b*dw, b < KW.
+        if constexpr (UNPADDED) cur = load<V>(xr);
+        // x vectors at (padded) columns j + b*dw, b < KW.
         auto shifted = [&](long j, V* xv) {
-            if constexpr (ALIGNED) {
+            if constexpr (UNPADDED) {
+                next = j + L < Wp ? load<V>(xr + j + L) : V{};
+                direct::for_each_tap(std::make_integer_sequence<int, KW>{}, [&](auto b) {
+                    constexpr int S = L - (KW - 1) / 2 + b();
+                    if constexpr (S < L)
+                        xv[b()] = shift_lanes<S, T>(prev, cur);
+                    else
+                        xv[b()] = shift_lanes<S - L, T>(cur, next);
+                });
+                prev = cur, cur = next;
+            } else if constexpr (ALIGNED) {
                 const V cur = next;
                 next = load<V>(xr + j + L);
                 direct::for_each_tap(std::make_integer_sequence<int, KW>{},
@@ -373,6 +395,9 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
         // through x[n] and dy[n] in long contiguous runs (one 4 KiB plane at a time would restart the
         // hardware prefetcher at every plane). Per channel the sum over n runs in the same order for any
         // thread count.
+        // 3x3 'same' columns on whole-vector rows: x is read in place (wgrad_rows' unpadded layout)
+        const bool unpadded = s.kH == 3 && s.kW == 3 && s.dw == 1 && s.pw == 1 && s.W_out == s.W &&
+                              s.W % Vec<T>::lanes == 0;
         Buffer<V> accs(s.C_out * kk);
         Buffer<T> work(nt * Hp * Wp);
 #pragma omp parallel num_threads(nt)
@@ -384,8 +409,14 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
             std::fill(accs.data() + o0 * kk, accs.data() + o1 * kk, V{});
             for (long n = 0; n < s.N; ++n)
                 for (long o = o0; o < o1; ++o) {
-                    refill_plane(x + (n * s.C_in + o / s.M_g()) * s.HW(), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
+                    const T* xo = x + (n * s.C_in + o / s.M_g()) * s.HW();
                     const T* dyo = dy + (n * s.C_out + o) * HWo;
+                    if (unpadded) {
+                        wgrad_rows<T, 3, 3, false, true>(xo, s.W, s.dh, 1, dyo, s.H_out, s.W_out, accs.data() + o * kk,
+                                                         s.ph, s.H);
+                        continue;
+                    }
+                    refill_plane(xo, s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
                     if (s.kH == 3 && s.kW == 3) {
                         if (s.dw == 1)  // rows vector-aligned: Wp and the per-thread buffers are whole vectors
                             wgrad_rows<T, 3, 3, true>(xp, Wp, s.dh, 1, dyo, s.H_out, s.W_out, accs.data() + o * kk);

@@ -46,6 +46,8 @@ def check_ndim(name: str, a: np.ndarray, ndim: int, layout: str) -> None:
 
 
 def _int(name: str, v) -> int:
+    if type(v) is int:  # the common case, without the slow abstract-base-class check below
+        return v
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name}: expected an int or a pair of ints, got {v!r}")
     return int(v)

@@ -276,7 +276,12 @@ DEPTHWISE = [((1, 1, 33, 45), 1, 5, 1, 2, 1), ((2, 3, 17, 19), 3, 3, 1, 4, 1), (
              ((1, 1, 6, 6), 3, 7, 1, 3, 1), ((2, 3, 20, 20), 3, 3, 2, 1, 1),
              # 3x3 and 5x5 take the aligned-row kernel: whole column blocks and a partial one, multipliers 1, 2
              ((2, 3, 21, 37), 3, 5, 1, 2, 1), ((1, 2, 9, 70), 2, 3, 1, 1, 1), ((2, 2, 15, 40), 4, 3, 1, 1, 1),
-             ((3, 2, 7, 16), 2, 3, 1, 0, 1)]
+             ((3, 2, 7, 16), 2, 3, 1, 0, 1),
+             # 3x3 and 5x5 'same' columns on rows of whole vectors (widths of 16, 32, 48 and 80 are whole
+             # vectors for every vector width) read the plane in place: column blocks with a real or a zero
+             # neighbour on either side, padded rows above and below skipped, rows padded unlike columns
+             ((2, 3, 13, 80), 3, 3, 1, 1, 1), ((1, 2, 11, 48), 2, 5, 1, 2, 1), ((2, 2, 9, 32), 4, 3, 1, (2, 1), 1),
+             ((1, 3, 10, 16), 3, 3, 1, (0, 1), 1)]
 
 
 @pytest.mark.parametrize("threads", [1, 4])
@@ -298,6 +303,8 @@ DW_WGRAD = [
     ((1, 2, 19, 21), 2, 3, (1, 2), 1, 1),
     # 3x3 at column dilation 1: the aligned-row kernel, rows of whole vectors plus a partial one
     ((2, 3, 12, 37), 3, 3, 1, 1, 1), ((1, 2, 11, 20), 4, 3, 1, 2, (2, 1)),
+    # 3x3 'same' columns on rows of whole vectors: x read in place (zero vectors past its edges, padded rows skipped)
+    ((2, 3, 13, 80), 3, 3, 1, 1, 1), ((1, 2, 10, 32), 4, 3, 1, (2, 1), (2, 1)), ((2, 2, 9, 48), 2, 3, 1, (0, 1), 1),
 ]
 
 
@@ -321,12 +328,13 @@ def test_depthwise_weight_grad(case, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("k", [3, 5])
-def test_depthwise_weight_grad_nonfinite(k, dtype, rng):
+@pytest.mark.parametrize("k, width", [(3, 21), (5, 21), (3, 32)])
+def test_depthwise_weight_grad_nonfinite(k, width, dtype, rng):
     """inf / NaN in x reach exactly the taps whose windows read them: the dead lanes of a partial vector
-    (which would read real columns past the output) must not turn an unread inf into NaN."""
-    x = rng.standard_normal((2, 2, 9, 21)).astype(dtype)
-    x[0, 1, 3, 20] = np.inf   # last column: with padding 1 tap b = 0 never reads it
+    (which would read real columns past the output) must not turn an unread inf into NaN; nor may the
+    zero columns past the edges of a plane read in place."""
+    x = rng.standard_normal((2, 2, 9, width)).astype(dtype)
+    x[0, 1, 3, width - 1] = np.inf   # last column: with padding 1 tap b = 0 never reads it
     x[1, 1, 8, 0] = -np.inf   # first column, last row
     x[1, 0, 4, 10] = np.nan
     kw_ = dict(padding=1, groups=2)
