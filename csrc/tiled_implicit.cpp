@@ -173,9 +173,7 @@ bool tiled_weight_grad_implicit(const T* x, const T* dy, T* dw, const LocalShape
                 }
                 phases.push_back({xs.data(), 0L, ps, 1L, len, dq, 0L, len, dwp, n0 > 0});
                 which.push_back(th * s.T_w + tw);
-                for (long n = n0; n < n1; ++n)
-                    for (long i = th; i < s.H_out; i += s.T_h)
-                        for (long j = tw; j < s.W_out; j += s.T_w) *ps++ = (n - n0) * xs_size + i * geo.Wq + j;
+                ps += len;
                 dq += M * len;
             }
 #pragma omp parallel for schedule(static) num_threads(threads_for((long)phases.size() * M, 1.0 * M * chunk * HWo))
@@ -188,6 +186,12 @@ bool tiled_weight_grad_implicit(const T* x, const T* dy, T* dw, const LocalShape
                     const T* row = dy + (n * M + m) * HWo + i * s.W_out;
                     for (long j = tw; j < s.W_out; j += s.T_w) *d++ = row[j];
                 }
+            if (m == 0) {  // the phase's positions, built here rather than serially beforehand
+                long* ps = const_cast<long*>(P.pos);
+                for (long n = n0; n < n1; ++n)
+                    for (long i = th; i < s.H_out; i += s.T_h)
+                        for (long j = tw; j < s.W_out; j += s.T_w) *ps++ = (n - n0) * xs_size + i * geo.Wq + j;
+            }
         }
         implicit_weight_grad(phases.data(), (long)phases.size(), WgradRows{off.data()}, K, M);
     }
