@@ -205,11 +205,12 @@ void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape
                 if (gather) {
                     T* rot = buf + Hp * Wp;
                     for (long k = 0; k < kk; ++k) rot[k] = wo[kk - 1 - k];
-                    if (direct_ok(taps) && direct::correlate_rows_unpadded(dyo, s.H_out, s.W_out, (s.kH - 1) * s.dh - s.ph,
-                                                                           (s.kW - 1) * s.dw - s.pw, rot, s.kH, s.kW,
-                                                                           s.dw, dxc, s.W, 0L, s.H, o > c * M, T(0)))
+                    const long top = (s.kH - 1) * s.dh - s.ph, left = (s.kW - 1) * s.dw - s.pw;  // dy's padding
+                    if (direct_ok(taps) && direct::correlate_rows_unpadded(dyo, s.H_out, s.W_out, top, left, rot, s.kH,
+                                                                           s.kW, s.dw, dxc, s.W, 0L, s.H, o > c * M,
+                                                                           T(0)))
                         continue;
-                    refill_plane(dyo, s.H_out, s.W_out, (s.kH - 1) * s.dh - s.ph, (s.kW - 1) * s.dw - s.pw, Hp, Wp, buf);
+                    refill_plane(dyo, s.H_out, s.W_out, top, left, Hp, Wp, buf);
                     correlate_padded(buf, Wp, rot, taps, s.H, s.W, dxc, o > c * M, T(0));
                     continue;
                 }

@@ -174,19 +174,17 @@ inline void row_block(const T* xp, long Wp, const T* k, long kH, long kW, long d
                       bool accumulate, T init, long top, long H) {
     constexpr int L = Vec<T>::lanes, NV = kVecs;
     long j0 = 0;
-    for (; j0 + NV * L <= W_out; j0 += NV * L)
-        block<T, R, NV, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dw, out, W_out, i0, j0, accumulate, init, top, H);
+    auto run = [&](auto nv) {
+        block<T, R, decltype(nv)::value, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dw, out, W_out, i0, j0, accumulate, init,
+                                                          top, H);
+    };
+    for (; j0 + NV * L <= W_out; j0 += NV * L) run(std::integral_constant<int, NV>{});
     if (j0 >= W_out) return;
     switch (ceil_div(W_out - j0, L)) {
-        case 1:
-            return block<T, R, 1, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dw, out, W_out, i0, j0, accumulate, init, top, H);
-        case 2:
-            return block<T, R, 2, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dw, out, W_out, i0, j0, accumulate, init, top, H);
-        case 3:
-            return block<T, R, (NV > 2 ? 3 : 1), KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dw, out, W_out, i0, j0,
-                                                                  accumulate, init, top, H);
-        default:
-            return block<T, R, NV, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dw, out, W_out, i0, j0, accumulate, init, top, H);
+        case 1: return run(std::integral_constant<int, 1>{});
+        case 2: return run(std::integral_constant<int, 2>{});
+        case 3: return run(std::integral_constant<int, (NV > 2 ? 3 : 1)>{});
+        default: return run(std::integral_constant<int, NV>{});
     }
 }
 
