@@ -160,18 +160,20 @@ void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape&
         return;
     }
     const int nt = threads_for(planes, s.flops());
-    Buffer<T> work(nt * Hp * Wp);
+    const bool unpadded = direct_ok(taps) && direct::unpadded_ok<T>(s.W, s.W_out, s.pw, s.kH, s.kW, s.dw);
+    Buffer<T> work(unpadded ? 0 : nt * Hp * Wp);
 #pragma omp parallel num_threads(nt)
     {
-        T* xp = work.data() + omp_thread() * Hp * Wp;
-        std::fill(xp, xp + Hp * Wp, T(0));  // the padding stays zero; each plane refills the rest
+        T* xp = unpadded ? nullptr : work.data() + omp_thread() * Hp * Wp;
+        if (xp) std::fill(xp, xp + Hp * Wp, T(0));  // the padding stays zero; each plane refills the rest
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
             const long o = p % s.C_out;
-            if (direct_ok(taps) && direct::correlate_rows_unpadded(plane_of(p), s.H, s.W, s.ph, s.pw, w + o * kk, s.kH,
-                                                                   s.kW, s.dw, y + p * HWo, s.W_out, 0L, s.H_out,
-                                                                   false, b ? b[o] : T(0)))
+            if (unpadded) {
+                direct::correlate_rows_unpadded(plane_of(p), s.H, s.W, s.ph, w + o * kk, s.kH, y + p * HWo, 0L, s.H_out,
+                                                false, b ? b[o] : T(0));
                 continue;
+            }
             refill_plane(plane_of(p), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
             correlate_padded(xp, Wp, w + o * kk, taps, s.H_out, s.W_out, y + p * HWo, false, b ? b[o] : T(0));
         }
@@ -186,6 +188,8 @@ void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape
     const bool gather = s.sh == 1 && s.sw == 1;
     const Taps taps{s.kH, s.kW, 1, 1, s.dh, s.dw};
     const long Hp = s.H + (s.kH - 1) * s.dh, Wp = padded_stride<T>(taps, s.W + (s.kW - 1) * s.dw, s.W);
+    const long top = (s.kH - 1) * s.dh - s.ph, left = (s.kW - 1) * s.dw - s.pw;  // dy's padding
+    const bool unpadded = gather && direct_ok(taps) && direct::unpadded_ok<T>(s.W_out, s.W, left, s.kH, s.kW, s.dw);
     // Per thread: the padded plane (vector-aligned, for the direct kernel), then the rotated kernel.
     const long scratch = gather ? round_up(Hp * Wp + kk, Vec<T>::lanes) : HWo;
     const int nt = threads_for(planes, s.flops());
@@ -205,11 +209,11 @@ void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape
                 if (gather) {
                     T* rot = buf + Hp * Wp;
                     for (long k = 0; k < kk; ++k) rot[k] = wo[kk - 1 - k];
-                    const long top = (s.kH - 1) * s.dh - s.ph, left = (s.kW - 1) * s.dw - s.pw;  // dy's padding
-                    if (direct_ok(taps) && direct::correlate_rows_unpadded(dyo, s.H_out, s.W_out, top, left, rot, s.kH,
-                                                                           s.kW, s.dw, dxc, s.W, 0L, s.H, o > c * M,
-                                                                           T(0)))
+                    if (unpadded) {
+                        direct::correlate_rows_unpadded(dyo, s.H_out, s.W_out, top, rot, s.kH, dxc, 0L, s.H, o > c * M,
+                                                        T(0));
                         continue;
+                    }
                     refill_plane(dyo, s.H_out, s.W_out, top, left, Hp, Wp, buf);
                     correlate_padded(buf, Wp, rot, taps, s.H, s.W, dxc, o > c * M, T(0));
                     continue;
@@ -396,17 +400,16 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
         // through x[n] and dy[n] in long contiguous runs (one 4 KiB plane at a time would restart the
         // hardware prefetcher at every plane). Per channel the sum over n runs in the same order for any
         // thread count.
-        // 3x3 'same' columns on whole-vector rows: x is read in place (wgrad_rows' unpadded layout)
-        const bool unpadded = s.kH == 3 && s.kW == 3 && s.dw == 1 && s.pw == 1 && s.W_out == s.W &&
-                              s.W % Vec<T>::lanes == 0;
+        // 3x3 in direct.h's unpadded layout: x is read in place (wgrad_rows' UNPADDED)
+        const bool unpadded = s.kH == 3 && direct::unpadded_ok<T>(s.W, s.W_out, s.pw, s.kH, s.kW, s.dw);
         Buffer<V> accs(s.C_out * kk);
-        Buffer<T> work(nt * Hp * Wp);
+        Buffer<T> work(unpadded ? 0 : nt * Hp * Wp);
 #pragma omp parallel num_threads(nt)
         {
             const int tid = omp_thread(), nth = nt;
             const long o0 = s.C_out * tid / nth, o1 = s.C_out * (tid + 1) / nth;
-            T* xp = work.data() + tid * Hp * Wp;
-            std::fill(xp, xp + Hp * Wp, T(0));  // the padding stays zero; each plane refills the rest
+            T* xp = unpadded ? nullptr : work.data() + tid * Hp * Wp;
+            if (xp) std::fill(xp, xp + Hp * Wp, T(0));  // the padding stays zero; each plane refills the rest
             std::fill(accs.data() + o0 * kk, accs.data() + o1 * kk, V{});
             for (long n = 0; n < s.N; ++n)
                 for (long o = o0; o < o1; ++o) {

@@ -212,22 +212,24 @@ void correlate_rows(const T* xp, long Wp, const T* k, long kH, long kW, long dw,
     rows<T>(xp, Wp, k, kH, kW, dw, out, W_out, i_begin, i_end, accumulate, init);
 }
 
-// The same correlation straight from an unpadded plane x (H x W) with `top` zero rows above it and `left`
-// zero columns on either side, where that layout allows (3x3 or 5x5 'same' columns: left = (kW - 1) / 2,
-// W_out = W, W whole vectors; dw = 1): no padded copy, whose stores (off the vector grid by the padding)
-// cost a 3x3 depthwise layer nearly a third of its time. Returns false, having done nothing, elsewhere.
+// Whether correlate_rows_unpadded applies: a 3x3 or 5x5 kernel with 'same' columns (left = (kW - 1) / 2
+// zero columns either side, fewer than a vector) at dw = 1, on a plane of W = W_out columns, whole vectors.
 template <typename T>
-bool correlate_rows_unpadded(const T* x, long H, long W, long top, long left, const T* k, long kH, long kW, long dw,
-                             T* out, long W_out, long i_begin, long i_end, bool accumulate, T init) {
-    constexpr int L = Vec<T>::lanes;
-    if (dw != 1 || W_out != W || W % L != 0 || kH != kW || left != (kW - 1) / 2 || left >= L) return false;
+inline bool unpadded_ok(long W, long W_out, long left, long kH, long kW, long dw) {
+    return dw == 1 && W_out == W && W % Vec<T>::lanes == 0 && kH == kW && (kH == 3 || kH == 5) &&
+           left == (kW - 1) / 2 && left < Vec<T>::lanes;
+}
+
+// The same correlation straight from an unpadded plane x (H x W) with `top` zero rows above it and `left`
+// zero columns on either side, where unpadded_ok: no padded copy, whose stores (off the vector grid by
+// the padding) cost a 3x3 depthwise layer nearly a third of its time.
+template <typename T>
+void correlate_rows_unpadded(const T* x, long H, long W, long top, const T* k, long kH, T* out, long i_begin,
+                             long i_end, bool accumulate, T init) {
     if (kH == 3)
-        rows<T, 3, 3, true>(x, W, k, kH, kW, dw, out, W_out, i_begin, i_end, accumulate, init, top, H);
-    else if (kH == 5)
-        rows<T, 5, 5, true>(x, W, k, kH, kW, dw, out, W_out, i_begin, i_end, accumulate, init, top, H);
+        rows<T, 3, 3, true>(x, W, k, 3, 3, 1, out, W, i_begin, i_end, accumulate, init, top, H);
     else
-        return false;
-    return true;
+        rows<T, 5, 5, true>(x, W, k, 5, 5, 1, out, W, i_begin, i_end, accumulate, init, top, H);
 }
 
 }  // namespace direct

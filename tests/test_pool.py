@@ -13,7 +13,7 @@ from hypothesis import given, strategies as st  # noqa: E402
 
 CASE = pytest.mark.parametrize("case", POOL_CASES, ids=[c["id"] for c in POOL_CASES])
 DTYPE = pytest.mark.parametrize("dtype", DTYPES)
-FILL = pytest.mark.parametrize("fill", ["randn", "ties", "constant", "-inf"])
+FILL = pytest.mark.parametrize("fill", ["randn", "ties", "constant", "-inf", "nan"])
 POOL_ARGS = ("kernel_size", "stride", "padding", "ceil_mode")
 
 
@@ -28,8 +28,13 @@ def _x(fill, shape, dtype, rng):
         return rng.integers(-2, 2, shape).astype(dtype)
     if fill == "constant":
         return np.full(shape, 0.5, dtype)
-    x = randn(rng, shape, dtype)  # mostly -inf: windows whose real elements are all -inf tie with the padding
-    x[rng.random(shape) < 0.8] = -np.inf
+    x = randn(rng, shape, dtype)
+    if fill == "nan":  # a few NaNs (the first in a window wins) among -inf and ties
+        u = rng.random(shape)
+        x[u < 0.3] = -np.inf
+        x[u > 0.97] = np.nan
+        return x
+    x[rng.random(shape) < 0.8] = -np.inf  # mostly -inf: windows whose real elements are all -inf tie with the padding
     return x
 
 
