@@ -12,17 +12,13 @@
 #include <string>
 #include <utility>
 
-#include "conv2d.h"
-#include "gemm.h"
-#include "parallel.h"
-#include "pool.h"
-#include "simd.h"
-#include "tiled_conv.h"
+#include "dispatch.h"
 
 namespace py = pybind11;
 using fastconv::ConvShape;
 using fastconv::PoolShape;
 using Pair = std::pair<long, long>;
+namespace dispatch = fastconv::dispatch;
 
 namespace {
 
@@ -74,8 +70,9 @@ void conv2d(py::array x, py::array w, py::object b, py::array y, Pair st, Pair p
         using T = decltype(tag);
         const T *xp = in<T>(x, "x"), *wp = in<T>(w, "w"), *bp = b.is_none() ? nullptr : in<T>(bias, "b");
         T* yp = out<T>(y, "y");
+        const auto& kernel = dispatch::kernels().ops<T>();
         py::gil_scoped_release release;
-        fastconv::conv2d(xp, wp, bp, yp, s);
+        kernel.conv2d(xp, wp, bp, yp, s);
     });
 }
 
@@ -85,8 +82,9 @@ void conv2d_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pa
         using T = decltype(tag);
         const T *dyp = in<T>(dy, "dy"), *wp = in<T>(w, "w");
         T* dxp = out<T>(dx, "dx");
+        const auto& kernel = dispatch::kernels().ops<T>();
         py::gil_scoped_release release;
-        fastconv::conv2d_input_grad(dyp, wp, dxp, s);
+        kernel.conv2d_input_grad(dyp, wp, dxp, s);
     });
 }
 
@@ -96,8 +94,9 @@ void conv2d_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair p
         using T = decltype(tag);
         const T *xp = in<T>(x, "x"), *dyp = in<T>(dy, "dy");
         T* dwp = out<T>(dw, "dw");
+        const auto& kernel = dispatch::kernels().ops<T>();
         py::gil_scoped_release release;
-        fastconv::conv2d_weight_grad(xp, dyp, dwp, s);
+        kernel.conv2d_weight_grad(xp, dyp, dwp, s);
     });
 }
 
@@ -114,8 +113,9 @@ void max_pool2d(py::array x, py::array y, py::array switches, Pair k, Pair st, P
         const T* xp = in<T>(x, "x");
         T* yp = out<T>(y, "y");
         int64_t* sp = out<int64_t>(switches, "switches");
+        const auto& kernel = dispatch::kernels().ops<T>();
         py::gil_scoped_release release;
-        fastconv::max_pool2d(xp, yp, sp, s);
+        kernel.max_pool2d(xp, yp, sp, s);
     });
 }
 
@@ -131,8 +131,9 @@ long max_unpool2d(py::array y, py::array switches, py::array o) {
         const T* yp = in<T>(y, "y");
         const int64_t* sp = in<int64_t>(switches, "switches");
         T* op = out<T>(o, "out");
+        const auto& kernel = dispatch::kernels().ops<T>();
         py::gil_scoped_release release;
-        skipped = fastconv::max_unpool2d(yp, sp, op, planes, plane_in, plane_out);
+        skipped = kernel.max_unpool2d(yp, sp, op, planes, plane_in, plane_out);
     });
     return skipped;
 }
@@ -164,8 +165,9 @@ void local_forward(py::array x, py::array w, py::object b, py::array y, Pair st,
         using T = decltype(tag);
         const T *xp = in<T>(x, "x"), *wp = in<T>(w, "w"), *bp = b.is_none() ? nullptr : in<T>(bias, "b");
         T* yp = out<T>(y, "y");
+        const auto& kernel = dispatch::kernels().ops<T>();
         py::gil_scoped_release release;
-        fastconv::tiled_conv2d(xp, wp, bp, yp, s);
+        kernel.tiled_conv2d(xp, wp, bp, yp, s);
     });
 }
 
@@ -176,8 +178,9 @@ void local_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pad
         using T = decltype(tag);
         const T *dyp = in<T>(dy, "dy"), *wp = in<T>(w, "w");
         T* dxp = out<T>(dx, "dx");
+        const auto& kernel = dispatch::kernels().ops<T>();
         py::gil_scoped_release release;
-        fastconv::tiled_conv2d_input_grad(dyp, wp, dxp, s);
+        kernel.tiled_conv2d_input_grad(dyp, wp, dxp, s);
     });
 }
 
@@ -188,21 +191,19 @@ void local_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair pa
         using T = decltype(tag);
         const T *xp = in<T>(x, "x"), *dyp = in<T>(dy, "dy");
         T* dwp = out<T>(dw, "dw");
+        const auto& kernel = dispatch::kernels().ops<T>();
         py::gil_scoped_release release;
-        fastconv::tiled_conv2d_weight_grad(xp, dyp, dwp, s);
+        kernel.tiled_conv2d_weight_grad(xp, dyp, dwp, s);
     });
 }
 
 std::string build_info() {
+    const auto& k = dispatch::kernels();
     std::ostringstream s;
-    s << "simd=" << fastconv::kSimdName << " (" << fastconv::kVectorBytes << "-byte vectors), gemm tile "
-      << fastconv::Tile<float>::MR << "x" << fastconv::Tile<float>::NR << " f32 / " << fastconv::Tile<double>::MR
-      << "x" << fastconv::Tile<double>::NR << " f64";
-#ifdef _OPENMP
-    s << ", openmp threads=" << fastconv::get_num_threads();
-#else
-    s << ", openmp=off (1 thread)";
-#endif
+    s << "isa=" << k.isa << " (" << k.vector_bytes << "-byte vectors; this cpu runs";
+    for (const auto& l : dispatch::supported_isas()) s << " " << l;
+    s << "), gemm tile " << k.tile_f32[0] << "x" << k.tile_f32[1] << " f32 / " << k.tile_f64[0] << "x"
+      << k.tile_f64[1] << " f64, openmp threads=" << k.get_num_threads();
 #if defined(__clang__)
     s << ", compiler=clang " << __clang_major__ << "." << __clang_minor__;
 #elif defined(__GNUC__)
@@ -215,6 +216,7 @@ std::string build_info() {
 
 PYBIND11_MODULE(_cpp, m) {
     m.doc() = "fastconv C++ kernels (csrc/); called through fastconv.backends.cpp";
+    dispatch::kernels();  // choose and load the ISA level now: a failure fails the import
     m.def("conv2d", &conv2d, "y = x ⋆ w + b into the preallocated y");
     m.def("conv2d_input_grad", &conv2d_input_grad, "dx = adjoint of conv2d in x, into dx");
     m.def("conv2d_weight_grad", &conv2d_weight_grad, "dw = Σ dy ⋆ x, into dw");
@@ -227,7 +229,12 @@ PYBIND11_MODULE(_cpp, m) {
     m.def("unshared_conv2d", &local_forward<true>, "locally connected conv into y (one kernel per position)");
     m.def("unshared_conv2d_input_grad", &local_input_grad<true>, "adjoint of unshared_conv2d in x, into dx");
     m.def("unshared_conv2d_weight_grad", &local_weight_grad<true>, "unshared_conv2d weight gradient, into dw");
-    m.def("set_num_threads", &fastconv::set_num_threads, "bound the OpenMP threads of every kernel");
-    m.def("get_num_threads", &fastconv::get_num_threads);
+    m.def("set_num_threads", &dispatch::set_num_threads, "bound the OpenMP threads of every kernel");
+    m.def("get_num_threads", &dispatch::get_num_threads);
+    m.def("isa", [] { return std::string(dispatch::kernels().isa); }, "ISA level of the kernels that run");
+    m.def("isa_levels", &dispatch::isa_levels, "ISA levels of this build, lowest first");
+    m.def("supported_isas", &dispatch::supported_isas, "ISA levels this CPU runs, lowest first");
+    m.def("_use_isa", &dispatch::use_isa, "make the kernels of another level this CPU runs active (tests)");
+    m.def("_use_library", &dispatch::use_library, "make the kernels of the library at this path active (bench)");
     m.def("build_info", &build_info, "SIMD level, GEMM tile, threads and compiler of this build");
 }

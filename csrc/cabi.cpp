@@ -2,21 +2,24 @@
 //
 // Each entry point checks its parameter struct (so that every index the kernel computes stays
 // inside the sizes the caller declared), translates C++ exceptions into error codes with a
-// per-thread message, and calls the same templates the Python extension calls.
+// per-thread message, and calls the same kernels the Python extension calls, through the table of the
+// ISA level chosen for this CPU (dispatch.h).
 #include "fastconv.h"
 
 #include <new>
 #include <stdexcept>
 #include <string>
 
-#include "conv2d.h"
-#include "parallel.h"
-#include "pool.h"
-#include "tiled_conv.h"
+#include "dispatch.h"
 
 namespace {
 
 thread_local std::string g_last_error;
+
+template <typename T>
+const fastconv::KernelOps<T>& kernel() {
+    return fastconv::dispatch::kernels().ops<T>();
+}
 
 void require(bool ok, const std::string& what) {
     if (!ok) throw std::invalid_argument(what);
@@ -96,7 +99,15 @@ extern "C" {
 
 const char* fc_last_error(void) { return g_last_error.c_str(); }
 const char* fc_version(void) { return "0.1.0"; }
-void fc_set_num_threads(int n) { fastconv::set_num_threads(n); }
+void fc_set_num_threads(int n) {
+    guarded("fc_set_num_threads", [&] { fastconv::dispatch::set_num_threads(n); });
+}
+
+const char* fc_isa(void) {
+    const char* isa = nullptr;
+    guarded("fc_isa", [&] { isa = fastconv::dispatch::kernels().isa; });
+    return isa;
+}
 
 int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, int64_t k, int64_t stride,
                             int64_t dilation) {
@@ -110,21 +121,21 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
         return guarded("fc_conv2d_" #SUF, [&] {                                                            \
             auto s = conv_shape(p);                                                                        \
             require_ptrs({x, w, y});                                                                       \
-            fastconv::conv2d(x, w, b, y, s);                                                               \
+            kernel<T>().conv2d(x, w, b, y, s);                                                               \
         });                                                                                                \
     }                                                                                                      \
     int fc_conv2d_input_grad_##SUF(const fc_conv_params* p, const T* dy, const T* w, T* dx) {              \
         return guarded("fc_conv2d_input_grad_" #SUF, [&] {                                                 \
             auto s = conv_shape(p);                                                                        \
             require_ptrs({dy, w, dx});                                                                     \
-            fastconv::conv2d_input_grad(dy, w, dx, s);                                                     \
+            kernel<T>().conv2d_input_grad(dy, w, dx, s);                                                     \
         });                                                                                                \
     }                                                                                                      \
     int fc_conv2d_weight_grad_##SUF(const fc_conv_params* p, const T* x, const T* dy, T* dw) {             \
         return guarded("fc_conv2d_weight_grad_" #SUF, [&] {                                                \
             auto s = conv_shape(p);                                                                        \
             require_ptrs({x, dy, dw});                                                                     \
-            fastconv::conv2d_weight_grad(x, dy, dw, s);                                                    \
+            kernel<T>().conv2d_weight_grad(x, dy, dw, s);                                                    \
         });                                                                                                \
     }
 
@@ -133,21 +144,21 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
         return guarded("fc_" #OP "_" #SUF, [&] {                                                           \
             auto s = local_shape(p, UNSHARED);                                                             \
             require_ptrs({x, w, y});                                                                       \
-            fastconv::tiled_conv2d(x, w, b, y, s);                                                         \
+            kernel<T>().tiled_conv2d(x, w, b, y, s);                                                         \
         });                                                                                                \
     }                                                                                                      \
     int fc_##OP##_input_grad_##SUF(const fc_local_params* p, const T* dy, const T* w, T* dx) {            \
         return guarded("fc_" #OP "_input_grad_" #SUF, [&] {                                                \
             auto s = local_shape(p, UNSHARED);                                                             \
             require_ptrs({dy, w, dx});                                                                     \
-            fastconv::tiled_conv2d_input_grad(dy, w, dx, s);                                               \
+            kernel<T>().tiled_conv2d_input_grad(dy, w, dx, s);                                               \
         });                                                                                                \
     }                                                                                                      \
     int fc_##OP##_weight_grad_##SUF(const fc_local_params* p, const T* x, const T* dy, T* dw) {           \
         return guarded("fc_" #OP "_weight_grad_" #SUF, [&] {                                               \
             auto s = local_shape(p, UNSHARED);                                                             \
             require_ptrs({x, dy, dw});                                                                     \
-            fastconv::tiled_conv2d_weight_grad(x, dy, dw, s);                                              \
+            kernel<T>().tiled_conv2d_weight_grad(x, dy, dw, s);                                              \
         });                                                                                                \
     }
 
@@ -156,7 +167,7 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
         return guarded("fc_max_pool2d_" #SUF, [&] {                                                        \
             auto s = pool_shape(p);                                                                        \
             require_ptrs({x, y, switches});                                                                \
-            fastconv::max_pool2d(x, y, switches, s);                                                       \
+            kernel<T>().max_pool2d(x, y, switches, s);                                                       \
         });                                                                                                \
     }                                                                                                      \
     int fc_max_unpool2d_##SUF(const fc_pool_params* p, const T* y, const int64_t* switches, T* out) {     \
@@ -170,7 +181,7 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
                 require(switches[i] >= 0 && switches[i] < plane,                                           \
                         "switches[" + std::to_string(i) + "] = " + std::to_string(switches[i]) +           \
                             " is outside the output plane of " + std::to_string(plane) + " elements");     \
-            fastconv::max_unpool2d(y, switches, out, p->N * p->C, p->H_out * p->W_out, plane);             \
+            kernel<T>().max_unpool2d(y, switches, out, p->N * p->C, p->H_out * p->W_out, plane);             \
         });                                                                                                \
     }
 

@@ -20,17 +20,6 @@
 
 namespace fastconv {
 
-void check_conv_shape(const ConvShape& s) {
-    const long dims[] = {s.N, s.C_in, s.H, s.W, s.C_out, s.kH, s.kW, s.H_out, s.W_out,
-                         s.sh, s.sw, s.dh, s.dw, s.groups};
-    for (long d : dims)
-        if (d < 1) throw std::invalid_argument("conv2d: sizes, stride, dilation and groups must be >= 1");
-    if (s.ph < 0 || s.pw < 0) throw std::invalid_argument("conv2d: padding must be >= 0");
-    if (s.C_in % s.groups || s.C_out % s.groups)
-        throw std::invalid_argument("conv2d: groups=" + std::to_string(s.groups) + " must divide C_in=" +
-                                    std::to_string(s.C_in) + " and C_out=" + std::to_string(s.C_out));
-}
-
 namespace {
 
 // B[k, j] = col[k, j0 + j] (forward): each im2col row is gathered once into `row`, then cut into

@@ -9,6 +9,11 @@
  * touching memory outside the sizes it was given; fc_last_error() returns the message of the last
  * failure on the calling thread. Threads: fc_set_num_threads(n) bounds the OpenMP threads.
  *
+ * The kernels are built once per ISA level; the library loads, on first use, the best level the CPU
+ * runs (capped by the environment variable FASTCONV_ISA) from the libfastconv_<isa>.so files beside it.
+ * fc_isa() names that level ("sse2", "avx2", "avx512", "neon"), or returns NULL when no kernel library
+ * could be loaded (fc_last_error() says why; every entry point then fails with that message).
+ *
  * Nothing outside the cffi-begin/cffi-end markers is needed to call the library: fastconv.cabi feeds
  * that part of this file to cffi verbatim, so it must stay free of preprocessor directives.
  */
@@ -47,6 +52,7 @@ typedef struct {
 const char* fc_last_error(void);
 const char* fc_version(void);
 void fc_set_num_threads(int n);
+const char* fc_isa(void);
 
 /* Output size of a conv along one axis: floor((n + pad_before + pad_after - dilation*(k-1) - 1)/stride) + 1. */
 int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, int64_t k, int64_t stride,

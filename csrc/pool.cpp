@@ -16,13 +16,6 @@
 
 namespace fastconv {
 
-void check_pool_shape(const PoolShape& s) {
-    const long dims[] = {s.N, s.C, s.H, s.W, s.H_out, s.W_out, s.kh, s.kw, s.sh, s.sw};
-    for (long d : dims)
-        if (d < 1) throw std::invalid_argument("max_pool2d: sizes, kernel and stride must be >= 1");
-    if (s.ph < 0 || s.pw < 0) throw std::invalid_argument("max_pool2d: padding must be >= 0");
-}
-
 namespace {
 
 // Outputs of at least kStreamBytes, in planes of at most kStreamPlaneBytes (a scratch plane that stays

@@ -1,9 +1,10 @@
-// simd.h — the vector type every kernel computes with, chosen once at compile time.
+// simd.h — the vector type every kernel computes with, fixed by the ISA level a kernel library is
+// compiled for (csrc/build_flags.py; the level that runs is chosen at load time, dispatch.cpp).
 //
 // GCC vector extensions (`__attribute__((vector_size(N)))`) rather than intrinsics: the same source
-// gives AVX-512, AVX2 or SSE2 code, and `a * b + c` on these types contracts to an FMA instruction
-// wherever the target has one (GCC contracts by default in C++). N is 64 bytes under __AVX512F__,
-// 32 under __AVX2__, 16 otherwise (FASTCONV_PORTABLE builds: plain x86-64 has SSE2).
+// gives AVX-512, AVX2, SSE2 or NEON code, and `a * b + c` on these types contracts to an FMA
+// instruction wherever the target has one (GCC contracts by default in C++). N is 64 bytes under
+// __AVX512F__, 32 under __AVX2__, 16 otherwise (plain x86-64 has SSE2, aarch64 NEON).
 #pragma once
 
 #include <algorithm>
@@ -24,9 +25,15 @@ constexpr const char* kSimdName = "avx2";
 #elif defined(__AVX__)
 constexpr int kVectorBytes = 32;
 constexpr const char* kSimdName = "avx";
-#else
+#elif defined(__SSE2__)
 constexpr int kVectorBytes = 16;
 constexpr const char* kSimdName = "sse2";
+#elif defined(__aarch64__)
+constexpr int kVectorBytes = 16;
+constexpr const char* kSimdName = "neon";
+#else
+constexpr int kVectorBytes = 16;
+constexpr const char* kSimdName = "generic";
 #endif
 
 // Vec<T>::type holds kVectorBytes / sizeof(T) lanes of T. Spelled out per type because a dependent

@@ -19,13 +19,6 @@
 
 namespace fastconv {
 
-void check_local_shape(const LocalShape& s) {
-    long v[] = {s.N, s.C_in, s.H, s.W, s.C_out, s.kH, s.kW, s.H_out, s.W_out, s.sh, s.sw, s.T_h, s.T_w};
-    for (long e : v)
-        if (e < 1) throw std::invalid_argument("tiled/unshared conv: sizes, strides and tile must be >= 1");
-    if (s.ph < 0 || s.pw < 0) throw std::invalid_argument("tiled/unshared conv: padding must be >= 0");
-}
-
 namespace {
 
 // The columns [q0, q0 + nq) of phase (th, tw): image, top-left input corner of each position's window.

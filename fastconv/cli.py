@@ -14,11 +14,11 @@ def _info(args) -> int:
     for name, why in backends.unavailable_reasons().items():
         print(f"  {name}: unavailable ({why})")
     print(f"threads: {fc.get_num_threads()}")
-    try:
+    if fc.isa() is not None:
         from fastconv import _cpp
+        print(f"isa: {fc.isa()} (levels of this build: {', '.join(_cpp.isa_levels())}; this CPU runs: "
+              f"{', '.join(_cpp.supported_isas())}; FASTCONV_ISA caps it)")
         print(f"cpp build: {_cpp.build_info()}")
-    except ImportError:
-        pass
     return 0
 
 

@@ -56,6 +56,7 @@ int main(void) {
         fprintf(stderr, "max error %g\n", worst);
         return 1;
     }
-    printf("ok (max error %g; rejected groups=2: %s)\n", worst, fc_last_error());
+    const char* isa = fc_isa();
+    printf("ok (kernels: %s; max error %g; rejected groups=2: %s)\n", isa ? isa : "none", worst, fc_last_error());
     return 0;
 }

@@ -48,6 +48,8 @@ def load(name: str):
         raise RuntimeError(f"backend {name!r} is not available: {_failed[name]}")
     try:
         mod = importlib.import_module(_MODULES[name])
+    except ValueError:  # a configuration error (a bad FASTCONV_ISA), not a missing backend
+        raise
     except Exception as e:  # any import failure just makes the backend unavailable
         _failed[name] = f"{type(e).__name__}: {e}"
         raise RuntimeError(f"backend {name!r} is not available: {_failed[name]}") from e
@@ -112,6 +114,15 @@ def resolve(backend=None):
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend: expected a name such as 'cpp', got {backend!r}")
     return load(backend or get_backend())
+
+
+def isa():
+    """The ISA level of the cpp kernels that run ('sse2', 'avx2', 'avx512' on x86-64, 'neon' on aarch64):
+    the best the CPU supports, capped by FASTCONV_ISA. None when the cpp backend is unavailable."""
+    try:
+        return load("cpp").isa()
+    except RuntimeError:
+        return None
 
 
 def set_num_threads(n: int) -> None:

@@ -2,9 +2,15 @@
 
 Arguments arrive validated and C-contiguous from ops.py; the extension dispatches on dtype itself,
 so this module only maps names. Importing it fails (making the backend unavailable) when the
-extension has not been built.
+extension has not been built. The extension picks the kernels' ISA level when it loads (FASTCONV_ISA caps
+it); a FASTCONV_ISA that names no level is a configuration error, raised rather than hidden.
 """
-from .. import _cpp
+try:
+    from .. import _cpp
+except ImportError as e:
+    if "FASTCONV_ISA" in str(e):
+        raise ValueError(str(e)) from None
+    raise
 
 conv2d = _cpp.conv2d
 conv2d_input_grad = _cpp.conv2d_input_grad
@@ -19,3 +25,4 @@ unshared_conv2d_input_grad = _cpp.unshared_conv2d_input_grad
 unshared_conv2d_weight_grad = _cpp.unshared_conv2d_weight_grad
 set_num_threads = _cpp.set_num_threads
 build_info = _cpp.build_info
+isa = _cpp.isa
