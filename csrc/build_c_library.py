@@ -26,6 +26,8 @@ def main(argv=None):
     ap.add_argument("--cxx", default=os.environ.get("CXX", "g++"))
     ap.add_argument("--machine", default=platform.machine(), help="target architecture (x86_64, aarch64)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--extra-flags", default="", help="flags added to every level's, e.g. -march=native for a "
+                    "build to compare the dispatched one against (fastconv bench --ab)")
     args = ap.parse_args(argv)
     out, objs = os.path.abspath(args.out), os.path.join(os.path.abspath(args.out), "obj")
     os.makedirs(objs, exist_ok=True)
@@ -37,7 +39,8 @@ def main(argv=None):
         return obj
 
     levels = build_flags.isa_levels(args.machine)
-    jobs = [(src, flags + build_flags.OPENMP, isa) for isa, flags in levels.items()
+    extra = args.extra_flags.split()
+    jobs = [(src, flags + extra + build_flags.OPENMP, isa) for isa, flags in levels.items()
             for src in build_flags.kernel_sources(ROOT)]
     jobs += [(src, ["-fvisibility=default"], "front") for src in build_flags.FRONT]
     with ThreadPoolExecutor(args.jobs) as pool:

@@ -56,16 +56,37 @@ def _row(case, check, ts):
     return row
 
 
+def ab_cases(cases, library):
+    """The cases with two implementations: fastconv's call on the kernels chosen for this CPU ('fastconv')
+    and the same call on the kernels of another build of them at `library` ('ab'), e.g. one compiled with
+    -march=native. Every call first makes its kernels active (both pay that switch: a lock and a
+    pointer store); a row's ratio is the other build's time over the chosen one's."""
+    from fastconv import _cpp
+
+    isa = _cpp.isa()
+
+    def on(switch, fn):
+        def call():
+            switch()
+            return fn()
+        return call
+
+    return [c._replace(impls={"fastconv": on(lambda: _cpp._use_isa(isa), c.impls["fastconv"]),
+                              "ab": on(lambda: _cpp._use_library(library), c.impls["fastconv"])}, base="ab")
+            for c in cases]
+
+
 def _fmt(v, width=8, digits=1):
     return f"{'-':>{width}}" if v is None else f"{v:>{width}.{digits}f}"
 
 
+_SUFFIX = {"dense": "d", "ab": "a"}  # ratios not against PyTorch: vs fastconv's dense conv, vs another build
 HEADER = (f"{'row':<4} {'op':<28} {'shape':<34} {'pass':<4} {'fastconv':>8} {'numpy':>8} {'numba':>8} "
           f"{'torch':>8} {'scipy':>8} {'ratio':>7} {'%peak':>6}")
 
 
 def _line(row):
-    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x" + ("d" if row["ratio_vs"] == "dense" else "")
+    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x" + _SUFFIX.get(row["ratio_vs"], "")
     return (f"{row['group']:<4} {row['op']:<28} {row['shape']:<34} {'ok' if row['passed'] else 'FAIL':<4} "
             f"{_fmt(row.get('fastconv'))} {_fmt(row.get('numpy'), digits=2)} {_fmt(row.get('numba'))} "
             f"{_fmt(row.get('torch'))} {_fmt(row.get('scipy'))} {ratio:>7} {_fmt(row.get('pct_peak'), 6, 0)}")
@@ -85,6 +106,8 @@ def target(row):
     and unshared, 1.5x unpool; T1 within 1.5x of the dense conv's time."""
     if row.get("ratio_vs") == "dense":
         return 2 / 3
+    if row.get("ratio_vs") == "ab":  # the dispatched kernels cost nothing measurable against another build
+        return 0.97
     group, op = row["group"], row["op"]
     if group in ("S1", "S6") and op == "conv2d_input_grad":
         return 2.0
@@ -121,7 +144,7 @@ def chart(rows, path):
     print(f"chart: {path}")
 
 
-def run(only=None, repeat=1, threads=2, numba=True, json_path=None, png_path=None):
+def run(only=None, repeat=1, threads=2, numba=True, json_path=None, png_path=None, ab=None):
     import fastconv as fc
     start = time.perf_counter()
     fc.set_num_threads(threads)
@@ -148,7 +171,11 @@ def run(only=None, repeat=1, threads=2, numba=True, json_path=None, png_path=Non
     print("rates in GFLOP/s (conv) or GB/s (pool); numpy = the reference on a reduced batch; ratio = torch time / "
           "fastconv time (T1: 'd' = fastconv dense conv time / tiled time); %peak of GEMM peak or copy bandwidth")
     print(HEADER)
-    rows = measure(all_cases(only, numba), repeat)
+    cases = all_cases(only, numba and not ab)
+    if ab:
+        print(f"A/B: ratio = time on the kernels of {ab} / time on the kernels chosen for this CPU ('a')")
+        cases = ab_cases([c for c in cases if "fastconv" in c.impls], ab)
+    rows = measure(cases, repeat)
     # A peak measured in a slow spell would understate it (and wrongly grant the 0.9x bar of target()): of
     # the measurements before and after the table, the higher counts.
     peak, peak_src = max((peak, peak_src), machine.gemm_peak())
@@ -160,7 +187,7 @@ def run(only=None, repeat=1, threads=2, numba=True, json_path=None, png_path=Non
     print(HEADER)
     for r in rows:
         print(_line(r))
-    if only is None or "X1" in only:
+    if (only is None or "X1" in only) and not ab:
         small = machine.small_call(peak)
         info["small_call"] = small
         print("X1 one 1x3x32x32 conv2d (3->16 k3 p1), µs: " + ", ".join(f"{k} {v:.1f}" for k, v in small.items()))
@@ -188,8 +215,12 @@ def add_parser(sub):
     p.add_argument("--no-numba", action="store_true", help="skip the Numba column")
     p.add_argument("--json", metavar="PATH", help="also write the rows and machine info as JSON ('-': stdout)")
     p.add_argument("--png", metavar="PATH", help="bar chart of the ratios (needs matplotlib)")
+    p.add_argument("--ab", metavar="LIBRARY", help="instead of PyTorch, time every row against the kernels of "
+                   "another build of them (a libfastconv_<isa>.so, e.g. built with python csrc/build_c_library.py "
+                   "--extra-flags=-march=native): ratio = its time / the dispatched kernels' time")
     p.set_defaults(func=lambda a: run(only=set(a.only.split(",")) if a.only else None, repeat=a.repeat,
-                                      threads=a.threads, numba=not a.no_numba, json_path=a.json, png_path=a.png))
+                                      threads=a.threads, numba=not a.no_numba, json_path=a.json, png_path=a.png,
+                                      ab=a.ab))
     return p
 
 
