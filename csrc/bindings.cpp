@@ -42,12 +42,25 @@ T* out(py::array& a, const char* name) {
     return static_cast<T*>(a.mutable_data());
 }
 
-// Runs f(T{}) for the array's float dtype.
+// Returns f(T{}) for the array's float dtype.
 template <typename F>
-void by_dtype(const py::array& a, F&& f) {
+auto by_dtype(const py::array& a, F&& f) {
     if (py::dtype::of<float>().is(a.dtype())) return f(float{});
     if (py::dtype::of<double>().is(a.dtype())) return f(double{});
     fail("expected float32 or float64 arrays, got " + std::string(py::str(a.dtype())));
+}
+
+// Every op takes, after its arrays and sizes, `kernel` (an implementation name to force, "" for the
+// registry's choice) and `dry_run` (only name the implementation that would run: fastconv.kernel_for).
+// Runs `call` with the GIL released, or returns the implementation's name.
+template <typename Impl, typename F>
+py::object run_or_name(const Impl& impl, bool dry_run, F&& call) {
+    if (dry_run) return py::str(impl.name);
+    {
+        py::gil_scoped_release release;
+        call();
+    }
+    return py::none();
 }
 
 // x (N, C_in, H, W), w (C_out, C_in/groups, kH, kW), y (N, C_out, H_out, W_out) must agree.
@@ -62,45 +75,46 @@ ConvShape conv_shape(const py::array& x, const py::array& w, const py::array& y,
     return s;
 }
 
-void conv2d(py::array x, py::array w, py::object b, py::array y, Pair st, Pair pad, Pair dil, long groups) {
+py::object conv2d(py::array x, py::array w, py::object b, py::array y, Pair st, Pair pad, Pair dil, long groups,
+                  const std::string& kernel, bool dry_run) {
     ConvShape s = conv_shape(x, w, y, st, pad, dil, groups);
     py::array bias = b.is_none() ? py::array() : py::array(b);
     if (!b.is_none()) need(bias.ndim() == 1 && bias.shape(0) == s.C_out, "conv2d", "bias must be (C_out,)");
-    by_dtype(x, [&](auto tag) {
+    return by_dtype(x, [&](auto tag) {
         using T = decltype(tag);
+        const auto& impl = dispatch::kernels().ops<T>().conv2d.select(s, kernel.c_str());
         const T *xp = in<T>(x, "x"), *wp = in<T>(w, "w"), *bp = b.is_none() ? nullptr : in<T>(bias, "b");
         T* yp = out<T>(y, "y");
-        const auto& kernel = dispatch::kernels().ops<T>();
-        py::gil_scoped_release release;
-        kernel.conv2d(xp, wp, bp, yp, s);
+        return run_or_name(impl, dry_run, [&] { impl.run(xp, wp, bp, yp, s); });
     });
 }
 
-void conv2d_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pad, Pair dil, long groups) {
+py::object conv2d_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pad, Pair dil, long groups,
+                             const std::string& kernel, bool dry_run) {
     ConvShape s = conv_shape(dx, w, dy, st, pad, dil, groups);
-    by_dtype(dy, [&](auto tag) {
+    return by_dtype(dy, [&](auto tag) {
         using T = decltype(tag);
+        const auto& impl = dispatch::kernels().ops<T>().conv2d_input_grad.select(s, kernel.c_str());
         const T *dyp = in<T>(dy, "dy"), *wp = in<T>(w, "w");
         T* dxp = out<T>(dx, "dx");
-        const auto& kernel = dispatch::kernels().ops<T>();
-        py::gil_scoped_release release;
-        kernel.conv2d_input_grad(dyp, wp, dxp, s);
+        return run_or_name(impl, dry_run, [&] { impl.run(dyp, wp, dxp, s); });
     });
 }
 
-void conv2d_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair pad, Pair dil, long groups) {
+py::object conv2d_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair pad, Pair dil, long groups,
+                              const std::string& kernel, bool dry_run) {
     ConvShape s = conv_shape(x, dw, dy, st, pad, dil, groups);
-    by_dtype(x, [&](auto tag) {
+    return by_dtype(x, [&](auto tag) {
         using T = decltype(tag);
+        const auto& impl = dispatch::kernels().ops<T>().conv2d_weight_grad.select(s, kernel.c_str());
         const T *xp = in<T>(x, "x"), *dyp = in<T>(dy, "dy");
         T* dwp = out<T>(dw, "dw");
-        const auto& kernel = dispatch::kernels().ops<T>();
-        py::gil_scoped_release release;
-        kernel.conv2d_weight_grad(xp, dyp, dwp, s);
+        return run_or_name(impl, dry_run, [&] { impl.run(xp, dyp, dwp, s); });
     });
 }
 
-void max_pool2d(py::array x, py::array y, py::array switches, Pair k, Pair st, Pair pad) {
+py::object max_pool2d(py::array x, py::array y, py::array switches, Pair k, Pair st, Pair pad,
+                      const std::string& kernel, bool dry_run) {
     need(x.ndim() == 4 && y.ndim() == 4, "max_pool2d", "x and y must be 4-D");
     PoolShape s{x.shape(0), x.shape(1), x.shape(2), x.shape(3), y.shape(2), y.shape(3),
                 k.first, k.second, st.first, st.second, pad.first, pad.second};
@@ -108,34 +122,33 @@ void max_pool2d(py::array x, py::array y, py::array switches, Pair k, Pair st, P
     need(y.shape(0) == s.N && y.shape(1) == s.C, "max_pool2d", "y (N, C) differs from x");
     need(switches.ndim() == 4 && std::equal(y.shape(), y.shape() + 4, switches.shape()), "max_pool2d",
          "switches must have y's shape");
-    by_dtype(x, [&](auto tag) {
+    return by_dtype(x, [&](auto tag) {
         using T = decltype(tag);
+        const auto& impl = dispatch::kernels().ops<T>().max_pool2d.select(s, kernel.c_str());
         const T* xp = in<T>(x, "x");
         T* yp = out<T>(y, "y");
         int64_t* sp = out<int64_t>(switches, "switches");
-        const auto& kernel = dispatch::kernels().ops<T>();
-        py::gil_scoped_release release;
-        kernel.max_pool2d(xp, yp, sp, s);
+        return run_or_name(impl, dry_run, [&] { impl.run(xp, yp, sp, s); });
     });
 }
 
-long max_unpool2d(py::array y, py::array switches, py::array o) {
+// Returns how many switches lie outside a plane (skipped), or with dry_run the implementation's name.
+py::object max_unpool2d(py::array y, py::array switches, py::array o, const std::string& kernel, bool dry_run) {
     need(y.ndim() == 4 && o.ndim() == 4, "max_unpool2d", "y and out must be 4-D");
     need(o.shape(0) == y.shape(0) && o.shape(1) == y.shape(1), "max_unpool2d", "out (N, C) differs from y");
     need(switches.ndim() == 4 && std::equal(y.shape(), y.shape() + 4, switches.shape()), "max_unpool2d",
          "switches must have y's shape");
-    const long planes = y.shape(0) * y.shape(1), plane_in = y.shape(2) * y.shape(3), plane_out = o.shape(2) * o.shape(3);
-    long skipped = 0;
-    by_dtype(y, [&](auto tag) {
+    const fastconv::UnpoolShape s{y.shape(0) * y.shape(1), y.shape(2) * y.shape(3), o.shape(2) * o.shape(3)};
+    return by_dtype(y, [&](auto tag) -> py::object {
         using T = decltype(tag);
+        const auto& impl = dispatch::kernels().ops<T>().max_unpool2d.select(s, kernel.c_str());
         const T* yp = in<T>(y, "y");
         const int64_t* sp = in<int64_t>(switches, "switches");
         T* op = out<T>(o, "out");
-        const auto& kernel = dispatch::kernels().ops<T>();
-        py::gil_scoped_release release;
-        skipped = kernel.max_unpool2d(yp, sp, op, planes, plane_in, plane_out);
+        long skipped = 0;
+        py::object name = run_or_name(impl, dry_run, [&] { skipped = impl.run(yp, sp, op, s); });
+        return dry_run ? name : py::int_(skipped);
     });
-    return skipped;
 }
 
 // x (N, C_in, H, W), w (T_h, T_w, C_out, C_in, kH, kW), y (N, C_out, H_out, W_out) must agree.
@@ -155,46 +168,79 @@ fastconv::LocalShape local_shape(const py::array& x, const py::array& w, const p
     return s;
 }
 
+// The tiled or unshared op's implementation list of one dtype.
+template <typename T, bool Unshared>
+const auto& local_list(const fastconv::KernelOps<T>& k, int which) {
+    if constexpr (Unshared)
+        return which == 0 ? k.unshared_conv2d_input_grad : k.unshared_conv2d_weight_grad;
+    else
+        return which == 0 ? k.tiled_conv2d_input_grad : k.tiled_conv2d_weight_grad;
+}
+
 template <bool Unshared>
-void local_forward(py::array x, py::array w, py::object b, py::array y, Pair st, Pair pad) {
+py::object local_forward(py::array x, py::array w, py::object b, py::array y, Pair st, Pair pad,
+                         const std::string& kernel, bool dry_run) {
     auto s = local_shape(x, w, y, st, pad, Unshared);
     py::array bias = b.is_none() ? py::array() : py::array(b);
     if (!b.is_none())
         need(bias.size() == (Unshared ? s.C_out * s.H_out * s.W_out : s.C_out), "tiled/unshared conv", "bias size");
-    by_dtype(x, [&](auto tag) {
+    return by_dtype(x, [&](auto tag) {
         using T = decltype(tag);
+        const auto& ops = dispatch::kernels().ops<T>();
+        const auto& impl = (Unshared ? ops.unshared_conv2d : ops.tiled_conv2d).select(s, kernel.c_str());
         const T *xp = in<T>(x, "x"), *wp = in<T>(w, "w"), *bp = b.is_none() ? nullptr : in<T>(bias, "b");
         T* yp = out<T>(y, "y");
-        const auto& kernel = dispatch::kernels().ops<T>();
-        py::gil_scoped_release release;
-        kernel.tiled_conv2d(xp, wp, bp, yp, s);
+        return run_or_name(impl, dry_run, [&] { impl.run(xp, wp, bp, yp, s); });
     });
 }
 
 template <bool Unshared>
-void local_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pad) {
+py::object local_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pad, const std::string& kernel,
+                            bool dry_run) {
     auto s = local_shape(dx, w, dy, st, pad, Unshared);
-    by_dtype(dy, [&](auto tag) {
+    return by_dtype(dy, [&](auto tag) {
         using T = decltype(tag);
+        const auto& impl = local_list<T, Unshared>(dispatch::kernels().ops<T>(), 0).select(s, kernel.c_str());
         const T *dyp = in<T>(dy, "dy"), *wp = in<T>(w, "w");
         T* dxp = out<T>(dx, "dx");
-        const auto& kernel = dispatch::kernels().ops<T>();
-        py::gil_scoped_release release;
-        kernel.tiled_conv2d_input_grad(dyp, wp, dxp, s);
+        return run_or_name(impl, dry_run, [&] { impl.run(dyp, wp, dxp, s); });
     });
 }
 
 template <bool Unshared>
-void local_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair pad) {
+py::object local_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair pad, const std::string& kernel,
+                             bool dry_run) {
     auto s = local_shape(x, dw, dy, st, pad, Unshared);
-    by_dtype(x, [&](auto tag) {
+    return by_dtype(x, [&](auto tag) {
         using T = decltype(tag);
+        const auto& impl = local_list<T, Unshared>(dispatch::kernels().ops<T>(), 1).select(s, kernel.c_str());
         const T *xp = in<T>(x, "x"), *dyp = in<T>(dy, "dy");
         T* dwp = out<T>(dw, "dw");
-        const auto& kernel = dispatch::kernels().ops<T>();
-        py::gil_scoped_release release;
-        kernel.tiled_conv2d_weight_grad(xp, dyp, dwp, s);
+        return run_or_name(impl, dry_run, [&] { impl.run(xp, dyp, dwp, s); });
     });
+}
+
+// {op: [implementation names, best first]} of the registry.
+py::dict implementations() {
+    const auto& k = dispatch::kernels().ops<float>();
+    py::dict d;
+    auto add = [&](const char* op, const auto& list) {
+        py::list names;
+        for (int i = 0; i < list.count; ++i) names.append(list.impls[i].name);
+        d[op] = names;
+    };
+    add("conv2d", k.conv2d);
+    add("conv2d_input_grad", k.conv2d_input_grad);
+    add("conv2d_weight_grad", k.conv2d_weight_grad);
+    add("tiled_conv2d", k.tiled_conv2d);
+    add("tiled_conv2d_input_grad", k.tiled_conv2d_input_grad);
+    add("tiled_conv2d_weight_grad", k.tiled_conv2d_weight_grad);
+    add("unshared_conv2d", k.unshared_conv2d);
+    add("unshared_conv2d_input_grad", k.unshared_conv2d_input_grad);
+    add("unshared_conv2d_weight_grad", k.unshared_conv2d_weight_grad);
+    add("max_pool2d", k.max_pool2d);
+    add("max_unpool2d", k.max_unpool2d);
+    return d;
 }
 
 std::string build_info() {
@@ -229,6 +275,7 @@ PYBIND11_MODULE(_cpp, m) {
     m.def("unshared_conv2d", &local_forward<true>, "locally connected conv into y (one kernel per position)");
     m.def("unshared_conv2d_input_grad", &local_input_grad<true>, "adjoint of unshared_conv2d in x, into dx");
     m.def("unshared_conv2d_weight_grad", &local_weight_grad<true>, "unshared_conv2d weight gradient, into dw");
+    m.def("implementations", &implementations, "{op: [implementation names, best first]}");
     m.def("set_num_threads", &dispatch::set_num_threads, "bound the OpenMP threads of every kernel");
     m.def("get_num_threads", &dispatch::get_num_threads);
     m.def("isa", [] { return std::string(dispatch::kernels().isa); }, "ISA level of the kernels that run");

@@ -21,6 +21,12 @@ const fastconv::KernelOps<T>& kernel() {
     return fastconv::dispatch::kernels().ops<T>();
 }
 
+// The registry's choice of implementation for s, run on the arrays.
+template <typename List, typename Shape, typename... A>
+void run(const List& list, const Shape& s, A... arrays) {
+    list.select(s).run(arrays..., s);
+}
+
 void require(bool ok, const std::string& what) {
     if (!ok) throw std::invalid_argument(what);
 }
@@ -116,73 +122,74 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
     return span < 0 ? 0 : span / stride + 1;
 }
 
-#define FC_DENSE(SUF, T)                                                                                    \
-    int fc_conv2d_##SUF(const fc_conv_params* p, const T* x, const T* w, const T* b, T* y) {               \
-        return guarded("fc_conv2d_" #SUF, [&] {                                                            \
-            auto s = conv_shape(p);                                                                        \
-            require_ptrs({x, w, y});                                                                       \
-            kernel<T>().conv2d(x, w, b, y, s);                                                               \
-        });                                                                                                \
-    }                                                                                                      \
-    int fc_conv2d_input_grad_##SUF(const fc_conv_params* p, const T* dy, const T* w, T* dx) {              \
-        return guarded("fc_conv2d_input_grad_" #SUF, [&] {                                                 \
-            auto s = conv_shape(p);                                                                        \
-            require_ptrs({dy, w, dx});                                                                     \
-            kernel<T>().conv2d_input_grad(dy, w, dx, s);                                                     \
-        });                                                                                                \
-    }                                                                                                      \
-    int fc_conv2d_weight_grad_##SUF(const fc_conv_params* p, const T* x, const T* dy, T* dw) {             \
-        return guarded("fc_conv2d_weight_grad_" #SUF, [&] {                                                \
-            auto s = conv_shape(p);                                                                        \
-            require_ptrs({x, dy, dw});                                                                     \
-            kernel<T>().conv2d_weight_grad(x, dy, dw, s);                                                    \
-        });                                                                                                \
+#define FC_DENSE(SUF, T)                                                                       \
+    int fc_conv2d_##SUF(const fc_conv_params* p, const T* x, const T* w, const T* b, T* y) {   \
+        return guarded("fc_conv2d_" #SUF, [&] {                                                \
+            auto s = conv_shape(p);                                                            \
+            require_ptrs({x, w, y});                                                           \
+            run(kernel<T>().conv2d, s, x, w, b, y);                                            \
+        });                                                                                    \
+    }                                                                                          \
+    int fc_conv2d_input_grad_##SUF(const fc_conv_params* p, const T* dy, const T* w, T* dx) {  \
+        return guarded("fc_conv2d_input_grad_" #SUF, [&] {                                     \
+            auto s = conv_shape(p);                                                            \
+            require_ptrs({dy, w, dx});                                                         \
+            run(kernel<T>().conv2d_input_grad, s, dy, w, dx);                                  \
+        });                                                                                    \
+    }                                                                                          \
+    int fc_conv2d_weight_grad_##SUF(const fc_conv_params* p, const T* x, const T* dy, T* dw) { \
+        return guarded("fc_conv2d_weight_grad_" #SUF, [&] {                                    \
+            auto s = conv_shape(p);                                                            \
+            require_ptrs({x, dy, dw});                                                         \
+            run(kernel<T>().conv2d_weight_grad, s, x, dy, dw);                                 \
+        });                                                                                    \
     }
 
-#define FC_LOCAL(OP, UNSHARED, SUF, T)                                                                     \
-    int fc_##OP##_##SUF(const fc_local_params* p, const T* x, const T* w, const T* b, T* y) {             \
-        return guarded("fc_" #OP "_" #SUF, [&] {                                                           \
-            auto s = local_shape(p, UNSHARED);                                                             \
-            require_ptrs({x, w, y});                                                                       \
-            kernel<T>().tiled_conv2d(x, w, b, y, s);                                                         \
-        });                                                                                                \
-    }                                                                                                      \
-    int fc_##OP##_input_grad_##SUF(const fc_local_params* p, const T* dy, const T* w, T* dx) {            \
-        return guarded("fc_" #OP "_input_grad_" #SUF, [&] {                                                \
-            auto s = local_shape(p, UNSHARED);                                                             \
-            require_ptrs({dy, w, dx});                                                                     \
-            kernel<T>().tiled_conv2d_input_grad(dy, w, dx, s);                                               \
-        });                                                                                                \
-    }                                                                                                      \
-    int fc_##OP##_weight_grad_##SUF(const fc_local_params* p, const T* x, const T* dy, T* dw) {           \
-        return guarded("fc_" #OP "_weight_grad_" #SUF, [&] {                                               \
-            auto s = local_shape(p, UNSHARED);                                                             \
-            require_ptrs({x, dy, dw});                                                                     \
-            kernel<T>().tiled_conv2d_weight_grad(x, dy, dw, s);                                              \
-        });                                                                                                \
+#define FC_LOCAL(OP, UNSHARED, SUF, T)                                                          \
+    int fc_##OP##_##SUF(const fc_local_params* p, const T* x, const T* w, const T* b, T* y) {   \
+        return guarded("fc_" #OP "_" #SUF, [&] {                                                \
+            auto s = local_shape(p, UNSHARED);                                                  \
+            require_ptrs({x, w, y});                                                            \
+            run(kernel<T>().OP, s, x, w, b, y);                                                 \
+        });                                                                                     \
+    }                                                                                           \
+    int fc_##OP##_input_grad_##SUF(const fc_local_params* p, const T* dy, const T* w, T* dx) {  \
+        return guarded("fc_" #OP "_input_grad_" #SUF, [&] {                                     \
+            auto s = local_shape(p, UNSHARED);                                                  \
+            require_ptrs({dy, w, dx});                                                          \
+            run(kernel<T>().OP##_input_grad, s, dy, w, dx);                                     \
+        });                                                                                     \
+    }                                                                                           \
+    int fc_##OP##_weight_grad_##SUF(const fc_local_params* p, const T* x, const T* dy, T* dw) { \
+        return guarded("fc_" #OP "_weight_grad_" #SUF, [&] {                                    \
+            auto s = local_shape(p, UNSHARED);                                                  \
+            require_ptrs({x, dy, dw});                                                          \
+            run(kernel<T>().OP##_weight_grad, s, x, dy, dw);                                    \
+        });                                                                                     \
     }
 
-#define FC_POOL(SUF, T)                                                                                    \
-    int fc_max_pool2d_##SUF(const fc_pool_params* p, const T* x, T* y, int64_t* switches) {               \
-        return guarded("fc_max_pool2d_" #SUF, [&] {                                                        \
-            auto s = pool_shape(p);                                                                        \
-            require_ptrs({x, y, switches});                                                                \
-            kernel<T>().max_pool2d(x, y, switches, s);                                                       \
-        });                                                                                                \
-    }                                                                                                      \
-    int fc_max_unpool2d_##SUF(const fc_pool_params* p, const T* y, const int64_t* switches, T* out) {     \
-        return guarded("fc_max_unpool2d_" #SUF, [&] {                                                      \
-            require(p != nullptr, "params is NULL");                                                       \
-            require(p->N >= 1 && p->C >= 1 && p->H >= 1 && p->W >= 1 && p->H_out >= 1 && p->W_out >= 1,   \
-                    "sizes must be >= 1");                                                                 \
-            require_ptrs({y, switches, out});                                                              \
-            const int64_t n_in = p->N * p->C * p->H_out * p->W_out, plane = p->H * p->W;                   \
-            for (int64_t i = 0; i < n_in; ++i)                                                             \
-                require(switches[i] >= 0 && switches[i] < plane,                                           \
-                        "switches[" + std::to_string(i) + "] = " + std::to_string(switches[i]) +           \
-                            " is outside the output plane of " + std::to_string(plane) + " elements");     \
-            kernel<T>().max_unpool2d(y, switches, out, p->N * p->C, p->H_out * p->W_out, plane);             \
-        });                                                                                                \
+#define FC_POOL(SUF, T)                                                                                 \
+    int fc_max_pool2d_##SUF(const fc_pool_params* p, const T* x, T* y, int64_t* switches) {             \
+        return guarded("fc_max_pool2d_" #SUF, [&] {                                                     \
+            auto s = pool_shape(p);                                                                     \
+            require_ptrs({x, y, switches});                                                             \
+            run(kernel<T>().max_pool2d, s, x, y, switches);                                             \
+        });                                                                                             \
+    }                                                                                                   \
+    int fc_max_unpool2d_##SUF(const fc_pool_params* p, const T* y, const int64_t* switches, T* out) {   \
+        return guarded("fc_max_unpool2d_" #SUF, [&] {                                                   \
+            require(p != nullptr, "params is NULL");                                                    \
+            require(p->N >= 1 && p->C >= 1 && p->H >= 1 && p->W >= 1 && p->H_out >= 1 && p->W_out >= 1, \
+                    "sizes must be >= 1");                                                              \
+            require_ptrs({y, switches, out});                                                           \
+            const int64_t n_in = p->N * p->C * p->H_out * p->W_out, plane = p->H * p->W;                \
+            for (int64_t i = 0; i < n_in; ++i)                                                          \
+                require(switches[i] >= 0 && switches[i] < plane,                                        \
+                        "switches[" + std::to_string(i) + "] = " + std::to_string(switches[i]) +        \
+                            " is outside the output plane of " + std::to_string(plane) + " elements");  \
+            const fastconv::UnpoolShape s{p->N * p->C, p->H_out * p->W_out, plane};                     \
+            run(kernel<T>().max_unpool2d, s, y, switches, out);                                         \
+        });                                                                                             \
     }
 
 FC_DENSE(f32, float)

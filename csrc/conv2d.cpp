@@ -76,6 +76,9 @@ void pack_col_transposed(const T* xg, const ConvShape& s, long j0, long kc, long
     }
 }
 
+// The weight gradient's partial sums (one dw per position slice) take at most this much memory.
+constexpr long kPartialBytes = 64L << 20;
+
 // Output columns per task: a full GEMM column block, halved while that leaves under four tasks per
 // thread. Only the partition changes, never an element's summation order.
 template <typename T>
@@ -85,19 +88,11 @@ long column_block(long HW_out, long outer_tasks) {
     return std::min(nb, HW_out);
 }
 
-#ifdef _OPENMP
-inline int thread_id() { return omp_get_thread_num(); }
-#else
-inline int thread_id() { return 0; }
-#endif
-
 }  // namespace
 
 // y (N, C_out, H_out, W_out) = w (C_out, C_in/g, kH, kW) ⋆ x (N, C_in, H, W) + b (C_out)
 template <typename T>
-void conv2d(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
-    if (use_depthwise(s)) return conv2d_depthwise(x, w, b, y, s);
-    if (use_implicit<T>(s)) return conv2d_implicit(x, w, b, y, s);
+void conv2d_packed_gemm(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out();
     const long ap = packed_a_size<T>(M, K);
     Buffer<T> Ap(G * ap);  // every group's weights packed once, shared read-only by all tasks
@@ -108,7 +103,7 @@ void conv2d(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
-        T* Bp = work.data() + thread_id() * scratch;
+        T* Bp = work.data() + omp_thread() * scratch;
         const long n = t / (G * nblk), g = t / nblk % G, j0 = t % nblk * nb, cols = std::min(nb, HWo - j0);
         const T* xg = x + (n * s.C_in + g * s.C_g()) * s.HW();
         T* yg = y + (n * s.C_out + g * M) * HWo + j0;
@@ -126,9 +121,7 @@ void conv2d(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
 // dx (N, C_in, H, W) = col2im(wᵀ · dy). Tasks own disjoint channel blocks of dx, so the scatter-add
 // needs no locks; within a task column blocks are added in order.
 template <typename T>
-void conv2d_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
-    if (use_depthwise(s)) return conv2d_input_grad_depthwise(dy, w, dx, s);
-    if (conv2d_input_grad_implicit(dy, w, dx, s)) return;
+void conv2d_input_grad_packed_gemm(const T* dy, const T* w, T* dx, const ConvShape& s) {
     const long G = s.groups, M = s.M_g(), K = s.K(), C_g = s.C_g(), kk = s.kH * s.kW, HWo = s.HW_out();
     long cb = std::min(C_g, std::max(1L, 256 / kk));  // channels per task: about 256 col' rows
     while (cb > 1 && s.N * G * ceil_div(C_g, cb) < 4L * get_num_threads()) cb = ceil_div(cb, 2);
@@ -144,7 +137,7 @@ void conv2d_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
-        T* Bp = work.data() + thread_id() * scratch;
+        T* Bp = work.data() + omp_thread() * scratch;
         T* colg = Bp + packed_b_size<T>();
         const long n = t / (G * ncb), g = t / ncb % G, i = t % ncb, c0 = i * cb, cn = std::min(C_g, c0 + cb) - c0;
         const T* dyg = dy + (n * s.C_out + g * M) * HWo;
@@ -172,14 +165,12 @@ void conv2d_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
 // columns to share out) depend on the problem alone and are added in slice order, so dw is
 // bit-identical for any thread count; the column split does not change any element's sum.
 template <typename T>
-void conv2d_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
-    if (use_depthwise(s)) return conv2d_weight_grad_depthwise(x, dy, dw, s);
-    if (conv2d_weight_grad_implicit(x, dy, dw, s)) return;
+void conv2d_weight_grad_packed_gemm(const T* x, const T* dy, T* dw, const ConvShape& s) {
     constexpr long KC = Tile<T>::KC, NR = Tile<T>::NR, NC = Tile<T>::NC, L = Vec<T>::lanes;
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), size = s.C_out * K;
     const long nblk = ceil_div(HWo, KC), items = s.N * nblk, nsl = ceil_div(K, NR);
     const long S = std::clamp(ceil_div(16, nsl * G), 1L,
-                              std::min({items, 32L, std::max(1L, (64L << 20) / long(size * sizeof(T)))}));
+                              std::min({items, 32L, std::max(1L, kPartialBytes / long(size * sizeof(T)))}));
     const long parts = std::clamp(ceil_div(2L * get_num_threads(), S * G), 1L, nsl), ntasks = G * S * parts;
     Buffer<T> partial(S > 1 ? S * size : 1);
     const long ap = packed_a_size<T>(M, KC), bp = KC * NC, scratch = ap + bp + L * round_up(KC, L);
@@ -187,7 +178,7 @@ void conv2d_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
-        T* Ap = work.data() + thread_id() * scratch;
+        T* Ap = work.data() + omp_thread() * scratch;
         T *Bp = Ap + ap, *tmp = Bp + bp;
         const long g = t / (S * parts), sl = t / parts % S, kp = t % parts;
         const long c0 = nsl * kp / parts * NR, c1 = std::min(K, nsl * (kp + 1) / parts * NR);
@@ -216,9 +207,9 @@ void conv2d_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                    \
-    template void conv2d<T>(const T*, const T*, const T*, T*, const ConvShape&); \
-    template void conv2d_input_grad<T>(const T*, const T*, T*, const ConvShape&); \
-    template void conv2d_weight_grad<T>(const T*, const T*, T*, const ConvShape&);
+    template void conv2d_packed_gemm<T>(const T*, const T*, const T*, T*, const ConvShape&); \
+    template void conv2d_input_grad_packed_gemm<T>(const T*, const T*, T*, const ConvShape&); \
+    template void conv2d_weight_grad_packed_gemm<T>(const T*, const T*, T*, const ConvShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

@@ -27,24 +27,24 @@ struct ConvShape {
 };
 
 // Precondition check (throws std::invalid_argument naming the bad value): positive sizes, groups
-// dividing both channel counts. Called by the bindings before any pointer is touched.
+// dividing both channel counts. Called by the bindings and the C ABI before any pointer is touched.
 void check_conv_shape(const ConvShape& s);
 
-// y = conv(x, w) + b        x (N,C_in,H,W), w (C_out,C_in/g,kH,kW), b (C_out) or null, y (N,C_out,H_out,W_out)
-template <typename T>
-void conv2d(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
+// The implementations of the three ops (csrc/registry.cpp lists them and decides which runs). Each
+// computes, for every problem it accepts:
+//   forward      y = conv(x, w) + b   x (N,C_in,H,W), w (C_out,C_in/g,kH,kW), b (C_out) or null, y (N,C_out,H_out,W_out)
+//   input grad   dx = adjoint of conv in x          dy (N,C_out,H_out,W_out), w -> dx (N,C_in,H,W)
+//   weight grad  dw = Σ_n dy ⋆ x                    x, dy -> dw (C_out,C_in/g,kH,kW)
 
-// dx = adjoint of conv in x  dy (N,C_out,H_out,W_out), w (C_out,C_in/g,kH,kW), dx (N,C_in,H,W)
+// Packed, cache-blocked GEMM over packed im2col blocks (conv2d.cpp): every problem.
 template <typename T>
-void conv2d_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s);
-
-// dw = Σ_n dy ⋆ x            x (N,C_in,H,W), dy (N,C_out,H_out,W_out), dw (C_out,C_in/g,kH,kW)
+void conv2d_packed_gemm(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
 template <typename T>
-void conv2d_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s);
+void conv2d_input_grad_packed_gemm(const T* dy, const T* w, T* dx, const ConvShape& s);
+template <typename T>
+void conv2d_weight_grad_packed_gemm(const T* x, const T* dy, T* dw, const ConvShape& s);
 
-// Direct kernels (depthwise.cpp) for one input channel per group and fewer than 4 outputs per group,
-// where a GEMM would be too thin; the three kernels above dispatch to them when use_depthwise(s).
-bool use_depthwise(const ConvShape& s);
+// Direct kernels (depthwise.cpp) for one input channel per group, where a GEMM would be too thin.
 template <typename T>
 void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
 template <typename T>

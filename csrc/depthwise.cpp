@@ -129,8 +129,6 @@ inline long span(long out, long s, long k, long d) { return (out - 1) * s + (k -
 
 }  // namespace
 
-bool use_depthwise(const ConvShape& s) { return s.C_g() == 1 && s.M_g() < 4; }
-
 // y[n,o] = b[o] + Σ_{a,b} w[o,a,b] · xpad[n, o / M_g]
 // Many planes: one task per output plane, each thread padding into its own buffer. Fewer planes than
 // threads (a single image plane): every plane padded once, then one task per band of output rows.

@@ -29,6 +29,10 @@ namespace fastconv {
 #define FASTCONV_IMPLICIT_KC 1152
 #endif
 
+// The weight gradients copy the input of a chunk of whole images at a time, each chunk at most this
+// large (at least one image).
+constexpr long kImplicitCopyBytes = 64L << 20;
+
 struct ImplicitGeometry {
     bool flat;    // vectors run over the flattened plane (see implicit_flat), not along output rows
     long Wv;      // vectors per output row (row layout)
@@ -221,14 +225,26 @@ inline void implicit_micro(long kc, const T* __restrict a, const long* __restric
     }
 }
 
-// Forward convolution by implicit GEMM (implicit_conv.cpp); requires use_implicit<T>(s).
+// Forward convolution by implicit GEMM (implicit_conv.cpp); use_implicit<T>(s) says whether it pays.
 template <typename T>
 void conv2d_implicit(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
 
-// Input gradient of a stride-1 conv as the forward implicit conv of dy with the flipped, transposed
-// kernel; returns false (doing nothing) where that does not apply.
+// The input gradient of a stride-1 conv is the forward correlation of dy with w'[c, m, a', b'] =
+// w[m, c, kH-1-a', kW-1-b'] at padding ((kH-1)*dh - ph, (kW-1)*dw - pw): this is that forward problem
+// (reads outside dy are zero, so no bottom/right padding is needed). It needs both paddings >= 0.
+inline ConvShape input_grad_as_forward(const ConvShape& s) {
+    ConvShape t = s;
+    t.C_in = s.C_out, t.H = s.H_out, t.W = s.W_out;
+    t.C_out = s.C_in, t.H_out = s.H, t.W_out = s.W;
+    t.ph = (s.kH - 1) * s.dh - s.ph;
+    t.pw = (s.kW - 1) * s.dw - s.pw;
+    return t;
+}
+
+// Input gradient of a stride-1 conv (input_grad_as_forward with paddings >= 0) as that forward implicit
+// conv with the flipped, transposed kernel.
 template <typename T>
-bool conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape& s);
+void conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape& s);
 
 // One weight-gradient problem: dw (M x K) (+)= Σ_p dy[m, p] · col[k, p] over the positions p of nseg
 // segments of len positions; segment q reads im2col row k at xs + q*xs_stride + off[k] + pos[p] and
@@ -260,9 +276,13 @@ struct WgradRows {
 template <typename T>
 void implicit_weight_grad(const ImplicitWgrad<T>* problems, long nprob, const WgradRows& rows, long K, long M);
 
-// Weight gradient by implicit GEMM (implicit_conv.cpp); returns false (doing nothing) where the
-// whole-image input copy would be too large.
+// Weight gradient by implicit GEMM (implicit_conv.cpp); every group's copy of one image at a time
+// (implicit_weight_grad_bytes(s)) must fit in memory, and pays while it stays within kImplicitCopyBytes.
 template <typename T>
-bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape& s);
+void conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape& s);
+template <typename T>
+long implicit_weight_grad_bytes(const ConvShape& s) {
+    return s.groups * implicit_copy_size(s, implicit_geometry<T>(s, s.H_out)) * (long)sizeof(T);
+}
 
 }  // namespace fastconv

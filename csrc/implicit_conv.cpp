@@ -110,23 +110,8 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
     }
 }
 
-// Stride 1: dx[c, i, j] = Σ_{m,a,b} dy[m, i + ph - a*dh, j + pw - b*dw] · w[m, c, a, b], which is the
-// forward correlation of dy with w'[c, m, a', b'] = w[m, c, kH-1-a', kW-1-b'] at padding
-// (kH-1)*dh - ph, (kW-1)*dw - pw (reads outside dy are zero, so no bottom/right padding is needed).
 template <typename T>
-bool conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape& s) {
-    if (s.sh != 1 || s.sw != 1) return false;
-    ConvShape t = s;
-    t.C_in = s.C_out;
-    t.H = s.H_out;
-    t.W = s.W_out;
-    t.C_out = s.C_in;
-    t.H_out = s.H;
-    t.W_out = s.W;
-    t.ph = (s.kH - 1) * s.dh - s.ph;
-    t.pw = (s.kW - 1) * s.dw - s.pw;
-    // Few input channels make the transposed GEMM too thin (M = C_in/g rows of MR-row tiles).
-    if (t.ph < 0 || t.pw < 0 || !use_implicit<T>(t) || s.C_g() < 2 * Tile<T>::MR) return false;
+void conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape& s) {
     const long G = s.groups, M = s.M_g(), C_g = s.C_g(), kk = s.kH * s.kW;
     Buffer<T> wt(s.C_in * M * kk);
     for (long g = 0; g < G; ++g)
@@ -136,8 +121,7 @@ bool conv2d_input_grad_implicit(const T* dy, const T* w, T* dx, const ConvShape&
                 T* dst = wt.data() + ((g * C_g + c) * M + m) * kk;
                 for (long e = 0; e < kk; ++e) dst[e] = src[kk - 1 - e];
             }
-    conv2d_implicit(dy, wt.data(), (const T*)nullptr, dx, t);
-    return true;
+    conv2d_implicit(dy, wt.data(), (const T*)nullptr, dx, input_grad_as_forward(s));
 }
 
 namespace {
@@ -266,13 +250,12 @@ void implicit_weight_grad(const ImplicitWgrad<T>* problems, long nprob, const Wg
 }
 
 // Per group, the segments are the images; their input copies are built a chunk of images (at most
-// 64 MiB) at a time, and the chunks' sums added in order.
+// kImplicitCopyBytes, at least one image) at a time, and the chunks' sums added in order.
 template <typename T>
-bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape& s) {
+void conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape& s) {
     const ImplicitGeometry geo = implicit_geometry<T>(s, s.H_out);
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), xs_size = implicit_copy_size(s, geo);
-    if (s.is_pointwise() || G * xs_size * (long)sizeof(T) > (64L << 20)) return false;
-    const long chunk = std::clamp((64L << 20) / (G * xs_size * (long)sizeof(T)), 1L, s.N);
+    const long chunk = std::clamp(kImplicitCopyBytes / (G * xs_size * (long)sizeof(T)), 1L, s.N);
     Buffer<T> xs(chunk * G * xs_size);
     Buffer<long> off(K), pos(HWo), col(K), lo(K), hi(K);
     // Rows ordered k = (a, c, b), so that a tile's MR rows mostly share their kernel row a and with it the
@@ -303,13 +286,12 @@ bool conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape
                               dy + (n0 * s.C_out + g * M) * HWo, s.C_out * HWo, HWo, dw + g * M * K, n0 > 0});
         implicit_weight_grad(groups.data(), G, WgradRows{off.data(), col.data(), lo.data(), hi.data()}, K, M);
     }
-    return true;
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                            \
     template void conv2d_implicit<T>(const T*, const T*, const T*, T*, const ConvShape&); \
-    template bool conv2d_input_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);   \
-    template bool conv2d_weight_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);  \
+    template void conv2d_input_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);   \
+    template void conv2d_weight_grad_implicit<T>(const T*, const T*, T*, const ConvShape&);  \
     template void implicit_weight_grad<T>(const ImplicitWgrad<T>*, long, const WgradRows&, long, long);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)

@@ -9,6 +9,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "conv2d.h"
 #include "pool.h"
@@ -17,19 +20,60 @@
 namespace fastconv {
 
 // Bumped whenever the table's layout changes: the front refuses a library built with another.
-constexpr int kKernelTableVersion = 1;
+constexpr int kKernelTableVersion = 2;
 
-// One dtype's kernels (signatures as in conv2d.h, tiled_conv.h, pool.h).
+// One implementation of an op (XNNPACK-style name op__variant). why_not(s) is null when it computes s
+// correctly, else the reason it cannot; worth(s) (null: always) says whether it pays on s — false
+// keeps it out of the automatic choice, never out of a forced one.
+template <typename Shape, typename Run>
+struct Impl {
+    const char* name;
+    const char* (*why_not)(const Shape& s);
+    bool (*worth)(const Shape& s);
+    Run run;
+};
+
+// An op's implementations, best first (oneDNN's implementation list). select() is the one place that
+// decides which kernel runs: the first that can run s and pays, or the one named by `forced`.
+template <typename Shape, typename Run>
+struct ImplList {
+    const Impl<Shape, Run>* impls;
+    int count;
+
+    const Impl<Shape, Run>& select(const Shape& s, const char* forced = nullptr) const {
+        for (int i = 0; i < count; ++i) {
+            const Impl<Shape, Run>& impl = impls[i];
+            if (forced && *forced) {
+                if (std::strcmp(forced, impl.name)) continue;
+                if (const char* why = impl.why_not(s))
+                    throw std::invalid_argument(std::string(impl.name) + " does not apply: " + why);
+                return impl;
+            }
+            if (!impl.why_not(s) && (!impl.worth || impl.worth(s))) return impl;
+        }
+        if (forced && *forced) throw std::invalid_argument(std::string("no implementation named ") + forced);
+        return impls[count - 1];  // the last implementation of every op runs every problem
+    }
+};
+
+template <typename T> using ConvForward = void (*)(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
+// (dy, w) -> dx and (x, dy) -> dw alike: two inputs, one output
+template <typename T> using ConvBackward = void (*)(const T* a, const T* b, T* out, const ConvShape& s);
+template <typename T> using LocalForward = void (*)(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
+template <typename T> using LocalBackward = void (*)(const T* a, const T* b, T* out, const LocalShape& s);
+template <typename T> using PoolRun = void (*)(const T* x, T* y, int64_t* switches, const PoolShape& s);
+template <typename T> using UnpoolRun = long (*)(const T* y, const int64_t* switches, T* out, const UnpoolShape& s);
+
+// One dtype's ops (signatures as in conv2d.h, tiled_conv.h, pool.h).
 template <typename T>
 struct KernelOps {
-    void (*conv2d)(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
-    void (*conv2d_input_grad)(const T* dy, const T* w, T* dx, const ConvShape& s);
-    void (*conv2d_weight_grad)(const T* x, const T* dy, T* dw, const ConvShape& s);
-    void (*tiled_conv2d)(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
-    void (*tiled_conv2d_input_grad)(const T* dy, const T* w, T* dx, const LocalShape& s);
-    void (*tiled_conv2d_weight_grad)(const T* x, const T* dy, T* dw, const LocalShape& s);
-    void (*max_pool2d)(const T* x, T* y, int64_t* switches, const PoolShape& s);
-    long (*max_unpool2d)(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out);
+    ImplList<ConvShape, ConvForward<T>> conv2d;
+    ImplList<ConvShape, ConvBackward<T>> conv2d_input_grad, conv2d_weight_grad;
+    ImplList<LocalShape, LocalForward<T>> tiled_conv2d, unshared_conv2d;
+    ImplList<LocalShape, LocalBackward<T>> tiled_conv2d_input_grad, tiled_conv2d_weight_grad,
+        unshared_conv2d_input_grad, unshared_conv2d_weight_grad;
+    ImplList<PoolShape, PoolRun<T>> max_pool2d;
+    ImplList<UnpoolShape, UnpoolRun<T>> max_unpool2d;
 };
 
 struct KernelTable {

@@ -62,7 +62,7 @@ struct PoolPlan {
 };
 
 template <typename T>
-PoolPlan plan_pool(const PoolShape& s) {
+PoolPlan plan_pool(const PoolShape& s, bool vectors = true) {
     constexpr int L = Vec<T>::lanes;
     PoolPlan p{};
     // Windows meet the plane where ws + kw > 0 and ws < W (ws = ow*sw - pw), and need no clipping where
@@ -73,7 +73,8 @@ PoolPlan plan_pool(const PoolShape& s) {
     p.in1 = std::max(p.in0, std::min(s.W_out, s.W + s.pw - s.kw >= 0 ? (s.W + s.pw - s.kw) / s.sw + 1 : 0));
     // Switch arithmetic runs in the lanes' integer type: plane indices (plus a vector of slack) must fit.
     // Without a vector part every window is left to the scalar code: [in0, in1) must be empty too.
-    if ((double)s.H * s.W + (double)s.sw * L + s.kw >= (double)std::numeric_limits<typename Vec<T>::int_t>::max())
+    if (!vectors ||
+        (double)s.H * s.W + (double)s.sw * L + s.kw >= (double)std::numeric_limits<typename Vec<T>::int_t>::max())
         p.ow1 = p.ow0, p.in1 = p.in0;
     p.n = p.ow1 - p.ow0;
     p.st = s.sw;
@@ -196,11 +197,12 @@ void finish_row(const T* xp, const PoolShape& s, const PoolPlan& pl, long oh, bo
     }
 }
 
-// x (N, C, H, W) -> y, switches (N, C, H_out, W_out)
+// x (N, C, H, W) -> y, switches (N, C, H_out, W_out); without a vector part (pl.n = 0) every window runs
+// in finish_row's scalar code.
 template <typename T>
-void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
+void pool_planes(const T* x, T* y, int64_t* switches, const PoolShape& s, bool vectors) {
     const long planes = s.N * s.C, in = s.H * s.W, out = s.H_out * s.W_out;
-    const PoolPlan pl = plan_pool<T>(s);
+    const PoolPlan pl = plan_pool<T>(s, vectors);
     std::vector<long> tb(s.kw);  // offset of tap b in a scratch row, relative to the output's element
     for (long b = 0; b < s.kw; ++b) tb[b] = ((pl.shift + b) % pl.st) * pl.plen + (pl.shift + b) / pl.st;
     const int nt = threads_for(planes, 4.0 * planes * in);
@@ -248,9 +250,8 @@ void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s) {
 // count is the caller's range check, which thus costs no pass of its own over the switches. A large
 // output is built plane by plane in a scratch plane and streamed out (stream_copy): no line of it is read in.
 template <typename T>
-long max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out) {
-    const long plane_bytes = plane_out * (long)sizeof(T);
-    const bool stream = planes * plane_bytes >= kStreamBytes && plane_bytes <= kStreamPlaneBytes;
+long unpool_planes(const T* y, const int64_t* switches, T* out, const UnpoolShape& s, bool stream) {
+    const long planes = s.planes, plane_in = s.plane_in, plane_out = s.plane_out;
     long skipped = 0;
 #pragma omp parallel num_threads(threads_for(planes, 2.0 * planes * plane_out)) reduction(+ : skipped)
     {
@@ -275,9 +276,42 @@ long max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long
     return skipped;
 }
 
-#define FASTCONV_INSTANTIATE(T)                                                       \
-    template void max_pool2d<T>(const T*, T*, int64_t*, const PoolShape&);           \
-    template long max_unpool2d<T>(const T*, const int64_t*, T*, long, long, long);
+template <typename T>
+void max_pool2d_phase_split(const T* x, T* y, int64_t* switches, const PoolShape& s) {
+    pool_planes(x, y, switches, s, true);
+}
+
+template <typename T>
+void max_pool2d_window_scan(const T* x, T* y, int64_t* switches, const PoolShape& s) {
+    pool_planes(x, y, switches, s, false);
+}
+
+template <typename T>
+long pool_vector_columns(const PoolShape& s) {
+    return plan_pool<T>(s).n;
+}
+
+template <typename T>
+long max_unpool2d_in_place(const T* y, const int64_t* switches, T* out, const UnpoolShape& s) {
+    return unpool_planes(y, switches, out, s, false);
+}
+
+template <typename T>
+long max_unpool2d_streamed(const T* y, const int64_t* switches, T* out, const UnpoolShape& s) {
+    return unpool_planes(y, switches, out, s, true);
+}
+
+bool unpool_streaming_pays(const UnpoolShape& s, long element_bytes) {
+    const long plane_bytes = s.plane_out * element_bytes;
+    return s.planes * plane_bytes >= kStreamBytes && plane_bytes <= kStreamPlaneBytes;
+}
+
+#define FASTCONV_INSTANTIATE(T)                                                                     \
+    template void max_pool2d_phase_split<T>(const T*, T*, int64_t*, const PoolShape&);             \
+    template void max_pool2d_window_scan<T>(const T*, T*, int64_t*, const PoolShape&);             \
+    template long pool_vector_columns<T>(const PoolShape&);                                         \
+    template long max_unpool2d_in_place<T>(const T*, const int64_t*, T*, const UnpoolShape&);      \
+    template long max_unpool2d_streamed<T>(const T*, const int64_t*, T*, const UnpoolShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

@@ -11,15 +11,31 @@ struct PoolShape {
     long kh, kw, sh, sw, ph, pw;
 };
 
+// Unpool: y, switches (planes, plane_in) -> out (planes, plane_out).
+struct UnpoolShape {
+    long planes, plane_in, plane_out;
+};
+
 void check_pool_shape(const PoolShape& s);
 
-// y = window max, switches = flat index h*W + w of the first maximum (NaN wins) in each window
+// y = window max, switches = flat index h*W + w of the first maximum (NaN wins) in each window.
+// phase_split: the windows inside the plane's columns in vectors, over each input row split once into
+// its stride phases (the others, clipped by the border, in scalar code); window_scan: every window in
+// scalar code. phase_split applies when pool_vector_columns(s) > 0.
 template <typename T>
-void max_pool2d(const T* x, T* y, int64_t* switches, const PoolShape& s);
+void max_pool2d_phase_split(const T* x, T* y, int64_t* switches, const PoolShape& s);
+template <typename T>
+void max_pool2d_window_scan(const T* x, T* y, int64_t* switches, const PoolShape& s);
+template <typename T>
+long pool_vector_columns(const PoolShape& s);
 
-// out (planes, plane_out) = 0 except out[p][switches[p][i]] += y[p][i]; y/switches (planes, plane_in).
-// Returns how many switches lie outside [0, plane_out): those are skipped.
+// out = 0 except out[p][switches[p][i]] += y[p][i]. Returns how many switches lie outside
+// [0, plane_out): those are skipped. in_place scatters into out; streamed builds each plane in a
+// scratch plane and streams it out (pays for outputs far larger than the caches, planes within L2).
 template <typename T>
-long max_unpool2d(const T* y, const int64_t* switches, T* out, long planes, long plane_in, long plane_out);
+long max_unpool2d_in_place(const T* y, const int64_t* switches, T* out, const UnpoolShape& s);
+template <typename T>
+long max_unpool2d_streamed(const T* y, const int64_t* switches, T* out, const UnpoolShape& s);
+bool unpool_streaming_pays(const UnpoolShape& s, long element_bytes);
 
 }  // namespace fastconv

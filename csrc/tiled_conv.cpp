@@ -82,21 +82,10 @@ struct Work {
 };
 
 // --- Few, large phases -----------------------------------------------------------------------------------
-// Forward and input gradient run on a polyphase copy of the input (tiled_poly.cpp) unless the
-// lane-varying implicit GEMM applies (tiled_implicit.cpp); the weight gradient is one implicit GEMM
-// per phase (tiled_implicit.cpp) unless an image's input copy would exceed 64 MiB, when the general
-// path below runs.
-
-// True when every phase has enough output positions per image for a GEMM of its own to pay.
-inline bool use_phases(const LocalShape& s) { return s.rows(s.T_h - 1) * s.cols(s.T_w - 1) >= 16; }
-
 }  // namespace
 
 template <typename T>
-void tiled_conv2d(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
-    if (is_unshared(s)) return unshared_forward(x, w, b, y, s);
-    if (tiled_forward_implicit(x, w, b, y, s)) return;
-    if (use_phases(s)) return tiled_forward_poly(x, w, b, y, s);
+void tiled_conv2d_gather_gemm(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
     const long K = s.K(), phases = s.phases(), HWo = s.H_out * s.W_out;
     const long blocks = ceil_div(s.N * ceil_div(s.H_out, s.T_h) * ceil_div(s.W_out, s.T_w), NQ<T>);
 #pragma omp parallel num_threads(threads_for(phases * blocks))
@@ -130,10 +119,7 @@ void tiled_conv2d(const T* x, const T* w, const T* b, T* y, const LocalShape& s)
 // Threads split the batch (each owns its images' dx), so the scatter-add needs no locks and every
 // dx element sums its contributions in the same order whatever the thread count.
 template <typename T>
-void tiled_conv2d_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s) {
-    if (is_unshared(s)) return unshared_input_grad(dy, w, dx, s);
-    if (tiled_input_grad_implicit(dy, w, dx, s)) return;
-    if (use_phases(s)) return tiled_input_grad_poly(dy, w, dx, s);
+void tiled_conv2d_input_grad_gather_gemm(const T* dy, const T* w, T* dx, const LocalShape& s) {
     const long K = s.K(), HWo = s.H_out * s.W_out;
     std::fill(dx, dx + s.N * s.C_in * s.H * s.W, T(0));
     const int nt = threads_for(s.N);
@@ -165,9 +151,7 @@ void tiled_conv2d_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s
 
 // Threads split the phases; each phase's dw[th, tw] sums its column blocks in order.
 template <typename T>
-void tiled_conv2d_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s) {
-    if (is_unshared(s)) return unshared_weight_grad(x, dy, dw, s);
-    if (use_phases(s) && tiled_weight_grad_implicit(x, dy, dw, s)) return;
+void tiled_conv2d_weight_grad_gather_gemm(const T* x, const T* dy, T* dw, const LocalShape& s) {
     const long K = s.K(), HWo = s.H_out * s.W_out;
 #pragma omp parallel num_threads(threads_for(s.phases()))
     {
@@ -194,9 +178,9 @@ void tiled_conv2d_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& 
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                                \
-    template void tiled_conv2d<T>(const T*, const T*, const T*, T*, const LocalShape&);       \
-    template void tiled_conv2d_input_grad<T>(const T*, const T*, T*, const LocalShape&);      \
-    template void tiled_conv2d_weight_grad<T>(const T*, const T*, T*, const LocalShape&);
+    template void tiled_conv2d_gather_gemm<T>(const T*, const T*, const T*, T*, const LocalShape&);      \
+    template void tiled_conv2d_input_grad_gather_gemm<T>(const T*, const T*, T*, const LocalShape&);     \
+    template void tiled_conv2d_weight_grad_gather_gemm<T>(const T*, const T*, T*, const LocalShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

@@ -7,6 +7,8 @@
 // phase's kernel, exactly as a dense conv's output positions do.
 #pragma once
 
+#include "conv2d.h"
+
 namespace fastconv {
 
 // x (N, C_in, H, W), w (T_h, T_w, C_out, C_in, kH, kW), y (N, C_out, H_out, W_out); stride and
@@ -27,60 +29,67 @@ struct LocalShape {
 // Throws std::invalid_argument on non-positive sizes (called by the bindings and the C ABI).
 void check_local_shape(const LocalShape& s);
 
-// y = tiled conv of x with w, plus bias (b may be null)
-template <typename T>
-void tiled_conv2d(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
-
-// dx = adjoint of tiled_conv2d in x          dy (N, C_out, H_out, W_out) -> dx (N, C_in, H, W)
-template <typename T>
-void tiled_conv2d_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s);
-
-// dw[th,tw] = Σ over the phase's positions of dy ⋆ x      -> dw (T_h, T_w, C_out, C_in, kH, kW)
-template <typename T>
-void tiled_conv2d_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s);
-
-// Few, large phases on a polyphase copy of the input (tiled_poly.cpp); the tiled kernels dispatch to
-// these when every phase has enough positions per image.
-template <typename T>
-void tiled_forward_poly(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
-template <typename T>
-void tiled_input_grad_poly(const T* dy, const T* w, T* dx, const LocalShape& s);
-
-// Forward and stride-1 input gradient by implicit GEMM with lane-varying weights (tiled_implicit.cpp),
-// when T_w divides the vector width, and the weight gradient per phase; they return false (doing
-// nothing) where they do not apply.
-template <typename T>
-bool tiled_forward_implicit(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
-template <typename T>
-bool tiled_input_grad_implicit(const T* dy, const T* w, T* dx, const LocalShape& s);
-template <typename T>
-bool tiled_weight_grad_implicit(const T* x, const T* dy, T* dw, const LocalShape& s);
-
-// Unshared conv in batch-major layout (unshared_conv.cpp); the tiled kernels dispatch to these when
-// the grid is the output size (is_unshared) and the bias strides are the unshared ones.
-inline bool is_unshared(const LocalShape& s) {
-    return s.T_h == s.H_out && s.T_w == s.W_out && s.b_o == s.H_out * s.W_out && s.b_i == s.W_out && s.b_j == 1;
+// The dense conv of the same geometry (one kernel for every position).
+inline ConvShape dense_shape(const LocalShape& s) {
+    return ConvShape{s.N, s.C_in, s.H, s.W, s.C_out, s.kH, s.kW, s.H_out, s.W_out, s.sh, s.sw, s.ph, s.pw, 1, 1, 1};
 }
-template <typename T>
-void unshared_forward(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
-template <typename T>
-void unshared_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s);
-template <typename T>
-void unshared_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s);
 
-// Unshared conv = tiled conv with T = (H_out, W_out); s.T_h/T_w and the bias strides must say so.
-template <typename T>
-void unshared_conv2d(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
-    tiled_conv2d(x, w, b, y, s);
+// The stride-1 input gradient as a forward conv of dy (padding kH-1-ph, kW-1-pw: it needs both >= 0).
+inline ConvShape tiled_input_grad_as_forward(const LocalShape& s) {
+    return ConvShape{s.N, s.C_out, s.H_out, s.W_out, s.C_in, s.kH, s.kW, s.H, s.W, 1, 1,
+                     s.kH - 1 - s.ph, s.kW - 1 - s.pw, 1, 1, 1};
 }
+
+// True when every phase has enough output positions per image for a GEMM of its own to pay.
+inline bool phases_pay(const LocalShape& s) { return s.rows(s.T_h - 1) * s.cols(s.T_w - 1) >= 16; }
+
+// The implementations (csrc/registry.cpp lists them and decides which runs). Each computes
+//   forward      y = tiled conv of x with w, plus bias (b may be null)
+//   input grad   dx = adjoint of the forward in x         dy (N, C_out, H_out, W_out) -> dx (N, C_in, H, W)
+//   weight grad  dw[th,tw] = Σ over the phase's positions of dy ⋆ x   -> dw (T_h, T_w, C_out, C_in, kH, kW)
+
+// Gathered columns per block of positions of one phase, one packed GEMM each (tiled_conv.cpp): every problem.
 template <typename T>
-void unshared_conv2d_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s) {
-    tiled_conv2d_input_grad(dy, w, dx, s);
-}
+void tiled_conv2d_gather_gemm(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
 template <typename T>
-void unshared_conv2d_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s) {
-    tiled_conv2d_weight_grad(x, dy, dw, s);
-}
+void tiled_conv2d_input_grad_gather_gemm(const T* dy, const T* w, T* dx, const LocalShape& s);
+template <typename T>
+void tiled_conv2d_weight_grad_gather_gemm(const T* x, const T* dy, T* dw, const LocalShape& s);
+
+// One GEMM per phase on a polyphase copy of the input (tiled_poly.cpp); pays when phases_pay(s).
+template <typename T>
+void tiled_conv2d_phase_poly(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
+template <typename T>
+void tiled_conv2d_input_grad_phase_poly(const T* dy, const T* w, T* dx, const LocalShape& s);
+
+// Implicit GEMM with weights that vary across vector lanes (tiled_implicit.cpp): T_w must divide the
+// vector width (lane_weights_why_not); the input gradient also needs stride 1 and padding < kernel.
+// Pays while the lane pattern wastes few lanes and the per-class weight vectors stay within
+// kLaneWeightBytes (lane_weights_worth, on the forward conv that runs).
+constexpr long kLaneWeightBytes = 8L << 20;
+template <typename T>
+void tiled_conv2d_lane_weights(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
+template <typename T>
+void tiled_conv2d_input_grad_lane_weights(const T* dy, const T* w, T* dx, const LocalShape& s);
+template <typename T>
+const char* lane_weights_why_not(const LocalShape& s);
+template <typename T>
+bool lane_weights_worth(const ConvShape& c, long T_h);
+
+// One implicit weight-gradient GEMM per phase over input copies of whole images (tiled_implicit.cpp);
+// an image's copy takes tiled_weight_grad_copy_bytes(s).
+template <typename T>
+void tiled_conv2d_weight_grad_phase_implicit(const T* x, const T* dy, T* dw, const LocalShape& s);
+template <typename T>
+long tiled_weight_grad_copy_bytes(const LocalShape& s);
+
+// Unshared conv (grid = output size, per-position bias) in batch-major layout (unshared_conv.cpp).
+template <typename T>
+void unshared_conv2d_batch_major(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
+template <typename T>
+void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, const LocalShape& s);
+template <typename T>
+void unshared_conv2d_weight_grad_batch_major(const T* x, const T* dy, T* dw, const LocalShape& s);
 
 // The shape record of an unshared conv (grid = output size, per-position bias strides).
 inline LocalShape unshared_shape(LocalShape s) {

@@ -93,22 +93,23 @@ void lane_conv(const T* x, T* y, const ConvShape& s, long T_h, long T_w, const W
     lane_conv_aw<T, Vec<T>::lanes>(x, y, s, T_h, T_w, weight);
 }
 
-inline ConvShape dense_shape(const LocalShape& s) {
-    return ConvShape{s.N, s.C_in, s.H, s.W, s.C_out, s.kH, s.kW, s.H_out, s.W_out, s.sh, s.sw, s.ph, s.pw, 1, 1, 1};
-}
-
-// The lane pattern is fixed only when T_w divides L; the per-class weight vectors must stay small.
-template <typename T>
-bool lane_conv_ok(const ConvShape& c, long T_h, long T_w) {
-    return Vec<T>::lanes % T_w == 0 && implicit_rows_ok<T>(c) && T_h * c.C_out * c.K() * Vec<T>::lanes <= (8L << 20);
-}
 
 }  // namespace
 
 template <typename T>
-bool tiled_forward_implicit(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
+const char* lane_weights_why_not(const LocalShape& s) {
+    return Vec<T>::lanes % s.T_w ? "the tile width must divide the vector width" : nullptr;
+}
+
+template <typename T>
+bool lane_weights_worth(const ConvShape& c, long T_h) {
+    return implicit_rows_ok<T>(c) && T_h * c.C_out * c.K() * Vec<T>::lanes <= kLaneWeightBytes;
+}
+
+
+template <typename T>
+void tiled_conv2d_lane_weights(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
     const ConvShape c = dense_shape(s);
-    if (!lane_conv_ok<T>(c, s.T_h, s.T_w)) return false;
     const long K = s.K(), M = s.C_out, T_w = s.T_w;
     lane_conv(x, y, c, s.T_h, T_w, [&](long th, long l, long m, long k) { return w[((th * T_w + l % T_w) * M + m) * K + k]; });
     if (b)
@@ -119,18 +120,14 @@ bool tiled_forward_implicit(const T* x, const T* w, const T* b, T* y, const Loca
             for (long i = 0; i < s.H_out; ++i)
                 for (long j = 0; j < s.W_out; ++j) yp[i * s.W_out + j] += b[o * s.b_o + i * s.b_i + j * s.b_j];
         }
-    return true;
 }
 
 // Stride 1: dx[c, y, x] = Σ_{m,a,b} dy[m, y + ph - a, x + pw - b] · w[(y + ph - a) % T_h, (x + pw - b) % T_w, m, c, a, b],
 // the forward conv of dy at padding (kH-1-ph, kW-1-pw) with taps a' = kH-1-a, b' = kW-1-b; for x = x0 + l
 // (x0 a multiple of T_w) the tile column is (l + pw - b) mod T_w, and the row class of y decides the tile row.
 template <typename T>
-bool tiled_input_grad_implicit(const T* dy, const T* w, T* dx, const LocalShape& s) {
-    if (s.sh != 1 || s.sw != 1 || s.kH - 1 < s.ph || s.kW - 1 < s.pw) return false;
-    const ConvShape c{s.N, s.C_out, s.H_out, s.W_out, s.C_in, s.kH, s.kW, s.H, s.W, 1, 1,
-                      s.kH - 1 - s.ph, s.kW - 1 - s.pw, 1, 1, 1};
-    if (!lane_conv_ok<T>(c, s.T_h, s.T_w)) return false;
+void tiled_conv2d_input_grad_lane_weights(const T* dy, const T* w, T* dx, const LocalShape& s) {
+    const ConvShape c = tiled_input_grad_as_forward(s);
     const long T_h = s.T_h, T_w = s.T_w, kk = s.kH * s.kW, C_in = s.C_in, M = s.C_out;
     auto mod = [](long a, long m) { return (a % m + m) % m; };
     lane_conv(dy, dx, c, T_h, T_w, [&](long yc, long l, long ci, long k) {
@@ -138,19 +135,17 @@ bool tiled_input_grad_implicit(const T* dy, const T* w, T* dx, const LocalShape&
         const long th = mod(yc + s.ph - a, T_h), tw = mod(l + s.pw - b, T_w);
         return w[(((th * T_w + tw) * M + m) * C_in + ci) * kk + a * s.kW + b];
     });
-    return true;
 }
 
 // Phase (th, tw) sums over its own positions: for a chunk of images they are copied out of dy into one
 // run, dyp[m][(n, i', j')], and pos carries each position's image to its input copy, so every phase is
 // one weight-grad GEMM whose items span images (a phase may have only a few positions per image).
 template <typename T>
-bool tiled_weight_grad_implicit(const T* x, const T* dy, T* dw, const LocalShape& s) {
+void tiled_conv2d_weight_grad_phase_implicit(const T* x, const T* dy, T* dw, const LocalShape& s) {
     const ConvShape c = dense_shape(s);
     const ImplicitGeometry geo = implicit_geometry<T>(c, s.H_out);
     const long K = s.K(), M = s.C_out, xs_size = implicit_copy_size(c, geo), HWo = c.HW_out();
-    if (xs_size * (long)sizeof(T) > (64L << 20)) return false;
-    const long chunk = std::clamp((64L << 20) / (xs_size * (long)sizeof(T)), 1L, s.N);
+    const long chunk = std::clamp(kImplicitCopyBytes / (xs_size * (long)sizeof(T)), 1L, s.N);
     Buffer<T> xs(chunk * xs_size), dyp(M * chunk * HWo);
     Buffer<long> off(K), pos(chunk * HWo);
     implicit_offsets(c, geo, off.data());
@@ -195,13 +190,21 @@ bool tiled_weight_grad_implicit(const T* x, const T* dy, T* dw, const LocalShape
         }
         implicit_weight_grad(phases.data(), (long)phases.size(), WgradRows{off.data()}, K, M);
     }
-    return true;
 }
 
-#define FASTCONV_INSTANTIATE(T)                                                                  \
-    template bool tiled_forward_implicit<T>(const T*, const T*, const T*, T*, const LocalShape&); \
-    template bool tiled_input_grad_implicit<T>(const T*, const T*, T*, const LocalShape&);        \
-    template bool tiled_weight_grad_implicit<T>(const T*, const T*, T*, const LocalShape&);
+template <typename T>
+long tiled_weight_grad_copy_bytes(const LocalShape& s) {
+    const ConvShape c = dense_shape(s);
+    return implicit_copy_size(c, implicit_geometry<T>(c, s.H_out)) * (long)sizeof(T);
+}
+
+#define FASTCONV_INSTANTIATE(T)                                                                            \
+    template void tiled_conv2d_lane_weights<T>(const T*, const T*, const T*, T*, const LocalShape&);       \
+    template void tiled_conv2d_input_grad_lane_weights<T>(const T*, const T*, T*, const LocalShape&);      \
+    template void tiled_conv2d_weight_grad_phase_implicit<T>(const T*, const T*, T*, const LocalShape&);   \
+    template const char* lane_weights_why_not<T>(const LocalShape&);                                       \
+    template bool lane_weights_worth<T>(const ConvShape&, long);                                           \
+    template long tiled_weight_grad_copy_bytes<T>(const LocalShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

@@ -144,7 +144,7 @@ inline double flops(const LocalShape& s) { return 2.0 * s.N * s.C_out * s.H_out 
 }  // namespace
 
 template <typename T>
-void tiled_forward_poly(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
+void tiled_conv2d_phase_poly(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
     const Poly pq(s);
     const long K = s.K(), phases = s.phases(), blocks = ceil_div(s.N * s.rows(0) * s.cols(0), NQ<T>);
     Buffer<T> xq(s.N * s.C_in * pq.channel() + kSlack);
@@ -169,7 +169,7 @@ void tiled_forward_poly(const T* x, const T* w, const T* b, T* y, const LocalSha
 
 // Threads split the batch (each owns its images' polyphase dx), so the scatter-add needs no locks.
 template <typename T>
-void tiled_input_grad_poly(const T* dy, const T* w, T* dx, const LocalShape& s) {
+void tiled_conv2d_input_grad_phase_poly(const T* dy, const T* w, T* dx, const LocalShape& s) {
     const Poly pq(s);
     const long K = s.K();
     Buffer<T> dxq(s.N * s.C_in * pq.channel() + kSlack);
@@ -199,8 +199,8 @@ void tiled_input_grad_poly(const T* dy, const T* w, T* dx, const LocalShape& s) 
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                                   \
-    template void tiled_forward_poly<T>(const T*, const T*, const T*, T*, const LocalShape&);    \
-    template void tiled_input_grad_poly<T>(const T*, const T*, T*, const LocalShape&);
+    template void tiled_conv2d_phase_poly<T>(const T*, const T*, const T*, T*, const LocalShape&);    \
+    template void tiled_conv2d_input_grad_phase_poly<T>(const T*, const T*, T*, const LocalShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

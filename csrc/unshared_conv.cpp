@@ -124,7 +124,7 @@ PatchRows<T> patch(const T* xT, const LocalShape& s, long l) {
 
 // y (N, C_out, H_out, W_out); one task per output position.
 template <typename T>
-void unshared_forward(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
+void unshared_conv2d_batch_major(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
     const long L = s.H_out * s.W_out, K = s.K(), M = s.C_out, N = s.N;
     Buffer<T> xT(N * s.C_in * s.H * s.W), yT(M * L * N);
     transpose(x, N, s.C_in * s.H * s.W, xT.data());
@@ -148,7 +148,7 @@ void unshared_forward(const T* x, const T* w, const T* b, T* y, const LocalShape
 // dx (N, C_in, H, W). Windows of neighbouring positions overlap, so threads split the images instead
 // of the positions: each owns its columns of dxT and adds every position's contribution in order.
 template <typename T>
-void unshared_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s) {
+void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, const LocalShape& s) {
     const long L = s.H_out * s.W_out, K = s.K(), M = s.C_out, N = s.N, R = s.C_in * s.H * s.W;
     Buffer<T> dyT(M * L * N), dxT(R * N);
     transpose(dy, N, M * L, dyT.data());
@@ -187,7 +187,7 @@ void unshared_input_grad(const T* dy, const T* w, T* dx, const LocalShape& s) {
 
 // dw (H_out, W_out, C_out, C_in, kH, kW); one task per output position.
 template <typename T>
-void unshared_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s) {
+void unshared_conv2d_weight_grad_batch_major(const T* x, const T* dy, T* dw, const LocalShape& s) {
     const long L = s.H_out * s.W_out, K = s.K(), M = s.C_out, N = s.N;
     Buffer<T> xT(N * s.C_in * s.H * s.W), dyT(M * L * N);
     transpose(x, N, s.C_in * s.H * s.W, xT.data());
@@ -205,9 +205,9 @@ void unshared_weight_grad(const T* x, const T* dy, T* dw, const LocalShape& s) {
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                                  \
-    template void unshared_forward<T>(const T*, const T*, const T*, T*, const LocalShape&);     \
-    template void unshared_input_grad<T>(const T*, const T*, T*, const LocalShape&);            \
-    template void unshared_weight_grad<T>(const T*, const T*, T*, const LocalShape&);
+    template void unshared_conv2d_batch_major<T>(const T*, const T*, const T*, T*, const LocalShape&);     \
+    template void unshared_conv2d_input_grad_batch_major<T>(const T*, const T*, T*, const LocalShape&);            \
+    template void unshared_conv2d_weight_grad_batch_major<T>(const T*, const T*, T*, const LocalShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

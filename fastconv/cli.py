@@ -19,6 +19,11 @@ def _info(args) -> int:
         print(f"isa: {fc.isa()} (levels of this build: {', '.join(_cpp.isa_levels())}; this CPU runs: "
               f"{', '.join(_cpp.supported_isas())}; FASTCONV_ISA caps it)")
         print(f"cpp build: {_cpp.build_info()}")
+        if args.kernels:
+            print("kernels (per op, best first; the first that can compute a call and pays on it runs; "
+                  "fc.kernel_for names it, fc.use_kernel or FASTCONV_KERNEL force one):")
+            for op, names in fc.implementations().items():
+                print(f"  {op}: {', '.join(names)}")
     return 0
 
 
@@ -168,7 +173,8 @@ def _visualize(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastconv", description="Fast CNN kernels, layers and visualization.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("info", help="print version, backends, threads and SIMD level")
+    p = sub.add_parser("info", help="print version, backends, threads and ISA level")
+    p.add_argument("--kernels", action="store_true", help="also list every kernel implementation per op")
     p.set_defaults(func=_info)
     _add_train(sub)
     _add_vis(sub)

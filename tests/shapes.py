@@ -8,6 +8,7 @@ CONV_CASES     dense conv2d and its two gradients: x (N, C_in, H, W), w (C_out, 
 TRANSPOSE_CASES conv_transpose2d: x (N, C_in, H, W), w (C_in, C_out/groups, kH, kW), with output_padding.
 PLANE_CASES    convolve2d / correlate2d: image (H, W), kernel (kH, kW); run for every mode that scipy accepts.
 POOL_CASES     max_pool2d / max_unpool2d: x (N, C, H, W), kernel_size, stride, padding, ceil_mode.
+LOCAL_CASES    tiled / unshared conv: ((N, C_in, H, W), C_out, k, stride, padding, tile) tuples.
 DTYPES         the dtypes every case runs in.
 """
 
@@ -101,4 +102,16 @@ POOL_CASES = [
     _pool("kernel-eq-input", (2, 3, 4, 5), (4, 5)),
     _pool("1x1-input", (1, 2, 1, 1), 1),
     _pool("prime-13x5", (1, 1, 13, 5), (3, 2), (2, 1)),
+]
+
+
+# (N, C_in, H, W), C_out, k, stride, padding, tile
+LOCAL_CASES = [
+    ((2, 3, 7, 6), 4, 3, 1, 1, (2, 2)),
+    ((1, 1, 1, 1), 1, 1, 1, 0, (1, 1)),            # 1x1 everything
+    ((3, 2, 5, 5), 2, 5, 1, 0, (1, 1)),            # kernel = input
+    ((2, 3, 11, 7), 5, 2, 2, "same", (3, 2)),      # prime sizes, stride 2, period not dividing the output
+    ((2, 2, 6, 6), 3, 3, 3, 4, (5, 4)),            # stride > kernel, pad > kernel, tile larger than output
+    ((1, 2, 13, 5), 2, 3, (2, 1), (1, 2), (7, 1)),
+    ((4, 3, 8, 8), 16, 3, 1, "full", (2, 3)),
 ]

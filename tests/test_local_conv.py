@@ -5,17 +5,8 @@ import pytest
 
 import fastconv as fc
 from _helpers import assert_close
+from shapes import LOCAL_CASES as LOCAL
 
-# (N, C_in, H, W), C_out, k, stride, padding, tile
-LOCAL = [
-    ((2, 3, 7, 6), 4, 3, 1, 1, (2, 2)),
-    ((1, 1, 1, 1), 1, 1, 1, 0, (1, 1)),            # 1x1 everything
-    ((3, 2, 5, 5), 2, 5, 1, 0, (1, 1)),            # kernel = input
-    ((2, 3, 11, 7), 5, 2, 2, "same", (3, 2)),      # prime sizes, stride 2, period not dividing the output
-    ((2, 2, 6, 6), 3, 3, 3, 4, (5, 4)),            # stride > kernel, pad > kernel, tile larger than output
-    ((1, 2, 13, 5), 2, 3, (2, 1), (1, 2), (7, 1)),
-    ((4, 3, 8, 8), 16, 3, 1, "full", (2, 3)),
-]
 IDS = [f"x{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}-p{c[4]}-T{c[5]}" for c in LOCAL]
 
 

@@ -1,0 +1,173 @@
+// registry.cpp — every op's implementation list, best first, and the table this ISA build exports
+// (kernels.h). The only place that decides which kernel runs: each entry says what it cannot compute
+// (why_not) and where it does not pay (worth); ImplList::select takes the first that can and pays.
+// Compiled into every libfastconv_<isa>.so together with the kernels.
+#include "gemm.h"
+#include "implicit.h"
+#include "kernels.h"
+#include "parallel.h"
+#include "simd.h"
+
+namespace fastconv {
+namespace {
+
+template <typename S>
+const char* always(const S&) {
+    return nullptr;
+}
+
+// --- dense convolution --------------------------------------------------------------------------------
+
+const char* depthwise_why_not(const ConvShape& s) {
+    return s.C_g() == 1 ? nullptr : "needs one input channel per group (groups == C_in)";
+}
+// With four or more outputs per group a GEMM is no longer too thin.
+bool depthwise_worth(const ConvShape& s) { return s.M_g() < 4; }
+
+// The implicit kernels' vector layouts hold output rows of at least about a vector (or planes whose
+// flattened rows waste few lanes); on narrower rows they compute wrong results, so this gates them.
+template <typename T>
+const char* implicit_why_not(const ConvShape& s) {
+    return use_implicit<T>(s) ? nullptr : "needs output rows of about a vector or more, not 1x1 stride 1 (use_implicit)";
+}
+
+template <typename T>
+const char* implicit_input_grad_why_not(const ConvShape& s) {
+    if (s.sh != 1 || s.sw != 1) return "needs stride 1";
+    const ConvShape t = input_grad_as_forward(s);
+    if (t.ph < 0 || t.pw < 0) return "needs padding <= dilation * (kernel size - 1)";
+    return implicit_why_not<T>(t);
+}
+// Few input channels make the transposed GEMM too thin (M = C_in/g rows of MR-row tiles).
+template <typename T>
+bool implicit_input_grad_worth(const ConvShape& s) { return s.C_g() >= 2 * Tile<T>::MR; }
+
+template <typename T>
+bool implicit_weight_grad_worth(const ConvShape& s) {
+    return !s.is_pointwise() && implicit_weight_grad_bytes<T>(s) <= kImplicitCopyBytes;
+}
+
+// --- tiled and unshared convolution -------------------------------------------------------------------
+
+template <typename T>
+bool lane_weights_forward_worth(const LocalShape& s) { return lane_weights_worth<T>(dense_shape(s), s.T_h); }
+
+template <typename T>
+const char* lane_weights_input_grad_why_not(const LocalShape& s) {
+    if (s.sh != 1 || s.sw != 1) return "needs stride 1";
+    if (s.ph >= s.kH || s.pw >= s.kW) return "needs padding < kernel size";
+    return lane_weights_why_not<T>(s);
+}
+template <typename T>
+bool lane_weights_input_grad_worth(const LocalShape& s) {
+    return lane_weights_worth<T>(tiled_input_grad_as_forward(s), s.T_h);
+}
+
+template <typename T>
+bool phase_implicit_worth(const LocalShape& s) {
+    return phases_pay(s) && tiled_weight_grad_copy_bytes<T>(s) <= kImplicitCopyBytes;
+}
+
+// --- pooling ------------------------------------------------------------------------------------------
+
+template <typename T>
+bool phase_split_worth(const PoolShape& s) { return pool_vector_columns<T>(s) > 0; }
+
+template <typename T>
+bool streamed_worth(const UnpoolShape& s) { return unpool_streaming_pays(s, sizeof(T)); }
+
+// --- the lists ----------------------------------------------------------------------------------------
+
+template <typename Shape, typename Run, size_t N>
+constexpr ImplList<Shape, Run> list(const Impl<Shape, Run> (&impls)[N]) {
+    return {impls, (int)N};
+}
+
+template <typename T>
+struct Lists {
+    using CF = ConvForward<T>;
+    using CB = ConvBackward<T>;
+    using LF = LocalForward<T>;
+    using LB = LocalBackward<T>;
+    static constexpr Impl<ConvShape, CF> conv2d[] = {
+        {"conv2d__depthwise", depthwise_why_not, depthwise_worth, conv2d_depthwise<T>},
+        {"conv2d__implicit_gemm", implicit_why_not<T>, nullptr, conv2d_implicit<T>},
+        {"conv2d__packed_gemm", always, nullptr, conv2d_packed_gemm<T>},
+    };
+    static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {
+        {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth, conv2d_input_grad_depthwise<T>},
+        {"conv2d_input_grad__implicit_gemm", implicit_input_grad_why_not<T>, implicit_input_grad_worth<T>,
+         conv2d_input_grad_implicit<T>},
+        {"conv2d_input_grad__packed_gemm", always, nullptr, conv2d_input_grad_packed_gemm<T>},
+    };
+    static constexpr Impl<ConvShape, CB> conv2d_weight_grad[] = {
+        {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth, conv2d_weight_grad_depthwise<T>},
+        {"conv2d_weight_grad__implicit_gemm", always, implicit_weight_grad_worth<T>, conv2d_weight_grad_implicit<T>},
+        {"conv2d_weight_grad__packed_gemm", always, nullptr, conv2d_weight_grad_packed_gemm<T>},
+    };
+    static constexpr Impl<LocalShape, LF> tiled_conv2d[] = {
+        {"tiled_conv2d__lane_weights", lane_weights_why_not<T>, lane_weights_forward_worth<T>,
+         tiled_conv2d_lane_weights<T>},
+        {"tiled_conv2d__phase_poly", always, phases_pay, tiled_conv2d_phase_poly<T>},
+        {"tiled_conv2d__gather_gemm", always, nullptr, tiled_conv2d_gather_gemm<T>},
+    };
+    static constexpr Impl<LocalShape, LB> tiled_conv2d_input_grad[] = {
+        {"tiled_conv2d_input_grad__lane_weights", lane_weights_input_grad_why_not<T>,
+         lane_weights_input_grad_worth<T>, tiled_conv2d_input_grad_lane_weights<T>},
+        {"tiled_conv2d_input_grad__phase_poly", always, phases_pay, tiled_conv2d_input_grad_phase_poly<T>},
+        {"tiled_conv2d_input_grad__gather_gemm", always, nullptr, tiled_conv2d_input_grad_gather_gemm<T>},
+    };
+    static constexpr Impl<LocalShape, LB> tiled_conv2d_weight_grad[] = {
+        {"tiled_conv2d_weight_grad__phase_implicit", always, phase_implicit_worth<T>,
+         tiled_conv2d_weight_grad_phase_implicit<T>},
+        {"tiled_conv2d_weight_grad__gather_gemm", always, nullptr, tiled_conv2d_weight_grad_gather_gemm<T>},
+    };
+    // The unshared ops are tiled convs whose grid is the output (unshared_shape): the general tiled
+    // kernel computes them too.
+    static constexpr Impl<LocalShape, LF> unshared_conv2d[] = {
+        {"unshared_conv2d__batch_major", always, nullptr, unshared_conv2d_batch_major<T>},
+        {"unshared_conv2d__gather_gemm", always, nullptr, tiled_conv2d_gather_gemm<T>},
+    };
+    static constexpr Impl<LocalShape, LB> unshared_conv2d_input_grad[] = {
+        {"unshared_conv2d_input_grad__batch_major", always, nullptr, unshared_conv2d_input_grad_batch_major<T>},
+        {"unshared_conv2d_input_grad__gather_gemm", always, nullptr, tiled_conv2d_input_grad_gather_gemm<T>},
+    };
+    static constexpr Impl<LocalShape, LB> unshared_conv2d_weight_grad[] = {
+        {"unshared_conv2d_weight_grad__batch_major", always, nullptr, unshared_conv2d_weight_grad_batch_major<T>},
+        {"unshared_conv2d_weight_grad__gather_gemm", always, nullptr, tiled_conv2d_weight_grad_gather_gemm<T>},
+    };
+    static constexpr Impl<PoolShape, PoolRun<T>> max_pool2d[] = {
+        {"max_pool2d__phase_split", always, phase_split_worth<T>, max_pool2d_phase_split<T>},
+        {"max_pool2d__window_scan", always, nullptr, max_pool2d_window_scan<T>},
+    };
+    static constexpr Impl<UnpoolShape, UnpoolRun<T>> max_unpool2d[] = {
+        {"max_unpool2d__streamed", always, streamed_worth<T>, max_unpool2d_streamed<T>},
+        {"max_unpool2d__in_place", always, nullptr, max_unpool2d_in_place<T>},
+    };
+
+    static constexpr KernelOps<T> ops() {
+        return {list(conv2d),          list(conv2d_input_grad),          list(conv2d_weight_grad),
+                list(tiled_conv2d),    list(unshared_conv2d),            list(tiled_conv2d_input_grad),
+                list(tiled_conv2d_weight_grad), list(unshared_conv2d_input_grad), list(unshared_conv2d_weight_grad),
+                list(max_pool2d),      list(max_unpool2d)};
+    }
+};
+
+const KernelTable kTable = {
+    kKernelTableVersion,
+    kSimdName,
+    kVectorBytes,
+    {Tile<float>::MR, Tile<float>::NR},
+    {Tile<double>::MR, Tile<double>::NR},
+    set_num_threads,
+    get_num_threads,
+    Lists<float>::ops(),
+    Lists<double>::ops(),
+};
+
+}  // namespace
+}  // namespace fastconv
+
+extern "C" __attribute__((visibility("default"))) const fastconv::KernelTable* fastconv_kernel_table(void) {
+    return &fastconv::kTable;
+}

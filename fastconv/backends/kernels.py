@@ -1,0 +1,101 @@
+"""Which C++ implementation runs: the registry's implementation lists (csrc/registry.cpp), reported,
+listed and forced from Python.
+
+Every op of the cpp backend has an ordered list of named implementations (`op__variant`); a call runs
+the first that can compute its problem and pays on it. `kernel_for` names the one a call would run,
+`use_kernel` / FASTCONV_KERNEL force one (a `ValueError` names why, when it cannot compute the call),
+`implementations()` lists them all. Forcing affects calls that run on the cpp backend only.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import NamedTuple
+
+_state = threading.local()
+
+
+class Kernel(NamedTuple):
+    """The implementation a call runs and the ISA level of the kernels it runs on."""
+    name: str
+    isa: str
+
+    def __str__(self):
+        return f"{self.name} ({self.isa})"
+
+
+def _cpp():
+    from . import load
+    return load("cpp")._cpp
+
+
+def implementations() -> dict:
+    """{op: [implementation names, best first]} of the cpp backend's registry."""
+    return _cpp().implementations()
+
+
+def _parse(names) -> dict:
+    """{op: name} for implementation names; ValueError for a name the registry does not have."""
+    known = {n: op for op, impls in implementations().items() for n in impls}
+    forced = {}
+    for name in names:
+        if name not in known:
+            raise ValueError(f"kernel: unknown implementation {name!r}; `fastconv info --kernels` lists them")
+        forced[known[name]] = name
+    return forced
+
+
+_env = None
+
+
+def _env_forced() -> dict:
+    global _env
+    if _env is None:
+        spec = os.environ.get("FASTCONV_KERNEL", "")
+        _env = _parse([n.strip() for n in spec.split(",") if n.strip()]) if spec.strip() else {}
+    return _env
+
+
+def forced(op: str) -> str:
+    """The implementation forced for `op` on this thread ('' for the registry's choice)."""
+    stack = getattr(_state, "forced", None)
+    return (stack[-1] if stack else _env_forced()).get(op, "")
+
+
+@contextlib.contextmanager
+def use_kernel(*names: str):
+    """Force these implementations (one per op, e.g. 'conv2d__packed_gemm') for cpp-backend calls on this
+    thread while the block runs; those of other ops keep what FASTCONV_KERNEL or the registry choose.
+    A call whose problem a forced implementation cannot compute raises ValueError naming why."""
+    stack = _state.__dict__.setdefault("forced", [])
+    stack.append({**(stack[-1] if stack else _env_forced()), **_parse(names)})
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def dry_run():
+    """The list that cpp-backend calls on this thread append their implementation's name to instead of
+    running (None: they run)."""
+    return getattr(_state, "dry", None)
+
+
+def kernel_for(op_name: str, *args, **kwargs) -> Kernel:
+    """The implementation (and ISA level) that `fastconv.<op_name>(*args, **kwargs)` runs on the cpp
+    backend, with what use_kernel/FASTCONV_KERNEL force. The arguments are validated as the call would
+    validate them (same errors); no kernel runs. Derived ops name the kernel they run on
+    (conv_transpose2d: conv2d_input_grad's; convolve2d, correlate2d: conv2d's)."""
+    from .. import ops
+
+    fn = getattr(ops, op_name, None) if not op_name.startswith("_") else None
+    if fn is None:
+        raise ValueError(f"op_name: expected a fastconv op such as 'conv2d', got {op_name!r}")
+    kwargs["backend"] = "cpp"
+    _state.dry = names = []
+    try:
+        fn(*args, **kwargs)
+    finally:
+        _state.dry = None
+    return Kernel(names[-1], _cpp().isa())
