@@ -31,7 +31,7 @@ struct Im2colB {
     long j0;
     T* row;  // scratch, >= NC + NR elements
     void operator()(long pc, long kc, long jc, long nc, T* Bp) const {
-        constexpr int NR = Tile<T>::NR;
+        constexpr int NR = GemmBlock<T>::NR;
         const long kk = s.kH * s.kW, ncp = round_up(nc, NR);
         std::fill(row + nc, row + ncp, T(0));
         for (long p = 0; p < kc; ++p) {
@@ -49,7 +49,7 @@ struct Im2colB {
 template <typename T>
 void pack_col_transposed(const T* xg, const ConvShape& s, long j0, long kc, long q0, long nc, T* tmp, T* Bp) {
     using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes, NR = Tile<T>::NR;
+    constexpr int L = Vec<T>::lanes, NR = GemmBlock<T>::NR;
     const long kk = s.kH * s.kW, kcp = round_up(kc, L);
     for (long q = 0; q < nc; q += L) {
         for (long r = 0; r < L; ++r) {
@@ -78,13 +78,17 @@ void pack_col_transposed(const T* xg, const ConvShape& s, long j0, long kc, long
 
 // The weight gradient's partial sums (one dw per position slice) take at most this much memory.
 constexpr long kPartialBytes = 64L << 20;
+// The weight gradient wants about this many (slice, group, sliver) tasks before it stops slicing the positions.
+constexpr long kWgradTasks = 16;
+// The input gradient's tasks hold about this many col' rows (channels x kernel taps).
+constexpr long kInputGradRows = 256;
 
 // Output columns per task: a full GEMM column block, halved while that leaves under four tasks per
 // thread. Only the partition changes, never an element's summation order.
 template <typename T>
 long column_block(long HW_out, long outer_tasks) {
-    long nb = Tile<T>::NC, want = 4L * get_num_threads();
-    while (nb > Tile<T>::NR && outer_tasks * ceil_div(HW_out, nb) < want) nb = round_up(nb / 2, Tile<T>::NR);
+    long nb = GemmBlock<T>::NC, want = 4L * get_num_threads();
+    while (nb > GemmBlock<T>::NR && outer_tasks * ceil_div(HW_out, nb) < want) nb = round_up(nb / 2, GemmBlock<T>::NR);
     return std::min(nb, HW_out);
 }
 
@@ -99,7 +103,7 @@ void conv2d_packed_gemm(const T* x, const T* w, const T* b, T* y, const ConvShap
     for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap);
     const long nb = column_block<T>(HWo, s.N * G), nblk = ceil_div(HWo, nb), ntasks = s.N * G * nblk;
     const int nt = threads_for(ntasks, s.flops());
-    const long bsize = packed_b_size<T>(K, nb), scratch = bsize + nb + Tile<T>::NR;
+    const long bsize = packed_b_size<T>(K, nb), scratch = bsize + nb + GemmBlock<T>::NR;
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
@@ -123,7 +127,7 @@ void conv2d_packed_gemm(const T* x, const T* w, const T* b, T* y, const ConvShap
 template <typename T>
 void conv2d_input_grad_packed_gemm(const T* dy, const T* w, T* dx, const ConvShape& s) {
     const long G = s.groups, M = s.M_g(), K = s.K(), C_g = s.C_g(), kk = s.kH * s.kW, HWo = s.HW_out();
-    long cb = std::min(C_g, std::max(1L, 256 / kk));  // channels per task: about 256 col' rows
+    long cb = std::min(C_g, std::max(1L, kInputGradRows / kk));  // channels per task
     while (cb > 1 && s.N * G * ceil_div(C_g, cb) < 4L * get_num_threads()) cb = ceil_div(cb, 2);
     const long ncb = ceil_div(C_g, cb), ap = packed_a_size<T>(cb * kk, M), ntasks = s.N * G * ncb;
     Buffer<T> Ap(G * ncb * ap);  // wᵀ rows of each (group, channel block), packed once
@@ -132,7 +136,7 @@ void conv2d_input_grad_packed_gemm(const T* dy, const T* w, T* dx, const ConvSha
             long rows = (std::min(C_g, (i + 1) * cb) - i * cb) * kk;
             pack_a(rows, M, w + g * M * K + i * cb * kk, 1, K, Ap.data() + (g * ncb + i) * ap);
         }
-    const long nb = Tile<T>::NC, scratch = packed_b_size<T>() + cb * kk * nb;
+    const long nb = GemmBlock<T>::NC, scratch = packed_b_size<T>() + cb * kk * nb;
     const int nt = threads_for(ntasks, s.flops());
     Buffer<T> work(nt * scratch);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
@@ -166,10 +170,10 @@ void conv2d_input_grad_packed_gemm(const T* dy, const T* w, T* dx, const ConvSha
 // bit-identical for any thread count; the column split does not change any element's sum.
 template <typename T>
 void conv2d_weight_grad_packed_gemm(const T* x, const T* dy, T* dw, const ConvShape& s) {
-    constexpr long KC = Tile<T>::KC, NR = Tile<T>::NR, NC = Tile<T>::NC, L = Vec<T>::lanes;
+    constexpr long KC = GemmBlock<T>::KC, NR = GemmBlock<T>::NR, NC = GemmBlock<T>::NC, L = Vec<T>::lanes;
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), size = s.C_out * K;
     const long nblk = ceil_div(HWo, KC), items = s.N * nblk, nsl = ceil_div(K, NR);
-    const long S = std::clamp(ceil_div(16, nsl * G), 1L,
+    const long S = std::clamp(ceil_div(kWgradTasks, nsl * G), 1L,
                               std::min({items, 32L, std::max(1L, kPartialBytes / long(size * sizeof(T)))}));
     const long parts = std::clamp(ceil_div(2L * get_num_threads(), S * G), 1L, nsl), ntasks = G * S * parts;
     Buffer<T> partial(S > 1 ? S * size : 1);

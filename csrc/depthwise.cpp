@@ -13,66 +13,16 @@
 #include <cstring>
 
 #include "conv2d.h"
+#include "depthwise.h"
 #include "direct.h"
 #include "im2col.h"
 #include "parallel.h"
 #include "simd.h"
 
 namespace fastconv {
-
 namespace {
 
-// Σ a[i]·b[i·step] in vector lanes when step is 1 (a plain loop would stay scalar: reassociation is
-// not allowed), in order otherwise.
-template <typename T>
-T dot(const T* a, const T* b, long n, long step) {
-    using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes;
-    V acc = {};
-    long i = 0;
-    if (step == 1)
-        for (; i + L <= n; i += L) acc += load<V>(a + i) * load<V>(b + i);
-    T s = 0;
-    for (int l = 0; l < L; ++l) s += acc[l];
-    for (; i < n; ++i) s += a[i] * b[i * step];
-    return s;
-}
-
-// dst (Hp x Wp)[i][j] = src (H x W)[i - top][j - left], zero where that is outside src (top/left may
-// be negative: then src is cropped).
-template <typename T>
-void pad_plane(const T* src, long H, long W, long top, long left, long Hp, long Wp, T* dst) {
-    const long lo = std::clamp(left, 0L, Wp), hi = std::clamp(left + W, lo, Wp);
-    for (long i = 0; i < Hp; ++i) {
-        T* d = dst + i * Wp;
-        const long si = i - top;
-        if (si < 0 || si >= H) {
-            std::fill(d, d + Wp, T(0));
-            continue;
-        }
-        std::fill(d, d + lo, T(0));
-        if (hi > lo) std::memcpy(d + lo, src + si * W + (lo - left), (hi - lo) * sizeof(T));
-        std::fill(d + hi, d + Wp, T(0));
-    }
-}
-
-// The part of pad_plane that depends on src: rows and columns of dst that src covers. With a buffer that
-// pad_plane (or a zero fill) has prepared once, refilling it for another plane of the same shape needs
-// only this. Inline vector copies: rows are short, and a libc call per row costs more than the copy.
-template <typename T>
-void refill_plane(const T* src, long H, long W, long top, long left, long Hp, long Wp, T* dst) {
-    using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes;
-    const long lo = std::clamp(left, 0L, Wp), hi = std::clamp(left + W, lo, Wp), n = hi - lo;
-    const long i0 = std::clamp(top, 0L, Hp), i1 = std::clamp(top + H, i0, Hp);
-    for (long i = i0; i < i1; ++i) {
-        T* d = dst + i * Wp + lo;
-        const T* r = src + (i - top) * W + (lo - left);
-        long j = 0;
-        for (; j + L <= n; j += L) store(d + j, load<V>(r + j));
-        for (; j < n; ++j) d[j] = r[j];
-    }
-}
+using namespace depthwise;
 
 struct Taps {
     long kH, kW, sh, sw, dh, dw;
@@ -80,14 +30,6 @@ struct Taps {
 
 // The register-blocked kernel of direct.h applies (stride 1, no row dilation).
 inline bool direct_ok(const Taps& t) { return t.sh == 1 && t.sw == 1 && t.dh == 1; }
-
-// Row stride of a padded plane whose rows are read in whole vectors (direct.h, wgrad_rows): the span of
-// the windows, widened to padded_width and aligned_width, in whole vectors so that rows stay aligned.
-template <typename T>
-long vector_stride(long span_w, long W_out, long kW, long dw) {
-    const long w = std::max({span_w, direct::padded_width<T>(W_out, kW, dw), direct::aligned_width<T>(W_out)});
-    return round_up(w, Vec<T>::lanes);
-}
 
 // Row stride of the padded plane: vector_stride where the direct kernel applies, else the span.
 template <typename T>
@@ -123,9 +65,6 @@ void correlate_padded(const T* xp, long Wp, const T* k, const Taps& t, long H_ou
         }
     }
 }
-
-// Rows/columns of x (padded) that the forward windows span.
-inline long span(long out, long s, long k, long d) { return (out - 1) * s + (k - 1) * d + 1; }
 
 }  // namespace
 
@@ -225,243 +164,9 @@ void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape
     }
 }
 
-namespace {
-
-// acc[t] (vectors) += Σ_{i < H_out, j < W_out} dy[i][j] · xp[i·Wp + off[t] + j] for the NT taps off[0:NT):
-// dy rows (stride W_out) are vectorised along j, every tap keeps its own vector accumulator in a
-// register, and the lane sums are left to the caller. The last, partial, vector of a row loads dy
-// through a zero-filled copy and drops its dead lanes with a select (x there may be inf or NaN, which a
-// product with zero would not hide). xp must be readable whole vectors past W_out: Wp >= padded_width.
-template <typename T, int NT>
-void wgrad_taps(const T* xp, long Wp, const long* off, const T* dy, long H_out, long W_out,
-                typename Vec<T>::type* accv) {
-    using V = typename Vec<T>::type;
-    using VI = typename Vec<T>::itype;
-    using I = typename Vec<T>::int_t;
-    constexpr int L = Vec<T>::lanes;
-    V acc[NT];
-    long o[NT];
-#pragma GCC unroll 32
-    for (int t = 0; t < NT; ++t) acc[t] = accv[t], o[t] = off[t];
-    const long full = W_out / L * L, rest = W_out - full;
-    VI live = {};
-    for (int l = 0; l < L; ++l) live[l] = l < rest ? I(-1) : I(0);
-    for (long i = 0; i < H_out; ++i) {
-        const T* d = dy + i * W_out;
-        const T* xr = xp + i * Wp;
-        for (long j = 0; j < full; j += L) {
-            const V dv = load<V>(d + j);
-#pragma GCC unroll 32
-            for (int t = 0; t < NT; ++t) acc[t] += dv * load<V>(xr + o[t] + j);
-        }
-        if (rest) {
-            T tmp[L] = {};
-            std::copy(d + full, d + W_out, tmp);
-            const V dv = load<V>(tmp);
-#pragma GCC unroll 32
-            for (int t = 0; t < NT; ++t) {
-                const V p = dv * load<V>(xr + o[t] + full);
-                acc[t] += live ? p : V{};
-            }
-        }
-    }
-#pragma GCC unroll 32
-    for (int t = 0; t < NT; ++t) accv[t] = acc[t];
-}
-
-// The same sums for a whole KH x KW kernel, walking the rows t of xp instead: the KW shifted x vectors of
-// row t are loaded once and each feeds the KH dy rows t - a·dh that take it (an unaligned load serves KH
-// FMAs instead of one). accv holds KH·KW vectors in row-major tap order. ALIGNED (dw = 1, vector-aligned
-// rows of at least direct::aligned_width): the shifted vectors come from two aligned ones by shift_lanes,
-// as in direct.h. UNPADDED (dw = 1): xp is the plane x itself, H rows of Wp = W_out columns (whole
-// vectors), with `top` zero rows above it and (KW - 1) / 2 zero columns either side (direct.h's
-// unpadded layout): rows outside it are skipped and the columns past its edges are zero vectors.
-template <typename T, int KH, int KW, bool ALIGNED, bool UNPADDED = false>
-void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out, long W_out,
-                typename Vec<T>::type* accv, long top = 0, long H = 0) {
-    using V = typename Vec<T>::type;
-    using VI = typename Vec<T>::itype;
-    using I = typename Vec<T>::int_t;
-    constexpr int L = Vec<T>::lanes;
-    V acc[KH][KW];
-#pragma GCC unroll 8
-    for (int a = 0; a < KH; ++a)
-#pragma GCC unroll 8
-        for (int b = 0; b < KW; ++b) acc[a][b] = accv[a * KW + b];
-    const long full = W_out / L * L, rest = W_out - full;
-    VI live = {};
-    for (int l = 0; l < L; ++l) live[l] = l < rest ? I(-1) : I(0);
-    const long rows = H_out + (KH - 1) * dh;
-    for (long t = 0; t < rows; ++t) {
-        if (UNPADDED && (t < top || t - top >= H)) continue;
-        const T* xr = xp + (UNPADDED ? t - top : t) * Wp;
-        bool ok[KH];
-#pragma GCC unroll 8
-        for (int a = 0; a < KH; ++a) ok[a] = t - a * dh >= 0 && t - a * dh < H_out;
-        V next{}, cur{}, prev{};
-        if constexpr (ALIGNED) next = load<V>(xr);
-        if constexpr (UNPADDED) cur = load<V>(xr);
-        // x vectors at (padded) columns j + b*dw, b < KW.
-        auto shifted = [&](long j, V* xv) {
-            if constexpr (UNPADDED) {
-                next = j + L < Wp ? load<V>(xr + j + L) : V{};
-                direct::for_each_tap(std::make_integer_sequence<int, KW>{}, [&](auto b) {
-                    constexpr int S = L - (KW - 1) / 2 + b();
-                    if constexpr (S < L)
-                        xv[b()] = shift_lanes<S, T>(prev, cur);
-                    else
-                        xv[b()] = shift_lanes<S - L, T>(cur, next);
-                });
-                prev = cur, cur = next;
-            } else if constexpr (ALIGNED) {
-                const V cur = next;
-                next = load<V>(xr + j + L);
-                direct::for_each_tap(std::make_integer_sequence<int, KW>{},
-                                     [&](auto b) { xv[b()] = shift_lanes<b(), T>(cur, next); });
-            } else {
-#pragma GCC unroll 8
-                for (int b = 0; b < KW; ++b) xv[b] = load<V>(xr + j + b * dw);
-            }
-        };
-        for (long j = 0; j < full; j += L) {
-            V xv[KW];
-            shifted(j, xv);
-#pragma GCC unroll 8
-            for (int a = 0; a < KH; ++a) {
-                if (!ok[a]) continue;
-                const V d = load<V>(dy + (t - a * dh) * W_out + j);
-#pragma GCC unroll 8
-                for (int b = 0; b < KW; ++b) acc[a][b] += d * xv[b];
-            }
-        }
-        if (rest) {
-            V xv[KW];
-            shifted(full, xv);
-#pragma GCC unroll 8
-            for (int a = 0; a < KH; ++a) {
-                if (!ok[a]) continue;
-                T tmp[L] = {};
-                const T* d = dy + (t - a * dh) * W_out;
-                std::copy(d + full, d + W_out, tmp);
-                const V dv = load<V>(tmp);
-#pragma GCC unroll 8
-                for (int b = 0; b < KW; ++b) {
-                    const V p = dv * xv[b];
-                    acc[a][b] += live ? p : V{};
-                }
-            }
-        }
-    }
-#pragma GCC unroll 8
-    for (int a = 0; a < KH; ++a)
-#pragma GCC unroll 8
-        for (int b = 0; b < KW; ++b) accv[a * KW + b] = acc[a][b];
-}
-
-// Taps per pass: their accumulators, the dy vector and a loaded x vector stay in registers.
-constexpr int kTapBlock = kVectorBytes == 64 ? 12 : 8;
-
-template <typename T>
-void wgrad_tap_block(int nt, const T* xp, long Wp, const long* off, const T* dy, long H_out, long W_out,
-                     typename Vec<T>::type* accv) {
-    switch (nt) {
-#define FASTCONV_CASE(K) \
-    case K: return wgrad_taps<T, K>(xp, Wp, off, dy, H_out, W_out, accv);
-        FASTCONV_CASE(1) FASTCONV_CASE(2) FASTCONV_CASE(3) FASTCONV_CASE(4) FASTCONV_CASE(5) FASTCONV_CASE(6)
-        FASTCONV_CASE(7) FASTCONV_CASE(8)
-#if defined(__AVX512F__)
-        FASTCONV_CASE(9) FASTCONV_CASE(10) FASTCONV_CASE(11) FASTCONV_CASE(12)
-#endif
-#undef FASTCONV_CASE
-        default: break;
-    }
-}
-
-}  // namespace
-
-// dw[o,a,b] = Σ_n Σ_i dy[n,o,i,:] · xpad[n, o / M_g, i*sh + a*dh, b*dw :: sw]   one task per output channel
-// Stride 1: every tap is a vector accumulator over whole rows of dy (wgrad_taps), summed across lanes once
-// per channel. Strided: a dot product per row and tap, one task per output channel.
-template <typename T>
-void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShape& s) {
-    using V = typename Vec<T>::type;
-    const long kk = s.kH * s.kW, HWo = s.HW_out();
-    const bool vec = s.sh == 1 && s.sw == 1;
-    const long Hp = span(s.H_out, s.sh, s.kH, s.dh);
-    const long Wp = vec ? vector_stride<T>(span(s.W_out, 1, s.kW, s.dw), s.W_out, s.kW, s.dw)
-                        : span(s.W_out, s.sw, s.kW, s.dw);
-    const int nt = threads_for(s.C_out, s.flops());
-    Buffer<long> offs(kk);
-    for (long k = 0; k < kk; ++k) offs.data()[k] = (k / s.kW) * s.dh * Wp + (k % s.kW) * s.dw;
-    if (vec) {
-        // Each thread owns a contiguous range of channels and walks the images outermost, so it streams
-        // through x[n] and dy[n] in long contiguous runs (one 4 KiB plane at a time would restart the
-        // hardware prefetcher at every plane). Per channel the sum over n runs in the same order for any
-        // thread count.
-        // 3x3 in direct.h's unpadded layout: x is read in place (wgrad_rows' UNPADDED)
-        const bool unpadded = s.kH == 3 && direct::unpadded_ok<T>(s.W, s.W_out, s.pw, s.kH, s.kW, s.dw);
-        Buffer<V> accs(s.C_out * kk);
-        Buffer<T> work(unpadded ? 0 : nt * Hp * Wp);
-#pragma omp parallel num_threads(nt)
-        {
-            const int tid = omp_thread(), nth = nt;
-            const long o0 = s.C_out * tid / nth, o1 = s.C_out * (tid + 1) / nth;
-            T* xp = unpadded ? nullptr : work.data() + tid * Hp * Wp;
-            if (xp) std::fill(xp, xp + Hp * Wp, T(0));  // the padding stays zero; each plane refills the rest
-            std::fill(accs.data() + o0 * kk, accs.data() + o1 * kk, V{});
-            for (long n = 0; n < s.N; ++n)
-                for (long o = o0; o < o1; ++o) {
-                    const T* xo = x + (n * s.C_in + o / s.M_g()) * s.HW();
-                    const T* dyo = dy + (n * s.C_out + o) * HWo;
-                    if (unpadded) {
-                        wgrad_rows<T, 3, 3, false, true>(xo, s.W, s.dh, 1, dyo, s.H_out, s.W_out, accs.data() + o * kk,
-                                                         s.ph, s.H);
-                        continue;
-                    }
-                    refill_plane(xo, s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
-                    if (s.kH == 3 && s.kW == 3) {
-                        if (s.dw == 1)  // rows vector-aligned: Wp and the per-thread buffers are whole vectors
-                            wgrad_rows<T, 3, 3, true>(xp, Wp, s.dh, 1, dyo, s.H_out, s.W_out, accs.data() + o * kk);
-                        else
-                            wgrad_rows<T, 3, 3, false>(xp, Wp, s.dh, s.dw, dyo, s.H_out, s.W_out, accs.data() + o * kk);
-                        continue;
-                    }
-                    for (long k0 = 0; k0 < kk; k0 += kTapBlock)
-                        wgrad_tap_block<T>((int)std::min<long>(kTapBlock, kk - k0), xp, Wp, offs.data() + k0, dyo,
-                                           s.H_out, s.W_out, accs.data() + o * kk + k0);
-                }
-            for (long o = o0; o < o1; ++o)
-                for (long k = 0; k < kk; ++k) {
-                    T sum = 0;
-                    for (int l = 0; l < Vec<T>::lanes; ++l) sum += accs.data()[o * kk + k][l];
-                    dw[o * kk + k] = sum;
-                }
-        }
-        return;
-    }
-    Buffer<T> work(nt * Hp * Wp);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (long o = 0; o < s.C_out; ++o) {
-        T* xp = work.data() + omp_thread() * Hp * Wp;
-        T* dwo = dw + o * kk;
-        std::fill(dwo, dwo + kk, T(0));
-        for (long n = 0; n < s.N; ++n) {
-            pad_plane(x + (n * s.C_in + o / s.M_g()) * s.HW(), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
-            const T* dyo = dy + (n * s.C_out + o) * HWo;
-            for (long k = 0; k < kk; ++k) {
-                const T* xk = xp + offs.data()[k];
-                T sum = 0;
-                for (long i = 0; i < s.H_out; ++i) sum += dot(dyo + i * s.W_out, xk + i * s.sh * Wp, s.W_out, s.sw);
-                dwo[k] += sum;
-            }
-        }
-    }
-}
-
 #define FASTCONV_INSTANTIATE(T)                                                              \
     template void conv2d_depthwise<T>(const T*, const T*, const T*, T*, const ConvShape&); \
-    template void conv2d_input_grad_depthwise<T>(const T*, const T*, T*, const ConvShape&); \
-    template void conv2d_weight_grad_depthwise<T>(const T*, const T*, T*, const ConvShape&);
+    template void conv2d_input_grad_depthwise<T>(const T*, const T*, T*, const ConvShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

@@ -12,7 +12,7 @@ namespace fastconv {
 template <typename T>
 static void pack_a_rows(long M, long K, const T* A, long rsA, T* Ap, long kcb) {
     using V = typename Vec<T>::type;
-    constexpr int MR = Tile<T>::MR, L = Vec<T>::lanes;
+    constexpr int MR = GemmBlock<T>::MR, L = Vec<T>::lanes;
     const long Mpad = round_up(M, MR);
     for (long pc = 0; pc < K; pc += kcb) {
         const long kc = std::min(kcb, K - pc);
@@ -33,7 +33,7 @@ static void pack_a_rows(long M, long K, const T* A, long rsA, T* Ap, long kcb) {
 
 template <typename T>
 void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap, long kcb) {
-    constexpr int MR = Tile<T>::MR;
+    constexpr int MR = GemmBlock<T>::MR;
     if (csA == 1 && Vec<T>::lanes % MR == 0) return pack_a_rows(M, K, A, rsA, Ap, kcb);
     const long Mpad = round_up(M, MR);
     for (long pc = 0; pc < K; pc += kcb) {
@@ -67,7 +67,7 @@ void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap, long kcb) {
 // Bp: NR-column slivers. Row-contiguous B (csB == 1, the common case) copies NR elements at a time.
 template <typename T>
 void pack_b(long kc, long nc, const T* B, long rsB, long csB, T* Bp) {
-    constexpr int NR = Tile<T>::NR;
+    constexpr int NR = GemmBlock<T>::NR;
     for (long j0 = 0; j0 < nc; j0 += NR) {
         T* dst = Bp + j0 * kc;
         long nr = std::min<long>(NR, nc - j0);
@@ -94,7 +94,7 @@ template <typename T>
 static inline void micro_kernel(long kc, const T* __restrict a, const T* __restrict b, T* c, long ldc,
                                 bool accumulate, long mr, long nr) {
     using V = typename Vec<T>::type;
-    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, NR = Tile<T>::NR, L = Tile<T>::lanes;
+    constexpr int MR = GemmBlock<T>::MR, NV = GemmBlock<T>::NV, NR = GemmBlock<T>::NR, L = GemmBlock<T>::lanes;
     V acc[MR][NV];
     tile_product(kc, a, b, acc);
     if (mr == MR && nr == NR) {
@@ -116,9 +116,9 @@ static inline void micro_kernel(long kc, const T* __restrict a, const T* __restr
 
 template <typename T>
 void macro_kernel(long M, long nc, long kc, const T* Ap, const T* Bp, T* C, long ldc, bool accumulate) {
-    constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-    for (long ic = 0; ic < M; ic += Tile<T>::MC) {
-        long mc = std::min(Tile<T>::MC, M - ic);
+    constexpr int MR = GemmBlock<T>::MR, NR = GemmBlock<T>::NR;
+    for (long ic = 0; ic < M; ic += GemmBlock<T>::MC) {
+        long mc = std::min(GemmBlock<T>::MC, M - ic);
         for (long j = 0; j < nc; j += NR) {
             const T* b = Bp + j * kc;
             for (long i = ic; i < ic + mc; i += MR) {
@@ -129,19 +129,10 @@ void macro_kernel(long M, long nc, long kc, const T* Ap, const T* Bp, T* C, long
     }
 }
 
-template <typename T>
-void gemm(long M, long N, long K, const T* A, long rsA, long csA, const T* B, long rsB, long csB, T* C,
-          long ldc, bool accumulate) {
-    Buffer<T> Ap(packed_a_size<T>(M, K)), Bp(packed_b_size<T>());
-    pack_a(M, K, A, rsA, csA, Ap.data());
-    gemm_packed(M, N, K, Ap.data(), StridedB<T>{B, rsB, csB}, Bp.data(), C, ldc, accumulate);
-}
-
 #define FASTCONV_INSTANTIATE(T)                                                                          \
     template void pack_a<T>(long, long, const T*, long, long, T*, long);                                       \
     template void pack_b<T>(long, long, const T*, long, long, T*);                                       \
-    template void macro_kernel<T>(long, long, long, const T*, const T*, T*, long, bool);                 \
-    template void gemm<T>(long, long, long, const T*, long, long, const T*, long, long, T*, long, bool);
+    template void macro_kernel<T>(long, long, long, const T*, const T*, T*, long, bool);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

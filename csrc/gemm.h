@@ -43,7 +43,7 @@ namespace fastconv {
 #endif
 
 template <typename T>
-struct Tile {
+struct GemmBlock {
     static constexpr int lanes = Vec<T>::lanes;
     static constexpr int MR = FASTCONV_MR;
     static constexpr int NV = FASTCONV_NV;
@@ -54,20 +54,20 @@ struct Tile {
 };
 
 // Elements pack_a writes for an M x K matrix; elements one packed B block needs.
-template <typename T> inline long packed_a_size(long M, long K) { return round_up(M, Tile<T>::MR) * K; }
-template <typename T> inline long packed_b_size() { return Tile<T>::KC * Tile<T>::NC; }
+template <typename T> inline long packed_a_size(long M, long K) { return round_up(M, GemmBlock<T>::MR) * K; }
+template <typename T> inline long packed_b_size() { return GemmBlock<T>::KC * GemmBlock<T>::NC; }
 // ... and for a B of only K x N: small calls then allocate (and fault in) kilobytes, not half a megabyte.
 template <typename T> inline long packed_b_size(long K, long N) {
-    return std::min(Tile<T>::KC, K) * round_up(std::min(Tile<T>::NC, N), Tile<T>::NR);
+    return std::min(GemmBlock<T>::KC, K) * round_up(std::min(GemmBlock<T>::NC, N), GemmBlock<T>::NR);
 }
 
 // acc = the MR x NR tile a-sliver · b-sliver over kc steps (packed as above), in MR*NV vector registers:
 // the arithmetic of the micro-kernel, shared with kernels that store their tiles their own way.
 template <typename T>
 inline void tile_product(long kc, const T* __restrict a, const T* __restrict b,
-                         typename Vec<T>::type (&acc)[Tile<T>::MR][Tile<T>::NV]) {
+                         typename Vec<T>::type (&acc)[GemmBlock<T>::MR][GemmBlock<T>::NV]) {
     using V = typename Vec<T>::type;
-    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, NR = Tile<T>::NR, L = Tile<T>::lanes;
+    constexpr int MR = GemmBlock<T>::MR, NV = GemmBlock<T>::NV, NR = GemmBlock<T>::NR, L = GemmBlock<T>::lanes;
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
@@ -90,7 +90,7 @@ inline void tile_product(long kc, const T* __restrict a, const T* __restrict b,
 // A[i,k] = A[i*rsA + k*csA] (rsA=K, csA=1: row-major; rsA=1, csA=M: the transpose of a row-major matrix).
 // K blocks of kcb columns (the implicit-GEMM kernels choose their own depth).
 template <typename T>
-void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap, long kcb = Tile<T>::KC);
+void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap, long kcb = GemmBlock<T>::KC);
 
 // One KC x NC block of a strided B: B[p,j] = B[p*rsB + j*csB], p < kc, j < nc.
 template <typename T>
@@ -103,7 +103,7 @@ void macro_kernel(long M, long nc, long kc, const T* Ap, const T* Bp, T* C, long
 // One kc x nc block of a B given transposed, B[p, j] = Bt[j*ld + p], packed as above into slivers of NR
 // columns (a multiple of the vector width: the implicit weight grad also packs one-vector slivers), by
 // L x L register transposes.
-template <typename T, int NR = Tile<T>::NR>
+template <typename T, int NR = GemmBlock<T>::NR>
 void pack_b_transposed(long kc, long nc, const T* Bt, long ld, T* Bp) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes;
@@ -135,21 +135,16 @@ struct StridedB {
 template <typename T, typename PackB>
 void gemm_packed(long M, long N, long K, const T* Ap, const PackB& pack_b_fn, T* Bp, T* C, long ldc,
                  bool accumulate) {
-    const long Mpad = round_up(M, Tile<T>::MR);
-    for (long jc = 0; jc < N; jc += Tile<T>::NC) {
-        long nc = std::min(Tile<T>::NC, N - jc);
-        for (long pc = 0; pc < K; pc += Tile<T>::KC) {
-            long kc = std::min(Tile<T>::KC, K - pc);
+    const long Mpad = round_up(M, GemmBlock<T>::MR);
+    for (long jc = 0; jc < N; jc += GemmBlock<T>::NC) {
+        long nc = std::min(GemmBlock<T>::NC, N - jc);
+        for (long pc = 0; pc < K; pc += GemmBlock<T>::KC) {
+            long kc = std::min(GemmBlock<T>::KC, K - pc);
             pack_b_fn(pc, kc, jc, nc, Bp);
             // After the first K block C holds a partial sum, so later blocks always accumulate.
             macro_kernel(M, nc, kc, Ap + pc * Mpad, Bp, C + jc, ldc, accumulate || pc > 0);
         }
     }
 }
-
-// Plain strided GEMM on private buffers: C (+)= A·B.
-template <typename T>
-void gemm(long M, long N, long K, const T* A, long rsA, long csA, const T* B, long rsB, long csB, T* C,
-          long ldc, bool accumulate);
 
 }  // namespace fastconv

@@ -23,8 +23,8 @@ namespace fastconv {
 
 // Deepest K block of the implicit kernels' register tiles (K is cut into equal blocks of at most this):
 // deeper than the packed GEMM's, since their B operand is an L1-resident input copy, not a packed block.
-// 1152 keeps a 3x3 layer of up to 128 input channels in one block: against 512, the bench's 3x3 and
-// 5x5 layers (S2-S5) ran 1-5% faster (fewer passes that reload and store the accumulators).
+// 1152 keeps a 3x3 layer of up to 128 input channels in one block: fewer passes that reload and store
+// the accumulators.
 #ifndef FASTCONV_IMPLICIT_KC
 #define FASTCONV_IMPLICIT_KC 1152
 #endif
@@ -75,8 +75,7 @@ ImplicitGeometry implicit_geometry(const ConvShape& s, long rows, bool flat = fa
 inline long implicit_copy_size(const ConvShape& s, const ImplicitGeometry& g) { return s.C_g() * phases(s) * g.plane; }
 
 // Output rows per task: whole images unless that leaves under four tasks per thread, and a copy
-// of at most 1 MiB, about one core's L2 (against 512 KiB: the S3 input grad 4% and S4 1-2% faster; 256 KiB
-// and less were slower).
+// of at most 1 MiB, about one core's L2 (docs/performance.md has the sizes measured).
 template <typename T>
 long implicit_rows(const ConvShape& s, bool flat = false) {
     long rows = s.H_out;

@@ -17,7 +17,7 @@ namespace fastconv {
 
 template <typename T>
 void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShape& s) {
-    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, L = Vec<T>::lanes;
+    constexpr int MR = GemmBlock<T>::MR, NV = GemmBlock<T>::NV, L = Vec<T>::lanes;
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out(), Mpad = round_up(M, MR);
     // K in equal blocks of at most FASTCONV_IMPLICIT_KC, ordered k = (a, c, b) so that the kernel rows
     // a tile's output rows reach inside x are one range of k: taps that only read padding are skipped,
@@ -132,7 +132,7 @@ template <typename T, int NV>
 inline void implicit_wgrad_micro(long kc, const T* const* row, const long* __restrict pos, const T* __restrict b,
                                  T* c, long ldc, long mr, long nr) {
     using V = typename Vec<T>::type;
-    constexpr int MR = Tile<T>::MR, L = Vec<T>::lanes, NR = NV * L;
+    constexpr int MR = GemmBlock<T>::MR, L = Vec<T>::lanes, NR = NV * L;
     V acc[MR][NV];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i)
@@ -177,13 +177,13 @@ inline void implicit_wgrad_micro(long kc, const T* const* row, const long* __res
 // position slice, block of k rows), all in one parallel region; each sums its slice's items in order
 // into a private dwᵀ partial, and the S slices (fixed by the problem) are added in slice order, so dw
 // is bit-identical for any thread count.
-// Items are 4 x Tile::KC positions long, not KC: each item sets up every k tile once and adds its tile into
-// C, and with few k rows (S1: 75) that per-item work was a tenth of the time (S1 +6-20%, S2-S6 +0-2%).
+// Items are 4 x GemmBlock::KC positions long, not KC: each item sets up every k tile once and adds its tile into
+// C, and with few k rows (a first layer's) that per-item work would otherwise take a large share of the time.
 template <typename T, int NV>
 void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const WgradRows& rows, long K, long M) {
-    constexpr long MR = Tile<T>::MR, NR = NV * Vec<T>::lanes;
-    long KC = 1;  // positions per item: 4 x Tile::KC, or the longest segment
-    for (long q = 0; q < nprob; ++q) KC = std::max(KC, std::min(4 * Tile<T>::KC, pr[q].len));
+    constexpr long MR = GemmBlock<T>::MR, NR = NV * Vec<T>::lanes;
+    long KC = 1;  // positions per item: 4 x GemmBlock::KC, or the longest segment
+    for (long q = 0; q < nprob; ++q) KC = std::max(KC, std::min(4 * GemmBlock<T>::KC, pr[q].len));
     const long Mpad = round_up(M, NR), nks = ceil_div(K, MR), psize = K * Mpad;
     long S = 4;  // slices per problem: the same for all, at most the smallest item count
     for (long q = 0; q < nprob; ++q) S = std::min(S, std::max(1L, pr[q].nseg * ceil_div(pr[q].len, KC)));
@@ -246,7 +246,7 @@ void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const WgradRows& r
 template <typename T>
 void implicit_weight_grad(const ImplicitWgrad<T>* problems, long nprob, const WgradRows& rows, long K, long M) {
     if (M <= Vec<T>::lanes) return weight_grad_gemm<T, 1>(problems, nprob, rows, K, M);
-    weight_grad_gemm<T, Tile<T>::NV>(problems, nprob, rows, K, M);
+    weight_grad_gemm<T, GemmBlock<T>::NV>(problems, nprob, rows, K, M);
 }
 
 // Per group, the segments are the images; their input copies are built a chunk of images (at most

@@ -214,8 +214,7 @@ void pool_planes(const T* x, T* y, int64_t* switches, const PoolShape& s, bool v
         for (long p = 0; p < planes; ++p) {
             const T* xp = x + p * in;
             // Row h of the next plane is prefetched while row h of this one splits: the hardware prefetchers
-            // stop at page boundaries, so each new small plane would otherwise start with misses (2x2 and
-            // 3x3/s2 pools of 64x64x32x32 from memory: 8-18% faster; cache-resident inputs: within noise).
+            // stop at page boundaries, so each new small plane would otherwise start with misses.
             if (pl.n > 0)
                 for (long h = 0; h < s.H; ++h) {
                     if (p + 1 < planes) {

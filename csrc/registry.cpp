@@ -40,7 +40,7 @@ const char* implicit_input_grad_why_not(const ConvShape& s) {
 }
 // Few input channels make the transposed GEMM too thin (M = C_in/g rows of MR-row tiles).
 template <typename T>
-bool implicit_input_grad_worth(const ConvShape& s) { return s.C_g() >= 2 * Tile<T>::MR; }
+bool implicit_input_grad_worth(const ConvShape& s) { return s.C_g() >= 2 * GemmBlock<T>::MR; }
 
 template <typename T>
 bool implicit_weight_grad_worth(const ConvShape& s) {
@@ -157,8 +157,8 @@ const KernelTable kTable = {
     kKernelTableVersion,
     kSimdName,
     kVectorBytes,
-    {Tile<float>::MR, Tile<float>::NR},
-    {Tile<double>::MR, Tile<double>::NR},
+    {GemmBlock<float>::MR, GemmBlock<float>::NR},
+    {GemmBlock<double>::MR, GemmBlock<double>::NR},
     set_num_threads,
     get_num_threads,
     Lists<float>::ops(),

@@ -69,7 +69,7 @@ void scatter_add(const T* dcol, const LocalShape& s, const Columns& cs, long nq,
 
 // Block of columns per GEMM: the packed-B panel width, so one block is one pack.
 template <typename T>
-constexpr long NQ = Tile<T>::NC;
+constexpr long NQ = GemmBlock<T>::NC;
 
 // Per-thread workspace.
 template <typename T>

@@ -40,8 +40,9 @@ inline ConvShape tiled_input_grad_as_forward(const LocalShape& s) {
                      s.kH - 1 - s.ph, s.kW - 1 - s.pw, 1, 1, 1};
 }
 
-// True when every phase has enough output positions per image for a GEMM of its own to pay.
-inline bool phases_pay(const LocalShape& s) { return s.rows(s.T_h - 1) * s.cols(s.T_w - 1) >= 16; }
+// True when every phase has enough output positions per image (kPhasePositions) for a GEMM of its own to pay.
+constexpr long kPhasePositions = 16;
+inline bool phases_pay(const LocalShape& s) { return s.rows(s.T_h - 1) * s.cols(s.T_w - 1) >= kPhasePositions; }
 
 // The implementations (csrc/registry.cpp lists them and decides which runs). Each computes
 //   forward      y = tiled conv of x with w, plus bias (b may be null)

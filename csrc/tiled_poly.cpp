@@ -136,7 +136,7 @@ void out_block(T* y, const T* b, const LocalShape& s, long th, long tw, long q0,
 }
 
 template <typename T>
-constexpr long NQ = Tile<T>::NC;
+constexpr long NQ = GemmBlock<T>::NC;
 constexpr long kSlack = 64;  // >= the lanes of any vector
 
 inline double flops(const LocalShape& s) { return 2.0 * s.N * s.C_out * s.H_out * s.W_out * s.K(); }

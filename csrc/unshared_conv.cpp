@@ -63,7 +63,7 @@ struct PatchB {
     PatchRows<T> P;
     long n0;
     void operator()(long pc, long kc, long jc, long nc, T* Bp) const {
-        constexpr int NR = Tile<T>::NR;
+        constexpr int NR = GemmBlock<T>::NR;
         for (long p = 0; p < kc; ++p) {
             const T* r = P.row(pc + p);
             for (long js = 0; js < nc; js += NR) {
@@ -84,7 +84,7 @@ template <typename T>
 struct PatchTransposedB {
     PatchRows<T> P;
     void operator()(long pc, long kc, long jc, long nc, T* Bp) const {
-        constexpr int NR = Tile<T>::NR;
+        constexpr int NR = GemmBlock<T>::NR;
         for (long q = 0; q < round_up(nc, NR); ++q) {
             T* d = Bp + (q / NR) * NR * kc + q % NR;
             const T* r = q < nc ? P.row(jc + q) : nullptr;
@@ -99,7 +99,7 @@ struct PatchTransposedB {
 template <typename T>
 inline void scatter_tile(long kc, const T* __restrict a, const T* __restrict b, T* const* rows, long nr) {
     using V = typename Vec<T>::type;
-    constexpr int MR = Tile<T>::MR, NV = Tile<T>::NV, NR = Tile<T>::NR, L = Vec<T>::lanes;
+    constexpr int MR = GemmBlock<T>::MR, NV = GemmBlock<T>::NV, NR = GemmBlock<T>::NR, L = Vec<T>::lanes;
     V acc[MR][NV];
     tile_product(kc, a, b, acc);
     for (int i = 0; i < MR; ++i) {
@@ -157,7 +157,7 @@ void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, cons
     Buffer<T> Ap(L * ap);  // every position's w[l]ᵀ packed once, shared by the threads
 #pragma omp parallel for schedule(static) num_threads(threads_for(L, 1.0 * L * K * M))
     for (long l = 0; l < L; ++l) pack_a(K, M, w + l * M * K, 1L, K, Ap.data() + l * ap);
-    const long Kpad = round_up(K, Tile<T>::MR);
+    const long Kpad = round_up(K, GemmBlock<T>::MR);
     const int nt = threads_for(ceil_div(N, 8), 2.0 * N * M * L * K);  // at least 8 images per thread
 #pragma omp parallel num_threads(nt)
     {
@@ -166,18 +166,18 @@ void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, cons
         Buffer<T> Bp(packed_b_size<T>(M, cols));
         for (long l = 0; l < L && cols > 0; ++l) {
             const PatchRows<T> P = patch((const T*)dxT.data(), s, l);
-            for (long pc = 0; pc < M; pc += Tile<T>::KC) {
-                const long kc = std::min(Tile<T>::KC, M - pc);
+            for (long pc = 0; pc < M; pc += GemmBlock<T>::KC) {
+                const long kc = std::min(GemmBlock<T>::KC, M - pc);
                 pack_b(kc, cols, dyT.data() + pc * L * N + l * N + n0, L * N, 1L, Bp.data());
-                for (long js = 0; js < cols; js += Tile<T>::NR)
-                    for (long i0 = 0; i0 < K; i0 += Tile<T>::MR) {
-                        T* rows[Tile<T>::MR];
-                        for (long i = 0; i < Tile<T>::MR; ++i) {
+                for (long js = 0; js < cols; js += GemmBlock<T>::NR)
+                    for (long i0 = 0; i0 < K; i0 += GemmBlock<T>::MR) {
+                        T* rows[GemmBlock<T>::MR];
+                        for (long i = 0; i < GemmBlock<T>::MR; ++i) {
                             T* r = i0 + i < K ? const_cast<T*>(P.row(i0 + i)) : nullptr;
                             rows[i] = r ? r + n0 + js : nullptr;
                         }
                         scatter_tile(kc, Ap.data() + l * ap + pc * Kpad + i0 * kc, Bp.data() + js * kc, rows,
-                                     std::min<long>(Tile<T>::NR, cols - js));
+                                     std::min<long>(GemmBlock<T>::NR, cols - js));
                     }
             }
         }
