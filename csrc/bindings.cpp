@@ -152,13 +152,13 @@ py::object max_unpool2d(py::array y, py::array switches, py::array o, const std:
 }
 
 // x (N, C_in, H, W), w (T_h, T_w, C_out, C_in, kH, kW), y (N, C_out, H_out, W_out) must agree.
-fastconv::LocalShape local_shape(const py::array& x, const py::array& w, const py::array& y, Pair st, Pair pad,
+fastconv::TiledShape tiled_shape(const py::array& x, const py::array& w, const py::array& y, Pair st, Pair pad,
                                  bool unshared) {
     need(x.ndim() == 4 && w.ndim() == 6 && y.ndim() == 4, "tiled/unshared conv", "x, y must be 4-D and w 6-D");
-    fastconv::LocalShape s{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(2), w.shape(4), w.shape(5),
+    fastconv::TiledShape s{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(2), w.shape(4), w.shape(5),
                            y.shape(2), y.shape(3), st.first, st.second, pad.first, pad.second, w.shape(0), w.shape(1),
                            1, 0, 0};
-    fastconv::check_local_shape(s);
+    fastconv::check_tiled_shape(s);
     need(w.shape(3) == s.C_in && y.shape(0) == s.N && y.shape(1) == s.C_out, "tiled/unshared conv",
          "channel or batch sizes of x, w, y disagree");
     if (unshared) {
@@ -170,7 +170,7 @@ fastconv::LocalShape local_shape(const py::array& x, const py::array& w, const p
 
 // The tiled or unshared op's implementation list of one dtype.
 template <typename T, bool Unshared>
-const auto& local_list(const fastconv::KernelOps<T>& k, int which) {
+const auto& tiled_list(const fastconv::KernelOps<T>& k, int which) {
     if constexpr (Unshared)
         return which == 0 ? k.unshared_conv2d_input_grad : k.unshared_conv2d_weight_grad;
     else
@@ -178,9 +178,9 @@ const auto& local_list(const fastconv::KernelOps<T>& k, int which) {
 }
 
 template <bool Unshared>
-py::object local_forward(py::array x, py::array w, py::object b, py::array y, Pair st, Pair pad,
+py::object tiled_forward(py::array x, py::array w, py::object b, py::array y, Pair st, Pair pad,
                          const std::string& kernel, bool dry_run) {
-    auto s = local_shape(x, w, y, st, pad, Unshared);
+    auto s = tiled_shape(x, w, y, st, pad, Unshared);
     py::array bias = b.is_none() ? py::array() : py::array(b);
     if (!b.is_none())
         need(bias.size() == (Unshared ? s.C_out * s.H_out * s.W_out : s.C_out), "tiled/unshared conv", "bias size");
@@ -195,12 +195,12 @@ py::object local_forward(py::array x, py::array w, py::object b, py::array y, Pa
 }
 
 template <bool Unshared>
-py::object local_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pad, const std::string& kernel,
+py::object tiled_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pad, const std::string& kernel,
                             bool dry_run) {
-    auto s = local_shape(dx, w, dy, st, pad, Unshared);
+    auto s = tiled_shape(dx, w, dy, st, pad, Unshared);
     return by_dtype(dy, [&](auto tag) {
         using T = decltype(tag);
-        const auto& impl = local_list<T, Unshared>(dispatch::kernels().ops<T>(), 0).select(s, kernel.c_str());
+        const auto& impl = tiled_list<T, Unshared>(dispatch::kernels().ops<T>(), 0).select(s, kernel.c_str());
         const T *dyp = in<T>(dy, "dy"), *wp = in<T>(w, "w");
         T* dxp = out<T>(dx, "dx");
         return run_or_name(impl, dry_run, [&] { impl.run(dyp, wp, dxp, s); });
@@ -208,12 +208,12 @@ py::object local_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pa
 }
 
 template <bool Unshared>
-py::object local_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair pad, const std::string& kernel,
+py::object tiled_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair pad, const std::string& kernel,
                              bool dry_run) {
-    auto s = local_shape(x, dw, dy, st, pad, Unshared);
+    auto s = tiled_shape(x, dw, dy, st, pad, Unshared);
     return by_dtype(x, [&](auto tag) {
         using T = decltype(tag);
-        const auto& impl = local_list<T, Unshared>(dispatch::kernels().ops<T>(), 1).select(s, kernel.c_str());
+        const auto& impl = tiled_list<T, Unshared>(dispatch::kernels().ops<T>(), 1).select(s, kernel.c_str());
         const T *xp = in<T>(x, "x"), *dyp = in<T>(dy, "dy");
         T* dwp = out<T>(dw, "dw");
         return run_or_name(impl, dry_run, [&] { impl.run(xp, dyp, dwp, s); });
@@ -269,12 +269,12 @@ PYBIND11_MODULE(_cpp, m) {
     m.def("max_pool2d", &max_pool2d, "window max into y, flat argmax h*W+w into switches");
     m.def("max_unpool2d", &max_unpool2d,
           "out = 0, then out[n,c].flat[switches] += y; returns how many switches lie outside a plane (skipped)");
-    m.def("tiled_conv2d", &local_forward<false>, "tiled conv into y (kernel w[i % T_h, j % T_w] at (i, j))");
-    m.def("tiled_conv2d_input_grad", &local_input_grad<false>, "adjoint of tiled_conv2d in x, into dx");
-    m.def("tiled_conv2d_weight_grad", &local_weight_grad<false>, "tiled_conv2d weight gradient, into dw");
-    m.def("unshared_conv2d", &local_forward<true>, "locally connected conv into y (one kernel per position)");
-    m.def("unshared_conv2d_input_grad", &local_input_grad<true>, "adjoint of unshared_conv2d in x, into dx");
-    m.def("unshared_conv2d_weight_grad", &local_weight_grad<true>, "unshared_conv2d weight gradient, into dw");
+    m.def("tiled_conv2d", &tiled_forward<false>, "tiled conv into y (kernel w[i % T_h, j % T_w] at (i, j))");
+    m.def("tiled_conv2d_input_grad", &tiled_input_grad<false>, "adjoint of tiled_conv2d in x, into dx");
+    m.def("tiled_conv2d_weight_grad", &tiled_weight_grad<false>, "tiled_conv2d weight gradient, into dw");
+    m.def("unshared_conv2d", &tiled_forward<true>, "locally connected conv into y (one kernel per position)");
+    m.def("unshared_conv2d_input_grad", &tiled_input_grad<true>, "adjoint of unshared_conv2d in x, into dx");
+    m.def("unshared_conv2d_weight_grad", &tiled_weight_grad<true>, "unshared_conv2d weight gradient, into dw");
     m.def("implementations", &implementations, "{op: [implementation names, best first]}");
     m.def("set_num_threads", &dispatch::set_num_threads, "bound the OpenMP threads of every kernel");
     m.def("get_num_threads", &dispatch::get_num_threads);

@@ -65,12 +65,12 @@ fastconv::ConvShape conv_shape(const fc_conv_params* p) {
     return s;
 }
 
-fastconv::LocalShape local_shape(const fc_local_params* p, bool unshared) {
+fastconv::TiledShape tiled_shape(const fc_tiled_params* p, bool unshared) {
     require(p != nullptr, "params is NULL");
-    fastconv::LocalShape s{p->N, p->C_in, p->H, p->W, p->C_out, p->kH, p->kW, p->H_out, p->W_out,
+    fastconv::TiledShape s{p->N, p->C_in, p->H, p->W, p->C_out, p->kH, p->kW, p->H_out, p->W_out,
                            p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->tile_h, p->tile_w, 1, 0, 0};
     if (unshared) s = fastconv::unshared_shape(s);
-    fastconv::check_local_shape(s);
+    fastconv::check_tiled_shape(s);
     check_out(s.H_out, s.H, s.ph, s.kH, s.sh, 1, "H_out");
     check_out(s.W_out, s.W, s.pw, s.kW, s.sw, 1, "W_out");
     return s;
@@ -145,24 +145,24 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
         });                                                                                    \
     }
 
-#define FC_LOCAL(OP, UNSHARED, SUF, T)                                                          \
-    int fc_##OP##_##SUF(const fc_local_params* p, const T* x, const T* w, const T* b, T* y) {   \
+#define FC_TILED(OP, UNSHARED, SUF, T)                                                          \
+    int fc_##OP##_##SUF(const fc_tiled_params* p, const T* x, const T* w, const T* b, T* y) {   \
         return guarded("fc_" #OP "_" #SUF, [&] {                                                \
-            auto s = local_shape(p, UNSHARED);                                                  \
+            auto s = tiled_shape(p, UNSHARED);                                                  \
             require_ptrs({x, w, y});                                                            \
             run(kernel<T>().OP, s, x, w, b, y);                                                 \
         });                                                                                     \
     }                                                                                           \
-    int fc_##OP##_input_grad_##SUF(const fc_local_params* p, const T* dy, const T* w, T* dx) {  \
+    int fc_##OP##_input_grad_##SUF(const fc_tiled_params* p, const T* dy, const T* w, T* dx) {  \
         return guarded("fc_" #OP "_input_grad_" #SUF, [&] {                                     \
-            auto s = local_shape(p, UNSHARED);                                                  \
+            auto s = tiled_shape(p, UNSHARED);                                                  \
             require_ptrs({dy, w, dx});                                                          \
             run(kernel<T>().OP##_input_grad, s, dy, w, dx);                                     \
         });                                                                                     \
     }                                                                                           \
-    int fc_##OP##_weight_grad_##SUF(const fc_local_params* p, const T* x, const T* dy, T* dw) { \
+    int fc_##OP##_weight_grad_##SUF(const fc_tiled_params* p, const T* x, const T* dy, T* dw) { \
         return guarded("fc_" #OP "_weight_grad_" #SUF, [&] {                                    \
-            auto s = local_shape(p, UNSHARED);                                                  \
+            auto s = tiled_shape(p, UNSHARED);                                                  \
             require_ptrs({x, dy, dw});                                                          \
             run(kernel<T>().OP##_weight_grad, s, x, dy, dw);                                    \
         });                                                                                     \
@@ -194,10 +194,10 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
 
 FC_DENSE(f32, float)
 FC_DENSE(f64, double)
-FC_LOCAL(tiled_conv2d, false, f32, float)
-FC_LOCAL(tiled_conv2d, false, f64, double)
-FC_LOCAL(unshared_conv2d, true, f32, float)
-FC_LOCAL(unshared_conv2d, true, f64, double)
+FC_TILED(tiled_conv2d, false, f32, float)
+FC_TILED(tiled_conv2d, false, f64, double)
+FC_TILED(unshared_conv2d, true, f32, float)
+FC_TILED(unshared_conv2d, true, f64, double)
 FC_POOL(f32, float)
 FC_POOL(f64, double)
 

@@ -40,7 +40,8 @@ typedef struct {
 typedef struct {
     int64_t N, C_in, H, W, C_out, kH, kW, H_out, W_out;
     int64_t stride_h, stride_w, pad_h, pad_w, tile_h, tile_w;
-} fc_local_params;
+} fc_tiled_params;
+typedef fc_tiled_params fc_local_params; /* the former name, kept for existing callers */
 
 /* Max-pool: x (N, C, H, W) -> y, switches (N, C, H_out, W_out); pad at most half the kernel.
  * Unpool: y, switches (N, C, H_out, W_out) -> out (N, C, H, W). */
@@ -65,19 +66,19 @@ int fc_conv2d_input_grad_f64(const fc_conv_params* p, const double* dy, const do
 int fc_conv2d_weight_grad_f32(const fc_conv_params* p, const float* x, const float* dy, float* dw);
 int fc_conv2d_weight_grad_f64(const fc_conv_params* p, const double* x, const double* dy, double* dw);
 
-int fc_tiled_conv2d_f32(const fc_local_params* p, const float* x, const float* w, const float* b, float* y);
-int fc_tiled_conv2d_f64(const fc_local_params* p, const double* x, const double* w, const double* b, double* y);
-int fc_tiled_conv2d_input_grad_f32(const fc_local_params* p, const float* dy, const float* w, float* dx);
-int fc_tiled_conv2d_input_grad_f64(const fc_local_params* p, const double* dy, const double* w, double* dx);
-int fc_tiled_conv2d_weight_grad_f32(const fc_local_params* p, const float* x, const float* dy, float* dw);
-int fc_tiled_conv2d_weight_grad_f64(const fc_local_params* p, const double* x, const double* dy, double* dw);
+int fc_tiled_conv2d_f32(const fc_tiled_params* p, const float* x, const float* w, const float* b, float* y);
+int fc_tiled_conv2d_f64(const fc_tiled_params* p, const double* x, const double* w, const double* b, double* y);
+int fc_tiled_conv2d_input_grad_f32(const fc_tiled_params* p, const float* dy, const float* w, float* dx);
+int fc_tiled_conv2d_input_grad_f64(const fc_tiled_params* p, const double* dy, const double* w, double* dx);
+int fc_tiled_conv2d_weight_grad_f32(const fc_tiled_params* p, const float* x, const float* dy, float* dw);
+int fc_tiled_conv2d_weight_grad_f64(const fc_tiled_params* p, const double* x, const double* dy, double* dw);
 
-int fc_unshared_conv2d_f32(const fc_local_params* p, const float* x, const float* w, const float* b, float* y);
-int fc_unshared_conv2d_f64(const fc_local_params* p, const double* x, const double* w, const double* b, double* y);
-int fc_unshared_conv2d_input_grad_f32(const fc_local_params* p, const float* dy, const float* w, float* dx);
-int fc_unshared_conv2d_input_grad_f64(const fc_local_params* p, const double* dy, const double* w, double* dx);
-int fc_unshared_conv2d_weight_grad_f32(const fc_local_params* p, const float* x, const float* dy, float* dw);
-int fc_unshared_conv2d_weight_grad_f64(const fc_local_params* p, const double* x, const double* dy, double* dw);
+int fc_unshared_conv2d_f32(const fc_tiled_params* p, const float* x, const float* w, const float* b, float* y);
+int fc_unshared_conv2d_f64(const fc_tiled_params* p, const double* x, const double* w, const double* b, double* y);
+int fc_unshared_conv2d_input_grad_f32(const fc_tiled_params* p, const float* dy, const float* w, float* dx);
+int fc_unshared_conv2d_input_grad_f64(const fc_tiled_params* p, const double* dy, const double* w, double* dx);
+int fc_unshared_conv2d_weight_grad_f32(const fc_tiled_params* p, const float* x, const float* dy, float* dw);
+int fc_unshared_conv2d_weight_grad_f64(const fc_tiled_params* p, const double* x, const double* dy, double* dw);
 
 int fc_max_pool2d_f32(const fc_pool_params* p, const float* x, float* y, int64_t* switches);
 int fc_max_pool2d_f64(const fc_pool_params* p, const double* x, double* y, int64_t* switches);

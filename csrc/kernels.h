@@ -59,8 +59,8 @@ struct ImplList {
 template <typename T> using ConvForward = void (*)(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
 // (dy, w) -> dx and (x, dy) -> dw alike: two inputs, one output
 template <typename T> using ConvBackward = void (*)(const T* a, const T* b, T* out, const ConvShape& s);
-template <typename T> using LocalForward = void (*)(const T* x, const T* w, const T* b, T* y, const LocalShape& s);
-template <typename T> using LocalBackward = void (*)(const T* a, const T* b, T* out, const LocalShape& s);
+template <typename T> using TiledForward = void (*)(const T* x, const T* w, const T* b, T* y, const TiledShape& s);
+template <typename T> using TiledBackward = void (*)(const T* a, const T* b, T* out, const TiledShape& s);
 template <typename T> using PoolRun = void (*)(const T* x, T* y, int64_t* switches, const PoolShape& s);
 template <typename T> using UnpoolRun = long (*)(const T* y, const int64_t* switches, T* out, const UnpoolShape& s);
 
@@ -69,8 +69,8 @@ template <typename T>
 struct KernelOps {
     ImplList<ConvShape, ConvForward<T>> conv2d;
     ImplList<ConvShape, ConvBackward<T>> conv2d_input_grad, conv2d_weight_grad;
-    ImplList<LocalShape, LocalForward<T>> tiled_conv2d, unshared_conv2d;
-    ImplList<LocalShape, LocalBackward<T>> tiled_conv2d_input_grad, tiled_conv2d_weight_grad,
+    ImplList<TiledShape, TiledForward<T>> tiled_conv2d, unshared_conv2d;
+    ImplList<TiledShape, TiledBackward<T>> tiled_conv2d_input_grad, tiled_conv2d_weight_grad,
         unshared_conv2d_input_grad, unshared_conv2d_weight_grad;
     ImplList<PoolShape, PoolRun<T>> max_pool2d;
     ImplList<UnpoolShape, UnpoolRun<T>> max_unpool2d;

@@ -50,21 +50,21 @@ bool implicit_weight_grad_worth(const ConvShape& s) {
 // --- tiled and unshared convolution -------------------------------------------------------------------
 
 template <typename T>
-bool lane_weights_forward_worth(const LocalShape& s) { return lane_weights_worth<T>(dense_shape(s), s.T_h); }
+bool lane_weights_forward_worth(const TiledShape& s) { return lane_weights_worth<T>(dense_shape(s), s.T_h); }
 
 template <typename T>
-const char* lane_weights_input_grad_why_not(const LocalShape& s) {
+const char* lane_weights_input_grad_why_not(const TiledShape& s) {
     if (s.sh != 1 || s.sw != 1) return "needs stride 1";
     if (s.ph >= s.kH || s.pw >= s.kW) return "needs padding < kernel size";
     return lane_weights_why_not<T>(s);
 }
 template <typename T>
-bool lane_weights_input_grad_worth(const LocalShape& s) {
+bool lane_weights_input_grad_worth(const TiledShape& s) {
     return lane_weights_worth<T>(tiled_input_grad_as_forward(s), s.T_h);
 }
 
 template <typename T>
-bool phase_implicit_worth(const LocalShape& s) {
+bool phase_implicit_worth(const TiledShape& s) {
     return phases_pay(s) && tiled_weight_grad_copy_bytes<T>(s) <= kImplicitCopyBytes;
 }
 
@@ -87,8 +87,8 @@ template <typename T>
 struct Lists {
     using CF = ConvForward<T>;
     using CB = ConvBackward<T>;
-    using LF = LocalForward<T>;
-    using LB = LocalBackward<T>;
+    using LF = TiledForward<T>;
+    using LB = TiledBackward<T>;
     static constexpr Impl<ConvShape, CF> conv2d[] = {
         {"conv2d__depthwise", depthwise_why_not, depthwise_worth, conv2d_depthwise<T>},
         {"conv2d__implicit_gemm", implicit_why_not<T>, nullptr, conv2d_implicit<T>},
@@ -105,34 +105,34 @@ struct Lists {
         {"conv2d_weight_grad__implicit_gemm", always, implicit_weight_grad_worth<T>, conv2d_weight_grad_implicit<T>},
         {"conv2d_weight_grad__packed_gemm", always, nullptr, conv2d_weight_grad_packed_gemm<T>},
     };
-    static constexpr Impl<LocalShape, LF> tiled_conv2d[] = {
+    static constexpr Impl<TiledShape, LF> tiled_conv2d[] = {
         {"tiled_conv2d__lane_weights", lane_weights_why_not<T>, lane_weights_forward_worth<T>,
          tiled_conv2d_lane_weights<T>},
         {"tiled_conv2d__phase_poly", always, phases_pay, tiled_conv2d_phase_poly<T>},
         {"tiled_conv2d__gather_gemm", always, nullptr, tiled_conv2d_gather_gemm<T>},
     };
-    static constexpr Impl<LocalShape, LB> tiled_conv2d_input_grad[] = {
+    static constexpr Impl<TiledShape, LB> tiled_conv2d_input_grad[] = {
         {"tiled_conv2d_input_grad__lane_weights", lane_weights_input_grad_why_not<T>,
          lane_weights_input_grad_worth<T>, tiled_conv2d_input_grad_lane_weights<T>},
         {"tiled_conv2d_input_grad__phase_poly", always, phases_pay, tiled_conv2d_input_grad_phase_poly<T>},
         {"tiled_conv2d_input_grad__gather_gemm", always, nullptr, tiled_conv2d_input_grad_gather_gemm<T>},
     };
-    static constexpr Impl<LocalShape, LB> tiled_conv2d_weight_grad[] = {
+    static constexpr Impl<TiledShape, LB> tiled_conv2d_weight_grad[] = {
         {"tiled_conv2d_weight_grad__phase_implicit", always, phase_implicit_worth<T>,
          tiled_conv2d_weight_grad_phase_implicit<T>},
         {"tiled_conv2d_weight_grad__gather_gemm", always, nullptr, tiled_conv2d_weight_grad_gather_gemm<T>},
     };
     // The unshared ops are tiled convs whose grid is the output (unshared_shape): the general tiled
     // kernel computes them too.
-    static constexpr Impl<LocalShape, LF> unshared_conv2d[] = {
+    static constexpr Impl<TiledShape, LF> unshared_conv2d[] = {
         {"unshared_conv2d__batch_major", always, nullptr, unshared_conv2d_batch_major<T>},
         {"unshared_conv2d__gather_gemm", always, nullptr, tiled_conv2d_gather_gemm<T>},
     };
-    static constexpr Impl<LocalShape, LB> unshared_conv2d_input_grad[] = {
+    static constexpr Impl<TiledShape, LB> unshared_conv2d_input_grad[] = {
         {"unshared_conv2d_input_grad__batch_major", always, nullptr, unshared_conv2d_input_grad_batch_major<T>},
         {"unshared_conv2d_input_grad__gather_gemm", always, nullptr, tiled_conv2d_input_grad_gather_gemm<T>},
     };
-    static constexpr Impl<LocalShape, LB> unshared_conv2d_weight_grad[] = {
+    static constexpr Impl<TiledShape, LB> unshared_conv2d_weight_grad[] = {
         {"unshared_conv2d_weight_grad__batch_major", always, nullptr, unshared_conv2d_weight_grad_batch_major<T>},
         {"unshared_conv2d_weight_grad__gather_gemm", always, nullptr, tiled_conv2d_weight_grad_gather_gemm<T>},
     };

@@ -27,7 +27,7 @@ void check_pool_shape(const PoolShape& s) {
     if (s.ph < 0 || s.pw < 0) throw std::invalid_argument("max_pool2d: padding must be >= 0");
 }
 
-void check_local_shape(const LocalShape& s) {
+void check_tiled_shape(const TiledShape& s) {
     long v[] = {s.N, s.C_in, s.H, s.W, s.C_out, s.kH, s.kW, s.H_out, s.W_out, s.sh, s.sw, s.T_h, s.T_w};
     for (long e : v)
         if (e < 1) throw std::invalid_argument("tiled/unshared conv: sizes, strides and tile must be >= 1");

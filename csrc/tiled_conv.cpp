@@ -24,7 +24,7 @@ namespace {
 // The columns [q0, q0 + nq) of phase (th, tw): image, top-left input corner of each position's window.
 struct Columns {
     std::vector<long> n, i, j, ih, iw;
-    void locate(const LocalShape& s, long th, long tw, long q0, long nq) {
+    void locate(const TiledShape& s, long th, long tw, long q0, long nq) {
         const long Wp = s.cols(tw), P = s.rows(th) * Wp;
         n.resize(nq), i.resize(nq), j.resize(nq), ih.resize(nq), iw.resize(nq);
         for (long t = 0; t < nq; ++t) {
@@ -40,7 +40,7 @@ struct Columns {
 
 // col[k*nq + t] = x[n_t, c, ih_t + a, iw_t + b] for k = (c, a, b), zero outside the input.
 template <typename T>
-void gather(const T* x, const LocalShape& s, const Columns& cs, long nq, T* col) {
+void gather(const T* x, const TiledShape& s, const Columns& cs, long nq, T* col) {
     for (long c = 0, k = 0; c < s.C_in; ++c)
         for (long a = 0; a < s.kH; ++a)
             for (long b = 0; b < s.kW; ++b, ++k) {
@@ -55,7 +55,7 @@ void gather(const T* x, const LocalShape& s, const Columns& cs, long nq, T* col)
 
 // dx[n_t, c, ih_t + a, iw_t + b] += dcol[k*nq + t]: the adjoint of gather.
 template <typename T>
-void scatter_add(const T* dcol, const LocalShape& s, const Columns& cs, long nq, T* dx) {
+void scatter_add(const T* dcol, const TiledShape& s, const Columns& cs, long nq, T* dx) {
     for (long c = 0, k = 0; c < s.C_in; ++c)
         for (long a = 0; a < s.kH; ++a)
             for (long b = 0; b < s.kW; ++b, ++k) {
@@ -76,7 +76,7 @@ template <typename T>
 struct Work {
     Buffer<T> Ap, Bp, col, out;
     Columns cs;
-    Work(const LocalShape& s, long a_rows, long a_cols)
+    Work(const TiledShape& s, long a_rows, long a_cols)
         : Ap(packed_a_size<T>(a_rows, a_cols)), Bp(packed_b_size<T>()), col(s.K() * NQ<T>),
           out(std::max(s.C_out, s.K()) * NQ<T>) {}
 };
@@ -85,7 +85,7 @@ struct Work {
 }  // namespace
 
 template <typename T>
-void tiled_conv2d_gather_gemm(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
+void tiled_conv2d_gather_gemm(const T* x, const T* w, const T* b, T* y, const TiledShape& s) {
     const long K = s.K(), phases = s.phases(), HWo = s.H_out * s.W_out;
     const long blocks = ceil_div(s.N * ceil_div(s.H_out, s.T_h) * ceil_div(s.W_out, s.T_w), NQ<T>);
 #pragma omp parallel num_threads(threads_for(phases * blocks))
@@ -119,7 +119,7 @@ void tiled_conv2d_gather_gemm(const T* x, const T* w, const T* b, T* y, const Lo
 // Threads split the batch (each owns its images' dx), so the scatter-add needs no locks and every
 // dx element sums its contributions in the same order whatever the thread count.
 template <typename T>
-void tiled_conv2d_input_grad_gather_gemm(const T* dy, const T* w, T* dx, const LocalShape& s) {
+void tiled_conv2d_input_grad_gather_gemm(const T* dy, const T* w, T* dx, const TiledShape& s) {
     const long K = s.K(), HWo = s.H_out * s.W_out;
     std::fill(dx, dx + s.N * s.C_in * s.H * s.W, T(0));
     const int nt = threads_for(s.N);
@@ -151,7 +151,7 @@ void tiled_conv2d_input_grad_gather_gemm(const T* dy, const T* w, T* dx, const L
 
 // Threads split the phases; each phase's dw[th, tw] sums its column blocks in order.
 template <typename T>
-void tiled_conv2d_weight_grad_gather_gemm(const T* x, const T* dy, T* dw, const LocalShape& s) {
+void tiled_conv2d_weight_grad_gather_gemm(const T* x, const T* dy, T* dw, const TiledShape& s) {
     const long K = s.K(), HWo = s.H_out * s.W_out;
 #pragma omp parallel num_threads(threads_for(s.phases()))
     {
@@ -178,9 +178,9 @@ void tiled_conv2d_weight_grad_gather_gemm(const T* x, const T* dy, T* dw, const 
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                                \
-    template void tiled_conv2d_gather_gemm<T>(const T*, const T*, const T*, T*, const LocalShape&);      \
-    template void tiled_conv2d_input_grad_gather_gemm<T>(const T*, const T*, T*, const LocalShape&);     \
-    template void tiled_conv2d_weight_grad_gather_gemm<T>(const T*, const T*, T*, const LocalShape&);
+    template void tiled_conv2d_gather_gemm<T>(const T*, const T*, const T*, T*, const TiledShape&);      \
+    template void tiled_conv2d_input_grad_gather_gemm<T>(const T*, const T*, T*, const TiledShape&);     \
+    template void tiled_conv2d_weight_grad_gather_gemm<T>(const T*, const T*, T*, const TiledShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

@@ -97,7 +97,7 @@ void lane_conv(const T* x, T* y, const ConvShape& s, long T_h, long T_w, const W
 }  // namespace
 
 template <typename T>
-const char* lane_weights_why_not(const LocalShape& s) {
+const char* lane_weights_why_not(const TiledShape& s) {
     return Vec<T>::lanes % s.T_w ? "the tile width must divide the vector width" : nullptr;
 }
 
@@ -108,7 +108,7 @@ bool lane_weights_worth(const ConvShape& c, long T_h) {
 
 
 template <typename T>
-void tiled_conv2d_lane_weights(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
+void tiled_conv2d_lane_weights(const T* x, const T* w, const T* b, T* y, const TiledShape& s) {
     const ConvShape c = dense_shape(s);
     const long K = s.K(), M = s.C_out, T_w = s.T_w;
     lane_conv(x, y, c, s.T_h, T_w, [&](long th, long l, long m, long k) { return w[((th * T_w + l % T_w) * M + m) * K + k]; });
@@ -126,7 +126,7 @@ void tiled_conv2d_lane_weights(const T* x, const T* w, const T* b, T* y, const L
 // the forward conv of dy at padding (kH-1-ph, kW-1-pw) with taps a' = kH-1-a, b' = kW-1-b; for x = x0 + l
 // (x0 a multiple of T_w) the tile column is (l + pw - b) mod T_w, and the row class of y decides the tile row.
 template <typename T>
-void tiled_conv2d_input_grad_lane_weights(const T* dy, const T* w, T* dx, const LocalShape& s) {
+void tiled_conv2d_input_grad_lane_weights(const T* dy, const T* w, T* dx, const TiledShape& s) {
     const ConvShape c = tiled_input_grad_as_forward(s);
     const long T_h = s.T_h, T_w = s.T_w, kk = s.kH * s.kW, C_in = s.C_in, M = s.C_out;
     auto mod = [](long a, long m) { return (a % m + m) % m; };
@@ -141,7 +141,7 @@ void tiled_conv2d_input_grad_lane_weights(const T* dy, const T* w, T* dx, const 
 // run, dyp[m][(n, i', j')], and pos carries each position's image to its input copy, so every phase is
 // one weight-grad GEMM whose items span images (a phase may have only a few positions per image).
 template <typename T>
-void tiled_conv2d_weight_grad_phase_implicit(const T* x, const T* dy, T* dw, const LocalShape& s) {
+void tiled_conv2d_weight_grad_phase_implicit(const T* x, const T* dy, T* dw, const TiledShape& s) {
     const ConvShape c = dense_shape(s);
     const ImplicitGeometry geo = implicit_geometry<T>(c, s.H_out);
     const long K = s.K(), M = s.C_out, xs_size = implicit_copy_size(c, geo), HWo = c.HW_out();
@@ -193,18 +193,18 @@ void tiled_conv2d_weight_grad_phase_implicit(const T* x, const T* dy, T* dw, con
 }
 
 template <typename T>
-long tiled_weight_grad_copy_bytes(const LocalShape& s) {
+long tiled_weight_grad_copy_bytes(const TiledShape& s) {
     const ConvShape c = dense_shape(s);
     return implicit_copy_size(c, implicit_geometry<T>(c, s.H_out)) * (long)sizeof(T);
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                                            \
-    template void tiled_conv2d_lane_weights<T>(const T*, const T*, const T*, T*, const LocalShape&);       \
-    template void tiled_conv2d_input_grad_lane_weights<T>(const T*, const T*, T*, const LocalShape&);      \
-    template void tiled_conv2d_weight_grad_phase_implicit<T>(const T*, const T*, T*, const LocalShape&);   \
-    template const char* lane_weights_why_not<T>(const LocalShape&);                                       \
+    template void tiled_conv2d_lane_weights<T>(const T*, const T*, const T*, T*, const TiledShape&);       \
+    template void tiled_conv2d_input_grad_lane_weights<T>(const T*, const T*, T*, const TiledShape&);      \
+    template void tiled_conv2d_weight_grad_phase_implicit<T>(const T*, const T*, T*, const TiledShape&);   \
+    template const char* lane_weights_why_not<T>(const TiledShape&);                                       \
     template bool lane_weights_worth<T>(const ConvShape&, long);                                           \
-    template long tiled_weight_grad_copy_bytes<T>(const LocalShape&);
+    template long tiled_weight_grad_copy_bytes<T>(const TiledShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

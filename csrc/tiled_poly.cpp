@@ -21,7 +21,7 @@ namespace {
 
 struct Poly {
     long Ph, Pw, Hq, Wq;
-    explicit Poly(const LocalShape& s)
+    explicit Poly(const TiledShape& s)
         : Ph(s.T_h * s.sh), Pw(s.T_w * s.sw), Hq(s.rows(0) + ((s.T_h - 1) * s.sh + s.kH - 1) / Ph),
           Wq(s.cols(0) + ((s.T_w - 1) * s.sw + s.kW - 1) / Pw) {}
     long plane() const { return Hq * Wq; }
@@ -34,7 +34,7 @@ struct Poly {
 // slots, every x element once). Called inside the kernels' parallel regions: an orphaned `omp for`
 // (with its barrier) saves a fork/join per call.
 template <typename T, bool ToPoly>
-void convert(T* x, T* xq, const LocalShape& s, const Poly& pq) {
+void convert(T* x, T* xq, const TiledShape& s, const Poly& pq) {
 #pragma omp for schedule(static)
     for (long p = 0; p < s.N * s.C_in; ++p) {
         T* xp = x + p * s.H * s.W;
@@ -105,7 +105,7 @@ void poly_row(T* base, long nstride, const Poly& pq, long rw, long cw, long q0, 
 
 // The K rows of a phase's im2col block, or their adjoint scatter-add.
 template <typename T, bool Add>
-void poly_block(T* xq, const LocalShape& s, const Poly& pq, long th, long tw, long q0, long nq, T* col) {
+void poly_block(T* xq, const TiledShape& s, const Poly& pq, long th, long tw, long q0, long nq, T* col) {
     const long kk = s.kH * s.kW, nstride = s.C_in * pq.channel();
     for (long k = 0; k < s.K(); ++k) {
         const long c = k / kk, a = k % kk / s.kW, b = k % s.kW;
@@ -116,7 +116,7 @@ void poly_block(T* xq, const LocalShape& s, const Poly& pq, long th, long tw, lo
 
 // Output (dy) element of column block entry (o, t) <-> buf[o*nq + t]; ToBuf gathers, else y = buf + bias.
 template <typename T, bool ToBuf>
-void out_block(T* y, const T* b, const LocalShape& s, long th, long tw, long q0, long nq, T* buf) {
+void out_block(T* y, const T* b, const TiledShape& s, long th, long tw, long q0, long nq, T* buf) {
     const long HWo = s.H_out * s.W_out;
     for (long o = 0; o < s.C_out; ++o) {
         Walk wk(s.rows(th), s.cols(tw), q0);
@@ -139,12 +139,12 @@ template <typename T>
 constexpr long NQ = GemmBlock<T>::NC;
 constexpr long kSlack = 64;  // >= the lanes of any vector
 
-inline double flops(const LocalShape& s) { return 2.0 * s.N * s.C_out * s.H_out * s.W_out * s.K(); }
+inline double flops(const TiledShape& s) { return 2.0 * s.N * s.C_out * s.H_out * s.W_out * s.K(); }
 
 }  // namespace
 
 template <typename T>
-void tiled_conv2d_phase_poly(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
+void tiled_conv2d_phase_poly(const T* x, const T* w, const T* b, T* y, const TiledShape& s) {
     const Poly pq(s);
     const long K = s.K(), phases = s.phases(), blocks = ceil_div(s.N * s.rows(0) * s.cols(0), NQ<T>);
     Buffer<T> xq(s.N * s.C_in * pq.channel() + kSlack);
@@ -169,7 +169,7 @@ void tiled_conv2d_phase_poly(const T* x, const T* w, const T* b, T* y, const Loc
 
 // Threads split the batch (each owns its images' polyphase dx), so the scatter-add needs no locks.
 template <typename T>
-void tiled_conv2d_input_grad_phase_poly(const T* dy, const T* w, T* dx, const LocalShape& s) {
+void tiled_conv2d_input_grad_phase_poly(const T* dy, const T* w, T* dx, const TiledShape& s) {
     const Poly pq(s);
     const long K = s.K();
     Buffer<T> dxq(s.N * s.C_in * pq.channel() + kSlack);
@@ -199,8 +199,8 @@ void tiled_conv2d_input_grad_phase_poly(const T* dy, const T* w, T* dx, const Lo
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                                   \
-    template void tiled_conv2d_phase_poly<T>(const T*, const T*, const T*, T*, const LocalShape&);    \
-    template void tiled_conv2d_input_grad_phase_poly<T>(const T*, const T*, T*, const LocalShape&);
+    template void tiled_conv2d_phase_poly<T>(const T*, const T*, const T*, T*, const TiledShape&);    \
+    template void tiled_conv2d_input_grad_phase_poly<T>(const T*, const T*, T*, const TiledShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

@@ -48,7 +48,7 @@ void transpose(const T* src, long rows, long cols, T* dst) {
 template <typename T>
 struct PatchRows {
     const T* xT;
-    const LocalShape& s;
+    const TiledShape& s;
     long ih, iw;  // top-left input corner of position l's window
     const T* row(long k) const {
         const long kk = s.kH * s.kW, c = k / kk, h = ih + (k % kk) / s.kW, w = iw + k % s.kW;
@@ -116,7 +116,7 @@ inline void scatter_tile(long kc, const T* __restrict a, const T* __restrict b, 
 }
 
 template <typename T>
-PatchRows<T> patch(const T* xT, const LocalShape& s, long l) {
+PatchRows<T> patch(const T* xT, const TiledShape& s, long l) {
     return PatchRows<T>{xT, s, (l / s.W_out) * s.sh - s.ph, (l % s.W_out) * s.sw - s.pw};
 }
 
@@ -124,7 +124,7 @@ PatchRows<T> patch(const T* xT, const LocalShape& s, long l) {
 
 // y (N, C_out, H_out, W_out); one task per output position.
 template <typename T>
-void unshared_conv2d_batch_major(const T* x, const T* w, const T* b, T* y, const LocalShape& s) {
+void unshared_conv2d_batch_major(const T* x, const T* w, const T* b, T* y, const TiledShape& s) {
     const long L = s.H_out * s.W_out, K = s.K(), M = s.C_out, N = s.N;
     Buffer<T> xT(N * s.C_in * s.H * s.W), yT(M * L * N);
     transpose(x, N, s.C_in * s.H * s.W, xT.data());
@@ -148,7 +148,7 @@ void unshared_conv2d_batch_major(const T* x, const T* w, const T* b, T* y, const
 // dx (N, C_in, H, W). Windows of neighbouring positions overlap, so threads split the images instead
 // of the positions: each owns its columns of dxT and adds every position's contribution in order.
 template <typename T>
-void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, const LocalShape& s) {
+void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, const TiledShape& s) {
     const long L = s.H_out * s.W_out, K = s.K(), M = s.C_out, N = s.N, R = s.C_in * s.H * s.W;
     Buffer<T> dyT(M * L * N), dxT(R * N);
     transpose(dy, N, M * L, dyT.data());
@@ -187,7 +187,7 @@ void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, cons
 
 // dw (H_out, W_out, C_out, C_in, kH, kW); one task per output position.
 template <typename T>
-void unshared_conv2d_weight_grad_batch_major(const T* x, const T* dy, T* dw, const LocalShape& s) {
+void unshared_conv2d_weight_grad_batch_major(const T* x, const T* dy, T* dw, const TiledShape& s) {
     const long L = s.H_out * s.W_out, K = s.K(), M = s.C_out, N = s.N;
     Buffer<T> xT(N * s.C_in * s.H * s.W), dyT(M * L * N);
     transpose(x, N, s.C_in * s.H * s.W, xT.data());
@@ -205,9 +205,9 @@ void unshared_conv2d_weight_grad_batch_major(const T* x, const T* dy, T* dw, con
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                                  \
-    template void unshared_conv2d_batch_major<T>(const T*, const T*, const T*, T*, const LocalShape&);     \
-    template void unshared_conv2d_input_grad_batch_major<T>(const T*, const T*, T*, const LocalShape&);            \
-    template void unshared_conv2d_weight_grad_batch_major<T>(const T*, const T*, T*, const LocalShape&);
+    template void unshared_conv2d_batch_major<T>(const T*, const T*, const T*, T*, const TiledShape&);     \
+    template void unshared_conv2d_input_grad_batch_major<T>(const T*, const T*, T*, const TiledShape&);            \
+    template void unshared_conv2d_weight_grad_batch_major<T>(const T*, const T*, T*, const TiledShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 #undef FASTCONV_INSTANTIATE

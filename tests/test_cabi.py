@@ -37,8 +37,8 @@ def conv_params(x, w, y, stride, pad, dilation, groups):
                                         *dilation, groups])
 
 
-def local_params(x, w, y, stride, pad):
-    return FFI.new("fc_local_params *", [*x.shape, w.shape[2], *w.shape[4:], *y.shape[2:], *stride, *pad,
+def tiled_params(x, w, y, stride, pad):
+    return FFI.new("fc_tiled_params *", [*x.shape, w.shape[2], *w.shape[4:], *y.shape[2:], *stride, *pad,
                                          *w.shape[:2]])
 
 
@@ -77,7 +77,7 @@ def test_dense_entry_points(dtype, xs, ws, s, p, d, g, rng):
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("op", ["tiled_conv2d", "unshared_conv2d"])
-def test_local_entry_points(dtype, op, rng):
+def test_tiled_entry_points(dtype, op, rng):
     x = rng.standard_normal((2, 3, 8, 7)).astype(dtype)
     s, p = (2, 1), (1, 0)
     H_out, W_out = (8 + 2 - 3) // 2 + 1, 7 - 3 + 1
@@ -87,7 +87,7 @@ def test_local_entry_points(dtype, op, rng):
     fwd, dgrad, wgrad = (getattr(fc, op + sfx) for sfx in ("", "_input_grad", "_weight_grad"))
     ref = fwd(x, w, b, stride=s, padding=p, backend="numpy")
     y = np.empty_like(ref)
-    params = local_params(x, w, y, s, p)
+    params = tiled_params(x, w, y, s, p)
     call(op, dtype, params, x, w, b, y)
     close(y, ref, dtype)
     dy = rng.standard_normal(ref.shape).astype(dtype)
@@ -133,7 +133,7 @@ def test_errors_return_codes_and_messages():
     assert rc == LIB.FC_EINVAL and "NULL" in msg
     rc, msg = _rc(LIB.fc_conv2d_f32, FFI.NULL, f(x), f(w), FFI.NULL, f(y))
     assert rc == LIB.FC_EINVAL and "params" in msg
-    zero_stride = FFI.new("fc_local_params *", [1, 3, 5, 5, 4, 3, 3, 3, 3, 0, 1, 0, 0, 1, 1])
+    zero_stride = FFI.new("fc_tiled_params *", [1, 3, 5, 5, 4, 3, 3, 3, 3, 0, 1, 0, 0, 1, 1])
     rc, msg = _rc(LIB.fc_tiled_conv2d_f32, zero_stride, f(x), FFI.NULL, FFI.NULL, f(y))
     assert rc == LIB.FC_EINVAL and ">= 1" in msg
     wide_pad = FFI.new("fc_pool_params *", [1, 3, 5, 5, 3, 3, 2, 2, 2, 2, 2, 2])
