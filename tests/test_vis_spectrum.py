@@ -69,3 +69,27 @@ def test_aliasing_is_zero_for_band_limited_maps_at_any_stride():
 def test_aliasing_needs_sizes_divisible_by_the_stride():
     with pytest.raises(ValueError, match="divisible"):
         vis.aliasing(_linear(4), 0, np.zeros((1, 2, 10, 10)))
+
+
+# -- architecture selection ----------------------------------------------------------------------
+def test_architecture_selection_measures_each_variant_and_says_what_it_found():
+    from fastconv import data
+    from fastconv.vis import architecture
+    split = data.synthetic(n=160, num_classes=3, size=16, seed=0)
+    variants = {"7×7 stride 4": dict(first_kernel=7, first_stride=4), "3×3 stride 2": dict(first_kernel=3,
+                                                                                           first_stride=2)}
+    res = vis.architecture_selection(split.train, split.test, variants, epochs=1, channels=(4, 6), probe=16)
+    assert list(res) == list(variants)
+    for name, v in res.items():
+        assert 0 <= v.accuracy <= 1 and v.spectrum.band_energy.shape == (4, 3)
+        assert v.model[0].weight.shape[-1] == variants[name]["first_kernel"]
+        assert v.model[0].stride == variants[name]["first_stride"]
+        assert [a.stride[0] for a in v.aliasing.values()] == [variants[name]["first_stride"],
+                                                              2 * variants[name]["first_stride"]]
+    header, rows = architecture.table(res)
+    assert len(rows) == 2 and all(len(r) == len(header) for r in rows)
+    text = architecture.summary(res)
+    a, b = res["7×7 stride 4"], res["3×3 stride 2"]
+    assert f"{b.accuracy:.3f} vs {a.accuracy:.3f}" in text                        # the numbers, computed
+    assert f"({int(b.spectrum.dead.sum())} vs {int(a.spectrum.dead.sum())})" in text
+    assert text.startswith("On this data the 3×3 stride 2 variant has")

@@ -8,9 +8,11 @@ synthesis    class_model, deep_dream, neural_style
 embedding    tsne, codes
 receptive    receptive_field, effective_receptive_field, invariance
 spectrum     filter_spectrum, aliasing (frequency content, dead filters, shift-equivariance error)
+architecture architecture_selection (Zeiler & Fergus's first-layer experiment)
 attack       adversarial (minimal targeted perturbation), fgsm, pgd (Captum's FGSM / PGD semantics)
 image        PNG grids and plots; report: the HTML page; demo: the `fastconv demo` pipeline
 """
+from .architecture import architecture_selection
 from .attack import Attack, adversarial, fgsm, pgd
 from .backprop import class_gradient, deconvnet, gradient, guided_backprop, project, saliency
 from .embedding import codes, tsne
@@ -26,4 +28,5 @@ __all__ = [
     "class_model", "deep_dream", "neural_style", "gram", "tsne", "codes",
     "receptive_field", "effective_receptive_field", "infer_input_shape", "invariance",
     "adversarial", "fgsm", "pgd", "Attack", "filter_spectrum", "FilterSpectrum", "aliasing", "Aliasing",
+    "architecture_selection",
 ]

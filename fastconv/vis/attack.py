@@ -101,15 +101,25 @@ def pgd(model, x, target, radius, step_size, steps, *, norm="linf", targeted=Fal
     return _result(model, x0, x_adv, norm)
 
 
-def _margin_gradient(model, x, t, k):
-    """(z_k − z_t, ∂(z_t − z_k)/∂x) per sample: how far class t trails class k, and the way to close it."""
+def _margin_step(model, x, t, norm, lower, upper):
+    """One forward and one backward pass: which samples already predict t, and for the others the
+    minimum-norm step r to the linearised boundary z_t = z_k of their current class k."""
     with _core.evaluating(model):
         z = model.forward(x)
         rows = np.arange(len(x))
+        k = z.argmax(axis=1)
         dy = np.zeros_like(z)
         dy[rows, t] = 1
         dy[rows, k] -= 1          # k == t gives a zero seed: no step for samples already won
-        return (z[rows, k] - z[rows, t]).astype(np.float64), _core.backward_from(model, dy, -1, "gradient")
+        g = _core.backward_from(model, dy, -1, "gradient")
+    gap = (z[rows, k] - z[rows, t]).astype(np.float64)
+    # Pixels held at a bound the step would push them past cannot move: leave them out of the step.
+    g = np.where(((x <= lower) & (g < 0)) | ((x >= upper) & (g > 0)), 0, g).reshape(len(x), -1).astype(np.float64)
+    if norm == "l2":
+        r = (gap / np.maximum(np.sum(g * g, axis=1), 1e-30))[:, None] * g
+    else:
+        r = (gap / np.maximum(np.abs(g).sum(axis=1), 1e-30))[:, None] * np.sign(g)
+    return k == t, r.reshape(x.shape)
 
 
 def _wins(model, x, t):
@@ -131,22 +141,13 @@ def adversarial(model, x, target, norm="l2", *, max_steps=50, overshoot=0.02, bi
     x = _core.as_batch(model, x)
     t = _core.targets(target, len(x))
     x_adv = x.copy()
+    active = np.arange(len(x))
     for _ in range(int(max_steps)):
-        with _core.evaluating(model):
-            k = model.forward(x_adv).argmax(axis=1)
-        todo = np.nonzero(k != t)[0]
-        if todo.size == 0:
+        won, r = _margin_step(model, x_adv[active], t[active], norm, lower, upper)
+        active, r = active[~won], r[~won]
+        if active.size == 0:
             break
-        xt = x_adv[todo]
-        gap, g = _margin_gradient(model, xt, t[todo], k[todo])
-        # Pixels held at a bound the step would push them past cannot move: leave them out of the step.
-        g = np.where(((xt <= lower) & (g < 0)) | ((xt >= upper) & (g > 0)), 0, g)
-        g = g.reshape(len(todo), -1).astype(np.float64)
-        if norm == "l2":
-            r = (gap / np.maximum(np.sum(g * g, axis=1), 1e-30))[:, None] * g
-        else:
-            r = (gap / np.maximum(np.abs(g).sum(axis=1), 1e-30))[:, None] * np.sign(g)
-        x_adv[todo] = np.clip(xt + (1 + overshoot) * r.reshape(xt.shape), lower, upper).astype(x.dtype)
+        x_adv[active] = np.clip(x_adv[active] + (1 + overshoot) * r, lower, upper).astype(x.dtype)
     x_adv = _shrink(model, x, x_adv, t, bisect, lower, upper)
     return _result(model, x, x_adv, norm)
 

@@ -43,7 +43,7 @@ def filter_spectrum(model, layer=None, x=None, *, size=None, bins=None, band_edg
                     dead_norm=DEAD_NORM, dead_rate=DEAD_RATE):
     """Frequency content of the filters of a convolution layer (default: the first).
 
-    Each filter w[k] (C_in, kH, kW) is zero-padded to size × size (default: the next power of two ≥ 4·max(kH,
+    Each filter w[k] (C_in, kH, kW) is zero-padded to size × size (default: the next power of two ≥ 2·max(kH,
     kW), at least 32), Fourier transformed per input channel, and its power |F|² summed over channels.
     Frequencies ρ are in units of the Nyquist frequency (0.5 cycles/pixel), so ρ = 1 on the axes' edges and
     √2 in the corners. `power` is the radial average of |F|² over `bins` rings of equal width in [0, √2];
@@ -54,7 +54,7 @@ def filter_spectrum(model, layer=None, x=None, *, size=None, bins=None, band_edg
     ReLU never lets through). Returns a FilterSpectrum."""
     w = filters(model, layer).astype(np.float64)                 # (K, C_in, kH, kW)
     K = len(w)
-    n = size or max(32, 1 << int(np.ceil(np.log2(4 * max(w.shape[2:])))))
+    n = size or max(32, 1 << int(np.ceil(np.log2(2 * max(w.shape[2:])))))
     F = np.fft.fftshift(np.fft.fft2(w, s=(n, n)), axes=(-2, -1))
     p2 = (np.abs(F) ** 2).sum(axis=1)                            # (K, n, n)
     rho = _radius(n)
