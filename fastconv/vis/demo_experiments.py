@@ -43,7 +43,7 @@ def _deconv_rows(results, x, k, channels):
 
 def architecture_section(c, rep):
     split = c.load(32)
-    epochs = 1 if c.fast else 4
+    epochs = 1 if c.fast else 8
     train = split.train if not c.fast else type(split.train)(split.train.x[:300], split.train.y[:300])
     res = architecture.architecture_selection(train, split.test, epochs=epochs, seed=c.seed)
     names = list(res)
