@@ -6,6 +6,8 @@ import pytest
 from fastconv import nn, vis
 from nn_helpers import pool_cnn
 
+pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
+
 
 def _x(n=5, side=12, seed=0):
     return np.random.default_rng(seed).uniform(0, 1, (n, 1, side, side))
