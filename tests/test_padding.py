@@ -205,3 +205,56 @@ def test_layers_take_asymmetric_padding_and_match_torch():
     with torch.no_grad():
         y_t = nn.to_torch(model)(torch.tensor(x)).numpy()
     assert_close(y, y_t, np.float64)
+
+
+# -- the compiled kernels' special paths, with one-sided padding ---------------------------------------------
+def _one_sided(p):
+    """Two asymmetric variants of a symmetric padding p: more after than before, and everything on one side."""
+    ph, pw = (p, p) if isinstance(p, int) else p
+    return [((ph, ph + 1), (max(pw - 1, 0), pw + 2)), ((0, ph + pw), (ph + pw, 0))]
+
+
+def _fast_path_cases():
+    from test_fast_paths import LANE, TILED
+    return [(xs, C_out, k, s, pad, grid) for xs, C_out, k, s, p, grid in TILED + LANE if not isinstance(p, str)
+            for pad in _one_sided(p)]
+
+
+FAST_PATHS = _fast_path_cases()
+
+
+@pytest.mark.parametrize("op", ["tiled_conv2d", "unshared_conv2d", "conv2d"])
+@pytest.mark.parametrize("case", FAST_PATHS, ids=[str(i) for i in range(len(FAST_PATHS))])
+def test_special_paths_with_one_sided_padding(backend, op, case):
+    """The shapes that enter the C++ kernels' polyphase, lane-weight, register-blocked and GEMM paths."""
+    xs, C_out, k, s, pad, grid = case
+    rng = np.random.default_rng(11)
+    dtype = np.float32
+    x = randn(rng, xs, dtype)
+    xp = _padded(x, pad)
+    s2 = fc._validate.pair("stride", s, 1)
+    out_hw = ((xp.shape[2] - k) // s2[0] + 1, (xp.shape[3] - k) // s2[1] + 1)
+    if op == "conv2d":
+        w, b = randn(rng, (C_out, xs[1], k, k), dtype), randn(rng, (C_out,), dtype)
+    else:
+        w = randn(rng, (tuple(grid) if op == "tiled_conv2d" else out_hw) + (C_out, xs[1], k, k), dtype)
+        b = randn(rng, (C_out,) if op == "tiled_conv2d" else (C_out,) + out_hw, dtype)
+    f, fi, fw = (getattr(fc, op + sfx) for sfx in ("", "_input_grad", "_weight_grad"))
+    y = f(x, w, b, stride=s, padding=pad, backend=backend)
+    assert_close(y, f(xp, w, b, stride=s, padding=0, backend="numpy"), dtype)
+    dy = randn(rng, y.shape, dtype)
+    dx = fi(dy, w, x.shape, stride=s, padding=pad, backend=backend)
+    assert_close(dx, _crop(fi(dy, w, xp.shape, stride=s, padding=0, backend="numpy"), pad, xs[2:]), dtype)
+    dw = fw(x, dy, w.shape, stride=s, padding=pad, backend=backend)
+    assert_close(dw, fw(xp, dy, w.shape, stride=s, padding=0, backend="numpy"), dtype)
+
+
+def test_saved_models_keep_their_padding(tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 2, (1, 3), padding="causal", dilation=(1, 2), dtype=np.float64, rng=0),
+                          nn.Conv2d(2, 2, 3, padding=((2, 0), (0, 2)), dtype=np.float64, rng=1))
+    x = np.random.default_rng(13).standard_normal((1, 1, 5, 9))
+    nn.save(model, tmp_path / "m.npz")
+    np.testing.assert_array_equal(nn.load(tmp_path / "m.npz")(x), model(x))
+    from fastconv.vis import receptive_field
+    rf = receptive_field(model)
+    assert rf[0]["offset"] == (0, -4) and rf[1]["offset"] == (-2, -4) and rf[1]["size"] == (3, 7)

@@ -132,3 +132,18 @@ def test_adversarial_linf_and_already_won_samples(digits_cnn):
     inf = vis.adversarial(model, x, t, norm="linf", lower=0, upper=1)
     assert np.all(inf.prediction == t)
     np.testing.assert_allclose(inf.norm, np.abs(inf.delta).reshape(6, -1).max(axis=1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_adversarial_on_every_test_pair(digits_cnn, norm):
+    """Every (test digit, other class) pair: ≥ 95% reach their target. Run with `pytest -m slow -s`."""
+    model, test = digits_cnn
+    idx, t = _pairs(test, len(test.x))
+    x = test.x[idx]
+    res = vis.adversarial(model, x, t, norm=norm, lower=0, upper=1)
+    success = res.prediction == t
+    ratio = np.linalg.norm(res.delta.reshape(len(x), -1), axis=1) / np.linalg.norm(x.reshape(len(x), -1), axis=1)
+    print(f"\n{norm}: {success.sum()}/{len(x)} pairs reach their target ({success.mean():.4f}); "
+          f"median ‖Δx‖₂/‖x‖₂ {np.median(ratio[success]):.3f}")
+    assert success.mean() >= 0.95
