@@ -132,11 +132,13 @@ def adversarial(model, x, target, norm="l2", *, max_steps=50, overshoot=0.02, bi
     """The smallest Δx (in `norm`, 'l2' or 'linf') that makes the model predict `target` for x + Δx.
 
     Targeted DeepFool: at each step, with k the current class and t the target, the linearised boundary
-    z_t = z_k is reached by the minimum-norm step r = (z_k − z_t)·g/‖g‖₂² ('l2') or (z_k − z_t)·sign(g)/‖g‖₁
-    ('linf'), g = ∂(z_t − z_k)/∂x without the pixels held at a bound it pushes against; x moves by
-    (1 + overshoot)·r, clamped to [lower, upper], per sample, until t wins or `max_steps` pass. Then `bisect` bisection steps on
-    the scale s ∈ (0, 1] of that Δx find the smallest s at which t still wins. A sample whose class already
-    is `target` gets Δx = 0. Returns an Attack (prediction == target where the attack succeeded)."""
+    z_t = z_k is reached by the minimum-norm step r = (z_k − z_t)·g/‖g‖₂² ('l2') or
+    (z_k − z_t)·sign(g)/‖g‖₁ ('linf'), g = ∂(z_t − z_k)/∂x without the pixels held at a bound it pushes
+    against; x moves by (1 + overshoot)·r, clamped to [lower, upper], per sample, until t wins or
+    `max_steps` pass. Then `bisect` bisection steps on the scale s ∈ (0, 1] of that Δx find the smallest s
+    at which t still wins.
+    A sample whose class already is `target` gets Δx = 0. Returns an Attack (prediction == target where the
+    attack succeeded)."""
     norm = _norm_name(norm)
     x = _core.as_batch(model, x)
     t = _core.targets(target, len(x))

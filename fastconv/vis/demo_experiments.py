@@ -7,7 +7,7 @@ import numpy as np
 
 from . import architecture, attack, backprop, features
 from . import image as I
-from .spectrum import BANDS
+from .spectrum import BANDS, DEAD_NORM, DEAD_RATE
 
 
 def _same_size(a, size):
@@ -22,7 +22,8 @@ def _bank_rows(results):
     tiles, labels, row_labels = [], [], []
     for name, v in results.items():
         spec = np.log1p(v.spectrum.power2d / max(v.spectrum.power2d.max(), 1e-300) * 1e3)   # log, 30 dB range
-        tiles += [I.gray(f, "symmetric") for f in _same_size(v.model[0].weight[:, :1], size)]
+        w = v.model[0].weight
+        tiles += [I.gray(f, "symmetric") for f in _same_size(w if w.shape[1] == 3 else w[:, :1], size)]
         tiles += [I.colorize(I.normalize(p, "minmax", 0, spec.max()), "magma") for p in spec]
         labels += ["dead" if d else "" for d in v.spectrum.dead] + [""] * len(spec)
         row_labels += [f"{name}: filters", f"{name}: spectra"]
@@ -54,9 +55,10 @@ def architecture_section(c, rep):
                                  "centred, log scale)"),
                "Architecture selection: first-layer filters and spectra",
                f"Two seed CNNs differing only in the first layer ({names[0]} vs {names[1]}, both trained "
-               f"{epochs} epoch(s) on {len(train.x)} digits at 32×32): the filters (grey = 0) and "
-               "filter_spectrum's |F|² on a 32×32 grid; 'dead' marks filters with norm < 1% of the layer's largest "
-               "or positive in < 0.1% of the outputs on 64 test images.")
+               f"{epochs} epoch(s) on {len(train.x)} training images at {train.x.shape[2]}×{train.x.shape[3]}): the "
+               "filters (grey = 0) and filter_spectrum's |F|² on a 32×32 grid; 'dead' marks filters with norm < "
+               f"{DEAD_NORM:.0%} of the layer's largest or positive in < {DEAD_RATE:.1%} of the outputs on 64 test "
+               "images.")
     radial, bands = {}, {}
     for name, v in res.items():
         live = v.spectrum.power[~v.spectrum.dead] if (~v.spectrum.dead).any() else v.spectrum.power
@@ -101,6 +103,13 @@ def _attack_tiles(x, res, t, model_pred):
     return tiles, labels
 
 
+def _attack_row(name, x, t, res):
+    """[name, success rate, median ‖Δx‖₂/‖x‖₂ over the successes]."""
+    ok = res.prediction == t
+    ratio = np.linalg.norm(res.delta.reshape(len(x), -1), axis=1) / np.linalg.norm(x.reshape(len(x), -1), axis=1)
+    return [name, f"{ok.mean():.3f}", f"{np.median(ratio[ok]):.3f}" if ok.any() else "-"]
+
+
 def adversarial_section(c, rep):
     n_img = 3
     x = c.test.x[:n_img]
@@ -121,17 +130,13 @@ def adversarial_section(c, rep):
     p = c.pred_of(xx)
     idx = np.repeat(np.arange(n), K - 1)
     tt = np.array([t for i in range(n) for t in range(K) if t != p[i]])
-    rows = []
+    x, rows = xx[idx], []
     for norm in ("l2", "linf"):
-        r = attack.adversarial(c.model, xx[idx], tt, norm=norm, lower=0, upper=1)
-        ok = r.prediction == tt
-        ratio = np.linalg.norm(r.delta.reshape(len(tt), -1), axis=1) / np.linalg.norm(xx[idx].reshape(len(tt), -1), axis=1)
-        rows.append([f"adversarial, {norm}", f"{ok.mean():.3f}", f"{np.median(ratio[ok]):.3f}" if ok.any() else "-"])
+        rows.append(_attack_row(f"adversarial, {norm}", x, tt,
+                                attack.adversarial(c.model, x, tt, norm=norm, lower=0, upper=1)))
     for eps in (0.1, 0.3):
-        f = attack.fgsm(c.model, xx[idx], tt, eps, targeted=True, lower=0, upper=1)
-        ok = f.prediction == tt
-        ratio = np.linalg.norm(f.delta.reshape(len(tt), -1), axis=1) / np.linalg.norm(xx[idx].reshape(len(tt), -1), axis=1)
-        rows.append([f"fgsm, targeted, ε={eps}", f"{ok.mean():.3f}", f"{np.median(ratio[ok]):.3f}" if ok.any() else "-"])
+        rows.append(_attack_row(f"fgsm, targeted, ε={eps}", x, tt,
+                                attack.fgsm(c.model, x, tt, eps, targeted=True, lower=0, upper=1)))
     rep.table(["attack", "success", "median ‖Δx‖₂/‖x‖₂ (successes)"], rows,
               f"Every (image, other class) pair of the first {n} test images ({len(tt)} pairs), pixels kept in "
               "[0, 1]: how often the model ends up predicting the target, and how large the perturbation is "
