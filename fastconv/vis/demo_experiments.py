@@ -86,7 +86,7 @@ def architecture_section(c, rep):
                            title=" | ".join(f"{n}: layer '{lay}'" for n, lay in layers.items())),
                "Architecture selection: second-layer deconvnet projections",
                f"For channels 0-5 of each variant's second convolution (after its ReLU): deconvnet(model, x, layer, "
-               f"channel) of the {k} strongest activations over {len(sub)} training digits (top_activations), "
+               f"channel) of the {k} strongest activations over {len(sub)} training images (top_activations), "
                "the whole 32×32 image, grey = 0; left the first variant, right the second.")
     header, rows = architecture.table(res)
     rep.table(header, rows, "architecture_selection: " + architecture.summary(res) + " Band columns: median "
@@ -123,7 +123,7 @@ def adversarial_section(c, rep):
     rep.figure(I.save_grid(c.path("adversarial"), tiles, ncols=9, labels=labels, normalize_by=None, tile_px=64,
                            pad=4, title="per target: original | perturbation (magnified, grey = 0) | adversarial"),
                "Adversarial examples", "adversarial(model, x, target, norm='l2', lower=0, upper=1): the smallest "
-               "Δx found by targeted DeepFool steps (+ bisection) for three targets per test digit; the "
+               "Δx found by targeted DeepFool steps (+ bisection) for three targets per test image; the "
                "perturbation is scaled to full contrast, so it looks far larger than it is — |dx|/|x| says how "
                "large it is.")
     n = 20 if c.fast else 60
