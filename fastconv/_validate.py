@@ -1,7 +1,8 @@
 """Argument normalisation and output-size arithmetic, done once for every backend.
 
 Everything a backend receives has passed through here: float32/float64 C-contiguous arrays of one
-dtype, and plain int pairs for stride, padding (top, left) and dilation. Errors name the argument,
+dtype, and plain int pairs for stride, padding (top, left) and dilation: the bottom/right padding only
+sets the output size, and a kernel reads zeros wherever a window leaves the input. Errors name the argument,
 the shape received and the shape expected.
 """
 from __future__ import annotations
@@ -77,7 +78,13 @@ def shape_tuple(name: str, shape, ndim: int) -> tuple:
 
 
 def conv_padding(padding, in_hw, k_hw, stride, dilation) -> tuple:
-    """Padding spec -> (top, bottom, left, right). 'same' gives ceil(in/stride) outputs, extra pad bottom/right."""
+    """Padding spec -> (top, bottom, left, right).
+
+    int or (h, w): that much on both sides; ((top, bottom), (left, right)): as given; 'valid': none;
+    'same': ceil(in/stride) outputs, the odd pixel bottom/right; 'full': (k−1)·d on every side;
+    'causal': (k−1)·d on the left only, none on the right or along the height (WaveNet's causal
+    convolution over the width, so output column j reads no input column after j).
+    """
     if isinstance(padding, str):
         word = padding.lower()
         if word == "valid":
@@ -85,13 +92,21 @@ def conv_padding(padding, in_hw, k_hw, stride, dilation) -> tuple:
         spans = [d * (k - 1) + 1 for k, d in zip(k_hw, dilation)]
         if word == "full":
             return (spans[0] - 1, spans[0] - 1, spans[1] - 1, spans[1] - 1)
+        if word == "causal":
+            return (0, 0, spans[1] - 1, 0)
         if word == "same":
             out = []
             for n, span, s in zip(in_hw, spans, stride):
                 total = max(0, (-(-n // s) - 1) * s + span - n)
                 out += [total // 2, total - total // 2]
             return tuple(out)
-        raise ValueError(f"padding: expected an int, a pair, or one of 'valid', 'same', 'full'; got {padding!r}")
+        raise ValueError("padding: expected an int, a pair, ((top, bottom), (left, right)), or one of 'valid', "
+                         f"'same', 'full', 'causal'; got {padding!r}")
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and any(isinstance(v, (tuple, list)) for v in padding):
+        if not all(isinstance(v, (tuple, list)) and len(v) == 2 for v in padding):
+            raise ValueError(f"padding: expected ((top, bottom), (left, right)), got {padding!r}")
+        (pt, pb), (pl, pr) = (pair("padding", v, 0) for v in padding)
+        return (pt, pb, pl, pr)
     ph, pw = pair("padding", padding, 0)
     return (ph, ph, pw, pw)
 

@@ -17,7 +17,10 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, b
     """Cross-correlation y[n,o,i,j] = b[o] + Σ w[o,c,a,b]·x[n,c, i·s+a·d−p, j·s+b·d−p] (PyTorch's conv2d).
 
     x (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW), bias (C_out,) -> (N, C_out, H_out, W_out).
-    padding: int, (h, w), 'valid', 'same' (ceil(H/stride) outputs, extra pad bottom/right) or 'full'.
+    padding: int, (h, w), ((top, bottom), (left, right)), 'valid', 'same' (ceil(H/stride) outputs, extra pad
+    bottom/right), 'full' or 'causal' ((kW−1)·d_w on the left only: column j reads no input after column j).
+    The kernels take only (top, left) and the output size; reads past the bottom/right edge are zeros, so
+    every padding form works on every backend and in both gradients.
     """
     x, weight, bias = V.float_arrays(x=x, weight=weight, bias=bias)
     g = V.conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
@@ -59,8 +62,9 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     x, weight, bias = V.float_arrays(x=x, weight=weight, bias=bias)
     V.check_ndim("x", x, 4, _NCHW)
     V.check_ndim("weight", weight, 4, "(C_in, C_out/groups, kH, kW)")
-    if isinstance(padding, str):
-        raise ValueError(f"padding: conv_transpose2d takes an int or a pair, got {padding!r}")
+    if isinstance(padding, str) or isinstance(padding, (tuple, list)) and any(isinstance(v, (str, tuple, list))
+                                                                          for v in padding):
+        raise ValueError(f"padding: conv_transpose2d takes an int or a pair (as PyTorch), got {padding!r}")
     s, p, d = V.pair("stride", stride, 1), V.pair("padding", padding, 0), V.pair("dilation", dilation, 1)
     op = V.pair("output_padding", output_padding, 0)
     if any(o >= max(si, di) for o, si, di in zip(op, s, d)):
@@ -207,7 +211,8 @@ def _local_weight_grad(op, x, dy, weight_shape, stride, padding, backend):
 
 def tiled_conv2d(x, weight, bias=None, *, stride=1, padding=0, backend=None):
     """Tiled convolution (Le et al. 2010): weight (T_h, T_w, C_out, C_in, kH, kW), bias (C_out,);
-    output position (i, j) uses kernel weight[i % T_h, j % T_w]. T = (1, 1) is conv2d."""
+    output position (i, j) uses kernel weight[i % T_h, j % T_w]. T = (1, 1) is conv2d. padding takes every
+    form conv2d does, ((top, bottom), (left, right)) and 'causal' included."""
     return _local_forward("tiled_conv2d", x, weight, bias, stride, padding, backend)
 
 

@@ -46,8 +46,8 @@ def test_negative_padding():
 
 
 def test_unknown_padding_word():
-    with pytest.raises(ValueError, match=r"^padding: expected .*'valid', 'same', 'full'; got 'causal'"):
-        fc.conv2d(X, W, padding="causal")
+    with pytest.raises(ValueError, match=r"^padding: expected .*'valid', 'same', 'full', 'causal'; got 'wavenet'"):
+        fc.conv2d(X, W, padding="wavenet")
 
 
 def test_non_integer_stride():

@@ -49,7 +49,7 @@ def _nonblank(b64):
 
 EXPECTED = {"filters", "activations", "rules", "saliency", "deconvnet_2", "deconvnet_5", "occlusion",
             "class_models", "deep_dream", "neural_style", "tsne", "feature_evolution", "rf_growth", "erf",
-            "invariance"}
+            "invariance", "arch_filters", "arch_spectra", "arch_deconv", "adversarial"}
 
 
 def test_demo_writes_a_report_with_every_figure(tmp_path, capsys):
@@ -64,6 +64,8 @@ def test_demo_writes_a_report_with_every_figure(tmp_path, capsys):
         assert _nonblank(b64), name
         assert (out / "figures" / f"{name}.png").is_file()
         assert len(caption) > 40, name                               # a caption saying what and how
+    assert "architecture_selection: On this data the 5×5 stride 2 variant has" in html
+    assert html.count("<table>") >= 3                                # receptive fields, architectures, attacks
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_001.npz", "epoch_002.npz"]
     # visualize: one method on a saved model
     model_path = out / "checkpoints" / "epoch_002.npz"

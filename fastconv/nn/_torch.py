@@ -25,17 +25,43 @@ class _UnfoldConv(nn.Module):
         self.weight = nn.Parameter(torch.as_tensor(weight).clone())
         self.bias = None if bias is None else nn.Parameter(torch.as_tensor(bias).clone())
         self.kernel_size = V.pair("kernel_size", kernel_size, 1)
-        self.stride, self.padding = V.pair("stride", stride, 1), V.pair("padding", padding, 0)
+        self.stride, self.padding = V.pair("stride", stride, 1), padding
 
     def forward(self, x):
+        x = _pad(x, self.padding, self.kernel_size, self.stride, (1, 1))
         N, _, H, W = x.shape
-        H_out = (H + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
-        W_out = (W + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
-        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)   # (N, C_in·kH·kW, L)
+        H_out = (H - self.kernel_size[0]) // self.stride[0] + 1
+        W_out = (W - self.kernel_size[1]) // self.stride[1] + 1
+        cols = F.unfold(x, self.kernel_size, stride=self.stride)                         # (N, C_in·kH·kW, L)
         w = self._kernels(H_out, W_out)                                                  # (H_out, W_out, C_out, ...)
         w = w.reshape(H_out * W_out, w.shape[2], -1)
         y = torch.einsum("lok,nkl->nol", w, cols).reshape(N, -1, H_out, W_out)
         return y if self.bias is None else y + self._bias()
+
+
+def _pad(x, padding, kernel_size, stride, dilation):
+    """x zero-padded as fastconv's conv layers pad it (every padding form, asymmetric ones included)."""
+    pt, pb, pl, pr = V.conv_padding(padding, tuple(x.shape[2:]), kernel_size, stride, dilation)
+    return F.pad(x, (pl, pr, pt, pb))
+
+
+class TorchPaddedConv2d(nn.Conv2d):
+    """nn.Conv2d (same parameters and state-dict keys) that pads as fastconv does first: for the padding
+    forms torch's constructor refuses, ((top, bottom), (left, right)), 'causal' and 'full'."""
+
+    def __init__(self, *args, fastconv_padding, **kwargs):
+        super().__init__(*args, padding=0, **kwargs)
+        self.fastconv_padding = fastconv_padding
+
+    def forward(self, x):
+        return super().forward(_pad(x, self.fastconv_padding, self.kernel_size, self.stride, self.dilation))
+
+
+def _torch_takes(padding):
+    """Whether torch.nn.Conv2d accepts this padding as it is (ints, (h, w), 'valid', 'same')."""
+    if isinstance(padding, str):
+        return padding.lower() in ("valid", "same")
+    return not (isinstance(padding, (tuple, list)) and any(isinstance(v, (tuple, list)) for v in padding))
 
 
 class TorchTiledConv2d(_UnfoldConv):
@@ -60,8 +86,10 @@ def _convert(layer):
     if isinstance(layer, Sequential):
         return nn.Sequential(OrderedDict((name, _convert(sub)) for name, sub in layer.named_layers()))
     if isinstance(layer, conv.Conv2d):
-        m = nn.Conv2d(c["in_channels"], c["out_channels"], c["kernel_size"], c["stride"], c["padding"],
-                      c["dilation"], c["groups"], c["bias"])
+        args = (c["in_channels"], c["out_channels"], c["kernel_size"], c["stride"])
+        more = dict(dilation=c["dilation"], groups=c["groups"], bias=c["bias"])
+        m = nn.Conv2d(*args, padding=c["padding"], **more) if _torch_takes(c["padding"]) else \
+            TorchPaddedConv2d(*args, fastconv_padding=c["padding"], **more)
     elif isinstance(layer, conv.TiledConv2d):
         return TorchTiledConv2d(layer.weight, layer.bias, c["kernel_size"], c["stride"], c["padding"])
     elif isinstance(layer, conv.LocallyConnected2d):

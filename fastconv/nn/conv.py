@@ -15,7 +15,8 @@ from .base import Layer
 
 
 class Conv2d(Layer):
-    """PyTorch's nn.Conv2d: weight (C_out, C_in/groups, kH, kW), bias (C_out,)."""
+    """PyTorch's nn.Conv2d: weight (C_out, C_in/groups, kH, kW), bias (C_out,). padding also takes
+    ((top, bottom), (left, right)) and 'causal' (see ops.conv2d)."""
     param_names = ("weight", "bias")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,

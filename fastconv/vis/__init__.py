@@ -7,12 +7,18 @@ perturbation occlusion (Zeiler & Fergus maps; per-pixel mode = Captum's Occlusio
 synthesis    class_model, deep_dream, neural_style
 embedding    tsne, codes
 receptive    receptive_field, effective_receptive_field, invariance
+spectrum     filter_spectrum, aliasing (frequency content, dead filters, shift-equivariance error)
+architecture architecture_selection (Zeiler & Fergus's first-layer experiment)
+attack       adversarial (minimal targeted perturbation), fgsm, pgd (Captum's FGSM / PGD semantics)
 image        PNG grids and plots; report: the HTML page; demo: the `fastconv demo` pipeline
 """
+from .architecture import architecture_selection
+from .attack import Attack, adversarial, fgsm, pgd
 from .backprop import class_gradient, deconvnet, gradient, guided_backprop, project, saliency
 from .embedding import codes, tsne
 from .features import TopActivations, activations, feature_evolution, filters, top_activations
 from .perturbation import occlusion
+from .spectrum import Aliasing, FilterSpectrum, aliasing, filter_spectrum
 from .receptive import effective_receptive_field, infer_input_shape, invariance, receptive_field
 from .synthesis import class_model, deep_dream, gram, neural_style
 
@@ -21,4 +27,6 @@ __all__ = [
     "filters", "activations", "top_activations", "TopActivations", "feature_evolution", "occlusion",
     "class_model", "deep_dream", "neural_style", "gram", "tsne", "codes",
     "receptive_field", "effective_receptive_field", "infer_input_shape", "invariance",
+    "adversarial", "fgsm", "pgd", "Attack", "filter_spectrum", "FilterSpectrum", "aliasing", "Aliasing",
+    "architecture_selection",
 ]

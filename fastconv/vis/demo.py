@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from .. import nn
-from . import _core, backprop, embedding, features, perturbation, receptive, synthesis
+from . import _core, backprop, demo_experiments, embedding, features, perturbation, receptive, synthesis
 from . import image as I
 from .report import Report
 
@@ -62,7 +62,8 @@ def run_demo(out="fastconv-report", data="digits", data_dir=None, epochs=6, fast
     hist = nn.fit(model, train, test, epochs=epochs, batch_size=32, optimizer=nn.Adam(model, lr=2e-3),
                   seed=seed, checkpoint_dir=ckpt_dir, progress=progress)
     checkpoints = [os.path.join(ckpt_dir, f) for f in sorted(os.listdir(ckpt_dir)) if f.endswith(".npz")]
-    ctx = _Context(model, train, test, class_names, figs, fast, checkpoints, seed)
+    ctx = _Context(model, train, test, class_names, figs, fast, checkpoints, seed,
+                   lambda size: _load(data, data_dir, size)[0])
     rep = Report("fastconv visualization report",
                  f"seed CNN {[type(lay).__name__ for lay in model]} trained {epochs} epoch(s) on {data} "
                  f"({len(train.x)} images {C}×{H}×{W}); test accuracy {hist['val_acc'][-1]:.3f}. Every figure is "
@@ -71,7 +72,9 @@ def run_demo(out="fastconv-report", data="digits", data_dir=None, epochs=6, fast
     stages = [("filters and activations", _filters), ("backward rules", _rules), ("saliency", _saliency),
               ("deconvnet", _deconvnet), ("occlusion", _occlusion), ("class models", _class_models),
               ("deep dream", _deep_dream), ("neural style", _style), ("t-SNE", _tsne),
-              ("feature evolution", _evolution), ("receptive fields", _receptive), ("invariance", _invariance)]
+              ("feature evolution", _evolution), ("receptive fields", _receptive), ("invariance", _invariance),
+              ("architecture selection", demo_experiments.architecture_section),
+              ("adversarial examples", demo_experiments.adversarial_section)]
     run = _Stages([s for s, _ in stages], progress)
     for name, fn in stages:
         rep.section(name[0].upper() + name[1:])
@@ -84,8 +87,9 @@ def run_demo(out="fastconv-report", data="digits", data_dir=None, epochs=6, fast
 
 
 class _Context:
-    def __init__(self, model, train, test, class_names, figs, fast, checkpoints, seed):
+    def __init__(self, model, train, test, class_names, figs, fast, checkpoints, seed, load):
         self.model, self.train, self.test, self.class_names = model, train, test, class_names
+        self.load = load   # size -> the demo's data split at that image size (digits are resampled)
         self.figs, self.fast, self.checkpoints, self.seed = figs, fast, checkpoints, seed
         self.names = [n for n, _ in model.named_layers()]
         kinds = [type(lay).__name__ for lay in model]
@@ -99,6 +103,9 @@ class _Context:
         self.x, self.y = test.x[self.pick], test.y[self.pick]
         self.pred = nn.predict(model, self.x).argmax(axis=1)
         self.mean = float(train.x.mean())
+
+    def pred_of(self, x):
+        return nn.predict(self.model, x).argmax(axis=1)
 
     def path(self, name):
         return os.path.join(self.figs, name + ".png")

@@ -60,12 +60,7 @@ def receptive_field(model, layer=None, input_size=None):
                 if p.lower() == "same" and max(s) > 1:
                     raise ValueError(f"receptive_field: layer '{name}' uses padding='same' with stride {s}; "
                                      "pass input_size=(H, W)")
-                pads = V.conv_padding(p, (10 ** 6, 10 ** 6), k, s, d)
-            elif isinstance(p, str):
-                pads = V.conv_padding(p, hw, k, s, d)
-            else:
-                ph, pw = V.pair("padding", p, 0)
-                pads = (ph, ph, pw, pw)
+            pads = V.conv_padding(p, (10 ** 6, 10 ** 6) if hw is None else hw, k, s, d)
             k_eff = np.array([d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1])
             start = start - np.array([pads[0], pads[2]]) * j
             r = r + (k_eff - 1) * j
