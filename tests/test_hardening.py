@@ -122,3 +122,53 @@ def test_fork_after_a_multithreaded_call(tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-1500:]
     assert r.stdout.strip() == "[0.0, 0.0, 0.0, 0.0]"
+
+
+CABI = """
+import numpy as np, fastconv as fc
+from fastconv import cabi
+lib, ffi = cabi.load()
+x = np.linspace(-1, 1, 2 * 3 * 7 * 9).reshape(2, 3, 7, 9)
+w = np.ones((4, 3, 3, 3))
+f = lambda a: ffi.cast("double *", a.ctypes.data)
+def conv(sh, sw, ph, pw, dh, dw, H_out, W_out):
+    y = np.zeros((2, 4, max(H_out, 1), max(W_out, 1)))
+    p = ffi.new("fc_conv_params *", [2, 3, 7, 9, 4, 3, 3, H_out, W_out, sh, sw, ph, pw, dh, dw, 1])
+    rc = lib.fc_conv2d_f64(p, f(x), f(w), ffi.NULL, f(y))
+    return rc, ffi.string(lib.fc_last_error()).decode(), y
+big = 2**63 - 1
+for args in [(2**62, 1, 0, 0, 1, 1, 1, 7), (1, 1, 0, big, 1, 1, 5, 1), (2**62, 2**62, 2**61, 2**61, 1, 1, 1, 1),
+             (1, 1, 0, 0, 2**61, 1, 5, 7), (1, 1, 2**62, 0, 2**61, 1, 5, 7), (big, big, big, big, big, big, 1, 1)]:
+    rc, msg, y = conv(*args)
+    if rc == lib.FC_OK:
+        ref = fc.conv2d(x, w, stride=args[:2], padding=args[2:4], dilation=args[4:6], backend="numpy")[:, :, :args[6], :args[7]]
+        np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+        print("equal")
+    else:
+        print(rc, msg)
+print(lib.fc_conv_output_size(7, big, big, 3, 1, 1), lib.fc_conv_output_size(7, 0, 0, 3, 2**62, 2**61))
+pool = ffi.new("fc_pool_params *", [2, 3, 7, 9, 7, 10, 1, 2**28, 1, 1, 0, 2**27])
+y, sw = np.zeros((2, 3, 7, 10)), np.zeros((2, 3, 7, 10), np.int64)
+rc = lib.fc_max_pool2d_f64(pool, f(x), f(y), ffi.cast("int64_t *", sw.ctypes.data))
+ref, ref_sw = fc.max_pool2d(x, (1, 18), 1, (0, 9), backend="numpy")
+print(rc, bool((y == ref).all() and (sw == ref_sw).all()))
+"""
+
+
+@pytest.mark.skipif("cpp" not in fc.available_backends(), reason="the C ABI library is not built")
+def test_c_abi_refuses_or_computes_extreme_geometry():
+    """The C ABI's own checks (it is called without Python): 128-bit geometry, the padded-size bound, the
+    one-output stride and the clipped pool window; each case returns FC_OK with the reference's result
+    or FC_EINVAL with a message, in a subprocess where a crash would only fail the test."""
+    pytest.importorskip("cffi")
+    r = subprocess.run([sys.executable, "-c", CABI], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-1500:]
+    lines = r.stdout.splitlines()
+    assert lines[0] == "equal"                                       # stride 2**62 along an axis of one output
+    assert lines[1].startswith("1 fc_conv2d_f64: ") and "2**48" in lines[1]  # pad 2**63 - 1
+    assert lines[2].startswith("1 ") and "2**48" in lines[2]
+    assert lines[3].startswith("1 ") and "H_out = 5 must lie in [1, 0]" in lines[3]  # dilated kernel too large
+    assert lines[4].startswith("1 ") and "2**48" in lines[4]
+    assert lines[5].startswith("1 ")
+    assert lines[6] == "0 0"
+    assert lines[7] == "0 True"
