@@ -11,12 +11,12 @@ from .layers import RELU_RULES, Dropout, Flatten, Linear, MaxPool2d, ReLU, backw
 from .loss import SoftmaxCrossEntropy
 from .optim import SGD, Adam, Optimizer
 from .sequential import Sequential
-from .serialize import from_torch, load, save, to_torch
+from .serialize import ModelFileError, from_torch, load, save, to_torch
 from .train import evaluate, fit, predict
 from . import models
 
 __all__ = [
     "manual_seed", "Layer", "Conv2d", "TiledConv2d", "LocallyConnected2d", "Linear", "MaxPool2d", "ReLU",
     "Flatten", "Dropout", "RELU_RULES", "backward_rule", "SoftmaxCrossEntropy", "SGD", "Adam", "Optimizer",
-    "Sequential", "save", "load", "from_torch", "to_torch", "fit", "evaluate", "predict", "models",
+    "Sequential", "save", "load", "ModelFileError", "from_torch", "to_torch", "fit", "evaluate", "predict", "models",
 ]
