@@ -30,7 +30,7 @@ void need(bool ok, const char* op, const char* what) {
 
 template <typename T>
 const T* in(const py::array& a, const char* name) {
-    need(py::dtype::of<T>().is(a.dtype()), name, "dtype differs from the first array's");
+    need(py::dtype::of<T>().equal(a.dtype()), name, "dtype differs from the first array's");
     need(a.flags() & py::array::c_style, name, "must be C-contiguous");
     return static_cast<const T*>(a.data());
 }
@@ -45,8 +45,8 @@ T* out(py::array& a, const char* name) {
 // Returns f(T{}) for the array's float dtype.
 template <typename F>
 auto by_dtype(const py::array& a, F&& f) {
-    if (py::dtype::of<float>().is(a.dtype())) return f(float{});
-    if (py::dtype::of<double>().is(a.dtype())) return f(double{});
+    if (py::dtype::of<float>().equal(a.dtype())) return f(float{});
+    if (py::dtype::of<double>().equal(a.dtype())) return f(double{});
     fail("expected float32 or float64 arrays, got " + std::string(py::str(a.dtype())));
 }
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from _helpers import assert_close, randn
+from _helpers import assert_close, num_threads, randn
 from shapes import CONV_ARGS, CONV_CASES, DTYPES, POOL_CASES
 
 if "cpp" not in fc.available_backends():
@@ -72,14 +72,10 @@ def test_bad_fastconv_isa_is_a_clear_error():
 
 
 def test_switching_levels_keeps_the_thread_bound():
-    old = fc.get_num_threads()
-    try:
-        fc.set_num_threads(1)
+    with num_threads(1):
         for isa in SUPPORTED:
             with active_isa(isa):
                 assert _cpp.isa() == isa and _cpp.get_num_threads() == 1
-    finally:
-        fc.set_num_threads(old)
 
 
 def test_unsupported_level_is_refused():

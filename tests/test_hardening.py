@@ -172,3 +172,14 @@ def test_c_abi_refuses_or_computes_extreme_geometry():
     assert lines[5].startswith("1 ")
     assert lines[6] == "0 0"
     assert lines[7] == "0 True"
+
+
+def test_unpickled_arrays_reach_the_kernels(backend, rng):
+    """An array that went through pickle (a Dask or multiprocessing worker's) has an equal but distinct
+    dtype object: the kernels take it like any other."""
+    import pickle
+    x, w = pickle.loads(pickle.dumps((rng.standard_normal((2, 3, 8, 8)).astype(np.float32),
+                                      rng.standard_normal((4, 3, 3, 3)).astype(np.float32))))
+    assert_close(fc.conv2d(x, w, padding=1, backend=backend), fc.conv2d(x, w, padding=1, backend="numpy"), np.float32)
+    y, sw = fc.max_pool2d(x, 2, backend=backend)
+    np.testing.assert_array_equal(y, fc.max_pool2d(x, 2, backend="numpy")[0])
