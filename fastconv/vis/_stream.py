@@ -13,8 +13,8 @@ returns exactly what the in-memory call with the same batch_size returns.
   log2(batches) parts are alive (bounded memory for reductions such as a top-k).
 - Dask arrays become one task per chunk plus a tree of merge tasks, computed by the active scheduler
   (threads by default, a dask.distributed Client when one is connected). The model enters the graph as one
-  key, so a distributed worker receives it once, not once per task; each thread then works on its own copy,
-  because layers cache their inputs during forward.
+  key, so a distributed worker receives it once, not once per task; each batch runs on a copy of the
+  layer objects sharing the weights, because layers cache their inputs during forward.
 
 Dask is imported only when the data is a Dask array: `import fastconv.vis` never imports it.
 """
@@ -110,11 +110,6 @@ def _regroup(batches, size):
         yield start, np.concatenate(held)
 
 
-def _run(fn, model, xb, start, batch_size):
-    """fn over the batches of at most batch_size images of the chunk xb (whose first index is start)."""
-    return [fn(model, _core.as_batch(model, xb[sl]), start + sl.start) for sl in _core.chunks(len(xb), batch_size)]
-
-
 def _merge_in_order(parts, merge):
     """merge(all parts) with at most log2(#parts) of them alive: equal-sized neighbours merge first."""
     stack = []   # (level, part), levels strictly decreasing towards the top
@@ -130,24 +125,41 @@ def _merge_in_order(parts, merge):
 
 
 # -- Dask --------------------------------------------------------------------------------------------
-_local = threading.local()
+_canonical = {}                  # token of a run -> this process's model for it (see _kernel_ready)
+_canonical_lock = threading.Lock()
 
 
-def _own_copy(model, token):
-    """This thread's copy of the model for the run `token` (layers cache their inputs in forward, so threads
-    must not share one), in eval mode."""
-    held = getattr(_local, "model", None)
-    if held is None or held[0] != token:
-        m = copy.deepcopy(model).eval()
-        if m.dtype is not None:   # unpickled weights: canonical dtype objects for the kernels (see as_batch)
-            m.astype(np.dtype(m.dtype.name))
-        held = _local.model = (token, m)
-    return held[1]
+def _kernel_ready(model, token):
+    """The model with its weights' dtype objects canonical: a worker's unpickled weights carry a float32
+    equal to, but not the same object as, np.dtype('float32'), and the compiled kernels compare dtypes by
+    identity. The caller's own model (threaded scheduler) is used as it is; one conversion per process."""
+    dtype = model.dtype
+    if dtype is None or dtype is np.dtype(dtype.name):
+        return model
+    with _canonical_lock:
+        if token not in _canonical:
+            _canonical.clear()
+            _canonical[token] = copy.deepcopy(model).astype(np.dtype(dtype.name))
+        return _canonical[token]
+
+
+def _fresh(model):
+    """A copy of the model's layer objects sharing its weights: forward caches each layer's input on the
+    copy, so threads never share caches and a batch's caches are freed with its copy (they would otherwise
+    stay alive into the next batch and double the peak memory)."""
+    from .. import nn
+    if isinstance(model, nn.Sequential):
+        return nn.Sequential(*[(name, _fresh(layer)) for name, layer in model.named_layers()]).eval()
+    layer = copy.copy(model)
+    layer.train(False)
+    return layer
 
 
 def _chunk_task(fn, merge, model, token, xb, start, batch_size):
-    m = _own_copy(model, token)
-    return merge(_run(fn, m, np.asarray(xb), start, batch_size))
+    model = _kernel_ready(model, token)
+    xb = np.asarray(xb)
+    return merge([fn(_fresh(model), _core.as_batch(model, xb[sl]), start + sl.start)
+                  for sl in _core.chunks(len(xb), batch_size)])
 
 
 def _merge_task(merge, *parts):
