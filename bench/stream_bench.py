@@ -74,14 +74,16 @@ def child(args):
     start = time.perf_counter()
     top = vis.top_activations(model, data, LAYER, k=K)
     seconds = time.perf_counter() - start
+    workers_mb = None
     if args.mode == "distributed":
+        workers_mb = max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024).values())
         client.close()
         cluster.close()
     assert isinstance(data, (np.ndarray, da.Array)) and top.values.shape[1] == K
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     digest = hashlib.sha1(b"".join(np.ascontiguousarray(getattr(top, f)).tobytes() for f in top._fields)).hexdigest()
     print(json.dumps(dict(mode=args.mode, images=len(data), seconds=seconds, images_per_s=len(data) / seconds,
-                          peak_rss_mb=peak_mb, validated=ok, digest=digest)))
+                          peak_rss_mb=peak_mb, worker_peak_rss_mb=workers_mb, validated=ok, digest=digest)))
 
 
 def run_child(store, mode, n, check=1024):
@@ -121,8 +123,9 @@ def main(argv=None):
         shutil.rmtree(root, ignore_errors=True)
     for r in rows.values():
         check = "" if r["validated"] is None else f", streamed == in-memory on the first 1024 images: {r['validated']}"
+        workers = "" if r["worker_peak_rss_mb"] is None else f" (client; each worker ≤ {r['worker_peak_rss_mb']:.0f} MB)"
         print(f"{r['mode']:>11}: {r['images']} images in {r['seconds']:.1f} s = {r['images_per_s']:.0f} images/s, "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB{check}")
+              f"peak RSS {r['peak_rss_mb']:.0f} MB{workers}{check}")
     if "distributed" in rows:
         print(f"distributed / threaded time: {rows['distributed']['seconds'] / rows['streamed']['seconds']:.2f}; "
               f"same result: {rows['distributed']['digest'] == rows['streamed']['digest']}")
