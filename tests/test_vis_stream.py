@@ -120,6 +120,22 @@ def test_bad_streamed_input_is_named():
         vis.top_activations(model, np.zeros((4, 1, 16, 16), np.float32), "5", k=0)
 
 
+def test_the_model_is_one_key_that_every_chunk_task_reads(monkeypatch, random_images):
+    """What ships the model once per distributed worker: it is one node of the graph, not a task argument."""
+    from fastconv.vis import _stream
+    graphs = []
+    real = _stream.compute
+    monkeypatch.setattr(_stream, "compute", lambda obj, progress=False: graphs.append(dict(obj.__dask_graph__()))
+                        or real(obj, progress))
+    model = nn.models.seed_cnn(3, 10, 16, rng=1)
+    vis.top_activations(model, da.from_array(random_images, chunks=(256, 3, 16, 16)), "5", k=2)
+    graph = graphs[0]
+    holders = [key for key, node in graph.items() if getattr(node, "value", None) is model]
+    chunk_tasks = [node for key, node in graph.items() if "_chunk_task" in str(key)]
+    assert len(holders) == 1 and len(chunk_tasks) == 8
+    assert all(holders[0] in node.dependencies for node in chunk_tasks)
+
+
 def test_distributed_cluster_gives_the_same_result(cluster, random_images):
     x = random_images
     model = nn.models.seed_cnn(3, 10, 16, rng=1)
