@@ -9,7 +9,8 @@ a two-process dask.distributed cluster vs the threaded scheduler.
         deletes the store.
     python bench/stream_bench.py distributed [--dir DIR] [--images 20000]
         the same streamed run (3×32×32 images, chunks of 512) on the threaded scheduler and on a LocalCluster
-        of 2 single-threaded worker processes; prints both times and their ratio.
+        of 2 single-threaded worker processes; prints both times (medians of --repeat runs after a warm-up
+        run) and their ratio.
 
 Every run validates before it reports: the streamed result equals the in-memory one on the first images.
 """
@@ -70,10 +71,13 @@ def child(args):
     else:
         dask.config.set(scheduler="threads")
         data = x
-    vis.top_activations(model, data[:1024], LAYER, k=K)   # warm-up: imports and the kernels' first calls
-    start = time.perf_counter()
-    top = vis.top_activations(model, data, LAYER, k=K)
-    seconds = time.perf_counter() - start
+    vis.top_activations(model, data[:4096], LAYER, k=K)   # warm-up (8 chunks: every worker imports and runs)
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        top = vis.top_activations(model, data, LAYER, k=K)
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
     workers_mb = None
     if args.mode == "distributed":
         workers_mb = max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024).values())
@@ -86,9 +90,9 @@ def child(args):
                           peak_rss_mb=peak_mb, worker_peak_rss_mb=workers_mb, validated=ok, digest=digest)))
 
 
-def run_child(store, mode, n, check=1024):
+def run_child(store, mode, n, repeat, check=1024):
     out = subprocess.run([sys.executable, __file__, "_child", "--store", store, "--mode", mode, "--n", str(n),
-                          "--check", str(check)], capture_output=True, text=True)
+                          "--check", str(check), "--repeat", str(repeat)], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"child {mode} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -100,6 +104,8 @@ def main(argv=None):
     p.add_argument("--dir", default=None, help="where the Zarr store is written (default: the temp directory)")
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--in-memory", type=int, default=10000, help="images of the in-memory run (memory)")
+    p.add_argument("--repeat", type=int, default=None, help="timed runs per mode, the median reported "
+                                                            "(default: 1 for memory, 5 for distributed)")
     p.add_argument("--store"), p.add_argument("--mode"), p.add_argument("--n", type=int), p.add_argument("--check", type=int)
     args = p.parse_args(argv)
     if args.what == "_child":
@@ -118,7 +124,8 @@ def main(argv=None):
         print(f"wrote {n} images {3}x{size}x{size} float32 ({need / 1e9:.2f} GB) chunked {chunk} in "
               f"{time.perf_counter() - start:.0f} s")
         modes = ["streamed", "distributed"] + (["memory"] if args.what == "memory" else [])
-        rows = {m: run_child(store, m, min(args.in_memory, n) if m == "memory" else n) for m in modes}
+        repeat = args.repeat or (1 if args.what == "memory" else 5)
+        rows = {m: run_child(store, m, min(args.in_memory, n) if m == "memory" else n, repeat) for m in modes}
     finally:
         shutil.rmtree(root, ignore_errors=True)
     for r in rows.values():
