@@ -108,6 +108,13 @@ def test_occlusion_and_codes_streamed_equal_in_memory(digits):
     np.testing.assert_array_equal(vis.codes(model, _batches(digits, 100), layer="7", batch_size=30), logits)
 
 
+def test_progress_shows_on_long_runs(digits, capsys):
+    model = nn.models.seed_cnn(1, 10, 16, rng=0)
+    ref = vis.codes(model, digits)
+    np.testing.assert_array_equal(vis.codes(model, da.from_array(digits, chunks=100), progress=True), ref)
+    assert "100% Completed" in capsys.readouterr().out                 # Dask's progress bar
+
+
 def test_bad_streamed_input_is_named():
     model = nn.models.seed_cnn(1, 10, 16, rng=0)
     with pytest.raises(TypeError, match="data: expected a float Dask array"):
