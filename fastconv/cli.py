@@ -144,6 +144,11 @@ def _add_vis(sub) -> None:
     p.add_argument("--window", type=int, default=4, help="occluder size (occlusion)")
     p.add_argument("--stride", type=int, default=1, help="occluder stride (occlusion)")
     p.add_argument("--steps", type=int, default=100, help="optimisation steps (class_model, deep_dream)")
+    p.add_argument("--images", help="a folder of PNG/JPEG photos (class subfolders allowed) instead of --data: "
+                                    "--method top over all of them on a Dask cluster, writes the PNG and an HTML page")
+    p.add_argument("--scheduler", help="Dask scheduler address for --images (default: a local cluster, one "
+                                       "single-threaded worker process per core)")
+    p.add_argument("--k", type=int, default=9, help="top activations per channel (top)")
     p.add_argument("--out", default=None, help="PNG to write (default: <method>.png)")
     p.set_defaults(func=_visualize)
 
@@ -157,16 +162,38 @@ def _demo(args) -> int:
 
 def _visualize(args) -> int:
     from fastconv.vis.demo import run_visualize
+    if args.images or args.scheduler:
+        return _visualize_images(args)
     try:
         path = run_visualize(args.model, args.method, args.out or f"{args.method}.png", data=args.data,
                              data_dir=args.data_dir, image_size=args.image_size,
                              indices=[int(i) for i in args.indices.split(",")], layer=args.layer, channel=args.channel,
-                             target=args.target, window=args.window, stride=args.stride, steps=args.steps)
+                             target=args.target, window=args.window, stride=args.stride, steps=args.steps,
+                             k=args.k)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"fastconv visualize: {e}", file=sys.stderr)
         return 2
     if path:
         print(f"wrote {path}")
+    return 0
+
+
+def _visualize_images(args) -> int:
+    if not args.images or args.method != "top":
+        print("fastconv visualize: --images DIR (with or without --scheduler) runs --method top", file=sys.stderr)
+        return 2
+    try:
+        from fastconv.vis.folder import run_folder
+        paths = run_folder(args.model, args.images, args.out or "top.png", layer=args.layer, k=args.k,
+                           scheduler=args.scheduler)
+    except ImportError as e:
+        print(f"fastconv visualize: --images needs the dask extra (pip install 'fastconv[dask]'): {e}",
+              file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"fastconv visualize: {e}", file=sys.stderr)
+        return 2
+    print("wrote " + " and ".join(paths))
     return 0
 
 

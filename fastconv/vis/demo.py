@@ -10,6 +10,7 @@ import numpy as np
 from .. import nn
 from . import _core, backprop, demo_experiments, embedding, features, perturbation, receptive, synthesis
 from . import image as I
+from .folder import top_grid
 from .report import Report
 
 
@@ -163,14 +164,8 @@ def _deconvnet(c, rep):
         channels = list(range(min(nch, 8 if c.fast else 12)))
         top = features.top_activations(c.model, c.train, layer, k=6 if c.fast else 9, channels=channels)
         k = top.patches.shape[1]
-        tiles = np.concatenate([top.projections, top.patches], axis=1)
-        mode_tiles = [I.normalize(t, "symmetric") if j < k else I.normalize(t) for row in tiles
-                      for j, t in enumerate(row)]
         rf = receptive.receptive_field(c.model, layer, input_size=c.x.shape[2:])[-1]
-        rep.figure(I.save_grid(c.path(f"deconvnet_{layer}"), mode_tiles, ncols=2 * k, normalize_by=None,
-                               row_labels=[f"ch {ch} ({v:.1f})" for ch, v in zip(channels, top.values[:, 0])],
-                               tile_px=48, pad=3,
-                               title=f"layer '{layer}': {k} deconvnet projections | the {k} input patches"),
+        rep.figure(top_grid(c.path(f"deconvnet_{layer}"), top, layer, tile_px=48, pad=3),
                    f"Deconvnet: top activations of layer '{layer}'",
                    f"top_activations(model, train set, '{layer}', k={k}): for each channel the {k} strongest "
                    f"activations over the training set (one per image); left: their deconvnet projections "

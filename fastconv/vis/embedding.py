@@ -2,26 +2,30 @@
 features the classifier reads. openTSNE is used when installed (faster), else scikit-learn's TSNE."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
-from . import _core
-from .features import _images
+from . import _core, _stream
 
 
-def codes(model, data, layer=None, batch_size=256):
-    """(N, D) flattened activations of `layer` (default: the penultimate layer) for every image."""
-    x = _images(data)
+def codes(model, data, layer=None, batch_size=256, progress=False):
+    """(N, D) flattened activations of `layer` (default: the penultimate layer) for every image of data (an
+    array, (x, y) pair, Dataset, Dask array or iterable of batches; the codes themselves are kept in memory)."""
     if layer is None:
         layer = len(model) - 2
-    with _core.evaluating(model):
-        parts = [_core.forward_to(model, _core.as_batch(model, x[sl]), layer).reshape(sl.stop - sl.start, -1).copy()
-                 for sl in _core.chunks(len(x), batch_size)]
-    return np.concatenate(parts)
+    return _stream.map_reduce(model, _stream.images(data), partial(_batch_codes, layer=layer), _stream.concat,
+                              batch_size=batch_size, progress=progress, desc="codes")
+
+
+def _batch_codes(model, x, start, *, layer):
+    return _core.forward_to(model, x, layer).reshape(len(x), -1).copy()
 
 
 def tsne(model, data, layer=None, perplexity=30.0, seed=0, batch_size=256):
     """2-D t-SNE embedding (N, 2) of the codes of `layer` (default: penultimate) of data (array, (x, y)
-    pair or Dataset). Plot it with fastconv.vis.image.save_scatter (coloured by class, optional thumbnails)."""
+    pair, Dataset, Dask array or iterable of batches). Plot it with fastconv.vis.image.save_scatter
+    (coloured by class, optional thumbnails)."""
     z = codes(model, data, layer, batch_size).astype(np.float64)
     perplexity = min(perplexity, max(1.0, (len(z) - 1) / 3))
     try:

@@ -4,12 +4,13 @@ projections evolve over training (Fig. 4)."""
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import nn
-from . import _core
+from . import _core, _stream
 from .backprop import deconvnet
 from .receptive import receptive_field, unit_window
 
@@ -36,14 +37,6 @@ def activations(model, x, layer):
         return _core.forward_to(model, x, layer).copy()
 
 
-def _images(data):
-    if hasattr(data, "x"):
-        return np.asarray(data.x)
-    if isinstance(data, tuple) and len(data) == 2:
-        return np.asarray(data[0])
-    return np.asarray(data)
-
-
 class TopActivations(NamedTuple):
     channels: np.ndarray     # (K,) the channels
     values: np.ndarray       # (K, k) strongest activation per channel, descending, one per image
@@ -55,36 +48,125 @@ class TopActivations(NamedTuple):
 
 
 def top_activations(model, data, layer, k=9, channels=None, batch_size=256, progress=False):
-    """Over a whole dataset (array, (x, y) pair or Dataset), in batches: for each channel of `layer`, the k
-    strongest activations (at most one per image: each image's maximum), the input patch under each
-    one's receptive field (computed from the layer stack) and its deconvnet projection."""
-    x_all = _images(data)
-    N = len(x_all)
-    k = min(k, N)
-    best_val, best_pos = [], []
-    with _core.evaluating(model):
-        for sl in _core.progress(list(_core.chunks(N, batch_size)), desc="top activations", enabled=progress):
-            a = _core.forward_to(model, _core.as_batch(model, x_all[sl]), layer)
-            plane = a.reshape(a.shape[0], a.shape[1], -1)
-            flat = plane.argmax(axis=2)
-            best_val.append(np.take_along_axis(plane, flat[..., None], 2)[..., 0])
-            best_pos.append(np.stack(np.unravel_index(flat, a.shape[2:]), axis=-1) if a.ndim > 2
-                            else np.zeros(flat.shape + (0,), np.int64))
-    vals, pos = np.concatenate(best_val), np.concatenate(best_pos)      # (N, C), (N, C, 2)
-    channels = np.arange(vals.shape[1]) if channels is None else np.asarray(channels, dtype=np.int64)
-    order = np.argsort(-vals[:, channels], axis=0, kind="stable")[:k].T   # (K, k)
-    values = np.take_along_axis(vals[:, channels].T, order, axis=1)
-    positions = np.stack([pos[order[c], ch] for c, ch in enumerate(channels)])
-    H, W = x_all.shape[2:]
+    """Over a whole dataset, in batches: for each channel of `layer`, the k strongest activations (at most
+    one per image: each image's maximum; ties go to the lower dataset index), the input patch under each
+    one's receptive field (computed from the layer stack) and its deconvnet projection.
+
+    data: an array, (x, y) pair or Dataset — or, streamed with bounded memory, a Dask array chunked along
+    N or an iterable of batches (see fastconv.vis._stream). Only the k winners per channel are projected:
+    they are fetched by index from a Dask array; from an iterable, their images are kept as it is read."""
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k: expected a positive int, got {k!r}")
+    x = _stream.images(data)
+    keep = isinstance(x, _stream.Batches)   # an iterable cannot be read again: keep the winners' images
+    sel = _stream.map_reduce(model, x, partial(_batch_top, layer=layer, channels=channels, k=int(k), keep=keep),
+                             partial(_merge_top, k=int(k)), batch_size=batch_size, progress=progress,
+                             desc="top activations")
+    channels = sel.channels
+    if keep:
+        winners = np.stack([sel.images[int(i)] for i in sel.indices.ravel()])
+        winners = winners.reshape(sel.indices.shape + winners.shape[1:])     # (K, k, C, H, W)
+    else:
+        winners = _stream.take(x, sel.indices)
+    H, W = winners.shape[-2:]
     rf = receptive_field(model, layer, input_size=(H, W))[-1]
-    windows = np.array([[(0, 0, H, W) if rf["global"] else unit_window(rf, p) for p in row] for row in positions])
+    windows = np.array([[(0, 0, H, W) if rf["global"] else unit_window(rf, p) for p in row]
+                        for row in sel.positions])
     patches, projections = [], []
-    for c, ch in enumerate(channels):
-        xs = _core.as_batch(model, x_all[order[c]])
-        proj = deconvnet(model, xs, layer, ch, position=positions[c] if positions.shape[-1] else None)
-        patches.append([crop(img, win) for img, win in zip(xs, windows[c])])
-        projections.append([crop(p, win) for p, win in zip(proj, windows[c])])
-    return TopActivations(channels, values, order, positions, windows, np.array(patches), np.array(projections))
+    with _core.evaluating(model):
+        for c, ch in enumerate(channels):
+            xs = _core.as_batch(model, winners[c])
+            proj = deconvnet(model, xs, layer, ch, position=sel.positions[c] if sel.positions.shape[-1] else None)
+            patches.append([crop(img, win) for img, win in zip(xs, windows[c])])
+            projections.append([crop(p, win) for p, win in zip(proj, windows[c])])
+    return TopActivations(channels, sel.values, sel.indices, sel.positions, windows, np.array(patches),
+                          np.array(projections))
+
+
+class _Top(NamedTuple):
+    """The k strongest images per channel of some part of the dataset (a top-k merges associatively)."""
+    channels: np.ndarray    # (K,)
+    values: np.ndarray      # (K, m), m <= k, descending, ties by index
+    indices: np.ndarray     # (K, m) dataset indices
+    positions: np.ndarray   # (K, m, d)
+    images: dict | None     # {dataset index: image} of the winners, for data read only once
+
+
+def _batch_top(model, x, start, *, layer, channels, k, keep):
+    """Each image's maximum per channel (value and position), then the batch's top-k per channel."""
+    a = _core.forward_to(model, x, layer)
+    C = a.shape[1]
+    channels = np.arange(C) if channels is None else np.asarray(channels, dtype=np.int64).reshape(-1)
+    if channels.size and (channels.min() < -C or channels.max() >= C):
+        raise ValueError(f"channels: expected channel indices in [0, {C}) of layer {layer!r}, got {channels}")
+    plane = a[:, channels].reshape(a.shape[0], len(channels), -1)             # (n, K, P)
+    flat = plane.argmax(axis=2)
+    vals = np.take_along_axis(plane, flat[..., None], 2)[..., 0].T           # (K, n)
+    pos = np.stack(np.unravel_index(flat.T, a.shape[2:]), axis=-1) if a.ndim > 2 \
+        else np.zeros(flat.T.shape + (0,), np.int64)
+    idx = np.broadcast_to(start + np.arange(len(x)), vals.shape)
+    top = _select(_Top(channels, vals, idx, pos, None), k)
+    if keep:   # copies, so that the batch itself can be freed
+        top = top._replace(images={int(i): x[i - start].copy() for i in np.unique(top.indices)})
+    return top
+
+
+def _select(top, k):
+    """The k strongest per channel: descending value, ties to the lower dataset index (a stable sort of
+    the whole dataset would give the same order, which makes the merge exact)."""
+    order = np.lexsort((top.indices, -top.values), axis=-1)[:, :k]
+    take = partial(np.take_along_axis, indices=order, axis=1)
+    indices = take(top.indices)
+    images = None if top.images is None else {int(i): top.images[int(i)] for i in np.unique(indices)}
+    return _Top(top.channels, take(top.values), indices,
+                np.take_along_axis(top.positions, order[..., None], axis=1), images)
+
+
+def _merge_top(parts, k):
+    images = None if parts[0].images is None else {i: im for p in parts for i, im in p.images.items()}
+    return _select(_Top(parts[0].channels, *(np.concatenate([getattr(p, f) for p in parts], axis=1)
+                                             for f in ("values", "indices", "positions")), images), k)
+
+
+class ActivationStats(NamedTuple):
+    mean: np.ndarray    # (C,) float64, over images and positions
+    std: np.ndarray     # (C,) float64, population standard deviation (ddof 0)
+    max: np.ndarray     # (C,) in the activations' dtype
+    count: int          # values per channel (images × positions)
+
+
+def activation_stats(model, data, layer, batch_size=256, progress=False):
+    """Mean, standard deviation and maximum of each channel of `layer` over a dataset (array, (x, y) pair,
+    Dataset, Dask array or iterable of batches), merged batch by batch with Chan et al.'s update."""
+    m = _stream.map_reduce(model, _stream.images(data), partial(_batch_moments, layer=layer), _merge_moments,
+                           batch_size=batch_size, progress=progress, desc="activation statistics")
+    return ActivationStats(m.mean, np.sqrt(m.m2 / m.count), m.max, m.count)
+
+
+class _Moments(NamedTuple):
+    count: int
+    mean: np.ndarray   # (C,) float64
+    m2: np.ndarray     # (C,) sum of squared deviations from the mean
+    max: np.ndarray    # (C,)
+
+
+def _batch_moments(model, x, start, *, layer):
+    a = _core.forward_to(model, x, layer)
+    v = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1).astype(np.float64)      # (C, n·P)
+    mean = v.mean(axis=1)
+    return _Moments(v.shape[1], mean, ((v - mean[:, None]) ** 2).sum(axis=1), v.max(axis=1).astype(a.dtype))
+
+
+def _merge_moments(parts):
+    """Chan, Golub & LeVeque's pairwise update: exact in exact arithmetic, stable in floating point."""
+    n, mean, m2, mx = parts[0]
+    for p in parts[1:]:
+        total = n + p.count
+        delta = p.mean - mean
+        mean = mean + delta * (p.count / total)
+        m2 = m2 + p.m2 + delta ** 2 * (n * p.count / total)
+        mx, n = np.maximum(mx, p.max), total
+    return _Moments(n, mean, m2, mx)
 
 
 def crop(image, window):

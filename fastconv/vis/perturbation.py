@@ -7,10 +7,12 @@ windows covering it: the quantity Captum's `Occlusion.attribute` returns.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from .. import _validate as V
-from . import _core
+from . import _core, _stream
 
 
 def _positions(size, window, stride):
@@ -26,11 +28,22 @@ def occlusion(model, x, target, window, stride, fill=0.0, *, layer=None, per_pix
     data mean for a "grey" square, or a baseline image). score: 'prob' (softmax probability of `target`,
     Zeiler & Fergus) or 'logit'. chunk_size: occluded images per forward pass (the memory knob).
 
+    x: a batch — or, streamed image by image with bounded memory, a Dask array chunked along N or an
+    iterable of batches (target: an int, or one per image of the whole dataset).
+
     Returns (N, H_pos, W_pos) scores per occluder position; with per_pixel=True, (N, H, W): the mean drop
     of the score over the windows covering each pixel (0 where none does). With layer=L, also returns
     (N, H_pos, W_pos) total activation of L's strongest feature map (chosen on the unoccluded image).
     """
-    x = _core.as_batch(model, x)
+    data = _stream.images(x)
+    if _stream.is_streamed(data):
+        if np.ndim(target) and _stream.is_dask(data) and len(target) != len(data):
+            raise ValueError(f"target: expected an int or {len(data)} class indices, got shape {np.shape(target)}")
+        kw = dict(target=target, window=window, stride=stride, fill=fill, layer=layer, per_pixel=per_pixel,
+                  score=score, chunk_size=chunk_size)
+        return _stream.map_reduce(model, data, partial(_batch_occlusion, **kw), _stream.concat,
+                                  batch_size=chunk_size, progress=progress, desc="occlusion")
+    x = _core.as_batch(model, data)
     N, C, H, W = x.shape
     h, w = V.pair("window", window, 1)
     sh, sw = V.pair("stride", stride, 1)
@@ -71,6 +84,17 @@ def occlusion(model, x, target, window, stride, fill=0.0, *, layer=None, per_pix
     else:
         out = maps.reshape(shape)
     return out if layer is None else (out, feats.reshape(shape))
+
+
+def _batch_occlusion(model, x, start, *, target, **kw):
+    """occlusion() on one batch of a streamed dataset: its slice of the per-image targets."""
+    t = np.asarray(target)
+    if t.ndim:
+        if len(t) < start + len(x):
+            raise ValueError(f"target: expected an int or one class index per image, got {len(t)} for a dataset "
+                             f"of at least {start + len(x)} images")
+        t = t[start:start + len(x)]
+    return occlusion(model, x, t, **kw)
 
 
 def _scores(model, batch, target, score, layer):

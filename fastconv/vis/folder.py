@@ -1,0 +1,63 @@
+"""`fastconv visualize --images DIR`: a dataset-scale visualization of a folder of photos on a Dask cluster —
+the top-k deconvnet projections and input patches of every channel of a layer (Zeiler & Fergus, Fig. 2),
+written as a PNG and an HTML page. `top_grid` draws that figure for the demo too."""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import numpy as np
+
+from .. import nn
+from . import features, receptive
+from . import image as I
+from .report import Report
+
+
+def top_grid(path, top, layer, **kw):
+    """Save the figure of a TopActivations: per channel, its k projections (symmetric scale) | k patches."""
+    k = top.patches.shape[1]
+    tiles = np.concatenate([top.projections, top.patches], axis=1)
+    tiles = [I.normalize(t, "symmetric") if j < k else I.normalize(t) for row in tiles for j, t in enumerate(row)]
+    return I.save_grid(path, tiles, ncols=2 * k, normalize_by=None,
+                       row_labels=[f"ch {ch} ({v:.1f})" for ch, v in zip(top.channels, top.values[:, 0])],
+                       title=f"layer '{layer}': {k} deconvnet projections | the {k} input patches", **kw)
+
+
+def run_folder(model_path, images, out, layer=None, k=9, scheduler=None, chunk_size=256, progress=True):
+    """top_activations of `layer` over every image under `images`, on the Dask cluster at `scheduler` (an
+    address) or, without one, a local cluster of one single-threaded worker process per core. Writes the
+    figure to `out` and the page beside it (same name, .html); returns both paths."""
+    from distributed import Client, LocalCluster
+
+    from .. import data
+    model = nn.load(model_path)
+    C, H, W = receptive.infer_input_shape(model)
+    if C not in (1, 3):
+        raise ValueError(f"--images: the model takes {C}-channel images; photos give 1 (grey) or 3 (RGB)")
+    folder = data.image_folder(images, (H, W), channels=C, chunk_size=chunk_size)
+    if layer is None:
+        layer = next(name for name, lay in reversed(model.named_layers()) if isinstance(lay, nn.MaxPool2d))
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        cluster = None if scheduler else stack.enter_context(
+            LocalCluster(n_workers=os.cpu_count(), threads_per_worker=1, dashboard_address=None))
+        client = stack.enter_context(Client(scheduler or cluster))
+        top = features.top_activations(model, folder.x, layer, k=k, progress=progress)
+        where = scheduler or f"a local cluster of {len(client.scheduler_info()['workers'])} worker processes"
+    seconds = time.perf_counter() - start
+    png = top_grid(out, top, layer, tile_px=48, pad=3)
+    rf = receptive.receptive_field(model, layer, input_size=(H, W))[-1]
+    rep = Report(f"top activations of layer '{layer}' over {len(folder.files)} images",
+                 f"model {os.path.basename(os.fspath(model_path))}, images under {os.fspath(images)} resized to "
+                 f"{H}×{W} ({len(folder.classes)} class folder(s)); computed on {where} in {seconds:.1f} s.")
+    rep.figure(png, f"Deconvnet: top {top.patches.shape[1]} activations of layer '{layer}'",
+               f"top_activations over every image: for each channel the strongest activations (one per image, "
+               f"ties to the first file), left their deconvnet projections, right the input patches under the "
+               f"{rf['size'][0]}×{rf['size'][1]} receptive field. Row label: the channel and its strongest activation.")
+    rep.table(["channel", "top value", "image"],
+              [(int(ch), f"{v:.3f}", os.path.relpath(folder.files[i], images))
+               for ch, v, i in zip(top.channels, top.values[:, 0], top.indices[:, 0])],
+              caption="The strongest image of each channel.")
+    return png, rep.write(os.path.splitext(os.fspath(out))[0] + ".html")
