@@ -43,10 +43,7 @@ def as_batch(model, x) -> np.ndarray:
         x = x[None]
     if x.ndim != 4:
         raise ValueError(f"x: expected an NCHW batch (N, C, H, W), got shape {x.shape}")
-    x = np.ascontiguousarray(x, dtype=model_dtype(model))
-    # An unpickled array (a Dask worker's chunk, a Zarr read) carries a dtype equal to float32 but not the
-    # same object, and the compiled kernels test the dtype by identity: view it with the canonical one.
-    return x if x.dtype is np.dtype(x.dtype.name) else x.view(np.dtype(x.dtype.name))
+    return np.ascontiguousarray(x, dtype=model_dtype(model))
 
 
 def targets(target, n: int) -> np.ndarray:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import copy
 import sys
-import threading
-import uuid
 from collections.abc import Iterable
 
 import numpy as np
@@ -125,24 +123,6 @@ def _merge_in_order(parts, merge):
 
 
 # -- Dask --------------------------------------------------------------------------------------------
-_canonical = {}                  # token of a run -> this process's model for it (see _kernel_ready)
-_canonical_lock = threading.Lock()
-
-
-def _kernel_ready(model, token):
-    """The model with its weights' dtype objects canonical: a worker's unpickled weights carry a float32
-    equal to, but not the same object as, np.dtype('float32'), and the compiled kernels compare dtypes by
-    identity. The caller's own model (threaded scheduler) is used as it is; one conversion per process."""
-    dtype = model.dtype
-    if dtype is None or dtype is np.dtype(dtype.name):
-        return model
-    with _canonical_lock:
-        if token not in _canonical:
-            _canonical.clear()
-            _canonical[token] = copy.deepcopy(model).astype(np.dtype(dtype.name))
-        return _canonical[token]
-
-
 def _fresh(model):
     """A copy of the model's layer objects sharing its weights: forward caches each layer's input on the
     copy, so threads never share caches and a batch's caches are freed with its copy (they would otherwise
@@ -155,8 +135,7 @@ def _fresh(model):
     return layer
 
 
-def _chunk_task(fn, merge, model, token, xb, start, batch_size):
-    model = _kernel_ready(model, token)
+def _chunk_task(fn, merge, model, xb, start, batch_size):
     xb = np.asarray(xb)
     return merge([fn(_fresh(model), _core.as_batch(model, xb[sl]), start + sl.start)
                   for sl in _core.chunks(len(xb), batch_size)])
@@ -173,9 +152,8 @@ def _dask_map_reduce(model, x, fn, merge, batch_size, progress, desc):
     blocks = x.to_delayed().ravel()
     starts = np.concatenate([[0], np.cumsum(x.chunks[0])[:-1]])
     model_key = dask.delayed(model, traverse=False)   # one key: shipped once to each worker that needs it
-    token = uuid.uuid4().hex
     task = dask.delayed(_chunk_task, pure=True)
-    parts = [task(fn, merge, model_key, token, b, int(s), batch_size)
+    parts = [task(fn, merge, model_key, b, int(s), batch_size)
              for b, s, n in zip(blocks, starts, x.chunks[0]) if n]
     if not parts:
         raise ValueError("data: expected at least one image, got none")
