@@ -80,8 +80,8 @@ fastconv::ConvShape conv_shape(const fc_conv_params* p) {
     fastconv::ConvShape s{p->N, p->C_in, p->H, p->W, p->C_out, p->kH, p->kW, p->H_out, p->W_out,
                           p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->dilation_h, p->dilation_w, p->groups};
     fastconv::check_conv_shape(s);
-    check_out(s.H_out, s.H, s.ph, s.kH, s.sh, s.dh, "H_out");
-    check_out(s.W_out, s.W, s.pw, s.kW, s.sw, s.dw, "W_out");
+    check_out(s.H_out, s.H, s.ph, s.kH, s.sh, s.dil_h, "H_out");
+    check_out(s.W_out, s.W, s.pw, s.kW, s.sw, s.dil_w, "W_out");
     check_padded(s.N, s.C_in, wide(s.H) + 2 * wide(s.ph) + 1, wide(s.W) + 2 * wide(s.pw) + 1);
     s.sh = moving(s.sh, s.H_out), s.sw = moving(s.sw, s.W_out);
     return s;

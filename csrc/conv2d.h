@@ -12,7 +12,7 @@ namespace fastconv {
 // ('same', 'full') padding needs no bottom/right values.
 struct ConvShape {
     long N, C_in, H, W, C_out, kH, kW, H_out, W_out;
-    long sh, sw, ph, pw, dh, dw, groups;
+    long sh, sw, ph, pw, dil_h, dil_w, groups;
 
     long C_g() const { return C_in / groups; }    // input channels per group
     long M_g() const { return C_out / groups; }   // output channels per group

@@ -25,26 +25,26 @@ namespace {
 using namespace depthwise;
 
 struct Taps {
-    long kH, kW, sh, sw, dh, dw;
+    long kH, kW, sh, sw, dil_h, dil_w;
 };
 
 // The register-blocked kernel of direct.h applies (stride 1, no row dilation).
-inline bool direct_ok(const Taps& t) { return t.sh == 1 && t.sw == 1 && t.dh == 1; }
+inline bool direct_ok(const Taps& t) { return t.sh == 1 && t.sw == 1 && t.dil_h == 1; }
 
 // Row stride of the padded plane: vector_stride where the direct kernel applies, else the span.
 template <typename T>
 long padded_stride(const Taps& t, long span_w, long W_out) {
-    return direct_ok(t) ? vector_stride<T>(span_w, W_out, t.kW, t.dw) : span_w;
+    return direct_ok(t) ? vector_stride<T>(span_w, W_out, t.kW, t.dil_w) : span_w;
 }
 
-// out (H_out x W_out)[i][j] = (accumulate ? out : init) + Σ_{a,b} k[a,b] · xp[i*sh + a*dh][j*sw + b*dw]
+// out (H_out x W_out)[i][j] = (accumulate ? out : init) + Σ_{a,b} k[a,b] · xp[i*sh + a*dil_h][j*sw + b*dil_w]
 template <typename T>
 void correlate_padded(const T* xp, long Wp, const T* k, const Taps& t, long H_out, long W_out, T* out,
                       bool accumulate, T init) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes;
-    if (direct_ok(t) && Wp >= direct::padded_width<T>(W_out, t.kW, t.dw))
-        return direct::correlate_rows(xp, Wp, k, t.kH, t.kW, t.dw, out, W_out, 0L, H_out, accumulate, init);
+    if (direct_ok(t) && Wp >= direct::padded_width<T>(W_out, t.kW, t.dil_w))
+        return direct::correlate_rows(xp, Wp, k, t.kH, t.kW, t.dil_w, out, W_out, 0L, H_out, accumulate, init);
     for (long i = 0; i < H_out; ++i) {
         T* o = out + i * W_out;
         long j = 0;
@@ -52,15 +52,15 @@ void correlate_padded(const T* xp, long Wp, const T* k, const Taps& t, long H_ou
             for (; j + L <= W_out; j += L) {
                 V acc = accumulate ? load<V>(o + j) : broadcast<V>(init);
                 for (long a = 0; a < t.kH; ++a) {
-                    const T* xr = xp + (i * t.sh + a * t.dh) * Wp + j;
-                    for (long b = 0; b < t.kW; ++b) acc += broadcast<V>(k[a * t.kW + b]) * load<V>(xr + b * t.dw);
+                    const T* xr = xp + (i * t.sh + a * t.dil_h) * Wp + j;
+                    for (long b = 0; b < t.kW; ++b) acc += broadcast<V>(k[a * t.kW + b]) * load<V>(xr + b * t.dil_w);
                 }
                 store(o + j, acc);
             }
         for (; j < W_out; ++j) {
             T acc = accumulate ? o[j] : init;
             for (long a = 0; a < t.kH; ++a)
-                for (long b = 0; b < t.kW; ++b) acc += k[a * t.kW + b] * xp[(i * t.sh + a * t.dh) * Wp + j * t.sw + b * t.dw];
+                for (long b = 0; b < t.kW; ++b) acc += k[a * t.kW + b] * xp[(i * t.sh + a * t.dil_h) * Wp + j * t.sw + b * t.dil_w];
             o[j] = acc;
         }
     }
@@ -74,9 +74,9 @@ void correlate_padded(const T* xp, long Wp, const T* k, const Taps& t, long H_ou
 template <typename T>
 void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     const long planes = s.N * s.C_out, kk = s.kH * s.kW, HWo = s.HW_out();
-    const Taps taps{s.kH, s.kW, s.sh, s.sw, s.dh, s.dw};
-    const long Hp = span(s.H_out, s.sh, s.kH, s.dh);
-    const long Wp = padded_stride<T>(taps, span(s.W_out, s.sw, s.kW, s.dw), s.W_out);
+    const Taps taps{s.kH, s.kW, s.sh, s.sw, s.dil_h, s.dil_w};
+    const long Hp = span(s.H_out, s.sh, s.kH, s.dil_h);
+    const long Wp = padded_stride<T>(taps, span(s.W_out, s.sw, s.kW, s.dil_w), s.W_out);
     const T* const xs = x;
     auto plane_of = [&](long p) { return xs + (p / s.C_out * s.C_in + p % s.C_out / s.M_g()) * s.HW(); };
     if (direct_ok(taps) && planes < get_num_threads()) {
@@ -90,14 +90,14 @@ void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape&
 #pragma omp for schedule(dynamic)
             for (long t = 0; t < planes * bands; ++t) {
                 const long p = t / bands, i0 = t % bands * band, o = p % s.C_out;
-                direct::correlate_rows(padded.data() + p * Hp * Wp, Wp, w + o * kk, s.kH, s.kW, s.dw, y + p * HWo,
+                direct::correlate_rows(padded.data() + p * Hp * Wp, Wp, w + o * kk, s.kH, s.kW, s.dil_w, y + p * HWo,
                                        s.W_out, i0, std::min(i0 + band, s.H_out), false, b ? b[o] : T(0));
             }
         }
         return;
     }
     const int nt = threads_for(planes, s.flops());
-    const bool unpadded = direct_ok(taps) && direct::unpadded_ok<T>(s.W, s.W_out, s.pw, s.kH, s.kW, s.dw);
+    const bool unpadded = direct_ok(taps) && direct::unpadded_ok<T>(s.W, s.W_out, s.pw, s.kH, s.kW, s.dil_w);
     Buffer<T> work(unpadded ? 0 : nt * Hp * Wp);
 #pragma omp parallel num_threads(nt)
     {
@@ -123,10 +123,10 @@ template <typename T>
 void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape& s) {
     const long planes = s.N * s.C_in, kk = s.kH * s.kW, HWo = s.HW_out(), M = s.M_g();
     const bool gather = s.sh == 1 && s.sw == 1;
-    const Taps taps{s.kH, s.kW, 1, 1, s.dh, s.dw};
-    const long Hp = s.H + (s.kH - 1) * s.dh, Wp = padded_stride<T>(taps, s.W + (s.kW - 1) * s.dw, s.W);
-    const long top = (s.kH - 1) * s.dh - s.ph, left = (s.kW - 1) * s.dw - s.pw;  // dy's padding
-    const bool unpadded = gather && direct_ok(taps) && direct::unpadded_ok<T>(s.W_out, s.W, left, s.kH, s.kW, s.dw);
+    const Taps taps{s.kH, s.kW, 1, 1, s.dil_h, s.dil_w};
+    const long Hp = s.H + (s.kH - 1) * s.dil_h, Wp = padded_stride<T>(taps, s.W + (s.kW - 1) * s.dil_w, s.W);
+    const long top = (s.kH - 1) * s.dil_h - s.ph, left = (s.kW - 1) * s.dil_w - s.pw;  // dy's padding
+    const bool unpadded = gather && direct_ok(taps) && direct::unpadded_ok<T>(s.W_out, s.W, left, s.kH, s.kW, s.dil_w);
     // Per thread: the padded plane (vector-aligned, for the direct kernel), then the rotated kernel.
     const long scratch = gather ? round_up(Hp * Wp + kk, Vec<T>::lanes) : HWo;
     const int nt = threads_for(planes, s.flops());

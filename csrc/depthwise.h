@@ -66,8 +66,8 @@ void refill_plane(const T* src, long H, long W, long top, long left, long Hp, lo
 // Row stride of a padded plane whose rows are read in whole vectors (direct.h, wgrad_rows): the span of
 // the windows, widened to padded_width and aligned_width, in whole vectors so that rows stay aligned.
 template <typename T>
-long vector_stride(long span_w, long W_out, long kW, long dw) {
-    const long w = std::max({span_w, direct::padded_width<T>(W_out, kW, dw), direct::aligned_width<T>(W_out)});
+long vector_stride(long span_w, long W_out, long kW, long dil_w) {
+    const long w = std::max({span_w, direct::padded_width<T>(W_out, kW, dil_w), direct::aligned_width<T>(W_out)});
     return round_up(w, Vec<T>::lanes);
 }
 

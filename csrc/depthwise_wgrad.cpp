@@ -1,5 +1,5 @@
 // depthwise_wgrad.cpp — the weight gradient of depthwise convolution (one input channel per group):
-// dw[o, a, b] = Σ_n Σ_{i,j} dy[n, o, i, j] · xpad[n, o / M_g, i*sh + a*dh, j*sw + b*dw], one task per
+// dw[o, a, b] = Σ_n Σ_{i,j} dy[n, o, i, j] · xpad[n, o / M_g, i*sh + a*dil_h, j*sw + b*dil_w], one task per
 // output channel; its forward and input gradient are in depthwise.cpp.
 #include <algorithm>
 #include <cstring>
@@ -59,14 +59,14 @@ void wgrad_taps(const T* xp, long Wp, const long* off, const T* dy, long H_out, 
 }
 
 // The same sums for a whole KH x KW kernel, walking the rows t of xp instead: the KW shifted x vectors of
-// row t are loaded once and each feeds the KH dy rows t - a·dh that take it (an unaligned load serves KH
-// FMAs instead of one). accv holds KH·KW vectors in row-major tap order. ALIGNED (dw = 1, vector-aligned
+// row t are loaded once and each feeds the KH dy rows t - a·dil_h that take it (an unaligned load serves KH
+// FMAs instead of one). accv holds KH·KW vectors in row-major tap order. ALIGNED (dil_w = 1, vector-aligned
 // rows of at least direct::aligned_width): the shifted vectors come from two aligned ones by shift_lanes,
-// as in direct.h. UNPADDED (dw = 1): xp is the plane x itself, H rows of Wp = W_out columns (whole
+// as in direct.h. UNPADDED (dil_w = 1): xp is the plane x itself, H rows of Wp = W_out columns (whole
 // vectors), with `top` zero rows above it and (KW - 1) / 2 zero columns either side (direct.h's
 // unpadded layout): rows outside it are skipped and the columns past its edges are zero vectors.
 template <typename T, int KH, int KW, bool ALIGNED, bool UNPADDED = false>
-void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out, long W_out,
+void wgrad_rows(const T* xp, long Wp, long dil_h, long dil_w, const T* dy, long H_out, long W_out,
                 typename Vec<T>::type* accv, long top = 0, long H = 0) {
     using V = typename Vec<T>::type;
     using VI = typename Vec<T>::itype;
@@ -80,17 +80,17 @@ void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out,
     const long full = W_out / L * L, rest = W_out - full;
     VI live = {};
     for (int l = 0; l < L; ++l) live[l] = l < rest ? I(-1) : I(0);
-    const long rows = H_out + (KH - 1) * dh;
+    const long rows = H_out + (KH - 1) * dil_h;
     for (long t = 0; t < rows; ++t) {
         if (UNPADDED && (t < top || t - top >= H)) continue;
         const T* xr = xp + (UNPADDED ? t - top : t) * Wp;
         bool ok[KH];
 #pragma GCC unroll 8
-        for (int a = 0; a < KH; ++a) ok[a] = t - a * dh >= 0 && t - a * dh < H_out;
+        for (int a = 0; a < KH; ++a) ok[a] = t - a * dil_h >= 0 && t - a * dil_h < H_out;
         V next{}, cur{}, prev{};
         if constexpr (ALIGNED) next = load<V>(xr);
         if constexpr (UNPADDED) cur = load<V>(xr);
-        // x vectors at (padded) columns j + b*dw, b < KW.
+        // x vectors at (padded) columns j + b*dil_w, b < KW.
         auto shifted = [&](long j, V* xv) {
             if constexpr (UNPADDED) {
                 next = j + L < Wp ? load<V>(xr + j + L) : V{};
@@ -109,7 +109,7 @@ void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out,
                                      [&](auto b) { xv[b()] = shift_lanes<b(), T>(cur, next); });
             } else {
 #pragma GCC unroll 8
-                for (int b = 0; b < KW; ++b) xv[b] = load<V>(xr + j + b * dw);
+                for (int b = 0; b < KW; ++b) xv[b] = load<V>(xr + j + b * dil_w);
             }
         };
         for (long j = 0; j < full; j += L) {
@@ -118,7 +118,7 @@ void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out,
 #pragma GCC unroll 8
             for (int a = 0; a < KH; ++a) {
                 if (!ok[a]) continue;
-                const V d = load<V>(dy + (t - a * dh) * W_out + j);
+                const V d = load<V>(dy + (t - a * dil_h) * W_out + j);
 #pragma GCC unroll 8
                 for (int b = 0; b < KW; ++b) acc[a][b] += d * xv[b];
             }
@@ -130,7 +130,7 @@ void wgrad_rows(const T* xp, long Wp, long dh, long dw, const T* dy, long H_out,
             for (int a = 0; a < KH; ++a) {
                 if (!ok[a]) continue;
                 T tmp[L] = {};
-                const T* d = dy + (t - a * dh) * W_out;
+                const T* d = dy + (t - a * dil_h) * W_out;
                 std::copy(d + full, d + W_out, tmp);
                 const V dv = load<V>(tmp);
 #pragma GCC unroll 8
@@ -168,7 +168,7 @@ void wgrad_tap_block(int nt, const T* xp, long Wp, const long* off, const T* dy,
 
 }  // namespace
 
-// dw[o,a,b] = Σ_n Σ_i dy[n,o,i,:] · xpad[n, o / M_g, i*sh + a*dh, b*dw :: sw]   one task per output channel
+// dw[o,a,b] = Σ_n Σ_i dy[n,o,i,:] · xpad[n, o / M_g, i*sh + a*dil_h, b*dil_w :: sw]   one task per output channel
 // Stride 1: every tap is a vector accumulator over whole rows of dy (wgrad_taps), summed across lanes once
 // per channel. Strided: a dot product per row and tap, one task per output channel.
 template <typename T>
@@ -176,19 +176,19 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
     using V = typename Vec<T>::type;
     const long kk = s.kH * s.kW, HWo = s.HW_out();
     const bool vec = s.sh == 1 && s.sw == 1;
-    const long Hp = span(s.H_out, s.sh, s.kH, s.dh);
-    const long Wp = vec ? vector_stride<T>(span(s.W_out, 1, s.kW, s.dw), s.W_out, s.kW, s.dw)
-                        : span(s.W_out, s.sw, s.kW, s.dw);
+    const long Hp = span(s.H_out, s.sh, s.kH, s.dil_h);
+    const long Wp = vec ? vector_stride<T>(span(s.W_out, 1, s.kW, s.dil_w), s.W_out, s.kW, s.dil_w)
+                        : span(s.W_out, s.sw, s.kW, s.dil_w);
     const int nt = threads_for(s.C_out, s.flops());
     Buffer<long> offs(kk);
-    for (long k = 0; k < kk; ++k) offs.data()[k] = (k / s.kW) * s.dh * Wp + (k % s.kW) * s.dw;
+    for (long k = 0; k < kk; ++k) offs.data()[k] = (k / s.kW) * s.dil_h * Wp + (k % s.kW) * s.dil_w;
     if (vec) {
         // Each thread owns a contiguous range of channels and walks the images outermost, so it streams
         // through x[n] and dy[n] in long contiguous runs (one 4 KiB plane at a time would restart the
         // hardware prefetcher at every plane). Per channel the sum over n runs in the same order for any
         // thread count.
         // 3x3 in direct.h's unpadded layout: x is read in place (wgrad_rows' UNPADDED)
-        const bool unpadded = s.kH == 3 && direct::unpadded_ok<T>(s.W, s.W_out, s.pw, s.kH, s.kW, s.dw);
+        const bool unpadded = s.kH == 3 && direct::unpadded_ok<T>(s.W, s.W_out, s.pw, s.kH, s.kW, s.dil_w);
         Buffer<V> accs(s.C_out * kk);
         Buffer<T> work(unpadded ? 0 : nt * Hp * Wp);
 #pragma omp parallel num_threads(nt)
@@ -203,16 +203,16 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
                     const T* xo = x + (n * s.C_in + o / s.M_g()) * s.HW();
                     const T* dyo = dy + (n * s.C_out + o) * HWo;
                     if (unpadded) {
-                        wgrad_rows<T, 3, 3, false, true>(xo, s.W, s.dh, 1, dyo, s.H_out, s.W_out, accs.data() + o * kk,
+                        wgrad_rows<T, 3, 3, false, true>(xo, s.W, s.dil_h, 1, dyo, s.H_out, s.W_out, accs.data() + o * kk,
                                                          s.ph, s.H);
                         continue;
                     }
                     refill_plane(xo, s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
                     if (s.kH == 3 && s.kW == 3) {
-                        if (s.dw == 1)  // rows vector-aligned: Wp and the per-thread buffers are whole vectors
-                            wgrad_rows<T, 3, 3, true>(xp, Wp, s.dh, 1, dyo, s.H_out, s.W_out, accs.data() + o * kk);
+                        if (s.dil_w == 1)  // rows vector-aligned: Wp and the per-thread buffers are whole vectors
+                            wgrad_rows<T, 3, 3, true>(xp, Wp, s.dil_h, 1, dyo, s.H_out, s.W_out, accs.data() + o * kk);
                         else
-                            wgrad_rows<T, 3, 3, false>(xp, Wp, s.dh, s.dw, dyo, s.H_out, s.W_out, accs.data() + o * kk);
+                            wgrad_rows<T, 3, 3, false>(xp, Wp, s.dil_h, s.dil_w, dyo, s.H_out, s.W_out, accs.data() + o * kk);
                         continue;
                     }
                     for (long k0 = 0; k0 < kk; k0 += kTapBlock)

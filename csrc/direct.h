@@ -1,6 +1,6 @@
 // direct.h — register-blocked direct 2-D correlation of one zero-padded plane, stride 1, row dilation 1.
 //
-// out (H_out x W_out)[i][j] = (accumulate ? out : init) + Σ_{a,b} k[a,b] · xp[i + a][j + b*dw]
+// out (H_out x W_out)[i][j] = (accumulate ? out : init) + Σ_{a,b} k[a,b] · xp[i + a][j + b*dil_w]
 //
 // Each call to block() keeps R output rows x NV vectors of output columns in registers. It walks the
 // R + kH - 1 input rows that the R output rows span; each input vector, loaded once, feeds every output
@@ -8,11 +8,11 @@
 // serves up to R FMAs instead of one. With R = NV = 4 under AVX-512 that is 16 accumulators + 4 input
 // vectors + 1 broadcast weight: 21 of the 32 zmm registers.
 //
-// Preconditions: xp's row stride Wp >= padded_width(W_out, kW, dw) (every vector read is in range:
+// Preconditions: xp's row stride Wp >= padded_width(W_out, kW, dil_w) (every vector read is in range:
 // the last, partial, vector of a row reads zeros past the valid columns and stores only the valid
 // lanes), and xp has H_out + kH - 1 rows.
 //
-// 3x3 and 5x5 kernels with dw = 1 on a plane laid out by aligned_width (vector-aligned rows) take a
+// 3x3 and 5x5 kernels with dil_w = 1 on a plane laid out by aligned_width (vector-aligned rows) take a
 // compiled-in path: each input row is read as NV + 1 aligned vectors and every tap's shifted vector
 // is built in registers (shift_lanes). Unaligned loads straddle cache lines for two taps in three,
 // and that — not the FMAs — bounds a load-per-tap kernel.
@@ -37,8 +37,8 @@ constexpr int kRows = 4, kVecs = 2;  // 16 vector registers: 8 accumulators
 
 // Row stride of a padded plane that the stride-1 kernel may read whole vectors from.
 template <typename T>
-inline long padded_width(long W_out, long kW, long dw) {
-    return round_up(W_out, Vec<T>::lanes) + (kW - 1) * dw;
+inline long padded_width(long W_out, long kW, long dil_w) {
+    return round_up(W_out, Vec<T>::lanes) + (kW - 1) * dil_w;
 }
 
 // Row stride of a padded plane for the compiled-in path: whole vectors, one more than the output row
@@ -53,12 +53,12 @@ inline void for_each_tap(std::integer_sequence<int, B...>, F&& f) {
     (f(std::integral_constant<int, B>{}), ...);
 }
 
-// KH, KW > 0: the compiled-in path (kH, kW, dw are then KH, KW, 1 and xp's rows are vector-aligned).
+// KH, KW > 0: the compiled-in path (kH, kW, dil_w are then KH, KW, 1 and xp's rows are vector-aligned).
 // UNPADDED (with KH, KW): xp is the plane itself, H rows of Wp = W_out columns (whole vectors), padded by
 // `top` zero rows above and (KW - 1) / 2 zero columns left and right: rows outside it are skipped and the
 // columns beyond its edges are zero vectors, so no padded copy is needed.
 template <typename T, int R, int NV, int KH = 0, int KW = 0, bool UNPADDED = false>
-inline void block(const T* xp, long Wp, const T* k, long kH_, long kW_, long dw, T* out, long W_out, long i0,
+inline void block(const T* xp, long Wp, const T* k, long kH_, long kW_, long dil_w, T* out, long W_out, long i0,
                   long j0, bool accumulate, T init, long top = 0, long H = 0) {
     const long kH = KH > 0 ? KH : kH_, kW = KW > 0 ? KW : kW_;
     using V = typename Vec<T>::type;
@@ -132,7 +132,7 @@ inline void block(const T* xp, long Wp, const T* k, long kH_, long kW_, long dw,
             for (long b = 0; b < kW; ++b) {
                 V xv[NV];
 #pragma GCC unroll 8
-                for (int v = 0; v < NV; ++v) xv[v] = load<V>(xr + b * dw + v * L);
+                for (int v = 0; v < NV; ++v) xv[v] = load<V>(xr + b * dil_w + v * L);
 #pragma GCC unroll 8
                 for (int r = 0; r < R; ++r) {
                     if constexpr (!decltype(all)::value)
@@ -170,12 +170,12 @@ inline void block(const T* xp, long Wp, const T* k, long kH_, long kW_, long dw,
 
 // R rows, all column blocks: NV-vector blocks, then one block for the remaining (possibly partial) vectors.
 template <typename T, int R, int KH, int KW, bool UNPADDED>
-inline void row_block(const T* xp, long Wp, const T* k, long kH, long kW, long dw, T* out, long W_out, long i0,
+inline void row_block(const T* xp, long Wp, const T* k, long kH, long kW, long dil_w, T* out, long W_out, long i0,
                       bool accumulate, T init, long top, long H) {
     constexpr int L = Vec<T>::lanes, NV = kVecs;
     long j0 = 0;
     auto run = [&](auto nv) {
-        block<T, R, decltype(nv)::value, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dw, out, W_out, i0, j0, accumulate, init,
+        block<T, R, decltype(nv)::value, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dil_w, out, W_out, i0, j0, accumulate, init,
                                                           top, H);
     };
     for (; j0 + NV * L <= W_out; j0 += NV * L) run(std::integral_constant<int, NV>{});
@@ -189,34 +189,34 @@ inline void row_block(const T* xp, long Wp, const T* k, long kH, long kW, long d
 }
 
 template <typename T, int KH = 0, int KW = 0, bool UNPADDED = false>
-void rows(const T* xp, long Wp, const T* k, long kH, long kW, long dw, T* out, long W_out, long i_begin, long i_end,
+void rows(const T* xp, long Wp, const T* k, long kH, long kW, long dil_w, T* out, long W_out, long i_begin, long i_end,
           bool accumulate, T init, long top = 0, long H = 0) {
     constexpr int R = kRows;
     long i = i_begin;
     for (; i + R <= i_end; i += R)
-        row_block<T, R, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dw, out, W_out, i, accumulate, init, top, H);
+        row_block<T, R, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dil_w, out, W_out, i, accumulate, init, top, H);
     for (; i < i_end; ++i)
-        row_block<T, 1, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dw, out, W_out, i, accumulate, init, top, H);
+        row_block<T, 1, KH, KW, UNPADDED>(xp, Wp, k, kH, kW, dil_w, out, W_out, i, accumulate, init, top, H);
 }
 
 // Output rows [i_begin, i_end) of the correlation described at the top of the file.
 template <typename T>
-void correlate_rows(const T* xp, long Wp, const T* k, long kH, long kW, long dw, T* out, long W_out, long i_begin,
+void correlate_rows(const T* xp, long Wp, const T* k, long kH, long kW, long dil_w, T* out, long W_out, long i_begin,
                     long i_end, bool accumulate, T init) {
     constexpr long vector_bytes = Vec<T>::lanes * sizeof(T);
-    const bool aligned = dw == 1 && Wp % Vec<T>::lanes == 0 && Wp >= aligned_width<T>(W_out) &&
+    const bool aligned = dil_w == 1 && Wp % Vec<T>::lanes == 0 && Wp >= aligned_width<T>(W_out) &&
                          reinterpret_cast<std::uintptr_t>(xp) % vector_bytes == 0;
-    if (aligned && kH == 3 && kW == 3) return rows<T, 3, 3>(xp, Wp, k, kH, kW, dw, out, W_out, i_begin, i_end, accumulate, init);
+    if (aligned && kH == 3 && kW == 3) return rows<T, 3, 3>(xp, Wp, k, kH, kW, dil_w, out, W_out, i_begin, i_end, accumulate, init);
     if (aligned && kH == 5 && kW == 5 && 4 <= Vec<T>::lanes)
-        return rows<T, 5, 5>(xp, Wp, k, kH, kW, dw, out, W_out, i_begin, i_end, accumulate, init);
-    rows<T>(xp, Wp, k, kH, kW, dw, out, W_out, i_begin, i_end, accumulate, init);
+        return rows<T, 5, 5>(xp, Wp, k, kH, kW, dil_w, out, W_out, i_begin, i_end, accumulate, init);
+    rows<T>(xp, Wp, k, kH, kW, dil_w, out, W_out, i_begin, i_end, accumulate, init);
 }
 
 // Whether correlate_rows_unpadded applies: a 3x3 or 5x5 kernel with 'same' columns (left = (kW - 1) / 2
-// zero columns either side, fewer than a vector) at dw = 1, on a plane of W = W_out columns, whole vectors.
+// zero columns either side, fewer than a vector) at dil_w = 1, on a plane of W = W_out columns, whole vectors.
 template <typename T>
-inline bool unpadded_ok(long W, long W_out, long left, long kH, long kW, long dw) {
-    return dw == 1 && W_out == W && W % Vec<T>::lanes == 0 && kH == kW && (kH == 3 || kH == 5) &&
+inline bool unpadded_ok(long W, long W_out, long left, long kH, long kW, long dil_w) {
+    return dil_w == 1 && W_out == W && W % Vec<T>::lanes == 0 && kH == kW && (kH == 3 || kH == 5) &&
            left == (kW - 1) / 2 && left < Vec<T>::lanes;
 }
 

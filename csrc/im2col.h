@@ -3,7 +3,7 @@
 // into the GEMM's packed-B layout (see conv2d.cpp), so the workspace is one packed block.
 //
 // im2col row k = (c, a, b) over output positions j = oh*W_out + ow holds
-//   x[c, oh*sh - ph + a*dh, ow*sw - pw + b*dw], zero where that falls outside the input.
+//   x[c, oh*sh - ph + a*dil_h, ow*sw - pw + b*dil_w], zero where that falls outside the input.
 #pragma once
 
 #include <algorithm>
@@ -34,7 +34,7 @@ void im2col_row(const T* xc, const ConvShape& s, long a, long b, long j0, long n
     long oh = j0 / s.W_out, ow = j0 % s.W_out;
     for (long t = 0; t < n; ++oh, ow = 0) {
         long seg = std::min(s.W_out - ow, n - t);
-        long ih = oh * s.sh - s.ph + a * s.dh;
+        long ih = oh * s.sh - s.ph + a * s.dil_h;
         T* r = row + t;
         t += seg;
         if (ih < 0 || ih >= s.H) {
@@ -42,7 +42,7 @@ void im2col_row(const T* xc, const ConvShape& s, long a, long b, long j0, long n
             continue;
         }
         const T* xr = xc + ih * s.W;
-        long iw0 = ow * s.sw - s.pw + b * s.dw, lo, hi;
+        long iw0 = ow * s.sw - s.pw + b * s.dil_w, lo, hi;
         valid_range(iw0, s.sw, seg, s.W, lo, hi);
         std::fill(r, r + lo, T(0));
         if (s.sw == 1) {
@@ -60,12 +60,12 @@ void col2im_row(const T* row, const ConvShape& s, long a, long b, long j0, long 
     long oh = j0 / s.W_out, ow = j0 % s.W_out;
     for (long t = 0; t < n; ++oh, ow = 0) {
         long seg = std::min(s.W_out - ow, n - t);
-        long ih = oh * s.sh - s.ph + a * s.dh;
+        long ih = oh * s.sh - s.ph + a * s.dil_h;
         const T* r = row + t;
         t += seg;
         if (ih < 0 || ih >= s.H) continue;
         T* dr = dxc + ih * s.W;
-        long iw0 = ow * s.sw - s.pw + b * s.dw, lo, hi;
+        long iw0 = ow * s.sw - s.pw + b * s.dil_w, lo, hi;
         valid_range(iw0, s.sw, seg, s.W, lo, hi);
         if (s.sw == 1) {
             for (long u = lo; u < hi; ++u) dr[iw0 + u] += r[u];

@@ -44,7 +44,7 @@ struct ImplicitGeometry {
 inline long phases(const ConvShape& s) { return s.sh * s.sw; }
 
 // Largest column offset of a tap in a phase plane.
-inline long max_col_offset(const ConvShape& s) { return (s.kW - 1) * s.dw / s.sw; }
+inline long max_col_offset(const ConvShape& s) { return (s.kW - 1) * s.dil_w / s.sw; }
 
 // Row layout: every output row in whole vectors, so up to L-1 lanes of its last vector are wasted.
 // Flat layout: plane rows exactly W_out + max column offset long, vectors laid end to end over the
@@ -66,7 +66,7 @@ ImplicitGeometry implicit_geometry(const ConvShape& s, long rows, bool flat = fa
     g.Wv = ceil_div(s.W_out, L);
     g.Wq = (flat ? s.W_out : g.Wv * L) + max_col_offset(s);
     // Flat: the last vector of the task reads up to L - 1 positions past its rows.
-    g.Hq = rows + (s.kH - 1) * s.dh / s.sh + (flat ? ceil_div(L, g.Wq) : 0);
+    g.Hq = rows + (s.kH - 1) * s.dil_h / s.sh + (flat ? ceil_div(L, g.Wq) : 0);
     g.plane = g.Hq * g.Wq;
     return g;
 }
@@ -104,7 +104,7 @@ inline void implicit_offsets(const ConvShape& s, const ImplicitGeometry& g, long
     for (long c = 0; c < s.C_g(); ++c)
         for (long a = 0; a < s.kH; ++a)
             for (long b = 0; b < s.kW; ++b) {
-                const long ra = a * s.dh, rb = b * s.dw;
+                const long ra = a * s.dil_h, rb = b * s.dil_w;
                 const long k = tap_rows_first ? (a * s.C_g() + c) * s.kW + b : (c * s.kH + a) * s.kW + b;
                 off[k] = ((c * s.sh + ra % s.sh) * s.sw + rb % s.sw) * g.plane + ra / s.sh * g.Wq + rb / s.sw;
             }
@@ -229,14 +229,14 @@ template <typename T>
 void conv2d_implicit(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
 
 // The input gradient of a stride-1 conv is the forward correlation of dy with w'[c, m, a', b'] =
-// w[m, c, kH-1-a', kW-1-b'] at padding ((kH-1)*dh - ph, (kW-1)*dw - pw): this is that forward problem
+// w[m, c, kH-1-a', kW-1-b'] at padding ((kH-1)*dil_h - ph, (kW-1)*dil_w - pw): this is that forward problem
 // (reads outside dy are zero, so no bottom/right padding is needed). It needs both paddings >= 0.
 inline ConvShape input_grad_as_forward(const ConvShape& s) {
     ConvShape t = s;
     t.C_in = s.C_out, t.H = s.H_out, t.W = s.W_out;
     t.C_out = s.C_in, t.H_out = s.H, t.W_out = s.W;
-    t.ph = (s.kH - 1) * s.dh - s.ph;
-    t.pw = (s.kW - 1) * s.dw - s.pw;
+    t.ph = (s.kH - 1) * s.dil_h - s.ph;
+    t.pw = (s.kW - 1) * s.dil_w - s.pw;
     return t;
 }
 

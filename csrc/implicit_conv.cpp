@@ -43,8 +43,8 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
     // does (the outputs are then zero either way).
     auto taps = [&](long r0, long r1, long& klo, long& khi) {
         long lo0, hi0, lo1, hi1;
-        valid_range(r0 * s.sh - s.ph, s.dh, s.kH, s.H, lo0, hi0);
-        valid_range(r1 * s.sh - s.ph, s.dh, s.kH, s.H, lo1, hi1);
+        valid_range(r0 * s.sh - s.ph, s.dil_h, s.kH, s.H, lo0, hi0);
+        valid_range(r1 * s.sh - s.ph, s.dil_h, s.kH, s.H, lo1, hi1);
         klo = lo1 * C_g * s.kW;
         khi = hi0 * C_g * s.kW;
         if (klo >= khi) klo = 0, khi = K;
@@ -264,7 +264,7 @@ void conv2d_weight_grad_implicit(const T* x, const T* dy, T* dw, const ConvShape
     std::vector<long> i0(s.kH, s.H_out), i1(s.kH, 0);  // kernel row a is in range for output rows [i0, i1)
     for (long i = 0; i < s.H_out; ++i) {
         long alo, ahi;
-        valid_range(i * s.sh - s.ph, s.dh, s.kH, s.H, alo, ahi);
+        valid_range(i * s.sh - s.ph, s.dil_h, s.kH, s.H, alo, ahi);
         for (long a = alo; a < ahi; ++a) i0[a] = std::min(i0[a], i), i1[a] = i + 1;
     }
     for (long a = 0, k = 0; a < s.kH; ++a)

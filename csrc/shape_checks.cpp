@@ -11,7 +11,7 @@ namespace fastconv {
 
 void check_conv_shape(const ConvShape& s) {
     const long dims[] = {s.N, s.C_in, s.H, s.W, s.C_out, s.kH, s.kW, s.H_out, s.W_out,
-                         s.sh, s.sw, s.dh, s.dw, s.groups};
+                         s.sh, s.sw, s.dil_h, s.dil_w, s.groups};
     for (long d : dims)
         if (d < 1) throw std::invalid_argument("conv2d: sizes, stride, dilation and groups must be >= 1");
     if (s.ph < 0 || s.pw < 0) throw std::invalid_argument("conv2d: padding must be >= 0");
