@@ -39,7 +39,9 @@ for _name, _schema in SCHEMAS.items():
 def _np(t):
     """The tensor's memory as a NumPy array. Kernels run below autograd, where an input may still carry
     requires_grad (numpy() refuses those), hence detach(); None (an absent bias) passes through."""
-    return None if t is None else t.detach().numpy()
+    if t is None:
+        return None
+    return t.detach().numpy() if t.requires_grad else t.numpy()
 
 
 def _sides(padding):
@@ -47,9 +49,13 @@ def _sides(padding):
     return (padding[0], padding[1]), (padding[2], padding[3])
 
 
+KERNELS = {}   # name -> CPU kernel, for the calls that may skip the dispatcher (functional._run)
+
+
 def _cpu(name):
     def register(fn):
         LIB.impl(name, fn, "CPU")
+        KERNELS[name] = fn
         return fn
     return register
 

@@ -4,6 +4,11 @@ with fastconv.use_backend), tensors in and out.
 Each function turns the argument forms fastconv accepts (ints or pairs, padding words, per-side padding)
 into the canonical ones of the operator schemas and calls torch.ops.fastconv.<op>. Unbatched (C, H, W)
 inputs work where PyTorch accepts them, giving unbatched results.
+
+A call that nothing could observe — no autograd graph to record (grad mode off or no input requiring
+grad), no torch.compile / export / jit tracing, no torch-function or dispatch mode (fake tensors, vmap,
+FlopCounter), no profiler, plain CPU tensors — runs the operator's CPU kernel directly (_run): the
+dispatcher's round trip through Python would otherwise cost about as much as a small convolution itself.
 """
 from __future__ import annotations
 
@@ -11,8 +16,32 @@ import torch
 
 from .. import _validate as V
 from . import _autograd  # noqa: F401  (registers the autograd formulas)
+from ._library import KERNELS
 
 OPS = torch.ops.fastconv
+_OVERLOADS = {name: getattr(OPS, name).default for name in KERNELS}
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+_C = torch._C
+
+
+def _unobserved(args):
+    """Whether no autograd graph, tracer, mode or profiler would see this call (see the module docstring)."""
+    if torch.compiler.is_compiling():   # first: under dynamo the rest is never traced
+        return False
+    grad = _C.is_grad_enabled()
+    for a in args:
+        if isinstance(a, torch.Tensor) and (type(a) not in _PLAIN or not a.is_cpu or grad and a.requires_grad):
+            return False
+    return not (_C._is_torch_function_mode_enabled() or _C._len_torch_dispatch_stack()
+                or _C._are_functorch_transforms_active() or _C._get_tracing_state()
+                or _C._autograd._profiler_enabled())
+
+
+def _run(name, *args):
+    """torch.ops.fastconv.<name>(*args), or its CPU kernel directly when nothing would observe the call."""
+    if _unobserved(args):
+        return KERNELS[name](*args)
+    return _OVERLOADS[name](*args)
 
 
 def _tensor(name, t, optional=False):
@@ -57,7 +86,7 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
     if weight.dim() != 4:
         raise ValueError(f"weight: expected a 4-D tensor (C_out, C_in/groups, kH, kW), got shape {tuple(weight.shape)}")
     s, p, d = _conv_args(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    return _unbatch(OPS.conv2d.default(x, weight, bias, s, p, d, V._int("groups", groups)), unbatched)
+    return _unbatch(_run("conv2d", x, weight, bias, s, p, d, V._int("groups", groups)), unbatched)
 
 
 def conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1):
@@ -65,7 +94,7 @@ def conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, dilation=
     _tensor("dy", dy), _tensor("weight", weight)
     input_shape = _shape("input_shape", input_shape, 4)
     s, p, d = _conv_args(input_shape[2:], weight.shape[2:], stride, padding, dilation)
-    return OPS.conv2d_input_grad.default(dy, weight, input_shape, s, p, d, V._int("groups", groups))
+    return _run("conv2d_input_grad", dy, weight, input_shape, s, p, d, V._int("groups", groups))
 
 
 def conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, dilation=1, groups=1):
@@ -73,7 +102,7 @@ def conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, dilation=1, 
     _tensor("x", x), _tensor("dy", dy)
     weight_shape = _shape("weight_shape", weight_shape, 4)
     s, p, d = _conv_args(x.shape[2:], weight_shape[2:], stride, padding, dilation)
-    return OPS.conv2d_weight_grad.default(x, dy, weight_shape, s, p, d, V._int("groups", groups))
+    return _run("conv2d_weight_grad", x, dy, weight_shape, s, p, d, V._int("groups", groups))
 
 
 def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
@@ -82,7 +111,7 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     _tensor("weight", weight), _tensor("bias", bias, optional=True)
     g = V.transpose_geometry(x.shape, weight.shape, stride, padding, output_padding, dilation, groups)
     output_padding = V.pair("output_padding", output_padding, 0)
-    y = OPS.conv_transpose2d.default(x, weight, bias, g.stride, g.padding, output_padding, g.dilation, g.groups)
+    y = _run("conv_transpose2d", x, weight, bias, g.stride, g.padding, output_padding, g.dilation, g.groups)
     return _unbatch(y, unbatched)
 
 
@@ -93,7 +122,7 @@ def _local(op, x, weight, bias, stride, padding):
         raise ValueError(f"weight: expected a 6-D tensor (T_h, T_w, C_out, C_in, kH, kW), got shape "
                          f"{tuple(weight.shape)}")
     s, p, _ = _conv_args(x.shape[2:], weight.shape[4:], stride, padding, 1)
-    return _unbatch(getattr(OPS, op).default(x, weight, bias, s, p), unbatched)
+    return _unbatch(_run(op, x, weight, bias, s, p), unbatched)
 
 
 def _local_grad(op, a, b, shape, shape_name, stride, padding):
@@ -104,7 +133,7 @@ def _local_grad(op, a, b, shape, shape_name, stride, padding):
     else:
         x_hw, k_hw = _tensor("x", a).shape[2:], shape[4:]
     s, p, _ = _conv_args(x_hw, k_hw, stride, padding, 1)
-    return getattr(OPS, op).default(a, b, shape, s, p)
+    return _run(op, a, b, shape, s, p)
 
 
 def tiled_conv2d(x, weight, bias=None, *, stride=1, padding=0):
@@ -138,7 +167,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
     x, unbatched = _batched("x", x, "(N, C, H, W)")
     kernel = V.pair("kernel_size", kernel_size, 1)
     stride = kernel if stride is None else V.pair("stride", stride, 1)
-    y, switches = OPS.max_pool2d.default(x, kernel, stride, V.pair("padding", padding, 0), bool(ceil_mode))
+    y, switches = _run("max_pool2d", x, kernel, stride, V.pair("padding", padding, 0), bool(ceil_mode))
     return _unbatch(y, unbatched), _unbatch(switches, unbatched)
 
 
@@ -153,4 +182,4 @@ def max_unpool2d(y, switches, output_size):
     if size is not None and len(size) in (2, 3):
         size = list(y.shape[:2]) + size[-2:]
     size = _shape("output_size", size, 4)
-    return _unbatch(OPS.max_unpool2d.default(y, switches, size), unbatched)
+    return _unbatch(_run("max_unpool2d", y, switches, size), unbatched)
