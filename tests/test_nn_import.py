@@ -143,3 +143,54 @@ def test_from_torch_names_what_it_cannot_import():
         fnn.from_torch(nn.Sequential(nn.MaxPool2d(2, return_indices=True)))
     with pytest.raises(TypeError, match=r"Branchy: step 'b' is not a chain step"):
         fnn.from_torch(Branchy())
+
+
+# -- the CNNs of the visualization literature on scikit-learn's sample photos -----------------------------------
+def _photos(dtype):
+    """scikit-learn's two sample photos, their central 224×224 crops, ImageNet-normalised, NCHW."""
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    images = np.stack(sklearn_datasets.load_sample_images().images)[:, 101:325, 208:432] / 255.0
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    return ((images - mean) / std).transpose(0, 3, 1, 2).astype(dtype)
+
+
+def _batch_norm_statistics(module):
+    """Non-trivial running statistics (a fresh BatchNorm2d's are 0 and 1), so eval-mode BN is exercised."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.1, 0.1)
+
+
+def _logits_equal(name, dtype, tol):
+    from torchvision_models import TORCH_MODELS
+    torch.manual_seed(0)
+    module = TORCH_MODELS[name]().eval()
+    _batch_norm_statistics(module)
+    if dtype == np.float64:
+        module = module.double()
+    x = _photos(dtype)
+    with torch.no_grad():
+        expected = module(torch.tensor(x)).numpy()
+    imported = fnn.from_torch(module)
+    defined = getattr(fnn.models, name)(dtype=dtype, rng=1).eval()
+    fnn.from_torch(module.state_dict(), defined)     # fastconv.nn.models: torchvision's state-dict keys
+    for model in (imported, defined):
+        assert [n for n, _ in model.named_layers()] == ["features", "avgpool", "flatten", "classifier"]
+        logits = model(x)
+        assert logits.dtype == dtype
+        assert np.abs(logits - expected).max() <= tol * np.abs(expected).max(), name
+
+
+@pytest.mark.parametrize("name,dtype,tol", [("alexnet", np.float32, 1e-4), ("zeiler_fergus", np.float64, 1e-10)])
+def test_imported_logits_equal_torch(name, dtype, tol):
+    _logits_equal(name, dtype, tol)
+
+
+@pytest.mark.slow   # the builders and layers tested above, at 61M-138M parameters (about 10 s each here)
+@pytest.mark.parametrize("name,dtype,tol", [("alexnet", np.float64, 1e-10), ("zeiler_fergus", np.float32, 1e-4),
+                                            ("vgg11_bn", np.float32, 1e-4), ("vgg16", np.float32, 1e-4),
+                                            ("vgg16_bn", np.float32, 1e-4), ("vgg16_bn", np.float64, 1e-10)])
+def test_imported_logits_equal_torch_large(name, dtype, tol):
+    _logits_equal(name, dtype, tol)
