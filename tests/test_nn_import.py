@@ -163,7 +163,9 @@ def _batch_norm_statistics(module):
                 m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.1, 0.1)
 
 
-def _logits_equal(name, dtype, tol):
+def _logits_equal(name, dtype, tol, prepare=None):
+    """from_torch(torchvision-style module) and fastconv.nn.models.<name> with its state dict give the module's
+    logits on the photos; returns (module, imported model, photos)."""
     from torchvision_models import TORCH_MODELS
     torch.manual_seed(0)
     module = TORCH_MODELS[name]().eval()
@@ -181,15 +183,27 @@ def _logits_equal(name, dtype, tol):
         logits = model(x)
         assert logits.dtype == dtype
         assert np.abs(logits - expected).max() <= tol * np.abs(expected).max(), name
+    return module, imported, x
 
 
-@pytest.mark.parametrize("name,dtype,tol", [("alexnet", np.float32, 1e-4), ("zeiler_fergus", np.float64, 1e-10)])
-def test_imported_logits_equal_torch(name, dtype, tol):
-    _logits_equal(name, dtype, tol)
+def test_imported_zeiler_fergus_logits_and_vis_equal_torch_and_captum():
+    """float64 logits within 1e-10; saliency and guided backprop of the imported net equal Captum's."""
+    attr = pytest.importorskip("captum.attr")
+    from fastconv import vis
+    module, model, x = _logits_equal("zeiler_fergus", np.float64, 1e-10)
+    for m in module.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False   # Captum's guided backprop hooks the ReLU modules' outputs
+    target = [3, 7]
+    sal = attr.Saliency(module).attribute(torch.tensor(x, requires_grad=True), target=target, abs=True)
+    gbp = attr.GuidedBackprop(module).attribute(torch.tensor(x, requires_grad=True), target=target)
+    assert_close(vis.saliency(model, x, target), sal.detach().numpy().max(axis=1), np.float64)
+    assert_close(vis.guided_backprop(model, x, target), gbp.detach().numpy(), np.float64)
 
 
-@pytest.mark.slow   # the builders and layers tested above, at 61M-138M parameters (about 10 s each here)
-@pytest.mark.parametrize("name,dtype,tol", [("alexnet", np.float64, 1e-10), ("zeiler_fergus", np.float32, 1e-4),
+@pytest.mark.slow   # the code paths of the Zeiler-Fergus test above, at 61M-138M parameters (10-30 s each here)
+@pytest.mark.parametrize("name,dtype,tol", [("alexnet", np.float32, 1e-4), ("alexnet", np.float64, 1e-10),
+                                            ("zeiler_fergus", np.float32, 1e-4),
                                             ("vgg11_bn", np.float32, 1e-4), ("vgg16", np.float32, 1e-4),
                                             ("vgg16_bn", np.float32, 1e-4), ("vgg16_bn", np.float64, 1e-10)])
 def test_imported_logits_equal_torch_large(name, dtype, tol):
