@@ -208,3 +208,17 @@ def test_imported_zeiler_fergus_logits_and_vis_equal_torch_and_captum():
                                             ("vgg16_bn", np.float32, 1e-4), ("vgg16_bn", np.float64, 1e-10)])
 def test_imported_logits_equal_torch_large(name, dtype, tol):
     _logits_equal(name, dtype, tol)
+
+
+def test_to_torch_round_trip_of_the_new_layers(rng):
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.LocalResponseNorm(3), nn.AvgPool2d(2),
+                           nn.ConvTranspose2d(4, 2, 2, stride=2), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                           nn.Linear(8, 3), nn.Softmax(dim=1)).double().eval()
+    with torch.no_grad():
+        module[1].running_mean.uniform_(-1, 1)
+    back = fnn.to_torch(fnn.from_torch(module))
+    x = torch.tensor(rng.standard_normal((2, 3, 9, 9)))
+    with torch.no_grad():
+        assert torch.allclose(back(x), module(x), rtol=1e-12, atol=1e-14)
+    assert list(back.state_dict()) == list(module.state_dict())
