@@ -11,7 +11,7 @@ Every pair is checked for equal outputs and gradients before it is timed. Traini
 timing one step of every variant after a pause and an untimed step; medians over the rounds. Single
 calls: the fastest call of interleaved blocks (fastconv.benchmark.machine), in 3 sweeps; median ratio.
 
-    python bench/torch_interop.py [--rounds 3] [--threads 2]
+    python bench/torch_interop.py [--rounds 3] [--threads 2] [--layers]
 """
 from __future__ import annotations
 
@@ -145,10 +145,46 @@ def small_call(rounds):
     return ok, {name: [sw[name] for sw in sweeps] for name in impls}
 
 
+def mobilenet_layers(batch=32, image=64):
+    """Per distinct conv of M1 (in order): forward + backward of fastconv.torch.conv2d and F.conv2d, each the
+    fastest of 3 in thread CPU time at 1 thread (which other processes on the machine do not inflate)."""
+    torch.set_num_threads(1)
+    fc.set_num_threads(1)
+    seen = set()
+    print(f"{'M1 layer (batch %d)' % batch:<32} {'torch':>9} {'fastconv':>9} {'speed-up':>9}")
+    hw = image
+    for m in mobilenet_v1():
+        if not isinstance(m, nn.Conv2d):
+            continue
+        key = (m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.groups, hw)
+        hw_out = (hw + 2 * m.padding[0] - m.kernel_size[0]) // m.stride[0] + 1
+        if key not in seen:
+            seen.add(key)
+            x = torch.randn(batch, m.in_channels, hw, hw, requires_grad=True)
+            w = m.weight.detach().clone().requires_grad_()
+            times = []
+            for conv in (F.conv2d, fct.conv2d):
+                def step(conv=conv):
+                    y = conv(x, w, None, stride=m.stride, padding=m.padding, groups=m.groups)
+                    torch.autograd.grad(y, (x, w), torch.ones_like(y))
+                step()
+                best = float("inf")
+                for _ in range(3):
+                    t0 = time.thread_time()
+                    step()
+                    best = min(best, time.thread_time() - t0)
+                times.append(best)
+            kind = "depthwise" if m.groups > 1 else f"{m.in_channels}->{m.out_channels}"
+            name = f"{kind} k{m.kernel_size[0]} s{m.stride[0]} {hw}x{hw}"
+            print(f"{name:<32} {times[0] * 1e3:>7.2f}ms {times[1] * 1e3:>7.2f}ms {times[0] / times[1]:>8.2f}x")
+        hw = hw_out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--layers", action="store_true", help="also M1's convolutions one by one (1 thread)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     fc.set_num_threads(args.threads)
@@ -168,6 +204,8 @@ def main(argv=None):
     print(f"{'X1 one conv2d call 1x3x32x32 3->16 k3 (time fastconv.torch / time torch)':<74} {med['torch']:>8.1f}us "
           f"{med['fastconv']:>8.1f}us {overhead:>8.2f}x  <= 1.2x{'' if ok else '  (check FAILED)'}")
     print(f"    (the same call on NumPy arrays, fastconv.conv2d: {med['fastconv (numpy call)']:.1f}us)")
+    if args.layers:
+        mobilenet_layers()
 
 
 if __name__ == "__main__":
