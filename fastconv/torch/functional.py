@@ -142,10 +142,12 @@ def tiled_conv2d(x, weight, bias=None, *, stride=1, padding=0):
 
 
 def tiled_conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0):
+    """fastconv.tiled_conv2d_input_grad on tensors: dL/dx, of `input_shape`."""
     return _local_grad("tiled_conv2d_input_grad", dy, weight, input_shape, "input_shape", stride, padding)
 
 
 def tiled_conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0):
+    """fastconv.tiled_conv2d_weight_grad on tensors: dL/dw, of `weight_shape`."""
     return _local_grad("tiled_conv2d_weight_grad", x, dy, weight_shape, "weight_shape", stride, padding)
 
 
@@ -155,10 +157,12 @@ def unshared_conv2d(x, weight, bias=None, *, stride=1, padding=0):
 
 
 def unshared_conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0):
+    """fastconv.unshared_conv2d_input_grad on tensors: dL/dx, of `input_shape`."""
     return _local_grad("unshared_conv2d_input_grad", dy, weight, input_shape, "input_shape", stride, padding)
 
 
 def unshared_conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0):
+    """fastconv.unshared_conv2d_weight_grad on tensors: dL/dw, of `weight_shape`."""
     return _local_grad("unshared_conv2d_weight_grad", x, dy, weight_shape, "weight_shape", stride, padding)
 
 
