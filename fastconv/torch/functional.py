@@ -52,6 +52,12 @@ def _tensor(name, t, optional=False):
     return t
 
 
+def _tensors(**named):
+    """TypeError unless each is a tensor (a bias may be None)."""
+    for name, t in named.items():
+        _tensor(name, t, optional=name == "bias")
+
+
 def _batched(name, x, layout):
     """x as a batch (N, C, H, W), and whether it was one unbatched (C, H, W) sample."""
     _tensor(name, x)
@@ -82,7 +88,7 @@ def _conv_args(x_hw, k_hw, stride, padding, dilation):
 def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
     """fastconv.conv2d (PyTorch's cross-correlation, every fastconv padding form) on tensors."""
     x, unbatched = _batched("x", x, "(N, C_in, H, W)")
-    _tensor("weight", weight), _tensor("bias", bias, optional=True)
+    _tensors(weight=weight, bias=bias)
     if weight.dim() != 4:
         raise ValueError(f"weight: expected a 4-D tensor (C_out, C_in/groups, kH, kW), got shape {tuple(weight.shape)}")
     s, p, d = _conv_args(x.shape[2:], weight.shape[2:], stride, padding, dilation)
@@ -91,7 +97,7 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
 
 def conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1):
     """fastconv.conv2d_input_grad on tensors: dL/dx of conv2d, of `input_shape`."""
-    _tensor("dy", dy), _tensor("weight", weight)
+    _tensors(dy=dy, weight=weight)
     input_shape = _shape("input_shape", input_shape, 4)
     s, p, d = _conv_args(input_shape[2:], weight.shape[2:], stride, padding, dilation)
     return _run("conv2d_input_grad", dy, weight, input_shape, s, p, d, V._int("groups", groups))
@@ -99,7 +105,7 @@ def conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, dilation=
 
 def conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, dilation=1, groups=1):
     """fastconv.conv2d_weight_grad on tensors: dL/dw of conv2d, of `weight_shape`."""
-    _tensor("x", x), _tensor("dy", dy)
+    _tensors(x=x, dy=dy)
     weight_shape = _shape("weight_shape", weight_shape, 4)
     s, p, d = _conv_args(x.shape[2:], weight_shape[2:], stride, padding, dilation)
     return _run("conv2d_weight_grad", x, dy, weight_shape, s, p, d, V._int("groups", groups))
@@ -108,7 +114,7 @@ def conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, dilation=1, 
 def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
     """fastconv.conv_transpose2d (PyTorch's semantics, weight (C_in, C_out/groups, kH, kW)) on tensors."""
     x, unbatched = _batched("x", x, "(N, C_in, H, W)")
-    _tensor("weight", weight), _tensor("bias", bias, optional=True)
+    _tensors(weight=weight, bias=bias)
     g = V.transpose_geometry(x.shape, weight.shape, stride, padding, output_padding, dilation, groups)
     output_padding = V.pair("output_padding", output_padding, 0)
     y = _run("conv_transpose2d", x, weight, bias, g.stride, g.padding, output_padding, g.dilation, g.groups)
@@ -117,7 +123,7 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
 
 def _local(op, x, weight, bias, stride, padding):
     x, unbatched = _batched("x", x, "(N, C_in, H, W)")
-    _tensor("weight", weight), _tensor("bias", bias, optional=True)
+    _tensors(weight=weight, bias=bias)
     if weight.dim() != 6:
         raise ValueError(f"weight: expected a 6-D tensor (T_h, T_w, C_out, C_in, kH, kW), got shape "
                          f"{tuple(weight.shape)}")
