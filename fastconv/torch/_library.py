@@ -45,8 +45,10 @@ def _np(t):
 
 
 def _sides(padding):
-    """(top, bottom, left, right) -> fastconv's ((top, bottom), (left, right))."""
-    return (padding[0], padding[1]), (padding[2], padding[3])
+    """(top, bottom, left, right) -> fastconv's (h, w) when symmetric (the shorter path through its checks),
+    else ((top, bottom), (left, right))."""
+    t, b, l, r = padding
+    return (t, l) if t == b and l == r else ((t, b), (l, r))
 
 
 KERNELS = {}   # name -> CPU kernel, for the calls that may skip the dispatcher (functional._run)
