@@ -6,6 +6,8 @@
 // ISA level chosen for this CPU (dispatch.h).
 #include "fastconv.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -48,12 +50,30 @@ int guarded(const char* op, F&& f) {
     }
 }
 
+// Geometry in 128-bit arithmetic: no size, padding, stride or dilation a caller passes can overflow it.
+using wide = __int128;
+
+// The kernels index padded planes and strided spans in 64-bit arithmetic (as fastconv/_validate.py
+// says): a padded input (N·C·H_pad·W_pad) of at most 2**48 elements keeps all of it far from overflow.
+constexpr wide kMaxPaddedElements = wide(1) << 48;
+
+void check_padded(int64_t N, int64_t C, wide H_pad, wide W_pad) {
+    require(wide(N) * C * H_pad * W_pad <= kMaxPaddedElements,
+            "the padded input exceeds 2**48 elements: padding, stride or dilation out of range");
+}
+
 // Output sizes may include one extra bottom/right pad row/col (the 'same' rule), never more.
 void check_out(int64_t out, int64_t n, int64_t pad, int64_t k, int64_t s, int64_t d, const char* axis) {
-    int64_t most = fc_conv_output_size(n, pad, pad + 1, k, s, d);
+    const wide span = wide(n) + 2 * wide(pad) + 1 - wide(d) * (k - 1) - 1;
+    const wide most = span < 0 ? 0 : span / s + 1;
     require(out >= 1 && out <= most, std::string(axis) + " = " + std::to_string(out) + " must lie in [1, " +
-                                         std::to_string(most) + "] for these sizes, padding and stride");
+                                         std::to_string((long long)std::min<wide>(most, INT64_MAX)) +
+                                         "] for these sizes, padding and stride");
 }
+
+// A stride along an axis of one output never moves its window: 1 gives the same result and keeps the
+// kernels' strided index arithmetic within the padded input.
+int64_t moving(int64_t stride, int64_t out) { return out > 1 ? stride : 1; }
 
 fastconv::ConvShape conv_shape(const fc_conv_params* p) {
     require(p != nullptr, "params is NULL");
@@ -62,6 +82,8 @@ fastconv::ConvShape conv_shape(const fc_conv_params* p) {
     fastconv::check_conv_shape(s);
     check_out(s.H_out, s.H, s.ph, s.kH, s.sh, s.dh, "H_out");
     check_out(s.W_out, s.W, s.pw, s.kW, s.sw, s.dw, "W_out");
+    check_padded(s.N, s.C_in, wide(s.H) + 2 * wide(s.ph) + 1, wide(s.W) + 2 * wide(s.pw) + 1);
+    s.sh = moving(s.sh, s.H_out), s.sw = moving(s.sw, s.W_out);
     return s;
 }
 
@@ -73,6 +95,8 @@ fastconv::TiledShape tiled_shape(const fc_tiled_params* p, bool unshared) {
     fastconv::check_tiled_shape(s);
     check_out(s.H_out, s.H, s.ph, s.kH, s.sh, 1, "H_out");
     check_out(s.W_out, s.W, s.pw, s.kW, s.sw, 1, "W_out");
+    check_padded(s.N, s.C_in, wide(s.H) + 2 * wide(s.ph) + 1, wide(s.W) + 2 * wide(s.pw) + 1);
+    s.sh = moving(s.sh, s.H_out), s.sw = moving(s.sw, s.W_out);
     return s;
 }
 
@@ -81,17 +105,22 @@ fastconv::PoolShape pool_shape(const fc_pool_params* p) {
     fastconv::PoolShape s{p->N, p->C, p->H, p->W, p->H_out, p->W_out,
                           p->kernel_h, p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w};
     fastconv::check_pool_shape(s);
-    require(2 * s.ph <= s.kh && 2 * s.pw <= s.kw, "padding must be at most half the kernel");
+    require(2 * wide(s.ph) <= s.kh && 2 * wide(s.pw) <= s.kw, "padding must be at most half the kernel");
     // PyTorch's ceil_mode bound: every window starts inside the input or its top/left padding.
     const int64_t n[] = {s.H, s.W}, out[] = {s.H_out, s.W_out}, k[] = {s.kh, s.kw}, st[] = {s.sh, s.sw},
                   pad[] = {s.ph, s.pw};
     for (int a = 0; a < 2; ++a) {
-        int64_t span = n[a] + 2 * pad[a] - k[a];
+        const wide span = wide(n[a]) + 2 * wide(pad[a]) - k[a];
         require(span >= 0, "kernel larger than the padded input");
-        int64_t most = (span + st[a] - 1) / st[a] + 1;
-        if ((most - 1) * st[a] >= n[a] + pad[a]) --most;
+        wide most = (span + st[a] - 1) / st[a] + 1;
+        if ((most - 1) * st[a] >= wide(n[a]) + pad[a]) --most;
         require(out[a] >= 1 && out[a] <= most, "output size too large for this kernel, stride and padding");
     }
+    check_padded(s.N, s.C, wide(s.H) + 2 * wide(s.ph), wide(s.W) + 2 * wide(s.pw));
+    // Windows are clipped to the input and start at or after -pad: kernels reaching past H + pad cover
+    // what H + pad covers (fastconv/_validate.py's pool_geometry does the same).
+    s.kh = std::min(s.kh, s.H + s.ph), s.kw = std::min(s.kw, s.W + s.pw);
+    s.sh = moving(s.sh, s.H_out), s.sw = moving(s.sw, s.W_out);
     return s;
 }
 
@@ -117,9 +146,10 @@ const char* fc_isa(void) {
 
 int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, int64_t k, int64_t stride,
                             int64_t dilation) {
-    if (stride < 1 || dilation < 1 || k < 1) return 0;
-    int64_t span = n + pad_before + pad_after - dilation * (k - 1) - 1;
-    return span < 0 ? 0 : span / stride + 1;
+    if (stride < 1 || dilation < 1 || k < 1 || n < 0 || pad_before < 0 || pad_after < 0) return 0;
+    const wide span = wide(n) + pad_before + pad_after - wide(dilation) * (k - 1) - 1;
+    const wide out = span < 0 ? 0 : span / stride + 1;
+    return out > INT64_MAX ? 0 : (int64_t)out;
 }
 
 #define FC_DENSE(SUF, T)                                                                       \

@@ -2,6 +2,7 @@
 #include "dispatch.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -51,6 +52,16 @@ std::mutex g_mutex;                                // guards g_loaded and switch
 std::map<std::string, const KernelTable*> g_loaded;  // by library path; libraries are never unloaded
 std::atomic<const KernelTable*> g_active{nullptr};
 std::atomic<int> g_threads{0};  // 0: the kernels' own default
+std::atomic<bool> g_forked{false};
+
+// In a child of fork() the OpenMP runtime still believes in the parent's worker threads, which the
+// child does not have: its first parallel region would wait for them forever. So, as NumPy's BLAS
+// libraries do, a forked child runs every kernel on its own thread (a team of one never touches the
+// pool), whatever the thread bound asks for later.
+void after_fork_in_child() {
+    g_forked.store(true);
+    if (const KernelTable* t = g_active.load()) t->set_num_threads(1);
+}
 
 const KernelTable* load_isa(const std::string& isa) {
     const std::string path = own_directory() + "/libfastconv_" + isa + ".so";
@@ -60,7 +71,10 @@ const KernelTable* load_isa(const std::string& isa) {
 }
 
 void activate(const KernelTable* table) {
-    if (int n = g_threads.load()) table->set_num_threads(n);
+    if (g_forked.load())
+        table->set_num_threads(1);
+    else if (int n = g_threads.load())
+        table->set_num_threads(n);
     g_active.store(table);
 }
 
@@ -106,7 +120,10 @@ std::vector<std::string> supported_isas() {
 const KernelTable& kernels() {
     if (const KernelTable* t = g_active.load()) return *t;
     std::lock_guard<std::mutex> lock(g_mutex);
-    if (!g_active.load()) activate(load_isa(chosen_isa()));
+    if (!g_active.load()) {
+        activate(load_isa(chosen_isa()));
+        pthread_atfork(nullptr, nullptr, after_fork_in_child);
+    }
     return *g_active.load();
 }
 
@@ -127,7 +144,7 @@ void use_library(const std::string& path) {
 
 void set_num_threads(int n) {
     g_threads.store(std::max(1, n));
-    kernels().set_num_threads(std::max(1, n));
+    kernels().set_num_threads(g_forked.load() ? 1 : std::max(1, n));
 }
 
 int get_num_threads() { return kernels().get_num_threads(); }

@@ -25,7 +25,7 @@ std::vector<std::string> supported_isas();
 void use_isa(const std::string& isa);
 void use_library(const std::string& path);
 
-// The thread bound of every kernel, kept across switches of the active table.
+// The thread bound of every kernel, kept across switches of the active table; 1 in a forked child.
 void set_num_threads(int n);
 int get_num_threads();
 

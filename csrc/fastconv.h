@@ -55,7 +55,9 @@ const char* fc_version(void);
 void fc_set_num_threads(int n);
 const char* fc_isa(void);
 
-/* Output size of a conv along one axis: floor((n + pad_before + pad_after - dilation*(k-1) - 1)/stride) + 1. */
+/* Output size of a conv along one axis: floor((n + pad_before + pad_after - dilation*(k-1) - 1)/stride) + 1,
+ * computed without overflow; 0 for invalid arguments or a size beyond int64. Every entry point also refuses
+ * (FC_EINVAL) a padded input (N*C*(H + 2*pad_h + 1)*(W + 2*pad_w + 1)) of more than 2**48 elements. */
 int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, int64_t k, int64_t stride,
                             int64_t dilation);
 

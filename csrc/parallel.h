@@ -66,6 +66,7 @@ class Buffer {
     explicit Buffer(size_t n) { resize(n); }
     void resize(size_t n) {
         if (n <= n_) return;
+        if (n > ((size_t)1 << 60) / sizeof(T)) throw std::bad_alloc();
         size_t bytes = round_up((long)(n * sizeof(T)), 64);
         void* p = std::aligned_alloc(64, bytes);
         if (!p) throw std::bad_alloc();
@@ -81,6 +82,26 @@ class Buffer {
     };
     std::unique_ptr<T, Free> p_;
     size_t n_ = 0;
+};
+
+// Scratch for each thread of a parallel region, allocated before the region: an exception may not
+// leave an OpenMP region (a failed allocation inside one would terminate the process), so every
+// allocation that can fail happens on the calling thread, where it surfaces as std::bad_alloc.
+template <typename T>
+class PerThread {
+  public:
+    PerThread(int threads, size_t n) : n_(n), buf_(checked_product(threads, n)) {}
+    T* get() { return buf_.data() + (size_t)omp_thread() * n_; }
+
+  private:
+    static size_t checked_product(int threads, size_t n) {
+        size_t total;
+        if (__builtin_mul_overflow((size_t)threads, n, &total) || total > ((size_t)1 << 60) / sizeof(T))
+            throw std::bad_alloc();
+        return total;
+    }
+    size_t n_;
+    Buffer<T> buf_;
 };
 
 }  // namespace fastconv

@@ -206,10 +206,11 @@ void pool_planes(const T* x, T* y, int64_t* switches, const PoolShape& s, bool v
     std::vector<long> tb(s.kw);  // offset of tap b in a scratch row, relative to the output's element
     for (long b = 0; b < s.kw; ++b) tb[b] = ((pl.shift + b) % pl.st) * pl.plen + (pl.shift + b) / pl.st;
     const int nt = threads_for(planes, 4.0 * planes * in);
+    PerThread<T> scratches(nt, pl.n > 0 ? s.H * pl.rs : 1);
 #pragma omp parallel num_threads(nt)
     {
-        Buffer<T> scratch(pl.n > 0 ? s.H * pl.rs : 1);
-        if (pl.n > 0) std::fill(scratch.data(), scratch.data() + s.H * pl.rs, -std::numeric_limits<T>::infinity());
+        T* const scratch = scratches.get();
+        if (pl.n > 0) std::fill(scratch, scratch + s.H * pl.rs, -std::numeric_limits<T>::infinity());
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
             const T* xp = x + p * in;
@@ -221,7 +222,7 @@ void pool_planes(const T* x, T* y, int64_t* switches, const PoolShape& s, bool v
                         const char* nr = reinterpret_cast<const char*>(xp + in + h * s.W);
                         for (long k = 0; k < s.W * (long)sizeof(T); k += 64) __builtin_prefetch(nr + k);
                     }
-                    split_row(xp + h * s.W, s.W, pl, scratch.data() + h * pl.rs);
+                    split_row(xp + h * s.W, s.W, pl, scratch + h * pl.rs);
                 }
             for (long oh = 0; oh < s.H_out;) {
                 // four rows at once where all four windows lie vertically inside the plane
@@ -232,9 +233,9 @@ void pool_planes(const T* x, T* y, int64_t* switches, const PoolShape& s, bool v
                 T* yr = y + p * out + oh * s.W_out;
                 int64_t* sr = switches + p * out + oh * s.W_out;
                 if (four)
-                    row_max<T, 4>(scratch.data(), s, pl, tb.data(), hs, 0, s.kh, yr, sr);
+                    row_max<T, 4>(scratch, s, pl, tb.data(), hs, 0, s.kh, yr, sr);
                 else if (vectorised)
-                    row_max<T, 1>(scratch.data(), s, pl, tb.data(), hs, h0 - hs, h1 - hs, yr, sr);
+                    row_max<T, 1>(scratch, s, pl, tb.data(), hs, h0 - hs, h1 - hs, yr, sr);
                 for (long j = 0; j < rows; ++j)
                     finish_row(xp, s, pl, oh + j, vectorised, yr + j * s.W_out, sr + j * s.W_out);
                 oh += rows;
@@ -252,12 +253,14 @@ template <typename T>
 long unpool_planes(const T* y, const int64_t* switches, T* out, const UnpoolShape& s, bool stream) {
     const long planes = s.planes, plane_in = s.plane_in, plane_out = s.plane_out;
     long skipped = 0;
-#pragma omp parallel num_threads(threads_for(planes, 2.0 * planes * plane_out)) reduction(+ : skipped)
+    const int nt = threads_for(planes, 2.0 * planes * plane_out);
+    PerThread<T> scratches(nt, stream ? plane_out : 0);
+#pragma omp parallel num_threads(nt) reduction(+ : skipped)
     {
-        Buffer<T> scratch(stream ? plane_out : 0);
+        T* const scratch = scratches.get();
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
-            T* __restrict op = stream ? scratch.data() : out + p * plane_out;
+            T* __restrict op = stream ? scratch : out + p * plane_out;
             const T* __restrict yp = y + p * plane_in;
             const int64_t* __restrict sp = switches + p * plane_in;
             std::fill(op, op + plane_out, T(0));

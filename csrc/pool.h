@@ -28,6 +28,9 @@ template <typename T>
 void max_pool2d_window_scan(const T* x, T* y, int64_t* switches, const PoolShape& s);
 template <typename T>
 long pool_vector_columns(const PoolShape& s);
+// phase_split's scratch rows span the windows, padding included: it takes kernels of at most about twice
+// the input's width, so that its workspace follows the input, never the kernel alone.
+inline bool phase_split_fits(const PoolShape& s) { return s.kw <= 2 * s.W + 64; }
 
 // out = 0 except out[p][switches[p][i]] += y[p][i]. Returns how many switches lie outside
 // [0, plane_out): those are skipped. in_place scatters into out; streamed builds each plane in a

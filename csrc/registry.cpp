@@ -70,6 +70,9 @@ bool phase_implicit_worth(const TiledShape& s) {
 
 // --- pooling ------------------------------------------------------------------------------------------
 
+const char* phase_split_why_not(const PoolShape& s) {
+    return phase_split_fits(s) ? nullptr : "needs a kernel width of at most 2 * W + 64 (its rows span the windows)";
+}
 template <typename T>
 bool phase_split_worth(const PoolShape& s) { return pool_vector_columns<T>(s) > 0; }
 
@@ -137,7 +140,7 @@ struct Lists {
         {"unshared_conv2d_weight_grad__gather_gemm", always, nullptr, tiled_conv2d_weight_grad_gather_gemm<T>},
     };
     static constexpr Impl<PoolShape, PoolRun<T>> max_pool2d[] = {
-        {"max_pool2d__phase_split", always, phase_split_worth<T>, max_pool2d_phase_split<T>},
+        {"max_pool2d__phase_split", phase_split_why_not, phase_split_worth<T>, max_pool2d_phase_split<T>},
         {"max_pool2d__window_scan", always, nullptr, max_pool2d_window_scan<T>},
     };
     static constexpr Impl<UnpoolShape, UnpoolRun<T>> max_unpool2d[] = {

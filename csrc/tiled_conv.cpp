@@ -24,6 +24,8 @@ namespace {
 // The columns [q0, q0 + nq) of phase (th, tw): image, top-left input corner of each position's window.
 struct Columns {
     std::vector<long> n, i, j, ih, iw;
+    void reserve(long nq) { n.reserve(nq), i.reserve(nq), j.reserve(nq), ih.reserve(nq), iw.reserve(nq); }
+    // nq <= the reserved size: resizing allocates nothing (inside a parallel region).
     void locate(const TiledShape& s, long th, long tw, long q0, long nq) {
         const long Wp = s.cols(tw), P = s.rows(th) * Wp;
         n.resize(nq), i.resize(nq), j.resize(nq), ih.resize(nq), iw.resize(nq);
@@ -78,8 +80,19 @@ struct Work {
     Columns cs;
     Work(const TiledShape& s, long a_rows, long a_cols)
         : Ap(packed_a_size<T>(a_rows, a_cols)), Bp(packed_b_size<T>()), col(s.K() * NQ<T>),
-          out(std::max(s.C_out, s.K()) * NQ<T>) {}
+          out(std::max(s.C_out, s.K()) * NQ<T>) {
+        cs.reserve(NQ<T>);
+    }
 };
+
+// One Work per thread, built before the parallel region (see PerThread).
+template <typename T>
+std::vector<Work<T>> works(int nt, const TiledShape& s, long a_rows, long a_cols) {
+    std::vector<Work<T>> w;
+    w.reserve(nt);
+    for (int t = 0; t < nt; ++t) w.emplace_back(s, a_rows, a_cols);
+    return w;
+}
 
 // --- Few, large phases -----------------------------------------------------------------------------------
 }  // namespace
@@ -88,9 +101,11 @@ template <typename T>
 void tiled_conv2d_gather_gemm(const T* x, const T* w, const T* b, T* y, const TiledShape& s) {
     const long K = s.K(), phases = s.phases(), HWo = s.H_out * s.W_out;
     const long blocks = ceil_div(s.N * ceil_div(s.H_out, s.T_h) * ceil_div(s.W_out, s.T_w), NQ<T>);
-#pragma omp parallel num_threads(threads_for(phases * blocks))
+    const int nt = threads_for(phases * blocks);
+    std::vector<Work<T>> all = works<T>(nt, s, s.C_out, K);
+#pragma omp parallel num_threads(nt)
     {
-        Work<T> ws(s, s.C_out, K);
+        Work<T>& ws = all[omp_thread()];
         long packed = -1;
 #pragma omp for schedule(dynamic)
         for (long task = 0; task < phases * blocks; ++task) {
@@ -123,9 +138,10 @@ void tiled_conv2d_input_grad_gather_gemm(const T* dy, const T* w, T* dx, const T
     const long K = s.K(), HWo = s.H_out * s.W_out;
     std::fill(dx, dx + s.N * s.C_in * s.H * s.W, T(0));
     const int nt = threads_for(s.N);
+    std::vector<Work<T>> all = works<T>(nt, s, K, s.C_out);
 #pragma omp parallel num_threads(nt)
     {
-        Work<T> ws(s, K, s.C_out);
+        Work<T>& ws = all[omp_thread()];
 #pragma omp for schedule(static)
         for (int part = 0; part < nt; ++part) {
             long n0 = s.N * part / nt, n1 = s.N * (part + 1) / nt;
@@ -153,9 +169,11 @@ void tiled_conv2d_input_grad_gather_gemm(const T* dy, const T* w, T* dx, const T
 template <typename T>
 void tiled_conv2d_weight_grad_gather_gemm(const T* x, const T* dy, T* dw, const TiledShape& s) {
     const long K = s.K(), HWo = s.H_out * s.W_out;
-#pragma omp parallel num_threads(threads_for(s.phases()))
+    const int nt = threads_for(s.phases());
+    std::vector<Work<T>> all = works<T>(nt, s, s.C_out, NQ<T>);
+#pragma omp parallel num_threads(nt)
     {
-        Work<T> ws(s, s.C_out, NQ<T>);
+        Work<T>& ws = all[omp_thread()];
 #pragma omp for schedule(dynamic)
         for (long ph = 0; ph < s.phases(); ++ph) {
             long th = ph / s.T_w, tw = ph % s.T_w, cols = s.N * s.rows(th) * s.cols(tw);

@@ -148,10 +148,13 @@ void tiled_conv2d_phase_poly(const T* x, const T* w, const T* b, T* y, const Til
     const Poly pq(s);
     const long K = s.K(), phases = s.phases(), blocks = ceil_div(s.N * s.rows(0) * s.cols(0), NQ<T>);
     Buffer<T> xq(s.N * s.C_in * pq.channel() + kSlack);
-#pragma omp parallel num_threads(threads_for(phases * blocks, flops(s)))
+    const int nt = threads_for(phases * blocks, flops(s));
+    PerThread<T> Aps(nt, packed_a_size<T>(s.C_out, K)), Bps(nt, packed_b_size<T>(K, NQ<T>)),
+        cols(nt, K * NQ<T> + kSlack), outs(nt, s.C_out * NQ<T>);
+#pragma omp parallel num_threads(nt)
     {
         convert<T, true>(const_cast<T*>(x), xq.data(), s, pq);
-        Buffer<T> Ap(packed_a_size<T>(s.C_out, K)), Bp(packed_b_size<T>(K, NQ<T>)), col(K * NQ<T> + kSlack), out(s.C_out * NQ<T>);
+        T *const Ap = Aps.get(), *const Bp = Bps.get(), *const col = cols.get(), *const out = outs.get();
         long packed = -1;
 #pragma omp for schedule(dynamic)
         for (long task = 0; task < phases * blocks; ++task) {
@@ -159,10 +162,10 @@ void tiled_conv2d_phase_poly(const T* x, const T* w, const T* b, T* y, const Til
             const long cols = s.N * s.rows(th) * s.cols(tw), q0 = (task % blocks) * NQ<T>;
             if (q0 >= cols) continue;
             const long nq = std::min(NQ<T>, cols - q0);
-            if (packed != ph) pack_a(s.C_out, K, w + ph * s.C_out * K, K, 1L, Ap.data()), packed = ph;
-            poly_block<T, false>(xq.data(), s, pq, th, tw, q0, nq, col.data());
-            gemm_packed(s.C_out, nq, K, Ap.data(), StridedB<T>{col.data(), nq, 1}, Bp.data(), out.data(), nq, false);
-            out_block<T, false>(y, b, s, th, tw, q0, nq, out.data());
+            if (packed != ph) pack_a(s.C_out, K, w + ph * s.C_out * K, K, 1L, Ap), packed = ph;
+            poly_block<T, false>(xq.data(), s, pq, th, tw, q0, nq, col);
+            gemm_packed(s.C_out, nq, K, Ap, StridedB<T>{col, nq, 1}, Bp, out, nq, false);
+            out_block<T, false>(y, b, s, th, tw, q0, nq, out);
         }
     }
 }
@@ -174,9 +177,11 @@ void tiled_conv2d_input_grad_phase_poly(const T* dy, const T* w, T* dx, const Ti
     const long K = s.K();
     Buffer<T> dxq(s.N * s.C_in * pq.channel() + kSlack);
     const int nt = threads_for(s.N, flops(s));
+    PerThread<T> Aps(nt, packed_a_size<T>(K, s.C_out)), Bps(nt, packed_b_size<T>(s.C_out, NQ<T>)),
+        cols(nt, K * NQ<T> + kSlack), dybs(nt, s.C_out * NQ<T>);
 #pragma omp parallel num_threads(nt)
     {
-        Buffer<T> Ap(packed_a_size<T>(K, s.C_out)), Bp(packed_b_size<T>(s.C_out, NQ<T>)), col(K * NQ<T> + kSlack), dyb(s.C_out * NQ<T>);
+        T *const Ap = Aps.get(), *const Bp = Bps.get(), *const col = cols.get(), *const dyb = dybs.get();
 #pragma omp for schedule(static)
         for (int part = 0; part < nt; ++part) {
             const long n0 = s.N * part / nt, n1 = s.N * (part + 1) / nt;
@@ -185,12 +190,12 @@ void tiled_conv2d_input_grad_phase_poly(const T* dy, const T* w, T* dx, const Ti
             for (long ph = 0; ph < s.phases(); ++ph) {
                 const long th = ph / s.T_w, tw = ph % s.T_w, P = s.rows(th) * s.cols(tw);
                 if (P == 0) continue;
-                pack_a(K, s.C_out, w + ph * s.C_out * K, 1L, K, Ap.data());
+                pack_a(K, s.C_out, w + ph * s.C_out * K, 1L, K, Ap);
                 for (long q0 = n0 * P; q0 < n1 * P; q0 += NQ<T>) {
                     const long nq = std::min(NQ<T>, n1 * P - q0);
-                    out_block<T, true>(const_cast<T*>(dy), nullptr, s, th, tw, q0, nq, dyb.data());
-                    gemm_packed(K, nq, s.C_out, Ap.data(), StridedB<T>{dyb.data(), nq, 1}, Bp.data(), col.data(), nq, false);
-                    poly_block<T, true>(dxq.data(), s, pq, th, tw, q0, nq, col.data());
+                    out_block<T, true>(const_cast<T*>(dy), nullptr, s, th, tw, q0, nq, dyb);
+                    gemm_packed(K, nq, s.C_out, Ap, StridedB<T>{dyb, nq, 1}, Bp, col, nq, false);
+                    poly_block<T, true>(dxq.data(), s, pq, th, tw, q0, nq, col);
                 }
             }
         }

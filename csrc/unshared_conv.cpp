@@ -128,14 +128,15 @@ void unshared_conv2d_batch_major(const T* x, const T* w, const T* b, T* y, const
     const long L = s.H_out * s.W_out, K = s.K(), M = s.C_out, N = s.N;
     Buffer<T> xT(N * s.C_in * s.H * s.W), yT(M * L * N);
     transpose(x, N, s.C_in * s.H * s.W, xT.data());
-#pragma omp parallel num_threads(threads_for(L, 2.0 * N * M * L * K))
+    const int nt = threads_for(L, 2.0 * N * M * L * K);
+    PerThread<T> Aps(nt, packed_a_size<T>(M, K)), Bps(nt, packed_b_size<T>(K, N));
+#pragma omp parallel num_threads(nt)
     {
-        Buffer<T> Ap(packed_a_size<T>(M, K)), Bp(packed_b_size<T>(K, N));
+        T *const Ap = Aps.get(), *const Bp = Bps.get();
 #pragma omp for schedule(dynamic)
         for (long l = 0; l < L; ++l) {
-            pack_a(M, K, w + l * M * K, K, 1L, Ap.data());
-            gemm_packed(M, N, K, Ap.data(), PatchB<T>{patch(xT.data(), s, l), 0}, Bp.data(), yT.data() + l * N,
-                        L * N, false);
+            pack_a(M, K, w + l * M * K, K, 1L, Ap);
+            gemm_packed(M, N, K, Ap, PatchB<T>{patch(xT.data(), s, l), 0}, Bp, yT.data() + l * N, L * N, false);
         }
     }
     transpose(yT.data(), M * L, N, y);
@@ -159,16 +160,17 @@ void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, cons
     for (long l = 0; l < L; ++l) pack_a(K, M, w + l * M * K, 1L, K, Ap.data() + l * ap);
     const long Kpad = round_up(K, GemmBlock<T>::MR);
     const int nt = threads_for(ceil_div(N, 8), 2.0 * N * M * L * K);  // at least 8 images per thread
+    PerThread<T> Bps(nt, packed_b_size<T>(M, ceil_div(N, nt)));      // a thread's share: at most ceil(N / nt)
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_thread();
         const long n0 = N * t / nt, n1 = N * (t + 1) / nt, cols = n1 - n0;
-        Buffer<T> Bp(packed_b_size<T>(M, cols));
+        T* const Bp = Bps.get();
         for (long l = 0; l < L && cols > 0; ++l) {
             const PatchRows<T> P = patch((const T*)dxT.data(), s, l);
             for (long pc = 0; pc < M; pc += GemmBlock<T>::KC) {
                 const long kc = std::min(GemmBlock<T>::KC, M - pc);
-                pack_b(kc, cols, dyT.data() + pc * L * N + l * N + n0, L * N, 1L, Bp.data());
+                pack_b(kc, cols, dyT.data() + pc * L * N + l * N + n0, L * N, 1L, Bp);
                 for (long js = 0; js < cols; js += GemmBlock<T>::NR)
                     for (long i0 = 0; i0 < K; i0 += GemmBlock<T>::MR) {
                         T* rows[GemmBlock<T>::MR];
@@ -176,7 +178,7 @@ void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, cons
                             T* r = i0 + i < K ? const_cast<T*>(P.row(i0 + i)) : nullptr;
                             rows[i] = r ? r + n0 + js : nullptr;
                         }
-                        scatter_tile(kc, Ap.data() + l * ap + pc * Kpad + i0 * kc, Bp.data() + js * kc, rows,
+                        scatter_tile(kc, Ap.data() + l * ap + pc * Kpad + i0 * kc, Bp + js * kc, rows,
                                      std::min<long>(GemmBlock<T>::NR, cols - js));
                     }
             }
@@ -192,14 +194,15 @@ void unshared_conv2d_weight_grad_batch_major(const T* x, const T* dy, T* dw, con
     Buffer<T> xT(N * s.C_in * s.H * s.W), dyT(M * L * N);
     transpose(x, N, s.C_in * s.H * s.W, xT.data());
     transpose(dy, N, M * L, dyT.data());
-#pragma omp parallel num_threads(threads_for(L, 2.0 * N * M * L * K))
+    const int nt = threads_for(L, 2.0 * N * M * L * K);
+    PerThread<T> Aps(nt, packed_a_size<T>(M, N)), Bps(nt, packed_b_size<T>(N, K));
+#pragma omp parallel num_threads(nt)
     {
-        Buffer<T> Ap(packed_a_size<T>(M, N)), Bp(packed_b_size<T>(N, K));
+        T *const Ap = Aps.get(), *const Bp = Bps.get();
 #pragma omp for schedule(dynamic)
         for (long l = 0; l < L; ++l) {
-            pack_a(M, N, dyT.data() + l * N, L * N, 1L, Ap.data());
-            gemm_packed(M, K, N, Ap.data(), PatchTransposedB<T>{patch(xT.data(), s, l)}, Bp.data(), dw + l * M * K, K,
-                        false);
+            pack_a(M, N, dyT.data() + l * N, L * N, 1L, Ap);
+            gemm_packed(M, K, N, Ap, PatchTransposedB<T>{patch(xT.data(), s, l)}, Bp, dw + l * M * K, K, false);
         }
     }
 }

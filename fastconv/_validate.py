@@ -13,6 +13,11 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INT64_MAX = 2**63 - 1
+# The kernels index padded planes, strided spans and their byte counts in 64-bit arithmetic. A call
+# whose padded input (N·C·H_pad·W_pad) stays below this many elements keeps every such index far from
+# overflow; nothing that fits in memory comes near it.
+MAX_PADDED_ELEMENTS = 2**48
 
 
 def float_array(name: str, a, dtype: Optional[np.dtype] = None) -> np.ndarray:
@@ -47,11 +52,27 @@ def check_ndim(name: str, a: np.ndarray, ndim: int, layout: str) -> None:
 
 
 def _int(name: str, v) -> int:
-    if type(v) is int:  # the common case, without the slow abstract-base-class check below
-        return v
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name}: expected an int or a pair of ints, got {v!r}")
-    return int(v)
+    if type(v) is not int:  # the common case skips the slow abstract-base-class check below
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name}: expected an int or a pair of ints, got {v!r}")
+        v = int(v)
+    if not -INT64_MAX <= v <= INT64_MAX:
+        raise ValueError(f"{name}: {v} does not fit in a 64-bit integer")
+    return v
+
+
+def check_padded_size(x_name: str, x_shape, padded_hw) -> None:
+    """ValueError naming the padding when the padded input exceeds MAX_PADDED_ELEMENTS."""
+    N, C = x_shape[:2]
+    if N * C * padded_hw[0] * padded_hw[1] > MAX_PADDED_ELEMENTS:
+        raise ValueError(f"padding: the padded input {tuple(padded_hw)} of {x_name} {tuple(x_shape)} exceeds "
+                         f"{MAX_PADDED_ELEMENTS} elements (2**48): the padding, stride or dilation is out of range")
+
+
+def moving_stride(stride, out_hw) -> tuple:
+    """The stride with 1 along an axis of one output: one window never moves, so the result is the same
+    and the kernels' strided index arithmetic stays within the padded input."""
+    return tuple(s if o > 1 else 1 for s, o in zip(stride, out_hw))
 
 
 def pair(name: str, v, minimum: int) -> tuple:
@@ -158,6 +179,8 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups,
     if H_out < 1 or W_out < 1:
         raise ValueError(f"{w_name}: dilated kernel ({dilation[0] * (kH - 1) + 1}, {dilation[1] * (kW - 1) + 1}) is larger "
                          f"than the padded input ({H + pt + pb}, {W + pl + pr}) of {x_name} {tuple(x_shape)}")
+    check_padded_size(x_name, x_shape, (H + pt + pb, W + pl + pr))
+    stride = moving_stride(stride, (H_out, W_out))
     return ConvGeometry(N, C_in, H, W, C_out, kH, kW, H_out, W_out, stride, (pt, pl), dilation, groups)
 
 
@@ -175,7 +198,7 @@ def check_bias(bias: Optional[np.ndarray], expected: tuple) -> None:
 class PoolGeometry(NamedTuple):
     H_out: int
     W_out: int
-    kernel: tuple
+    kernel: tuple     # clipped to the input: what the kernels receive
     stride: tuple
     pad: tuple
 
@@ -198,7 +221,12 @@ def pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode) -> PoolGeome
         if ceil_mode and (o - 1) * s >= n + p:
             o -= 1
         out.append(o)
-    return PoolGeometry(out[0], out[1], kernel, stride, pad)
+    check_padded_size("x", x_shape, (H + 2 * pad[0], W + 2 * pad[1]))
+    # Windows are clipped to the input, and every window starts at or after -pad: a kernel reaching past
+    # H + pad covers the same elements as one of H + pad. The kernels' workspace follows the kernel, so
+    # they get the clipped one (and a stride of 1 along an axis of one output, see moving_stride).
+    clipped = tuple(min(k, n + p) for k, n, p in zip(kernel, (H, W), pad))
+    return PoolGeometry(out[0], out[1], clipped, moving_stride(stride, out), pad)
 
 
 class TransposeGeometry(NamedTuple):
@@ -251,6 +279,8 @@ def local_geometry(x_shape, w_shape, stride, padding, op: str, x_name="x", w_nam
     if len(w_shape) != 6:
         raise ValueError(f"{w_name}: expected a 6-D array {layout}, got shape {tuple(w_shape)}")
     T_h, T_w, C_out, C_in, kH, kW = w_shape
+    if T_h < 1 or T_w < 1:
+        raise ValueError(f"{w_name}: expected a kernel grid of at least 1 x 1 in {layout}, got shape {tuple(w_shape)}")
     if len(x_shape) == 4 and x_shape[1] != C_in:
         raise ValueError(f"{w_name}: expected C_in = {x_shape[1]} (the channels of {x_name}) in {layout}, "
                          f"got shape {tuple(w_shape)}")

@@ -3,6 +3,8 @@ medians (measure), and the speed issue's targets."""
 import time
 from types import SimpleNamespace
 
+import fastconv as fc
+
 from fastconv.benchmark import measure, target
 from fastconv.benchmark.machine import interleaved_times
 
@@ -66,3 +68,11 @@ def test_measure_sweeps_the_table_and_takes_medians():
     assert a["fastconv"] == 0.5 and b["fastconv"] == 1.0  # median rates (work / time): 0.5 x3 and 1, 1/9, 1
     assert a["torch"] == 0.5 and abs(b["torch"] - 1 / 3) < 1e-12
     assert a["passed"] and a["numpy"] == 0.5
+
+
+def test_small_call_times_the_op_and_the_kernel_alone():
+    from fastconv.benchmark import machine
+    out = machine.small_call(100.0)
+    assert out["total_us"] > 0 and out["arith_us"] > 0 and out["overhead_us"] == out["total_us"] - out["arith_us"]
+    if "cpp" in fc.available_backends():
+        assert 0 < out["kernel_us"]

@@ -125,11 +125,14 @@ def isa():
         return None
 
 
+MAX_THREADS = 4096  # far above any machine's cores; the bound keeps it a C int everywhere
+
+
 def set_num_threads(n: int) -> None:
-    """Bound the threads of compiled kernels (every backend, loaded now or later)."""
+    """Bound the threads of compiled kernels (every backend, loaded now or later): 1 <= n <= 4096."""
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected an int >= 1, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n: expected an int from 1 to {MAX_THREADS}, got {n!r}")
     _num_threads = n
     for mod in _loaded.values():
         if hasattr(mod, "set_num_threads"):

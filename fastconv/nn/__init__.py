@@ -13,7 +13,7 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d
 from .loss import SoftmaxCrossEntropy
 from .optim import SGD, Adam, Optimizer
 from .sequential import Sequential
-from .serialize import from_torch, load, save, to_torch
+from .serialize import ModelFileError, from_torch, load, save, to_torch
 from .train import evaluate, fit, predict
 from . import models
 
@@ -21,5 +21,5 @@ __all__ = [
     "manual_seed", "Layer", "Conv2d", "TiledConv2d", "LocallyConnected2d", "ConvTranspose2d", "Linear", "MaxPool2d",
     "ReLU", "BatchNorm2d", "LocalResponseNorm", "Softmax", "AvgPool2d", "AdaptiveAvgPool2d",
     "Flatten", "Dropout", "RELU_RULES", "backward_rule", "SoftmaxCrossEntropy", "SGD", "Adam", "Optimizer",
-    "Sequential", "save", "load", "from_torch", "to_torch", "fit", "evaluate", "predict", "models",
+    "Sequential", "save", "load", "ModelFileError", "from_torch", "to_torch", "fit", "evaluate", "predict", "models",
 ]

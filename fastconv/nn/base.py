@@ -7,9 +7,25 @@ arguments are kept in `config` so that `save`/`load` can rebuild the layer.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import _random
+
+
+_placeholders = False
+
+
+@contextlib.contextmanager
+def placeholder_params():
+    """Layers built in this block get placeholder parameters (see Layer._init_params) and no grads."""
+    global _placeholders
+    saved, _placeholders = _placeholders, True
+    try:
+        yield
+    finally:
+        _placeholders = saved
 
 
 class Layer:
@@ -22,8 +38,15 @@ class Layer:
 
     # -- construction helpers ---------------------------------------------------------------
     def _init_params(self, weight_shape, bias_shape, fan_in, rng, dtype):
-        """PyTorch's default init (kaiming_uniform_(a=sqrt(5)) for weight, U(±1/sqrt(fan_in)) for bias)."""
+        """PyTorch's default init (kaiming_uniform_(a=sqrt(5)) for weight, U(±1/sqrt(fan_in)) for bias).
+        Inside `placeholder_params()` (loading a file) the parameters are read-only zero views that take no
+        memory, until the file's arrays replace them."""
         dtype = _float_dtype(dtype)
+        if _placeholders:
+            self.weight = np.broadcast_to(np.zeros((), dtype), weight_shape)
+            self.bias = np.broadcast_to(np.zeros((), dtype), bias_shape) if bias_shape else None
+            self.zero_grad()
+            return
         rng = _random.get_rng(rng)
         self.weight = _random.kaiming_uniform(weight_shape, fan_in, rng, dtype)
         self.bias = _random.kaiming_uniform(bias_shape, fan_in, rng, dtype) if bias_shape else None
@@ -65,7 +88,7 @@ class Layer:
     def zero_grad(self) -> None:
         for name in self.param_names:
             value = getattr(self, name, None)
-            setattr(self, name + "_grad", None if value is None else np.zeros_like(value))
+            setattr(self, name + "_grad", None if value is None or _placeholders else np.zeros_like(value))
 
     def train(self, mode: bool = True):
         self.training = bool(mode)
@@ -87,7 +110,8 @@ class Layer:
         for name in self.param_names:
             value = getattr(self, name, None)
             if value is not None:
-                setattr(self, name, value.astype(dtype))
+                setattr(self, name, np.broadcast_to(np.zeros((), dtype), value.shape) if _placeholders
+                        else value.astype(dtype))
         self.zero_grad()
         return self
 
