@@ -16,15 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import conv, layers, norm, pooling
+from .base import placeholder_params
 from .sequential import Sequential
+from .serialize import _copy_params
 
 
-def _copy(layer, module):
-    """Copy the module's parameters and buffers (PyTorch's names) into the layer, at the layer's dtype."""
+def _copy(layer, module, where):
+    """The module's parameters and buffers (PyTorch's names) into the layer, at the layer's dtype."""
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-    for name, value in layer.state():
-        value[...] = state[name]
-    layer.zero_grad()
+    _copy_params(layer, state, f"layer '{where}' ({type(module).__name__})")
     return layer
 
 
@@ -120,10 +120,11 @@ def _convert(module, where):
     if make is None:
         return _traced(module, where)
     try:
-        layer = make(module)
+        with placeholder_params():   # no random init: the module's arrays replace the placeholders
+            layer = make(module)
     except ValueError as e:
         raise TypeError(f"from_torch: layer '{where}' ({type(module).__name__}) is not supported: {e}") from None
-    return _copy(layer, module) if layer.param_names or layer.buffer_names else layer
+    return _copy(layer, module, where) if layer.param_names or layer.buffer_names else layer
 
 
 _FUNCTIONS = {torch.flatten: "flatten", torch.relu: "relu", F.relu: "relu"}
