@@ -222,3 +222,17 @@ def test_to_torch_round_trip_of_the_new_layers(rng):
     with torch.no_grad():
         assert torch.allclose(back(x), module(x), rtol=1e-12, atol=1e-14)
     assert list(back.state_dict()) == list(module.state_dict())
+
+
+def test_save_and_load_keep_batch_norm_statistics(tmp_path, rng):
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(16, 2))
+    module.train()(torch.randn(5, 3, 4, 4))    # running statistics away from 0 and 1, num_batches_tracked 1
+    model = fnn.from_torch(module.double().eval())
+    fnn.save(model, tmp_path / "m.npz")
+    loaded = fnn.load(tmp_path / "m.npz")
+    for (name, a), (name2, b) in zip(model.state(), loaded.state()):
+        assert name == name2 and a.dtype == b.dtype and np.array_equal(a, b)
+    assert int(loaded["1"].num_batches_tracked) == 1
+    x = rng.standard_normal((2, 3, 4, 4))
+    np.testing.assert_array_equal(loaded(x), model(x))
