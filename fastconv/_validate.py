@@ -229,6 +229,47 @@ def pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode) -> PoolGeome
     return PoolGeometry(out[0], out[1], clipped, moving_stride(stride, out), pad)
 
 
+class TransposeGeometry(NamedTuple):
+    N: int
+    C_out: int
+    H_out: int
+    W_out: int
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+    extra: tuple      # rows, cols of zeros to append to x: output_padding >= stride makes conv2d's output larger
+
+
+def transpose_geometry(x_shape, w_shape, stride, padding, output_padding, dilation, groups) -> TransposeGeometry:
+    """PyTorch's conv_transpose2d arithmetic: x (N, C_in, H, W), weight (C_in, C_out/groups, kH, kW),
+    H_out = (H − 1)·s − 2p + d·(kH − 1) + output_padding + 1; padding an int or a pair (as PyTorch)."""
+    if len(x_shape) != 4:
+        raise ValueError(f"x: expected a 4-D array (N, C_in, H, W), got shape {tuple(x_shape)}")
+    if len(w_shape) != 4:
+        raise ValueError(f"weight: expected a 4-D array (C_in, C_out/groups, kH, kW), got shape {tuple(w_shape)}")
+    if isinstance(padding, str) or isinstance(padding, (tuple, list)) and any(isinstance(v, (str, tuple, list))
+                                                                          for v in padding):
+        raise ValueError(f"padding: conv_transpose2d takes an int or a pair (as PyTorch), got {padding!r}")
+    s, p, d = pair("stride", stride, 1), pair("padding", padding, 0), pair("dilation", dilation, 1)
+    op = pair("output_padding", output_padding, 0)
+    if any(o >= max(si, di) for o, si, di in zip(op, s, d)):
+        raise ValueError(f"output_padding: must be smaller than stride {s} or dilation {d}, got {op}")
+    groups = _int("groups", groups)
+    if groups < 1 or w_shape[0] % groups:
+        raise ValueError(f"groups: must be >= 1 and divide weight.shape[0] = {w_shape[0]}, got {groups}")
+    if x_shape[1] != w_shape[0]:
+        raise ValueError(f"weight: expected shape ({x_shape[1]}, C_out/groups, kH, kW) for x with {x_shape[1]} "
+                         f"channels, got {tuple(w_shape)}")
+    N, _, H, W = x_shape
+    out_hw = [(n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+              for n, si, pi, di, ki, oi in zip((H, W), s, p, d, w_shape[2:], op)]
+    if min(out_hw) < 1:
+        raise ValueError(f"padding: {p} leaves no output for x {tuple(x_shape)} and kernel {tuple(w_shape[2:])}")
+    extra = tuple(oi // si for oi, si in zip(op, s))
+    return TransposeGeometry(N, w_shape[1] * groups, out_hw[0], out_hw[1], s, p, d, groups, extra)
+
+
 def local_geometry(x_shape, w_shape, stride, padding, op: str, x_name="x", w_name="weight") -> tuple:
     """Shape arithmetic for tiled/unshared conv: weight (T_h, T_w, C_out, C_in, kH, kW).
 

@@ -60,34 +60,13 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     H_out = (H − 1)·s − 2p + d·(kH − 1) + output_padding + 1; padding is an int or a pair.
     """
     x, weight, bias = V.float_arrays(x=x, weight=weight, bias=bias)
-    V.check_ndim("x", x, 4, _NCHW)
-    V.check_ndim("weight", weight, 4, "(C_in, C_out/groups, kH, kW)")
-    if isinstance(padding, str) or isinstance(padding, (tuple, list)) and any(isinstance(v, (str, tuple, list))
-                                                                          for v in padding):
-        raise ValueError(f"padding: conv_transpose2d takes an int or a pair (as PyTorch), got {padding!r}")
-    s, p, d = V.pair("stride", stride, 1), V.pair("padding", padding, 0), V.pair("dilation", dilation, 1)
-    op = V.pair("output_padding", output_padding, 0)
-    if any(o >= max(si, di) for o, si, di in zip(op, s, d)):
-        raise ValueError(f"output_padding: must be smaller than stride {s} or dilation {d}, got {op}")
-    groups = V._int("groups", groups)
-    if groups < 1 or weight.shape[0] % groups:
-        raise ValueError(f"groups: must be >= 1 and divide weight.shape[0] = {weight.shape[0]}, got {groups}")
-    if x.shape[1] != weight.shape[0]:
-        raise ValueError(f"weight: expected shape ({x.shape[1]}, C_out/groups, kH, kW) for x with {x.shape[1]} "
-                         f"channels, got {weight.shape}")
-    N, _, H, W = x.shape
-    k = weight.shape[2:]
-    out_hw = [(n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 for n, si, pi, di, ki, oi in zip((H, W), s, p, d, k, op)]
-    if min(out_hw) < 1:
-        raise ValueError(f"padding: {p} leaves no output for x {x.shape} and kernel {k}")
-    C_out = weight.shape[1] * groups
-    extra = [oi // si for oi, si in zip(op, s)]  # output_padding >= stride (allowed when < dilation): the
-    if any(extra):                               # conv2d of that output has more rows; theirs are zero in x
-        x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
-    y = conv2d_input_grad(x, weight, (N, C_out, *out_hw), stride=s, padding=p, dilation=d, groups=groups,
-                          backend=backend)
+    g = V.transpose_geometry(x.shape, weight.shape, stride, padding, output_padding, dilation, groups)
+    if any(g.extra):  # output_padding >= stride (allowed when < dilation): the conv2d of that output has more
+        x = np.pad(x, ((0, 0), (0, 0), (0, g.extra[0]), (0, g.extra[1])))  # rows; theirs are zero in x
+    y = conv2d_input_grad(x, weight, (g.N, g.C_out, g.H_out, g.W_out), stride=g.stride, padding=g.padding,
+                          dilation=g.dilation, groups=g.groups, backend=backend)
     if bias is not None:
-        V.check_bias(bias, (C_out,))
+        V.check_bias(bias, (g.C_out,))
         y += bias[None, :, None, None]
     return y
 

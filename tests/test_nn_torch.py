@@ -9,15 +9,10 @@ from nn_helpers import every_layer_net, loss_and_grads
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 from fastconv.nn import _torch as twins  # noqa: E402  (needs torch)
+from torch_helpers import one_torch_thread  # noqa: E402,F401  (the fixture)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """torch's and fastconv's OpenMP pools spinning side by side on 2 cores slow both down many-fold."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rel_err(a, b):

@@ -4,26 +4,18 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from _helpers import assert_close, conv_pads, distinct, randn
+from _helpers import assert_close, distinct, randn
 from shapes import CONV_ARGS, CONV_CASES, DTYPES, POOL_CASES, TRANSPOSE_CASES
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
+from torch_helpers import torch_conv2d  # noqa: E402  (needs torch)
 
 DTYPE = pytest.mark.parametrize("dtype", DTYPES)
 
 
 def _t(a, grad=False):
     return torch.tensor(np.asarray(a, np.float64), requires_grad=grad)
-
-
-def _torch_conv2d(x, w, b, stride, padding, dilation, groups):
-    """torch conv2d; padding words torch lacks (strided 'same', 'full') become an explicit F.pad."""
-    kw = dict(stride=stride, dilation=dilation, groups=groups)
-    if padding in ("same", "valid") and stride in (1, (1, 1)):
-        return F.conv2d(x, w, b, padding=padding, **kw)
-    t, bo, l, r = conv_pads(padding, x.shape[2:], w.shape[2:], stride, dilation)
-    return F.conv2d(F.pad(x, (l, r, t, bo)), w, b, **kw)
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=[c["id"] for c in CONV_CASES])
@@ -33,7 +25,7 @@ def test_conv2d_and_grads_vs_torch_autograd(any_backend, case, dtype, rng):
     args = {k: case[k] for k in CONV_ARGS}
     x, w, b = randn(rng, case["x"], dtype), randn(rng, case["w"], dtype), randn(rng, case["w"][:1], dtype)
     xt, wt, bt = _t(x, True), _t(w, True), _t(b, True)
-    yt = _torch_conv2d(xt, wt, bt, **args)
+    yt = torch_conv2d(xt, wt, bt, **args)
     y = fc.conv2d(x, w, b, **args, backend=any_backend)
     assert_close(y, yt.detach().numpy(), dtype)
     dy = randn(rng, y.shape, dtype)

@@ -6,8 +6,10 @@ switchable ('gradient', 'deconvnet', 'guided'; see `backward_rule`) for the visu
 """
 from ._random import manual_seed
 from .base import Layer
-from .conv import Conv2d, LocallyConnected2d, TiledConv2d
+from .conv import Conv2d, ConvTranspose2d, LocallyConnected2d, TiledConv2d
 from .layers import RELU_RULES, Dropout, Flatten, Linear, MaxPool2d, ReLU, backward_rule
+from .norm import BatchNorm2d, LocalResponseNorm, Softmax
+from .pooling import AdaptiveAvgPool2d, AvgPool2d
 from .loss import SoftmaxCrossEntropy
 from .optim import SGD, Adam, Optimizer
 from .sequential import Sequential
@@ -16,7 +18,8 @@ from .train import evaluate, fit, predict
 from . import models
 
 __all__ = [
-    "manual_seed", "Layer", "Conv2d", "TiledConv2d", "LocallyConnected2d", "Linear", "MaxPool2d", "ReLU",
+    "manual_seed", "Layer", "Conv2d", "TiledConv2d", "LocallyConnected2d", "ConvTranspose2d", "Linear", "MaxPool2d",
+    "ReLU", "BatchNorm2d", "LocalResponseNorm", "Softmax", "AvgPool2d", "AdaptiveAvgPool2d",
     "Flatten", "Dropout", "RELU_RULES", "backward_rule", "SoftmaxCrossEntropy", "SGD", "Adam", "Optimizer",
     "Sequential", "save", "load", "ModelFileError", "from_torch", "to_torch", "fit", "evaluate", "predict", "models",
 ]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _validate as V
-from . import conv, layers
+from . import conv, layers, norm, pooling
 from .sequential import Sequential
 
 
@@ -104,6 +104,20 @@ def _convert(layer):
         return nn.Flatten()
     elif isinstance(layer, layers.Dropout):
         return nn.Dropout(c["p"])
+    elif isinstance(layer, conv.ConvTranspose2d):
+        m = nn.ConvTranspose2d(c["in_channels"], c["out_channels"], c["kernel_size"], c["stride"], c["padding"],
+                               c["output_padding"], c["groups"], c["bias"], c["dilation"])
+    elif isinstance(layer, norm.BatchNorm2d):   # parameters and statistics are copied by to_torch
+        return nn.BatchNorm2d(c["num_features"], c["eps"], c["momentum"], c["affine"])
+    elif isinstance(layer, norm.LocalResponseNorm):
+        return nn.LocalResponseNorm(c["size"], c["alpha"], c["beta"], c["k"])
+    elif isinstance(layer, norm.Softmax):
+        return nn.Softmax(dim=c["dim"])
+    elif isinstance(layer, pooling.AvgPool2d):
+        return nn.AvgPool2d(c["kernel_size"], c["stride"], c["padding"], c["ceil_mode"], c["count_include_pad"],
+                            c["divisor_override"])
+    elif isinstance(layer, pooling.AdaptiveAvgPool2d):
+        return nn.AdaptiveAvgPool2d(c["output_size"])
     else:
         raise TypeError(f"to_torch: no PyTorch equivalent for {type(layer).__name__}")
     with torch.no_grad():
@@ -120,7 +134,7 @@ def to_torch(model):
         m = m.double()
     if model.dtype is not None:   # copy again at full precision (the float32 copy above only shaped them)
         with torch.no_grad():
-            params = dict(m.named_parameters())
-            for name, value, _ in model.parameters():
-                params[name].copy_(torch.as_tensor(value))
+            state = dict(m.named_parameters(), **dict(m.named_buffers()))
+            for name, value in model.state():
+                state[name].copy_(torch.as_tensor(value))
     return m.train(model.training)

@@ -30,6 +30,7 @@ def placeholder_params():
 
 class Layer:
     param_names: tuple = ()   # attribute names of the parameters this layer type can hold
+    buffer_names: tuple = ()  # attribute names of state that is not trained but saved (BatchNorm's statistics)
 
     def __init__(self, **config):
         self.training = True
@@ -72,6 +73,17 @@ class Layer:
             value = getattr(self, name, None)
             if value is not None:
                 yield name, value, getattr(self, name + "_grad")
+
+    def buffers(self):
+        """Yield (name, value) for each buffer: arrays in PyTorch's state dict that no optimizer updates."""
+        for name in self.buffer_names:
+            yield name, getattr(self, name)
+
+    def state(self):
+        """Yield (name, value) for every parameter and buffer: the entries of a PyTorch state dict."""
+        for name, value, _ in self.parameters():
+            yield name, value
+        yield from self.buffers()
 
     def zero_grad(self) -> None:
         for name in self.param_names:

@@ -1,4 +1,5 @@
-"""Convolution layers: Conv2d (shared weights), TiledConv2d (tiled weights), LocallyConnected2d (unshared).
+"""Convolution layers: Conv2d (shared weights), TiledConv2d (tiled weights), LocallyConnected2d (unshared),
+ConvTranspose2d.
 
 Each forward calls the public op, each backward its two gradient ops (DESIGN 12: layers call ops, never
 backends). Weights are in the layouts of API.md: dense (C_out, C_in/groups, kH, kW); tiled
@@ -111,3 +112,41 @@ class LocallyConnected2d(Layer):
         if self.bias is not None:
             self._set_grad("bias", dy.sum(axis=0))
         return ops.unshared_conv2d_input_grad(dy, self.weight, x.shape, **geo)
+
+
+class ConvTranspose2d(Layer):
+    """PyTorch's nn.ConvTranspose2d (its argument order): weight (C_in, C_out/groups, kH, kW), bias (C_out,).
+    The backward pass is conv2d's forward (dx) and weight gradient (dw) on dy (see ops.conv_transpose2d)."""
+    param_names = ("weight", "bias")
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, *, dtype=np.float32, rng=None):
+        super().__init__(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size, stride=stride,
+                         padding=padding, output_padding=output_padding, groups=groups, bias=bias, dilation=dilation)
+        kH, kW = V.pair("kernel_size", kernel_size, 1)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride, self.padding, self.output_padding = stride, padding, output_padding
+        self.dilation, self.groups = dilation, groups
+        fan_in = out_channels // groups * kH * kW   # torch reads fan_in off weight.size(1)
+        self._init_params((in_channels, out_channels // groups, kH, kW), (out_channels,) if bias else None,
+                          fan_in, rng, dtype)
+
+    def forward(self, x):
+        self.x = x = self._check_input(x, ("N", self.in_channels, "H", "W"))
+        return ops.conv_transpose2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                                    output_padding=self.output_padding, dilation=self.dilation, groups=self.groups)
+
+    def backward(self, dy):
+        x = self._cached("x")
+        g = V.transpose_geometry(x.shape, self.weight.shape, self.stride, self.padding, self.output_padding,
+                                 self.dilation, self.groups)
+        geo = dict(stride=g.stride, padding=g.padding, dilation=g.dilation, groups=g.groups)
+        if any(g.extra):   # conv2d of dy has rows/columns beyond x's: x gets zeros there, dx drops them
+            x = np.pad(x, ((0, 0), (0, 0), (0, g.extra[0]), (0, g.extra[1])))
+        self._set_grad("weight", ops.conv2d_weight_grad(dy, x, self.weight.shape, **geo))
+        if self.bias is not None:
+            self._set_grad("bias", dy.sum(axis=(0, 2, 3)))
+        H, W = self.x.shape[2:]
+        return np.ascontiguousarray(ops.conv2d(dy, self.weight, **geo)[:, :, :H, :W])

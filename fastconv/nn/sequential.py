@@ -91,6 +91,11 @@ class Sequential(Layer):
             for pname, value, grad in layer.parameters():
                 yield f"{lname}.{pname}", value, grad
 
+    def buffers(self):
+        for lname, layer in self._layers.items():
+            for bname, value in layer.buffers():
+                yield f"{lname}.{bname}", value
+
     def zero_grad(self):
         for layer in self:
             layer.zero_grad()
@@ -107,17 +112,18 @@ class Sequential(Layer):
         return self
 
     def state_dict(self) -> dict:
-        """{"0.weight": copy, ...} — the PyTorch state-dict keys."""
-        return {name: value.copy() for name, value, _ in self.parameters()}
+        """{"0.weight": copy, ...} — the PyTorch state-dict keys (parameters and buffers)."""
+        return {name: value.copy() for name, value in self.state()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Copy arrays into the parameters in place (cast to their dtype); every key must match in name and shape."""
-        own = {name for name, _, _ in self.parameters()}
+        """Copy arrays into the parameters and buffers in place (cast to their dtype); every key must match in
+        name and shape."""
+        own = {name for name, _ in self.state()}
         missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
         if missing or unexpected:
             raise KeyError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
         for lname, layer in self._layers.items():
-            for pname, value, _ in list(layer.parameters()):
+            for pname, value in list(layer.state()):
                 new = np.asarray(state[f"{lname}.{pname}"])
                 if new.shape != value.shape:
                     raise ValueError(f"layer '{lname}' ({type(layer).__name__}): {pname} expected shape "

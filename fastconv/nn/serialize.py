@@ -17,7 +17,7 @@ import zipfile
 
 import numpy as np
 
-from . import conv, layers
+from . import conv, layers, norm, pooling
 from .base import Layer, jsonable, placeholder_params
 from .sequential import Sequential
 
@@ -30,8 +30,9 @@ class ModelFileError(ValueError):
     """A file that `load` cannot read as a fastconv model: truncated, corrupted, not an .npz, a missing or
     extra entry, bad JSON, too deep a nesting, or arrays that disagree with the architecture."""
 LAYER_TYPES = {cls.__name__: cls for cls in (
-    conv.Conv2d, conv.TiledConv2d, conv.LocallyConnected2d, layers.Linear, layers.MaxPool2d, layers.ReLU,
-    layers.Flatten, layers.Dropout, Sequential)}
+    conv.Conv2d, conv.TiledConv2d, conv.LocallyConnected2d, conv.ConvTranspose2d, layers.Linear, layers.MaxPool2d,
+    layers.ReLU, layers.Flatten, layers.Dropout, norm.BatchNorm2d, norm.LocalResponseNorm, norm.Softmax,
+    pooling.AvgPool2d, pooling.AdaptiveAvgPool2d, Sequential)}
 
 
 def architecture(layer: Layer) -> dict:
@@ -85,7 +86,7 @@ def atomic_write(path, write) -> None:
 
 def save(model: Layer, path) -> None:
     """Write architecture and weights to `path` (.npz), atomically."""
-    arrays = {name: value for name, value, _ in model.parameters()}
+    arrays = dict(model.state())
     arrays["__architecture__"] = np.array(json.dumps({"format": FORMAT_VERSION, "model": architecture(model)}))
     arrays["__dtype__"] = np.array(str(model.dtype or np.dtype(np.float32)))
     atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -164,7 +165,7 @@ def _load(z) -> Layer:
             model = build(meta["model"], dtype)
     except (ValueError, TypeError, KeyError) as e:
         raise ModelFileError(f"the architecture does not describe a model ({type(e).__name__}: {e})") from None
-    own = {name: value for name, value, _ in model.parameters()}
+    own = dict(model.state())
     missing, unexpected = sorted(set(own) - set(headers)), sorted(set(headers) - set(own))
     if missing or unexpected:
         raise ModelFileError(f"parameters do not match the model: missing {missing}, unexpected {unexpected}")
@@ -211,20 +212,27 @@ def _copy_params(model, arrays, source):
 
 
 def _param_slots(layer, prefix=""):
-    """(state-dict name, owning layer, attribute) of every parameter present."""
+    """(state-dict name, owning layer, attribute) of every parameter present and every buffer."""
     if isinstance(layer, Sequential):
         for name, sub in layer.named_layers():
             yield from _param_slots(sub, f"{prefix}{name}.")
         return
-    for attr in layer.param_names:
+    for attr in layer.param_names + layer.buffer_names:
         if getattr(layer, attr, None) is not None:
             yield prefix + attr, layer, attr
 
 
-def from_torch(state_dict, model):
-    """Copy a PyTorch state dict into `model` in place (keys "<layer>.weight"/"<layer>.bias", torch tensors or
-    NumPy arrays, cast to the model's dtype). Tiled and locally connected layers use identical layouts.
-    Non-parameter entries (e.g. BatchNorm buffers) are not supported. Returns the model."""
+def from_torch(state_dict, model=None):
+    """With `model`: copy a PyTorch state dict (or a torch module's) into `model` in place (keys "<layer>.weight",
+    "<layer>.bias", BatchNorm's buffers; torch tensors or NumPy arrays, cast to the model's dtype; tiled and
+    locally connected layers use identical layouts) and return it. Without: build the fastconv.nn model
+    equivalent to the torch.nn.Module `state_dict` (Sequential containers, chains traced with torch.fx; see
+    fastconv.nn._from_torch), weights copied."""
+    if model is None:
+        from ._from_torch import from_torch_module
+        return from_torch_module(state_dict)
+    if hasattr(state_dict, "state_dict") and callable(state_dict.state_dict):
+        state_dict = state_dict.state_dict()
     arrays = {}
     for key, value in state_dict.items():
         if hasattr(value, "detach"):
