@@ -6,10 +6,23 @@ the one helper that touches fastconv: it scopes the thread bound.)
 """
 import contextlib
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 
 import fastconv as fc
+
+# The directory holding the fastconv these tests import (site-packages, or a source tree built in place).
+FASTCONV_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fc.__file__)))
+
+
+def run_python(*args, env=None, timeout=120):
+    """This Python on `args`, run from FASTCONV_PARENT so that the child imports the fastconv the tests
+    import (run from a checkout, `python -c` would import its unbuilt source tree instead)."""
+    return subprocess.run([sys.executable, *args], cwd=FASTCONV_PARENT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 

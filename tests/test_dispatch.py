@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from _helpers import assert_close, num_threads, randn
+from _helpers import assert_close, num_threads, randn, run_python as python
 from shapes import CONV_ARGS, CONV_CASES, DTYPES, POOL_CASES
 
 if "cpp" not in fc.available_backends():
@@ -38,7 +38,7 @@ def active_isa(isa):
 def run_python(code, **env):
     full = {k: v for k, v in os.environ.items() if k != "FASTCONV_ISA"}
     full.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120)
+    return python("-c", code, env=full)
 
 
 def test_reports_the_best_supported_level_or_the_cap():

@@ -3,15 +3,13 @@ and kernels (each case in a subprocess, where a crash would only fail the test),
 than the input, the thread bound's range, and kernels called in children of fork() after a multi-threaded
 call in the parent."""
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 import fastconv as fc
-from _helpers import assert_close
+from _helpers import assert_close, run_python
 
 BIG = [2**30, 2**61, 2**62, 2**63 - 1]
 
@@ -58,8 +56,7 @@ for i, (call, reference) in enumerate({cases!r}):
 def test_extreme_geometry_is_a_result_or_a_named_error(backend):
     """All cases in one subprocess per backend (a crash fails the test and the output names the case)."""
     cases = [(c[0], (c + (c[0],))[2]) for c in EXTREME]
-    r = subprocess.run([sys.executable, "-c", SCRIPT.format(cases=cases)], env=dict(os.environ, FASTCONV_BACKEND=backend),
-                       capture_output=True, text=True, timeout=300)
+    r = run_python("-c", SCRIPT.format(cases=cases), env=dict(os.environ, FASTCONV_BACKEND=backend), timeout=300)
     lines = r.stdout.splitlines()
     assert r.returncode == 0, f"case {lines[-1] if lines else 0} crashed or failed (rc {r.returncode}): {r.stderr[-1500:]}"
     assert len(lines) == len(EXTREME)
@@ -118,8 +115,7 @@ FORK = textwrap.dedent("""
 def test_fork_after_a_multithreaded_call(tmp_path):
     script = tmp_path / "fork_check.py"
     script.write_text(FORK)
-    r = subprocess.run([sys.executable, str(script)], env=dict(os.environ, FASTCONV_BACKEND="cpp"), capture_output=True,
-                       text=True, timeout=120)
+    r = run_python(str(script), env=dict(os.environ, FASTCONV_BACKEND="cpp"))
     assert r.returncode == 0, r.stderr[-1500:]
     assert r.stdout.strip() == "[0.0, 0.0, 0.0, 0.0]"
 
@@ -161,7 +157,7 @@ def test_c_abi_refuses_or_computes_extreme_geometry():
     one-output stride and the clipped pool window; each case returns FC_OK with the reference's result
     or FC_EINVAL with a message, in a subprocess where a crash would only fail the test."""
     pytest.importorskip("cffi")
-    r = subprocess.run([sys.executable, "-c", CABI], capture_output=True, text=True, timeout=120)
+    r = run_python("-c", CABI)
     assert r.returncode == 0, r.stderr[-1500:]
     lines = r.stdout.splitlines()
     assert lines[0] == "equal"                                       # stride 2**62 along an axis of one output

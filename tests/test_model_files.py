@@ -4,14 +4,12 @@ more than the arrays it holds; saved files get the umask's permissions."""
 import io
 import json
 import os
-import subprocess
-import sys
-import zipfile
 
 import numpy as np
 import pytest
 
 import fastconv.nn as nn
+from _helpers import run_python
 from nn_helpers import pool_cnn
 
 
@@ -110,7 +108,7 @@ def test_crafted_shapes_allocate_nothing_big(tmp_path):
     path = tmp_path / "crafted.npz"
     path.write_bytes(_npz(__architecture__=_arch(big), __dtype__=np.array("float32"),
                           weight=np.ones((2, 3), np.float32), bias=np.ones(2, np.float32)))
-    r = subprocess.run([sys.executable, "-c", CRAFTED, str(path)], capture_output=True, text=True, timeout=120)
+    r = run_python("-c", CRAFTED, str(path))
     assert r.returncode == 0, r.stderr
     word, grown_mb = r.stdout.split()
     assert word == "ModelFileError" and int(grown_mb) < 100

@@ -3,14 +3,12 @@ shared shape sweep on every problem it can compute and matches the NumPy referen
 so each is tested by name, not reached by guessing a shape that crosses a threshold. Also: kernel_for
 names what a call runs, the forcing errors, FASTCONV_KERNEL, and `fastconv info --kernels`."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import fastconv as fc
-from _helpers import assert_close, randn
+from _helpers import assert_close, randn, run_python
 from shapes import CONV_ARGS, CONV_CASES, DTYPES, LOCAL_CASES, POOL_CASES
 
 if "cpp" not in fc.available_backends():
@@ -170,8 +168,7 @@ def test_forcing_errors(rng):
 
 
 def _run(code, **env):
-    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=120)
+    return run_python("-c", code, env={**os.environ, **env})
 
 
 def test_fastconv_kernel_environment_variable():
@@ -186,8 +183,7 @@ def test_fastconv_kernel_environment_variable():
 
 
 def test_info_lists_every_implementation():
-    r = subprocess.run([sys.executable, "-m", "fastconv.cli", "info", "--kernels"], capture_output=True, text=True,
-                       timeout=120)
+    r = run_python("-m", "fastconv.cli", "info", "--kernels")
     assert r.returncode == 0, r.stderr
     for op, names in IMPLS.items():
         assert f"{op}: {', '.join(names)}" in r.stdout
