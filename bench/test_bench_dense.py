@@ -12,7 +12,7 @@ import pytest
 
 import fastconv as fc
 from fastconv.benchmark.cases import dense_call
-from bench.shapes import CONV_SHAPES, LOCAL_SHAPES, PLANE_SHAPES, POOL_SHAPES
+from bench.shapes import CONV_SHAPES, TILED_SHAPES, PLANE_SHAPES, POOL_SHAPES
 
 REF_BATCH_DIVISOR = 8
 CONV_CASES = list(CONV_SHAPES)  # S1-S7
@@ -95,11 +95,11 @@ def test_plane(benchmark, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("suffix", ["", "_input_grad", "_weight_grad"])
-@pytest.mark.parametrize("case", list(LOCAL_SHAPES))
-def test_local(benchmark, case, suffix, backend):
+@pytest.mark.parametrize("case", list(TILED_SHAPES))
+def test_tiled(benchmark, case, suffix, backend):
     if backend not in fc.available_backends():
         pytest.skip(f"backend {backend} unavailable")
-    s = LOCAL_SHAPES[case]
+    s = TILED_SHAPES[case]
     n = _batch(s, backend)
     op = ("unshared_conv2d" if case == "U1" else "tiled_conv2d") + suffix
     grid = s.out_hw() if case == "U1" else (s.tile, s.tile)

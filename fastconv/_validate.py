@@ -270,7 +270,7 @@ def transpose_geometry(x_shape, w_shape, stride, padding, output_padding, dilati
     return TransposeGeometry(N, w_shape[1] * groups, out_hw[0], out_hw[1], s, p, d, groups, extra)
 
 
-def local_geometry(x_shape, w_shape, stride, padding, op: str, x_name="x", w_name="weight") -> tuple:
+def tiled_geometry(x_shape, w_shape, stride, padding, op: str, x_name="x", w_name="weight") -> tuple:
     """Shape arithmetic for tiled/unshared conv: weight (T_h, T_w, C_out, C_in, kH, kW).
 
     Returns (ConvGeometry, (T_h, T_w)). For op == 'unshared_conv2d' the grid (T_h, T_w) must be (H_out, W_out).

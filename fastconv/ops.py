@@ -157,31 +157,31 @@ def max_unpool2d(y, switches, output_size, *, backend=None):
     return out
 
 
-def _local_forward(op, x, weight, bias, stride, padding, backend):
+def _tiled_forward(op, x, weight, bias, stride, padding, backend):
     x, weight, bias = V.float_arrays(x=x, weight=weight, bias=bias)
     V.check_ndim("x", x, 4, _NCHW)
-    g, grid = V.local_geometry(x.shape, weight.shape, stride, padding, op)
+    g, grid = V.tiled_geometry(x.shape, weight.shape, stride, padding, op)
     V.check_bias(bias, (g.C_out, g.H_out, g.W_out) if op == "unshared_conv2d" else (g.C_out,))
     y = np.empty((g.N, g.C_out, g.H_out, g.W_out), x.dtype)
     getattr(resolve(backend), op)(x, weight, bias, y, g.stride, g.pad)
     return y
 
 
-def _local_input_grad(op, dy, weight, input_shape, stride, padding, backend):
+def _tiled_input_grad(op, dy, weight, input_shape, stride, padding, backend):
     dy, weight = V.float_arrays(dy=dy, weight=weight)
     input_shape = V.shape_tuple("input_shape", input_shape, 4)
-    g, _ = V.local_geometry(input_shape, weight.shape, stride, padding, op, x_name="input_shape")
+    g, _ = V.tiled_geometry(input_shape, weight.shape, stride, padding, op, x_name="input_shape")
     V.check_shape("dy", dy, (g.N, g.C_out, g.H_out, g.W_out), f"{op} output for input_shape {input_shape}")
     dx = np.empty(input_shape, dy.dtype)
     getattr(resolve(backend), op + "_input_grad")(dy, weight, dx, g.stride, g.pad)
     return dx
 
 
-def _local_weight_grad(op, x, dy, weight_shape, stride, padding, backend):
+def _tiled_weight_grad(op, x, dy, weight_shape, stride, padding, backend):
     x, dy = V.float_arrays(x=x, dy=dy)
     V.check_ndim("x", x, 4, _NCHW)
     weight_shape = V.shape_tuple("weight_shape", weight_shape, 6)
-    g, _ = V.local_geometry(x.shape, weight_shape, stride, padding, op, w_name="weight_shape")
+    g, _ = V.tiled_geometry(x.shape, weight_shape, stride, padding, op, w_name="weight_shape")
     V.check_shape("dy", dy, (g.N, g.C_out, g.H_out, g.W_out), f"{op} output for x {x.shape}")
     dw = np.empty(weight_shape, x.dtype)
     getattr(resolve(backend), op + "_weight_grad")(x, dy, dw, g.stride, g.pad)
@@ -192,30 +192,30 @@ def tiled_conv2d(x, weight, bias=None, *, stride=1, padding=0, backend=None):
     """Tiled convolution (Le et al. 2010): weight (T_h, T_w, C_out, C_in, kH, kW), bias (C_out,);
     output position (i, j) uses kernel weight[i % T_h, j % T_w]. T = (1, 1) is conv2d. padding takes every
     form conv2d does, ((top, bottom), (left, right)) and 'causal' included."""
-    return _local_forward("tiled_conv2d", x, weight, bias, stride, padding, backend)
+    return _tiled_forward("tiled_conv2d", x, weight, bias, stride, padding, backend)
 
 
 def tiled_conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, backend=None):
     """dL/dx of tiled_conv2d; returns an array of `input_shape`."""
-    return _local_input_grad("tiled_conv2d", dy, weight, input_shape, stride, padding, backend)
+    return _tiled_input_grad("tiled_conv2d", dy, weight, input_shape, stride, padding, backend)
 
 
 def tiled_conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, backend=None):
     """dL/dw of tiled_conv2d; returns an array of `weight_shape` (T_h, T_w, C_out, C_in, kH, kW)."""
-    return _local_weight_grad("tiled_conv2d", x, dy, weight_shape, stride, padding, backend)
+    return _tiled_weight_grad("tiled_conv2d", x, dy, weight_shape, stride, padding, backend)
 
 
 def unshared_conv2d(x, weight, bias=None, *, stride=1, padding=0, backend=None):
     """Unshared (locally connected) convolution: weight (H_out, W_out, C_out, C_in, kH, kW), bias
     (C_out, H_out, W_out); every output position has its own kernel. Equals tiled_conv2d with T = (H_out, W_out)."""
-    return _local_forward("unshared_conv2d", x, weight, bias, stride, padding, backend)
+    return _tiled_forward("unshared_conv2d", x, weight, bias, stride, padding, backend)
 
 
 def unshared_conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, backend=None):
     """dL/dx of unshared_conv2d; returns an array of `input_shape`."""
-    return _local_input_grad("unshared_conv2d", dy, weight, input_shape, stride, padding, backend)
+    return _tiled_input_grad("unshared_conv2d", dy, weight, input_shape, stride, padding, backend)
 
 
 def unshared_conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, backend=None):
     """dL/dw of unshared_conv2d; returns an array of `weight_shape` (H_out, W_out, C_out, C_in, kH, kW)."""
-    return _local_weight_grad("unshared_conv2d", x, dy, weight_shape, stride, padding, backend)
+    return _tiled_weight_grad("unshared_conv2d", x, dy, weight_shape, stride, padding, backend)

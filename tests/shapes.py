@@ -8,7 +8,7 @@ CONV_CASES     dense conv2d and its two gradients: x (N, C_in, H, W), w (C_out, 
 TRANSPOSE_CASES conv_transpose2d: x (N, C_in, H, W), w (C_in, C_out/groups, kH, kW), with output_padding.
 PLANE_CASES    convolve2d / correlate2d: image (H, W), kernel (kH, kW); run for every mode that scipy accepts.
 POOL_CASES     max_pool2d / max_unpool2d: x (N, C, H, W), kernel_size, stride, padding, ceil_mode.
-LOCAL_CASES    tiled / unshared conv: ((N, C_in, H, W), C_out, k, stride, padding, tile) tuples.
+TILED_CASES    tiled / unshared conv: ((N, C_in, H, W), C_out, k, stride, padding, tile) tuples.
 DTYPES         the dtypes every case runs in.
 """
 
@@ -106,7 +106,7 @@ POOL_CASES = [
 
 
 # (N, C_in, H, W), C_out, k, stride, padding, tile
-LOCAL_CASES = [
+TILED_CASES = [
     ((2, 3, 7, 6), 4, 3, 1, 1, (2, 2)),
     ((1, 1, 1, 1), 1, 1, 1, 0, (1, 1)),            # 1x1 everything
     ((3, 2, 5, 5), 2, 5, 1, 0, (1, 1)),            # kernel = input

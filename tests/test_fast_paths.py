@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif("cpp" not in fc.available_backends(), reason="cp
 DTYPES = [np.float32, np.float64]
 
 
-def _local(op, xs, C_out, k, s, p, grid, dtype, rng):
+def _tiled(op, xs, C_out, k, s, p, grid, dtype, rng):
     x = rng.standard_normal(xs).astype(dtype)
     probe = fc.conv2d(x, np.zeros((C_out, xs[1], k, k), dtype), stride=s, padding=p, backend="numpy")
     if op == "unshared_conv2d":
@@ -23,9 +23,9 @@ def _local(op, xs, C_out, k, s, p, grid, dtype, rng):
     return x, w, rng.standard_normal(b_shape).astype(dtype), rng.standard_normal(probe.shape).astype(dtype)
 
 
-def _check_local(op, case, dtype, rng):
+def _check_tiled(op, case, dtype, rng):
     xs, C_out, k, s, p, grid = case
-    x, w, b, dy = _local(op, xs, C_out, k, s, p, grid, dtype, rng)
+    x, w, b, dy = _tiled(op, xs, C_out, k, s, p, grid, dtype, rng)
     kw = dict(stride=s, padding=p)
     fwd, dgrad, wgrad = (getattr(fc, op + sfx) for sfx in ("", "_input_grad", "_weight_grad"))
     assert_close(fwd(x, w, b, backend="cpp", **kw), fwd(x, w, b, backend="numpy", **kw), dtype)
@@ -72,7 +72,7 @@ TILED = [
 @pytest.mark.parametrize("case", TILED, ids=[str(i) for i in range(len(TILED))])
 def test_tiled_phases(case, dtype, threads, rng):
     with num_threads(threads):
-        _check_local("tiled_conv2d", case, dtype, rng)
+        _check_tiled("tiled_conv2d", case, dtype, rng)
 
 
 # Tiled conv with lane-varying weights (tiled_implicit.cpp): tile widths 1, 2, 4, 8, 16 (those dividing the
@@ -97,7 +97,7 @@ LANE = [
 @pytest.mark.parametrize("case", LANE, ids=[str(i) for i in range(len(LANE))])
 def test_tiled_lane_weights(case, dtype, threads, rng):
     with num_threads(threads):
-        _check_local("tiled_conv2d", case, dtype, rng)
+        _check_tiled("tiled_conv2d", case, dtype, rng)
 
 
 # Switch pooling: stride 1..3, kernels wider than the stride, padding, outputs not a multiple of the
@@ -136,7 +136,7 @@ UNSHARED = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", UNSHARED, ids=[str(i) for i in range(len(UNSHARED))])
 def test_unshared_batch_major(case, dtype, rng):
-    _check_local("unshared_conv2d", case, dtype, rng)
+    _check_tiled("unshared_conv2d", case, dtype, rng)
 
 
 # Implicit GEMM (implicit_conv.cpp): output widths whose last vector is partial (13, 29, 30; 7 in float64),

@@ -65,7 +65,7 @@ def test_conv2d_asymmetric_padding_equals_explicit_pad(any_backend, dtype, case)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", ["tiled_conv2d", "unshared_conv2d"])
 @pytest.mark.parametrize("case", LOCAL, ids=[f"local{i}" for i in range(len(LOCAL))])
-def test_local_convs_asymmetric_padding_equal_explicit_pad(any_backend, dtype, op, case):
+def test_tiled_convs_asymmetric_padding_equal_explicit_pad(any_backend, dtype, op, case):
     x_shape, k, C_out, stride, pad = case
     rng = np.random.default_rng(2)
     x = randn(rng, x_shape, dtype)

@@ -9,7 +9,7 @@ import pytest
 
 import fastconv as fc
 from _helpers import assert_close, randn, run_python
-from shapes import CONV_ARGS, CONV_CASES, DTYPES, LOCAL_CASES, POOL_CASES
+from shapes import CONV_ARGS, CONV_CASES, DTYPES, TILED_CASES, POOL_CASES
 
 if "cpp" not in fc.available_backends():
     pytest.skip("the cpp backend is not built", allow_module_level=True)
@@ -34,7 +34,7 @@ CONV_SWEEP = CONV_CASES + [
 ]
 # Besides the shared sweep: tile widths that divide the vector width on wide rows (lane weights) and
 # phases of at least 16 positions (polyphase copies, per-phase GEMMs).
-LOCAL_SWEEP = LOCAL_CASES + [
+LOCAL_SWEEP = TILED_CASES + [
     ((2, 3, 16, 34), 4, 3, 1, 0, (2, 2)),
     ((1, 2, 12, 20), 3, 3, 1, 1, (1, 4)),
     ((2, 3, 19, 13), 5, 3, 1, 0, (2, 3)),
@@ -61,7 +61,7 @@ def _dense(op, dtype, rng):
                    fc.conv2d_weight_grad(x64, dy.astype(np.float64), w.shape, **kw, backend="numpy"))
 
 
-def _local(op, dtype, rng):
+def _tiled(op, dtype, rng):
     family, _, part = op.partition("_conv2d")
     unshared = family == "unshared"
     fwd = getattr(fc, family + "_conv2d")
@@ -98,7 +98,7 @@ def _pool(op, dtype, rng):
 def problems(op, dtype, rng):
     if op.startswith("conv2d"):
         return _dense(op, dtype, rng)
-    return _pool(op, dtype, rng) if "pool" in op else _local(op, dtype, rng)
+    return _pool(op, dtype, rng) if "pool" in op else _tiled(op, dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

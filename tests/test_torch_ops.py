@@ -10,7 +10,7 @@ import pytest
 
 import fastconv as fc
 from _helpers import assert_close, distinct
-from shapes import CONV_ARGS, CONV_CASES, LOCAL_CASES, POOL_CASES, TRANSPOSE_CASES
+from shapes import CONV_ARGS, CONV_CASES, TILED_CASES, POOL_CASES, TRANSPOSE_CASES
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -112,8 +112,8 @@ def _twin(op, k, geo):
 
 
 @pytest.mark.parametrize("op", ["tiled_conv2d", "unshared_conv2d"])
-@pytest.mark.parametrize("case", LOCAL_CASES)
-def test_local_conv_equals_unfold_twin_and_gradcheck(op, case, rng):
+@pytest.mark.parametrize("case", TILED_CASES)
+def test_tiled_conv_equals_unfold_twin_and_gradcheck(op, case, rng):
     x, w, b, geo = _local_case(case, rng, op)
     forward, input_grad, weight_grad = (getattr(fct, op + s) for s in ("", "_input_grad", "_weight_grad"))
     ours = lambda x, w, b: forward(x, w, b, **geo)  # noqa: E731

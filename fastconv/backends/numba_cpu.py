@@ -4,14 +4,14 @@ Same signatures as reference.py: validated C-contiguous arrays of one float dtyp
 output that the kernel overwrites, int pairs for stride/padding(top, left)/dilation. These wrappers
 only replace a None bias by a dummy plus a flag, pass a zero of the array dtype (so float32 stays
 float32 inside the kernels) and dispatch. The kernels live in _numba_dense.py (conv2d family),
-_numba_local.py (tiled and unshared) and _numba_pool.py; flags in _numba_config.py. Numba compiles
+_numba_tiled.py (tiled and unshared) and _numba_pool.py; flags in _numba_config.py. Numba compiles
 once per dtype and caches on disk, so only the first call on a machine pays the JIT.
 """
 import numba
 import numpy as np
 
 from . import _numba_dense as _dense
-from . import _numba_local as _local
+from . import _numba_tiled as _tiled
 from . import _numba_pool as _pool
 
 
@@ -50,20 +50,20 @@ def max_unpool2d(y, switches, out):
 
 def tiled_conv2d(x, w, b, y, stride, pad):
     b, has_b = _bias(b, x.dtype, (w.shape[2], 1, 1))
-    _local.local_forward(x, w, b, has_b, y, *stride, *pad, x.dtype.type(0))
+    _tiled.tiled_forward(x, w, b, has_b, y, *stride, *pad, x.dtype.type(0))
 
 
 def tiled_conv2d_input_grad(dy, w, dx, stride, pad):
-    _local.local_input_grad(dy, w, dx, *stride, *pad)
+    _tiled.tiled_input_grad(dy, w, dx, *stride, *pad)
 
 
 def tiled_conv2d_weight_grad(x, dy, dw, stride, pad):
-    _local.local_weight_grad(x, dy, dw, *stride, *pad)
+    _tiled.tiled_weight_grad(x, dy, dw, *stride, *pad)
 
 
 def unshared_conv2d(x, w, b, y, stride, pad):
     b, has_b = _bias(b, x.dtype, (w.shape[2], 1, 1) if b is None else b.shape)
-    _local.local_forward(x, w, b, has_b, y, *stride, *pad, x.dtype.type(0))
+    _tiled.tiled_forward(x, w, b, has_b, y, *stride, *pad, x.dtype.type(0))
 
 
 # The unshared gradients are the tiled ones with T = (H_out, W_out): the same kernels.

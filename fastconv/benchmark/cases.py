@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 import fastconv as fc
-from .shapes import CONV_SHAPES, LOCAL_SHAPES, PLANE_SHAPES, POOL_SHAPES
+from .shapes import CONV_SHAPES, TILED_SHAPES, PLANE_SHAPES, POOL_SHAPES
 
 CHECK_BATCH = 2          # images the reference sees when it validates a row
 
@@ -183,7 +183,7 @@ def pool_cases(numba=True):
 LOCAL_OPS = ("", "_input_grad", "_weight_grad")
 
 
-def _local_call(op, s, x, w, dy):
+def _tiled_call(op, s, x, w, dy):
     kw = dict(stride=s.stride, padding=s.padding)
     f = getattr(fc, op)
     if op.endswith("_input_grad"):
@@ -211,10 +211,10 @@ def _torch_unshared(suffix, s, x, w, dy):
     return lambda: torch.einsum("nol,nkl->lok", tdy, F.unfold(tx, **kw))
 
 
-def local_cases(names, numba=True):
+def tiled_cases(names, numba=True):
     out = []
     for name in names:
-        s = LOCAL_SHAPES[name]
+        s = TILED_SHAPES[name]
         H_out, W_out = s.out_hw()
         grid = (H_out, W_out) if name == "U1" else (s.tile, s.tile)
         op0 = "unshared_conv2d" if name == "U1" else "tiled_conv2d"
@@ -222,10 +222,10 @@ def local_cases(names, numba=True):
         wd = np.ascontiguousarray(w[0, 0])
         for suffix, dense_op in zip(LOCAL_OPS, DENSE_OPS):
             op = op0 + suffix
-            call = _local_call(op, s, x, w, dy)
+            call = _tiled_call(op, s, x, w, dy)
 
             def run(be, n, op=op, s=s, x=x, w=w, dy=dy):
-                return _local_call(op, s, x[:n], w, dy[:n])(be)
+                return _tiled_call(op, s, x[:n], w, dy[:n])(be)
             impls = {"fastconv": lambda call=call: call(None)}
             if numba and _has("numba"):
                 impls["numba"] = lambda call=call: call("numba")
@@ -250,5 +250,5 @@ def all_cases(only=None, numba=True):
     rows = dense_cases([n for n in CONV_SHAPES if want(n)], numba)
     rows += plane_cases(numba) if want("S8") else []
     rows += pool_cases(numba) if want("P1") else []
-    rows += local_cases([n for n in LOCAL_SHAPES if want(n)], numba)
+    rows += tiled_cases([n for n in TILED_SHAPES if want(n)], numba)
     return rows

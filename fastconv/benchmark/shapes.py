@@ -93,7 +93,7 @@ POOL_SHAPES = {
 }
 
 # Unshared (one kernel per output position) and tiled (2x2 kernels cycled) on the same layer.
-LOCAL_SHAPES = {
+TILED_SHAPES = {
     "U1": ConvBench("U1", 64, 16, 16, 16, 16, 3, padding=1, note="unshared (locally connected)"),
     "T1": ConvBench("T1", 64, 16, 16, 16, 16, 3, padding=1, note="tiled 2x2", tile=2),
 }

@@ -131,7 +131,7 @@ def _local_ops(op):
 
     @_fake(op)
     def _forward_fake(x, weight, bias, stride, padding):
-        g, _ = V.local_geometry(x.shape, weight.shape, stride, _sides(padding), op)
+        g, _ = V.tiled_geometry(x.shape, weight.shape, stride, _sides(padding), op)
         return x.new_empty((g.N, g.C_out, g.H_out, g.W_out))
 
     @_fake(op + "_input_grad")

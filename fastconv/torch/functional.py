@@ -121,7 +121,7 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     return _unbatch(y, unbatched)
 
 
-def _local(op, x, weight, bias, stride, padding):
+def _tiled(op, x, weight, bias, stride, padding):
     x, unbatched = _batched("x", x, "(N, C_in, H, W)")
     _tensors(weight=weight, bias=bias)
     if weight.dim() != 6:
@@ -144,7 +144,7 @@ def _local_grad(op, a, b, shape, shape_name, stride, padding):
 
 def tiled_conv2d(x, weight, bias=None, *, stride=1, padding=0):
     """fastconv.tiled_conv2d on tensors: weight (T_h, T_w, C_out, C_in, kH, kW), bias (C_out,)."""
-    return _local("tiled_conv2d", x, weight, bias, stride, padding)
+    return _tiled("tiled_conv2d", x, weight, bias, stride, padding)
 
 
 def tiled_conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0):
@@ -159,7 +159,7 @@ def tiled_conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0):
 
 def unshared_conv2d(x, weight, bias=None, *, stride=1, padding=0):
     """fastconv.unshared_conv2d on tensors: weight (H_out, W_out, C_out, C_in, kH, kW), bias (C_out, H_out, W_out)."""
-    return _local("unshared_conv2d", x, weight, bias, stride, padding)
+    return _tiled("unshared_conv2d", x, weight, bias, stride, padding)
 
 
 def unshared_conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0):

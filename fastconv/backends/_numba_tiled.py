@@ -4,9 +4,9 @@ One kernel per direction serves both ops: w is (T_h, T_w, C_out, C_in, kH, kW) a
 (i, j) uses w[i mod T_h, j mod T_w]; unshared_conv2d is the case T = (H_out, W_out). Stride s, padding
 (top, left) p, no dilation. Per output position the valid kernel rows/columns are computed once
 (_window), so the inner loops have no bounds tests. prange tasks own what they write:
-  local_forward      positions (i, j) -> y[:, :, i, j]
-  local_input_grad   (n, c) planes    -> dx[n, c]
-  local_weight_grad  (o, c) pairs     -> dw[:, :, o, c]
+  tiled_forward      positions (i, j) -> y[:, :, i, j]
+  tiled_input_grad   (n, c) planes    -> dx[n, c]
+  tiled_weight_grad  (o, c) pairs     -> dw[:, :, o, c]
 Accumulation is in the array dtype; `z` is a zero of that dtype.
 """
 import numpy as np
@@ -26,7 +26,7 @@ def _window(i, s, p, k, n_in):
 
 
 @njit(**PARALLEL)
-def local_forward(x, w, b, has_b, y, sh, sw, ph, pw, z):
+def tiled_forward(x, w, b, has_b, y, sh, sw, ph, pw, z):
     """y[n,o,i,j] = Σ_{c,a,b} w[i%T_h, j%T_w, o,c,a,b] · x[n,c, i·s_h+a−p_h, j·s_w+b−p_w] + b[o, i%B_h, j%B_w]
     (b is (C_out, 1, 1) for tiled, (C_out, H_out, W_out) for unshared). Per output position (i, j) this is a
     small matrix product: the kernel (C_out, K) times the N windows (N, K), K = C_in·kH·kW, via _dot4x4."""
@@ -59,7 +59,7 @@ def local_forward(x, w, b, has_b, y, sh, sw, ph, pw, z):
 
 
 @njit(**PARALLEL)
-def local_input_grad(dy, w, dx, sh, sw, ph, pw):
+def tiled_input_grad(dy, w, dx, sh, sw, ph, pw):
     """dx[n,c,h,w] = Σ_{o,i,j,a,b : h = i·s_h+a−p_h, w = j·s_w+b−p_w} w[i%T_h, j%T_w, o,c,a,b] · dy[n,o,i,j]."""
     N, C_out, H_out, W_out = dy.shape
     T_h, T_w, _, _, kH, kW = w.shape
@@ -80,7 +80,7 @@ def local_input_grad(dy, w, dx, sh, sw, ph, pw):
 
 
 @njit(**PARALLEL)
-def local_weight_grad(x, dy, dw, sh, sw, ph, pw):
+def tiled_weight_grad(x, dy, dw, sh, sw, ph, pw):
     """dw[t_h,t_w,o,c,a,b] = Σ_{n, i≡t_h, j≡t_w} dy[n,o,i,j] · x[n,c, i·s_h+a−p_h, j·s_w+b−p_w]
     (zero for tiles no output position maps to)."""
     N, C_in, H, W = x.shape

@@ -5,7 +5,7 @@ import pytest
 
 import fastconv as fc
 from _helpers import assert_close
-from shapes import LOCAL_CASES as LOCAL
+from shapes import TILED_CASES as LOCAL
 
 IDS = [f"x{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}-p{c[4]}-T{c[5]}" for c in LOCAL]
 
