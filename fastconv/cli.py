@@ -1,4 +1,5 @@
-"""`fastconv` command line: info now; demo, bench, train and visualize as their issues land."""
+"""`fastconv` command line: info, train, demo, visualize, bench. Argument parsing and exit codes only: the
+applications live in fastconv.app, the benchmark in fastconv.benchmark."""
 from __future__ import annotations
 
 import argparse
@@ -59,25 +60,13 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_train)
 
 
-def _load_data(args):
-    from fastconv import data
-    if args.data == "digits":
-        return data.load_digits(args.image_size)
-    if args.data == "cifar10":
-        if not args.data_dir:
-            raise SystemExit("fastconv train: --data cifar10 needs --data-dir DIR")
-        return data.load_cifar10(args.data_dir)
-    if not args.data_path:
-        raise SystemExit("fastconv train: --data npz needs --data-path FILE")
-    return data.load_npz(args.data_path)
-
-
 def _train(args) -> int:
     import math
     import time
 
     import fastconv as fc
     from fastconv import data, nn
+    from fastconv.app.datasets import load
 
     start = time.perf_counter()
     if args.backend:
@@ -85,7 +74,7 @@ def _train(args) -> int:
     if args.threads:
         fc.set_num_threads(args.threads)
     try:
-        split = _load_data(args)
+        split, _ = load(args.data, data_dir=args.data_dir, data_path=args.data_path, image_size=args.image_size)
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"fastconv train: {e}", file=sys.stderr)
         return 2
@@ -114,7 +103,7 @@ def _train(args) -> int:
 
 
 def _add_vis(sub) -> None:
-    """`fastconv demo` and `fastconv visualize` (the pipeline lives in fastconv.vis.demo)."""
+    """`fastconv demo` and `fastconv visualize` (fastconv.app.demo, .visualize and .folder)."""
     p = sub.add_parser("demo", help="train the seed CNN, run every visualization, write an HTML report",
                        description="Train fastconv.nn.models.seed_cnn on the bundled digits (or CIFAR-10 from "
                                    "--data-dir), checkpoint each epoch, run every fastconv.vis method and write "
@@ -128,7 +117,7 @@ def _add_vis(sub) -> None:
     p.add_argument("--out", default="fastconv-report", help="output directory (default: fastconv-report)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
-    from fastconv.vis.demo import METHODS
+    from fastconv.app.visualize import METHODS
     p = sub.add_parser("visualize", help="run one visualization method on a saved model, write a PNG",
                        description="Load a model saved by fastconv.nn.save (e.g. `fastconv train --out M.npz`) "
                                    "and run one fastconv.vis method on test images of the same data.")
@@ -154,14 +143,18 @@ def _add_vis(sub) -> None:
 
 
 def _demo(args) -> int:
-    from fastconv.vis.demo import run_demo
-    run_demo(args.out, data=args.data, data_dir=args.data_dir, epochs=args.epochs, fast=args.fast, seed=args.seed,
-             progress=not args.no_progress, image_size=args.image_size)
+    from fastconv.app.demo import run_demo
+    try:
+        run_demo(args.out, data=args.data, data_dir=args.data_dir, epochs=args.epochs, fast=args.fast,
+                 seed=args.seed, progress=not args.no_progress, image_size=args.image_size)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"fastconv demo: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
 def _visualize(args) -> int:
-    from fastconv.vis.demo import run_visualize
+    from fastconv.app.visualize import run_visualize
     if args.images or args.scheduler:
         return _visualize_images(args)
     try:
@@ -183,7 +176,7 @@ def _visualize_images(args) -> int:
         print("fastconv visualize: --images DIR (with or without --scheduler) runs --method top", file=sys.stderr)
         return 2
     try:
-        from fastconv.vis.folder import run_folder
+        from fastconv.app.folder import run_folder
         paths = run_folder(args.model, args.images, args.out or "top.png", layer=args.layer, k=args.k,
                            scheduler=args.scheduler)
     except ImportError as e:

@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from _helpers import run_python
 from fastconv import cli
 from fastconv.vis import image
 from fastconv.vis.report import Report
@@ -78,3 +79,22 @@ def test_demo_writes_a_report_with_every_figure(tmp_path, capsys):
     assert "MaxPool2d" in capsys.readouterr().out
     assert cli.main(["visualize", "--model", str(model_path), "--method", "deconvnet", "--layer", "99",
                      "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_commands_name_a_missing_option_and_exit_2(tmp_path, capsys):
+    # the applications raise ValueError; only the CLI turns it into an exit code (no SystemExit in fastconv.app)
+    from fastconv.app.datasets import load
+    with pytest.raises(ValueError, match="--data-dir"):
+        load("cifar10")
+    assert cli.main(["demo", "--data", "cifar10", "--out", str(tmp_path / "r")]) == 2
+    assert "--data cifar10 needs --data-dir" in capsys.readouterr().err
+    assert cli.main(["train", "--data", "npz"]) == 2
+    assert "--data npz needs --data-path" in capsys.readouterr().err
+
+
+def test_library_never_imports_the_applications():
+    code = ("import sys, fastconv, fastconv.vis, fastconv.nn, fastconv.data; "
+            "print(sorted(m for m in sys.modules if m.startswith('fastconv.app') or m == 'fastconv.cli'))")
+    out = run_python("-c", code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -223,7 +223,7 @@ def test_cli_visualize_images_top_on_a_cluster(tmp_path, cluster):
 
 
 def test_importing_fastconv_does_not_import_dask():
-    code = ("import sys, fastconv, fastconv.vis, fastconv.data, fastconv.cli, fastconv.vis.folder; "
+    code = ("import sys, fastconv, fastconv.vis, fastconv.data, fastconv.cli, fastconv.app.folder; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed', 'zarr'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

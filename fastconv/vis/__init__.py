@@ -12,7 +12,8 @@ receptive    receptive_field, effective_receptive_field, invariance
 spectrum     filter_spectrum, aliasing (frequency content, dead filters, shift-equivariance error)
 architecture architecture_selection (Zeiler & Fergus's first-layer experiment)
 attack       adversarial (minimal targeted perturbation), fgsm, pgd (Captum's FGSM / PGD semantics)
-image        PNG grids and plots; report: the HTML page; demo: the `fastconv demo` pipeline
+image        PNG grids and plots (save_top_grid: the top-k figure); report: the HTML page
+(The applications built on these — the demo report, `fastconv visualize` — live in fastconv.app.)
 """
 from .architecture import architecture_selection
 from .attack import Attack, adversarial, fgsm, pgd

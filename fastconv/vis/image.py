@@ -161,6 +161,16 @@ def save_grid(path, tiles, **kw):
     return save_png(path, grid(tiles, **kw))
 
 
+def save_top_grid(path, top, layer, **kw):
+    """Save the figure of a TopActivations: per channel, its k projections (symmetric scale) | k patches."""
+    k = top.patches.shape[1]
+    tiles = np.concatenate([top.projections, top.patches], axis=1)
+    tiles = [normalize(t, "symmetric") if j < k else normalize(t) for row in tiles for j, t in enumerate(row)]
+    return save_grid(path, tiles, ncols=2 * k, normalize_by=None,
+                       row_labels=[f"ch {ch} ({v:.1f})" for ch, v in zip(top.channels, top.values[:, 0])],
+                       title=f"layer '{layer}': {k} deconvnet projections | the {k} input patches", **kw)
+
+
 def _figure(ncols, nrows, w=3.2, h=2.6):
     import matplotlib
     matplotlib.use("Agg", force=False)

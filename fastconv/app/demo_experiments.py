@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import architecture, attack, backprop, features
-from . import image as I
-from .spectrum import BANDS, DEAD_NORM, DEAD_RATE
+from ..vis import architecture, attack, backprop, features
+from ..vis import image as I
+from ..vis.spectrum import BANDS, DEAD_NORM, DEAD_RATE
 
 
 def _same_size(a, size):

@@ -1,28 +1,16 @@
 """`fastconv visualize --images DIR`: a dataset-scale visualization of a folder of photos on a Dask cluster —
 the top-k deconvnet projections and input patches of every channel of a layer (Zeiler & Fergus, Fig. 2),
-written as a PNG and an HTML page. `top_grid` draws that figure for the demo too."""
+written as a PNG and an HTML page."""
 from __future__ import annotations
 
 import contextlib
 import os
 import time
 
-import numpy as np
-
 from .. import nn
-from . import features, receptive
-from . import image as I
-from .report import Report
-
-
-def top_grid(path, top, layer, **kw):
-    """Save the figure of a TopActivations: per channel, its k projections (symmetric scale) | k patches."""
-    k = top.patches.shape[1]
-    tiles = np.concatenate([top.projections, top.patches], axis=1)
-    tiles = [I.normalize(t, "symmetric") if j < k else I.normalize(t) for row in tiles for j, t in enumerate(row)]
-    return I.save_grid(path, tiles, ncols=2 * k, normalize_by=None,
-                       row_labels=[f"ch {ch} ({v:.1f})" for ch, v in zip(top.channels, top.values[:, 0])],
-                       title=f"layer '{layer}': {k} deconvnet projections | the {k} input patches", **kw)
+from ..vis import features, receptive
+from ..vis import image as I
+from ..vis.report import Report
 
 
 def run_folder(model_path, images, out, layer=None, k=9, scheduler=None, chunk_size=256, progress=True):
@@ -47,7 +35,7 @@ def run_folder(model_path, images, out, layer=None, k=9, scheduler=None, chunk_s
         top = features.top_activations(model, folder.x, layer, k=k, progress=progress)
         where = scheduler or f"a local cluster of {len(client.scheduler_info()['workers'])} worker processes"
     seconds = time.perf_counter() - start
-    png = top_grid(out, top, layer, tile_px=48, pad=3)
+    png = I.save_top_grid(out, top, layer, tile_px=48, pad=3)
     rf = receptive.receptive_field(model, layer, input_size=(H, W))[-1]
     rep = Report(f"top activations of layer '{layer}' over {len(folder.files)} images",
                  f"model {os.path.basename(os.fspath(model_path))}, images under {os.fspath(images)} resized to "

@@ -1,5 +1,5 @@
 """`fastconv demo`: train the seed CNN, checkpoint every epoch, run every visualization method and write
-an HTML report (index.html + figures/*.png). `fastconv visualize`: one method on a saved model."""
+an HTML report (index.html + figures/*.png)."""
 from __future__ import annotations
 
 import os
@@ -8,21 +8,11 @@ import time
 import numpy as np
 
 from .. import nn
-from . import _core, backprop, demo_experiments, embedding, features, perturbation, receptive, synthesis
-from . import image as I
-from .folder import top_grid
-from .report import Report
-
-
-def _load(data, data_dir, image_size):
-    from .. import data as D
-    if data == "digits":
-        return D.load_digits(image_size), [str(i) for i in range(10)]
-    if data == "cifar10":
-        if not data_dir:
-            raise SystemExit("fastconv demo: --data cifar10 needs --data-dir DIR")
-        return D.load_cifar10(data_dir), list(D.CIFAR10_CLASSES)
-    raise SystemExit(f"unknown data {data!r}")
+from ..vis import _core, backprop, embedding, features, perturbation, receptive, synthesis
+from ..vis import image as I
+from ..vis.report import Report
+from . import demo_experiments
+from .datasets import load
 
 
 class _Stages:
@@ -51,7 +41,7 @@ def run_demo(out="fastconv-report", data="digits", data_dir=None, epochs=6, fast
              image_size=16):
     """Train, visualise, write `out`/index.html; returns the report path."""
     start = time.perf_counter()
-    split, class_names = _load(data, data_dir, image_size)
+    split, class_names = load(data, data_dir=data_dir, image_size=image_size)
     train, test = split.train, split.test
     if fast:
         train = type(train)(train.x[:300], train.y[:300])
@@ -64,7 +54,7 @@ def run_demo(out="fastconv-report", data="digits", data_dir=None, epochs=6, fast
                   seed=seed, checkpoint_dir=ckpt_dir, progress=progress)
     checkpoints = [os.path.join(ckpt_dir, f) for f in sorted(os.listdir(ckpt_dir)) if f.endswith(".npz")]
     ctx = _Context(model, train, test, class_names, figs, fast, checkpoints, seed,
-                   lambda size: _load(data, data_dir, size)[0])
+                   lambda size: load(data, data_dir=data_dir, image_size=size)[0])
     rep = Report("fastconv visualization report",
                  f"seed CNN {[type(lay).__name__ for lay in model]} trained {epochs} epoch(s) on {data} "
                  f"({len(train.x)} images {C}×{H}×{W}); test accuracy {hist['val_acc'][-1]:.3f}. Every figure is "
@@ -165,7 +155,7 @@ def _deconvnet(c, rep):
         top = features.top_activations(c.model, c.train, layer, k=6 if c.fast else 9, channels=channels)
         k = top.patches.shape[1]
         rf = receptive.receptive_field(c.model, layer, input_size=c.x.shape[2:])[-1]
-        rep.figure(top_grid(c.path(f"deconvnet_{layer}"), top, layer, tile_px=48, pad=3),
+        rep.figure(I.save_top_grid(c.path(f"deconvnet_{layer}"), top, layer, tile_px=48, pad=3),
                    f"Deconvnet: top activations of layer '{layer}'",
                    f"top_activations(model, train set, '{layer}', k={k}): for each channel the {k} strongest "
                    f"activations over the training set (one per image); left: their deconvnet projections "
@@ -340,54 +330,3 @@ def _invariance(c, rep):
                f"— Euclidean distance between the feature vectors of {len(x)} test images and their translated / "
                "rotated / scaled copies at three layers (divided by the mean feature norm so they share an axis; "
                "mean ± std), and the probability of the true class.")
-
-
-# -- fastconv visualize -------------------------------------------------------------------------
-METHODS = ("filters", "activations", "saliency", "guided", "deconvnet", "occlusion", "top", "class_model",
-           "deep_dream", "tsne", "receptive_field", "erf")
-
-
-def run_visualize(model_path, method, out, data="digits", data_dir=None, image_size=16, indices=(0, 1, 2, 3),
-                  layer=None, channel=0, target=None, window=4, stride=1, steps=100, k=9):
-    """Run one method on a saved model and write a PNG (or print a table); returns the output path."""
-    model = nn.load(model_path)
-    split, class_names = _load(data, data_dir, image_size)
-    x = split.test.x[list(indices)]
-    t = split.test.y[list(indices)] if target is None else np.full(len(x), int(target))
-    layer = layer if layer is not None else next(n for n, lay in reversed(model.named_layers())
-                                                 if isinstance(lay, nn.MaxPool2d))
-    if method == "filters":
-        w = features.filters(model)
-        tiles, kw = (w if w.shape[1] in (1, 3) else w[:, :1]), dict(mode="symmetric")
-    elif method == "activations":
-        a = features.activations(model, x, layer)
-        tiles, kw = a.reshape((-1, 1) + a.shape[2:]), dict(ncols=a.shape[1])
-    elif method == "saliency":
-        tiles, kw = backprop.saliency(model, x, t), dict(cmap="inferno", ncols=len(x))
-    elif method == "guided":
-        tiles, kw = backprop.guided_backprop(model, x, t), dict(mode="symmetric", ncols=len(x))
-    elif method == "deconvnet":
-        tiles, kw = backprop.deconvnet(model, x, layer, channel), dict(mode="symmetric", ncols=len(x))
-    elif method == "occlusion":
-        tiles, kw = perturbation.occlusion(model, x, t, window, stride), dict(cmap="viridis", ncols=len(x))
-    elif method == "top":
-        top = features.top_activations(model, split.train, layer, k=k)
-        tiles, kw = np.concatenate([top.projections, top.patches], axis=1), dict(mode="symmetric")
-    elif method == "class_model":
-        tiles = synthesis.class_model(model, range(split.num_classes), steps=steps, l2=1e-2, blur_every=4,
-                                      input_shape=x.shape[1:])
-        kw = dict(labels=class_names)
-    elif method == "deep_dream":
-        tiles, kw = synthesis.deep_dream(model, x, layer, steps=steps // 10 or 1, octaves=2), dict(ncols=len(x))
-    elif method == "tsne":
-        pts = embedding.tsne(model, split.test.x, layer=None)
-        return I.save_scatter(out, pts, split.test.y, thumbnails=split.test.x, class_names=class_names)
-    elif method == "receptive_field":
-        for r in receptive.receptive_field(model, input_size=x.shape[2:]):
-            print(f"{r['name']:>4} {r['type']:<20} size {r['size']} stride {r['stride']} offset {r['offset']}")
-        return None
-    elif method == "erf":
-        tiles, kw = [receptive.effective_receptive_field(model, layer, input_shape=x.shape[1:])], dict(cmap="magma")
-    else:
-        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-    return I.save_grid(out, tiles, **kw)
