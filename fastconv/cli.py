@@ -32,16 +32,22 @@ def _info(args) -> int:
 TRAIN_DEFAULTS = dict(image_size=16, epochs=20, batch_size=32, lr=2e-3, schedule="cosine", shift=1, seed=0)
 
 
+def _add_data_args(p, image_size) -> None:
+    """The dataset options of train, demo and visualize (read by fastconv.app.datasets.load)."""
+    from fastconv.app.datasets import NAMES
+    p.add_argument("--data", choices=NAMES, default="digits")
+    p.add_argument("--data-dir", help="CIFAR-10 python batches directory (for --data cifar10)")
+    p.add_argument("--data-path", help=".npz with x, y or x_train, y_train, x_test, y_test (for --data npz)")
+    p.add_argument("--image-size", type=int, default=image_size, help="digits upsampled to this size (8, 16, 32)")
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train the seed CNN on digits, CIFAR-10 or an .npz; print test accuracy",
                        description="Train fastconv.nn.models.seed_cnn with Adam and report test accuracy and "
                                    "wall time. Nothing is downloaded: digits ship with scikit-learn, CIFAR-10 "
                                    "and .npz files are read from paths you give.")
     d = TRAIN_DEFAULTS
-    p.add_argument("--data", choices=["digits", "cifar10", "npz"], default="digits")
-    p.add_argument("--data-dir", help="CIFAR-10 python batches directory (for --data cifar10)")
-    p.add_argument("--data-path", help=".npz with x, y or x_train, y_train, x_test, y_test (for --data npz)")
-    p.add_argument("--image-size", type=int, default=d["image_size"], help="digits upsampled to this size (8, 16, 32)")
+    _add_data_args(p, d["image_size"])
     p.add_argument("--variant", choices=["conv", "local", "tiled"], default="conv", help="second layer of the CNN")
     p.add_argument("--channels", default="16,32", help="channels of the two conv layers, e.g. 16,32")
     p.add_argument("--epochs", type=int, default=d["epochs"])
@@ -108,9 +114,7 @@ def _add_vis(sub) -> None:
                        description="Train fastconv.nn.models.seed_cnn on the bundled digits (or CIFAR-10 from "
                                    "--data-dir), checkpoint each epoch, run every fastconv.vis method and write "
                                    "OUT/index.html with its figures (OUT/figures/*.png).")
-    p.add_argument("--data", choices=["digits", "cifar10"], default="digits")
-    p.add_argument("--data-dir", help="CIFAR-10 python batches directory (for --data cifar10)")
-    p.add_argument("--image-size", type=int, default=16, help="digits upsampled to this size (8, 16, 32)")
+    _add_data_args(p, 16)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--fast", action="store_true", help="fewer images and steps (a quick check of the pipeline)")
     p.add_argument("--seed", type=int, default=0)
@@ -121,11 +125,10 @@ def _add_vis(sub) -> None:
     p = sub.add_parser("visualize", help="run one visualization method on a saved model, write a PNG",
                        description="Load a model saved by fastconv.nn.save (e.g. `fastconv train --out M.npz`) "
                                    "and run one fastconv.vis method on test images of the same data.")
-    p.add_argument("--model", required=True, help="the saved model (.npz)")
+    p.add_argument("--model", help="the saved model (.npz); needed except with --images, where the default is "
+                                    "the seed CNN trained for a few seconds on the bundled digits")
     p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--data", choices=["digits", "cifar10"], default="digits")
-    p.add_argument("--data-dir", help="CIFAR-10 python batches directory (for --data cifar10)")
-    p.add_argument("--image-size", type=int, default=16, help="digits upsampled to this size")
+    _add_data_args(p, 16)
     p.add_argument("--indices", default="0,1,2,3", help="test images to use, e.g. 0,1,2,3")
     p.add_argument("--layer", help="layer name or index (default: the last max-pool)")
     p.add_argument("--channel", type=int, default=0, help="channel (deconvnet)")
@@ -145,8 +148,8 @@ def _add_vis(sub) -> None:
 def _demo(args) -> int:
     from fastconv.app.demo import run_demo
     try:
-        run_demo(args.out, data=args.data, data_dir=args.data_dir, epochs=args.epochs, fast=args.fast,
-                 seed=args.seed, progress=not args.no_progress, image_size=args.image_size)
+        run_demo(args.out, data=args.data, data_dir=args.data_dir, data_path=args.data_path, epochs=args.epochs,
+                 fast=args.fast, seed=args.seed, progress=not args.no_progress, image_size=args.image_size)
     except (FileNotFoundError, ValueError) as e:
         print(f"fastconv demo: {e}", file=sys.stderr)
         return 2
@@ -157,9 +160,12 @@ def _visualize(args) -> int:
     from fastconv.app.visualize import run_visualize
     if args.images or args.scheduler:
         return _visualize_images(args)
+    if not args.model:
+        print("fastconv visualize: --model FILE is needed (or --images DIR for --method top)", file=sys.stderr)
+        return 2
     try:
         path = run_visualize(args.model, args.method, args.out or f"{args.method}.png", data=args.data,
-                             data_dir=args.data_dir, image_size=args.image_size,
+                             data_dir=args.data_dir, data_path=args.data_path, image_size=args.image_size,
                              indices=[int(i) for i in args.indices.split(",")], layer=args.layer, channel=args.channel,
                              target=args.target, window=args.window, stride=args.stride, steps=args.steps,
                              k=args.k)

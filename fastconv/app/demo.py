@@ -37,11 +37,11 @@ class _Stages:
             self.bar.close()
 
 
-def run_demo(out="fastconv-report", data="digits", data_dir=None, epochs=6, fast=False, seed=0, progress=True,
-             image_size=16):
+def run_demo(out="fastconv-report", data="digits", data_dir=None, data_path=None, epochs=6, fast=False, seed=0,
+             progress=True, image_size=16):
     """Train, visualise, write `out`/index.html; returns the report path."""
     start = time.perf_counter()
-    split, class_names = load(data, data_dir=data_dir, image_size=image_size)
+    split, class_names = load(data, data_dir=data_dir, data_path=data_path, image_size=image_size)
     train, test = split.train, split.test
     if fast:
         train = type(train)(train.x[:300], train.y[:300])
@@ -54,7 +54,7 @@ def run_demo(out="fastconv-report", data="digits", data_dir=None, epochs=6, fast
                   seed=seed, checkpoint_dir=ckpt_dir, progress=progress)
     checkpoints = [os.path.join(ckpt_dir, f) for f in sorted(os.listdir(ckpt_dir)) if f.endswith(".npz")]
     ctx = _Context(model, train, test, class_names, figs, fast, checkpoints, seed,
-                   lambda size: load(data, data_dir=data_dir, image_size=size)[0])
+                   lambda size: load(data, data_dir=data_dir, data_path=data_path, image_size=size)[0])
     rep = Report("fastconv visualization report",
                  f"seed CNN {[type(lay).__name__ for lay in model]} trained {epochs} epoch(s) on {data} "
                  f"({len(train.x)} images {C}×{H}×{W}); test accuracy {hist['val_acc'][-1]:.3f}. Every figure is "

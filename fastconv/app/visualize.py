@@ -13,11 +13,11 @@ METHODS = ("filters", "activations", "saliency", "guided", "deconvnet", "occlusi
            "deep_dream", "tsne", "receptive_field", "erf")
 
 
-def run_visualize(model_path, method, out, data="digits", data_dir=None, image_size=16, indices=(0, 1, 2, 3),
-                  layer=None, channel=0, target=None, window=4, stride=1, steps=100, k=9):
+def run_visualize(model_path, method, out, data="digits", data_dir=None, data_path=None, image_size=16,
+                  indices=(0, 1, 2, 3), layer=None, channel=0, target=None, window=4, stride=1, steps=100, k=9):
     """Run one method on a saved model and write a PNG (or print a table); returns the output path."""
     model = nn.load(model_path)
-    split, class_names = load(data, data_dir=data_dir, image_size=image_size)
+    split, class_names = load(data, data_dir=data_dir, data_path=data_path, image_size=image_size)
     x = split.test.x[list(indices)]
     t = split.test.y[list(indices)] if target is None else np.full(len(x), int(target))
     layer = layer if layer is not None else next(n for n, lay in reversed(model.named_layers())
