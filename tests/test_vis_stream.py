@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from _helpers import run_python
 from fastconv import cli, data, nn, vis
 
 da = pytest.importorskip("dask.array")
@@ -141,6 +142,26 @@ def test_the_model_is_one_key_that_every_chunk_task_reads(monkeypatch, random_im
     chunk_tasks = [node for key, node in graph.items() if "_chunk_task" in str(key)]
     assert len(holders) == 1 and len(chunk_tasks) == 8
     assert all(holders[0] in node.dependencies for node in chunk_tasks)
+
+
+def test_streamed_top_activations_reads_every_chunk_once(random_images):
+    """The winners' images travel with the partial top-k: no chunk is read again to fetch them."""
+    reads = []
+
+    def read(block):
+        reads.append(len(block))
+        return block
+    lazy = da.from_array(random_images, chunks=(256, 3, 16, 16)).map_blocks(read, meta=random_images[:0])
+    model = nn.models.seed_cnn(3, 10, 16, rng=1)
+    top = vis.top_activations(model, lazy, "5", k=3)
+    assert sorted(reads) == sorted(lazy.chunks[0])
+    _assert_same_top(top, vis.top_activations(model, random_images, "5", k=3))
+
+
+def test_get_num_threads_reports_what_the_kernels_use():
+    env = {k: v for k, v in os.environ.items() if k != "FASTCONV_NUM_THREADS"}
+    out = run_python("-c", "import fastconv; print(fastconv.get_num_threads())", env={**env, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr
 
 
 def test_distributed_cluster_gives_the_same_result(cluster, random_images):

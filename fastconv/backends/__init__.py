@@ -140,9 +140,14 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
+    """The bound set by set_num_threads / FASTCONV_NUM_THREADS; unset, what the compiled kernels use
+    (OpenMP's default: OMP_NUM_THREADS, as Dask sets it in its worker processes, or the core count)."""
     if _num_threads is not None:
         return _num_threads
-    return os.cpu_count() or 1
+    try:
+        return load("cpp").get_num_threads()
+    except RuntimeError:
+        return os.cpu_count() or 1
 
 
 if os.environ.get("FASTCONV_NUM_THREADS"):

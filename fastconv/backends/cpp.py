@@ -42,5 +42,6 @@ unshared_conv2d = _op("unshared_conv2d")
 unshared_conv2d_input_grad = _op("unshared_conv2d_input_grad")
 unshared_conv2d_weight_grad = _op("unshared_conv2d_weight_grad")
 set_num_threads = _cpp.set_num_threads
+get_num_threads = _cpp.get_num_threads
 build_info = _cpp.build_info
 isa = _cpp.isa

@@ -53,12 +53,14 @@ def top_activations(model, data, layer, k=9, channels=None, batch_size=256, prog
     one's receptive field (computed from the layer stack) and its deconvnet projection.
 
     data: an array, (x, y) pair or Dataset — or, streamed with bounded memory, a Dask array chunked along
-    N or an iterable of batches (see fastconv.vis._stream). Only the k winners per channel are projected:
-    they are fetched by index from a Dask array; from an iterable, their images are kept as it is read."""
+    N or an iterable of batches (see fastconv.vis._stream). Only the k winners per channel are projected.
+    Streamed, the candidates' images travel with the partial top-k (at most k per channel per part), so
+    the data is read once: fetching the winners by index afterwards would read every chunk that holds
+    one — with the winners spread over the dataset, nearly all of it — a second time."""
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k: expected a positive int, got {k!r}")
     x = _stream.images(data)
-    keep = isinstance(x, _stream.Batches)   # an iterable cannot be read again: keep the winners' images
+    keep = _stream.is_streamed(x)
     sel = _stream.map_reduce(model, x, partial(_batch_top, layer=layer, channels=channels, k=int(k), keep=keep),
                              partial(_merge_top, k=int(k)), batch_size=batch_size, progress=progress,
                              desc="top activations")
@@ -67,7 +69,7 @@ def top_activations(model, data, layer, k=9, channels=None, batch_size=256, prog
         winners = np.stack([sel.images[int(i)] for i in sel.indices.ravel()])
         winners = winners.reshape(sel.indices.shape + winners.shape[1:])     # (K, k, C, H, W)
     else:
-        winners = _stream.take(x, sel.indices)
+        winners = x[sel.indices]
     H, W = winners.shape[-2:]
     rf = receptive_field(model, layer, input_size=(H, W))[-1]
     windows = np.array([[(0, 0, H, W) if rf["global"] else unit_window(rf, p) for p in row]
