@@ -144,20 +144,6 @@ def test_the_model_is_one_key_that_every_chunk_task_reads(monkeypatch, random_im
     assert all(holders[0] in node.dependencies for node in chunk_tasks)
 
 
-def test_streamed_top_activations_reads_every_chunk_once(random_images):
-    """The winners' images travel with the partial top-k: no chunk is read again to fetch them."""
-    reads = []
-
-    def read(block):
-        reads.append(len(block))
-        return block
-    lazy = da.from_array(random_images, chunks=(256, 3, 16, 16)).map_blocks(read, meta=random_images[:0])
-    model = nn.models.seed_cnn(3, 10, 16, rng=1)
-    top = vis.top_activations(model, lazy, "5", k=3)
-    assert sorted(reads) == sorted(lazy.chunks[0])
-    _assert_same_top(top, vis.top_activations(model, random_images, "5", k=3))
-
-
 def test_get_num_threads_reports_what_the_kernels_use():
     env = {k: v for k, v in os.environ.items() if k != "FASTCONV_NUM_THREADS"}
     out = run_python("-c", "import fastconv; print(fastconv.get_num_threads())", env={**env, "OMP_NUM_THREADS": "1"})

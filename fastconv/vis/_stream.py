@@ -191,6 +191,15 @@ def compute(obj, progress=False):
     return dask.compute(obj)[0]
 
 
+def take(x, indices):
+    """The images at `indices` (any order, repeats allowed) of a NumPy or Dask array, as NumPy."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if not is_dask(x):
+        return np.asarray(x[indices])
+    unique, inverse = np.unique(indices, return_inverse=True)
+    return np.asarray(compute(x[unique]))[inverse.reshape(indices.shape)]
+
+
 def concat(parts):
     """merge for per-image results: arrays (or tuples of arrays) joined along the batch axis."""
     if isinstance(parts[0], tuple):

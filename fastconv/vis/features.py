@@ -53,23 +53,23 @@ def top_activations(model, data, layer, k=9, channels=None, batch_size=256, prog
     one's receptive field (computed from the layer stack) and its deconvnet projection.
 
     data: an array, (x, y) pair or Dataset — or, streamed with bounded memory, a Dask array chunked along
-    N or an iterable of batches (see fastconv.vis._stream). Only the k winners per channel are projected.
-    Streamed, the candidates' images travel with the partial top-k (at most k per channel per part), so
-    the data is read once: fetching the winners by index afterwards would read every chunk that holds
-    one — with the winners spread over the dataset, nearly all of it — a second time."""
+    N or an iterable of batches (see fastconv.vis._stream). Only the k winners per channel are projected:
+    they are fetched by index from a Dask array (which reads the chunks that hold them again: carrying the
+    candidates' images through the merge instead costs more memory than the bound allows); from an
+    iterable, which cannot be read twice, their images are kept as it is read."""
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k: expected a positive int, got {k!r}")
     x = _stream.images(data)
-    keep = _stream.is_streamed(x)
+    keep = isinstance(x, _stream.Batches)
     sel = _stream.map_reduce(model, x, partial(_batch_top, layer=layer, channels=channels, k=int(k), keep=keep),
                              partial(_merge_top, k=int(k)), batch_size=batch_size, progress=progress,
                              desc="top activations")
     channels = sel.channels
     if keep:
-        winners = np.stack([sel.images[int(i)] for i in sel.indices.ravel()])
-        winners = winners.reshape(sel.indices.shape + winners.shape[1:])     # (K, k, C, H, W)
+        ids, stack = sel.images
+        winners = stack[np.searchsorted(ids, sel.indices)]                    # (K, k, C, H, W)
     else:
-        winners = x[sel.indices]
+        winners = _stream.take(x, sel.indices)
     H, W = winners.shape[-2:]
     rf = receptive_field(model, layer, input_size=(H, W))[-1]
     windows = np.array([[(0, 0, H, W) if rf["global"] else unit_window(rf, p) for p in row]
@@ -91,7 +91,7 @@ class _Top(NamedTuple):
     values: np.ndarray      # (K, m), m <= k, descending, ties by index
     indices: np.ndarray     # (K, m) dataset indices
     positions: np.ndarray   # (K, m, d)
-    images: dict | None     # {dataset index: image} of the winners, for data read only once
+    images: tuple | None    # (ids, stack): the winners' sorted dataset indices and their images, streamed
 
 
 def _batch_top(model, x, start, *, layer, channels, k, keep):
@@ -108,8 +108,9 @@ def _batch_top(model, x, start, *, layer, channels, k, keep):
         else np.zeros(flat.T.shape + (0,), np.int64)
     idx = np.broadcast_to(start + np.arange(len(x)), vals.shape)
     top = _select(_Top(channels, vals, idx, pos, None), k)
-    if keep:   # copies, so that the batch itself can be freed
-        top = top._replace(images={int(i): x[i - start].copy() for i in np.unique(top.indices)})
+    if keep:   # one contiguous copy (not one small array per image, which fragments the heap), so that
+        ids = np.unique(top.indices)   # the batch itself can be freed
+        top = top._replace(images=(ids, x[ids - start]))
     return top
 
 
@@ -119,13 +120,20 @@ def _select(top, k):
     order = np.lexsort((top.indices, -top.values), axis=-1)[:, :k]
     take = partial(np.take_along_axis, indices=order, axis=1)
     indices = take(top.indices)
-    images = None if top.images is None else {int(i): top.images[int(i)] for i in np.unique(indices)}
+    images = None
+    if top.images is not None:
+        ids = np.unique(indices)
+        images = (ids, top.images[1][np.searchsorted(top.images[0], ids)])
     return _Top(top.channels, take(top.values), indices,
                 np.take_along_axis(top.positions, order[..., None], axis=1), images)
 
 
 def _merge_top(parts, k):
-    images = None if parts[0].images is None else {i: im for p in parts for i, im in p.images.items()}
+    images = None   # parts cover disjoint ranges of the dataset: their ids never repeat
+    if parts[0].images is not None:
+        ids, stack = (np.concatenate([p.images[j] for p in parts]) for j in (0, 1))
+        order = np.argsort(ids, kind="stable")
+        images = (ids[order], stack[order])
     return _select(_Top(parts[0].channels, *(np.concatenate([getattr(p, f) for p in parts], axis=1)
                                              for f in ("values", "indices", "positions")), images), k)
 
