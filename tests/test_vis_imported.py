@@ -62,3 +62,15 @@ def test_layers_are_named_by_torch_paths(net, photos):
     assert_close(vis.filters(model, "features.4"), module.features[4].weight.detach().numpy(), np.float64)
     with pytest.raises(ValueError, match=r"layer: 'features.99' is not a layer of the model; layers: \['features.0'"):
         vis.activations(model, photos, "features.99")
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_logits_equal_torch_also_with_batch_norm_folded(net, photos, dtype, tol):
+    module = net[0] if dtype == np.float64 else SmallZeilerFergus().eval().float()
+    if dtype == np.float32:
+        module.load_state_dict(net[0].state_dict())
+    with torch.no_grad():
+        expected = module(torch.tensor(photos.astype(dtype))).numpy()
+    for model in (fnn.from_torch(module), fnn.from_torch(module, fold_batch_norm=True)):
+        assert np.abs(model(photos.astype(dtype)) - expected).max() <= tol * np.abs(expected).max()
+    assert "features.9" not in dict(fnn.from_torch(module, fold_batch_norm=True).flat().named_layers())
