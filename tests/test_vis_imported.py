@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 from torch_helpers import one_torch_thread  # noqa: E402,F401  (the fixture)
 from torchvision_models import SmallZeilerFergus  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
+              pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")]   # Captum's notice
 SIZE = 96   # the small net's maps: 46 → 23 → 10 → 5 → 5 → 2
 
 
@@ -74,3 +75,83 @@ def test_logits_equal_torch_also_with_batch_norm_folded(net, photos, dtype, tol)
     for model in (fnn.from_torch(module), fnn.from_torch(module, fold_batch_norm=True)):
         assert np.abs(model(photos.astype(dtype)) - expected).max() <= tol * np.abs(expected).max()
     assert "features.9" not in dict(fnn.from_torch(module, fold_batch_norm=True).flat().named_layers())
+
+
+def _captum():
+    return pytest.importorskip("captum.attr")
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_saliency_guided_and_deconvnet_equal_captum(net, photos, dtype, tol):
+    """Captum's Saliency, GuidedBackprop and Deconvolution of the torch module; fastconv's saliency,
+    guided_backprop and class_gradient(rule='deconvnet') of the imported model (folded and not)."""
+    attr = _captum()
+    module = net[0] if dtype == np.float64 else SmallZeilerFergus().eval().float()
+    if dtype == np.float32:
+        module.load_state_dict(net[0].state_dict())
+    x, target = photos.astype(dtype), [3, 7]
+    xt = lambda: torch.tensor(x, requires_grad=True)   # noqa: E731
+    expected = {"saliency": attr.Saliency(module).attribute(xt(), target=target, abs=True).detach().numpy().max(1),
+                "guided": attr.GuidedBackprop(module).attribute(xt(), target=target).detach().numpy(),
+                "deconvnet": attr.Deconvolution(module).attribute(xt(), target=target).detach().numpy()}
+    for model in (fnn.from_torch(module), fnn.from_torch(module, fold_batch_norm=True)):
+        got = {"saliency": vis.saliency(model, x, target), "guided": vis.guided_backprop(model, x, target),
+               "deconvnet": vis.class_gradient(model, x, target, rule="deconvnet")}
+        for name, ref in expected.items():
+            assert got[name].dtype == dtype
+            assert np.abs(got[name] - ref).max() <= tol * np.abs(ref).max(), name
+
+
+@pytest.mark.parametrize("layer,channel", [("features.4", 5), ("features.11", 9)])
+def test_deconvnet_projection_equals_captum_neuron_deconvolution(net, photos, layer, channel):
+    """Zeiler & Fergus's projection of a channel's strongest activation in an inner layer (through the
+    pooling switches) equals Captum's NeuronDeconvolution of that unit, scaled by the activation (the
+    deconvnet's seed; positive, where the deconvnet's rectification is linear in it)."""
+    attr = _captum()
+    module, model = net
+    got = vis.deconvnet(model, photos, layer, channel)
+    a = _torch_output(module, photos, layer)[:, channel]
+    neuron = attr.NeuronDeconvolution(module, module.get_submodule(layer))
+    for n in range(len(photos)):
+        i, j = np.unravel_index(a[n].argmax(), a[n].shape)
+        ref = neuron.attribute(torch.tensor(photos[n:n + 1], requires_grad=True),
+                               neuron_selector=(channel, i, j)).detach().numpy()[0]
+        assert a[n, i, j] > 0 and np.abs(ref).max() > 0
+        assert_close(got[n], ref * a[n, i, j], np.float64)
+
+
+def test_occlusion_equals_torch_and_captum(net, photos):
+    """The Zeiler-Fergus maps equal torch's softmax on each occluded photo (float64, 1e-10); the per-pixel
+    mode equals Captum's Occlusion to the float32 precision in which Captum averages."""
+    attr = _captum()
+    module, model = net
+    target, w, s = [1, 2], 32, 16
+    prob = lambda z: torch.softmax(module(z), dim=1)   # noqa: E731
+    maps = vis.occlusion(model, photos, target, window=w, stride=s)
+    assert maps.shape == (2, 5, 5)
+    with torch.no_grad():
+        for i in range(5):
+            for j in range(5):
+                occluded = photos.copy()
+                occluded[:, :, i * s:i * s + w, j * s:j * s + w] = 0
+                ref = prob(torch.tensor(occluded))[[0, 1], target].numpy()
+                assert np.abs(maps[:, i, j] - ref).max() <= 1e-10 * ref.max()
+    ref = attr.Occlusion(prob).attribute(torch.tensor(photos), target=target, sliding_window_shapes=(3, w, w),
+                                         strides=(3, s, s), baselines=0.0).numpy()
+    got = vis.occlusion(model, photos, target, window=w, stride=s, per_pixel=True)
+    assert np.abs(got - ref[:, 0]).max() <= 1e-6 * np.abs(ref).max()
+
+
+def test_top_activations_of_an_imported_layer(net, photos):
+    """The strongest unit per image of "features.8" (a conv) is torch's activation maximum, and its
+    projection is the deconvnet's projection of that unit, cropped to its receptive field."""
+    module, model = net
+    top = vis.top_activations(model, photos, "features.8", k=2, channels=[0, 5])
+    a = _torch_output(module, photos, "features.8")[:, [0, 5]]
+    assert_close(top.values, np.sort(a.reshape(2, 2, -1).max(-1).T, axis=1)[:, ::-1], np.float64)
+    n, (i, j) = top.indices[1, 0], top.positions[1, 0]
+    full = vis.deconvnet(model, photos[n:n + 1], "features.8", 5, (i, j))[0]
+    t, l, h, w = top.windows[1, 0]
+    crop = full[:, max(t, 0):t + h, max(l, 0):l + w]
+    assert_close(top.projections[1, 0][:, max(-t, 0):max(-t, 0) + crop.shape[1],
+                                       max(-l, 0):max(-l, 0) + crop.shape[2]], crop, np.float64)
