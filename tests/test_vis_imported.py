@@ -18,14 +18,20 @@ SIZE = 96   # the small net's maps: 46 → 23 → 10 → 5 → 5 → 2
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """The two sample photos as files, read back as a (2, 3, SIZE, SIZE) float64 batch."""
+def photo_dir(tmp_path_factory):
+    """The two sample photos as a PNG and a JPEG file."""
     Image = pytest.importorskip("PIL.Image")
     images = pytest.importorskip("sklearn.datasets").load_sample_images().images
     d = tmp_path_factory.mktemp("photos")
     Image.fromarray(images[0]).save(d / "china.png")
     Image.fromarray(images[1]).save(d / "flower.jpg")
-    return data.load_images(d, SIZE, mean="imagenet", dtype=np.float64)
+    return d
+
+
+@pytest.fixture(scope="module")
+def photos(photo_dir):
+    """The photos read back as a (2, 3, SIZE, SIZE) float64 batch, ImageNet-normalised."""
+    return data.load_images(photo_dir, SIZE, mean="imagenet", dtype=np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +161,45 @@ def test_top_activations_of_an_imported_layer(net, photos):
     crop = full[:, max(t, 0):t + h, max(l, 0):l + w]
     assert_close(top.projections[1, 0][:, max(-t, 0):max(-t, 0) + crop.shape[1],
                                        max(-l, 0):max(-l, 0) + crop.shape[2]], crop, np.float64)
+
+
+# -- fastconv visualize --torch-model ----------------------------------------------------------------------------
+def _check_report(out, methods):
+    html = (out / "index.html").read_text(encoding="utf-8")
+    for method in methods:
+        assert (out / f"{method}.png").stat().st_size > 1000 and f"data-file='{method}.png'" in html
+    return html
+
+
+def test_cli_visualize_torch_model(net, photo_dir, tmp_path, capsys):
+    from fastconv import cli
+    module = net[0]
+    torch.save(module, tmp_path / "zf.pt")
+    torch.save(module.state_dict(), tmp_path / "zf_state.pt")
+    out = tmp_path / "report"
+    assert cli.main(["visualize", "--torch-model", str(tmp_path / "zf.pt"), "--images", str(photo_dir),
+                     "--image-size", str(SIZE), "--out", str(out)]) == 0
+    html = _check_report(out, ["deconvnet", "guided", "saliency", "occlusion"])
+    assert "layer &#x27;features.11&#x27;" in html and "china.png: " in html
+    assert cli.main(["visualize", "--torch-model", str(tmp_path / "zf.pt"), "--images", str(photo_dir),
+                     "--image-size", str(SIZE), "--method", "saliency", "--out", str(tmp_path / "one")]) == 0
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["index.html", "saliency.png"]
+    capsys.readouterr()
+    assert cli.main(["visualize", "--torch-model", str(tmp_path / "zf_state.pt"), "--images", str(photo_dir)]) == 2
+    assert "--arch must name its architecture, one of alexnet, zeiler_fergus, vgg11" in capsys.readouterr().err
+    assert cli.main(["visualize", "--torch-model", str(tmp_path / "zf.pt")]) == 2
+    assert "needs --images DIR" in capsys.readouterr().err
+
+
+@pytest.mark.slow   # a random-init VGG-11 is 0.5 GB on disk; the code paths are those of the test above but --arch
+@pytest.mark.parametrize("saved", ["module", "state_dict"])
+def test_cli_visualize_saved_vgg11(saved, photo_dir, tmp_path):
+    from fastconv import cli
+    from torchvision_models import TORCH_MODELS
+    torch.manual_seed(0)
+    module = TORCH_MODELS["vgg11"]().eval()
+    torch.save(module if saved == "module" else module.state_dict(), tmp_path / "vgg11.pt")
+    arch = ["--arch", "vgg11"] if saved == "state_dict" else []
+    assert cli.main(["visualize", "--torch-model", str(tmp_path / "vgg11.pt"), *arch, "--images", str(photo_dir),
+                     "--image-size", "64", "--out", str(tmp_path / "report")]) == 0
+    _check_report(tmp_path / "report", ["deconvnet", "guided", "saliency", "occlusion"])
