@@ -38,6 +38,14 @@ def list_images(directory):
     return [f for _, f in found], np.array([index[c] for c, _ in found], np.int64), classes
 
 
+def _some_images(directory):
+    """list_images(directory), a ValueError if it finds none."""
+    found = list_images(directory)
+    if not found[0]:
+        raise ValueError(f"{os.fspath(directory)}: no {'/'.join(IMAGE_EXTENSIONS)} images found")
+    return found
+
+
 # Per-channel (mean, std) of RGB in [0, 1] that pretrained models expect: ImageNet's is what torchvision's
 # AlexNet/VGG weights were trained with.
 NORMALIZATIONS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
@@ -71,12 +79,7 @@ def load_images(paths_or_dir, size, mean=None, std=None, *, channels=3, dtype=np
     mean: None (no normalisation), a preset name from NORMALIZATIONS ('imagenet', which also sets std), or
     one value / one per channel; std likewise (default 1)."""
     from PIL import Image, UnidentifiedImageError
-    if isinstance(paths_or_dir, (str, os.PathLike)):
-        files = list_images(paths_or_dir)[0]
-        if not files:
-            raise ValueError(f"{os.fspath(paths_or_dir)}: no {'/'.join(IMAGE_EXTENSIONS)} images found")
-    else:
-        files = list(paths_or_dir)
+    files = _some_images(paths_or_dir)[0] if isinstance(paths_or_dir, (str, os.PathLike)) else list(paths_or_dir)
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype: expected float32 or float64, got {np.dtype(dtype)}")
     if channels not in (1, 3):
@@ -102,9 +105,7 @@ def image_folder(directory, size, *, channels=3, chunk_size=256) -> ImageFolder:
     resized by load_images when computed), with the labels its class subfolders give."""
     import dask
     import dask.array as da
-    files, y, classes = list_images(directory)
-    if not files:
-        raise ValueError(f"{os.fspath(directory)}: no {'/'.join(IMAGE_EXTENSIONS)} images found")
+    files, y, classes = _some_images(directory)
     H, W = (size, size) if np.isscalar(size) else tuple(size)
     read = dask.delayed(load_images, pure=True)
     blocks = [da.from_delayed(read(tuple(files[i:i + chunk_size]), (H, W), channels=channels),

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import data, nn
 from .nn.base import placeholder_params
-from .vis import _core, backprop, perturbation
+from .vis import backprop, features, perturbation
 from .vis import image as I
 from .vis.report import Report
 
@@ -64,17 +64,14 @@ def run(torch_model, images, out, methods=METHODS, *, arch=None, size=224, layer
         raise ValueError(f"method: expected some of {METHODS}, got {sorted(unknown)}")
     start = time.perf_counter()
     model = load_torch_model(torch_model, arch)
-    files = data.list_images(images)[0]
     mean, std = data.NORMALIZATIONS["imagenet"]
-    x = data.load_images(files, size, mean, std, dtype=_core.model_dtype(model))
-    names = [os.path.relpath(f, images) for f in files]
-    logits = model(x)
-    target = logits.argmax(axis=1)
-    flat = model.flat()
-    layer = layer or next(n for n, lay in reversed(flat.named_layers()) if isinstance(lay, nn.MaxPool2d))
+    x = data.load_images(images, size, mean, std, dtype=model.dtype)
+    names = [os.path.relpath(f, images) for f in data.list_images(images)[0]]
+    target = model(x).argmax(axis=1)
+    layer = layer or next(n for n, lay in reversed(model.flat().named_layers()) if isinstance(lay, nn.MaxPool2d))
     photos = [_photo(p, mean, std) for p in x]
-    rep = Report(f"{os.path.basename(os.fspath(torch_model))} on {len(files)} photos",
-                 f"{len(files)} photos under {os.fspath(images)}, resized to {size}×{size}, ImageNet-normalised; "
+    rep = Report(f"{os.path.basename(os.fspath(torch_model))} on {len(x)} photos",
+                 f"{len(x)} photos under {os.fspath(images)}, resized to {size}×{size}, ImageNet-normalised; "
                  f"the target of each is the model's top class (" +
                  ", ".join(f"{n}: {t}" for n, t in zip(names, target)) + ").")
     os.makedirs(out, exist_ok=True)
@@ -91,7 +88,7 @@ def run(torch_model, images, out, methods=METHODS, *, arch=None, size=224, layer
 
 
 def _deconvnet(model, x, target, photos, *, layer, channels, **_):
-    a = _core.forward_to(model.flat(), x, layer)
+    a = features.activations(model, x, layer)
     strongest = np.argsort(-a.reshape(*a.shape[:2], -1).max(-1), axis=1)[:, :channels]   # (N, channels)
     proj = [backprop.deconvnet(model, x, layer, strongest[:, i]) for i in range(strongest.shape[1])]
     tiles, labels = [], []

@@ -140,24 +140,13 @@ def test_synthetic_is_deterministic_and_balanced():
 
 
 # -- photos from files: load_images -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def photos_dir(tmp_path_factory):
-    """scikit-learn's two sample photos (427×640 RGB) as a PNG and a JPEG, and the PNG's pixels."""
-    Image = pytest.importorskip("PIL.Image")
-    images = pytest.importorskip("sklearn.datasets").load_sample_images().images
-    d = tmp_path_factory.mktemp("photos")
-    Image.fromarray(images[0]).save(d / "a_china.png")
-    Image.fromarray(images[1]).save(d / "b_flower.jpg", quality=95)
-    return d, images[0]
-
-
-def test_load_images_reads_photos_and_normalises(photos_dir):
-    d, china = photos_dir
+def test_load_images_reads_photos_and_normalises(photo_dir):
+    d, china = photo_dir, pytest.importorskip("sklearn.datasets").load_sample_images().images[0]
     raw = data.load_images(d, (427, 640))     # the photos' own size: no resampling
     assert raw.shape == (2, 3, 427, 640) and raw.dtype == np.float32
     np.testing.assert_allclose(raw[0], china.transpose(2, 0, 1) / 255.0, rtol=1e-7)
     mean, std = data.NORMALIZATIONS["imagenet"]
-    x = data.load_images([d / "a_china.png", d / "b_flower.jpg"], 224, "imagenet", dtype=np.float64)
+    x = data.load_images([d / "china.png", d / "flower.jpg"], 224, "imagenet", dtype=np.float64)
     assert x.shape == (2, 3, 224, 224) and x.dtype == np.float64
     small = data.load_images(d, 224)
     np.testing.assert_allclose(x, (small - np.reshape(mean, (3, 1, 1))) / np.reshape(std, (3, 1, 1)), atol=1e-6)
@@ -166,8 +155,8 @@ def test_load_images_reads_photos_and_normalises(photos_dir):
     assert grey.shape == (2, 1, 32, 48) and grey.min() >= -2 and grey.max() <= 2
 
 
-def test_load_images_clear_errors(photos_dir, tmp_path):
-    d, _ = photos_dir
+def test_load_images_clear_errors(photo_dir, tmp_path):
+    d = photo_dir
     with pytest.raises(ValueError, match="mean: expected one of \\['imagenet'\\]"):
         data.load_images(d, 8, "cifar")
     with pytest.raises(ValueError, match=r"mean: expected one value or 3 \(one per channel\), got shape \(2,\)"):

@@ -18,17 +18,6 @@ SIZE = 96   # the small net's maps: 46 → 23 → 10 → 5 → 5 → 2
 
 
 @pytest.fixture(scope="module")
-def photo_dir(tmp_path_factory):
-    """The two sample photos as a PNG and a JPEG file."""
-    Image = pytest.importorskip("PIL.Image")
-    images = pytest.importorskip("sklearn.datasets").load_sample_images().images
-    d = tmp_path_factory.mktemp("photos")
-    Image.fromarray(images[0]).save(d / "china.png")
-    Image.fromarray(images[1]).save(d / "flower.jpg")
-    return d
-
-
-@pytest.fixture(scope="module")
 def photos(photo_dir):
     """The photos read back as a (2, 3, SIZE, SIZE) float64 batch, ImageNet-normalised."""
     return data.load_images(photo_dir, SIZE, mean="imagenet", dtype=np.float64)
