@@ -1,6 +1,8 @@
 """The visualizations on torch models imported with fastconv.nn.from_torch: layers addressed by torch's
 nested names ("features.4"), and every method against PyTorch and Captum on scikit-learn's sample photos
 (read from PNG/JPEG files by fastconv.data.load_images, ImageNet-normalised)."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,11 @@ def net():
     return module, fnn.from_torch(module)
 
 
+def _in_dtype(module, dtype):
+    """The float64 module itself, or a float32 copy."""
+    return module if dtype == np.float64 else copy.deepcopy(module).float()
+
+
 def _torch_output(module, x, name):
     """The output of module's submodule `name` for x (a forward hook)."""
     out = {}
@@ -62,9 +69,7 @@ def test_layers_are_named_by_torch_paths(net, photos):
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
 def test_logits_equal_torch_also_with_batch_norm_folded(net, photos, dtype, tol):
-    module = net[0] if dtype == np.float64 else SmallZeilerFergus().eval().float()
-    if dtype == np.float32:
-        module.load_state_dict(net[0].state_dict())
+    module = _in_dtype(net[0], dtype)
     with torch.no_grad():
         expected = module(torch.tensor(photos.astype(dtype))).numpy()
     for model in (fnn.from_torch(module), fnn.from_torch(module, fold_batch_norm=True)):
@@ -81,9 +86,7 @@ def test_saliency_guided_and_deconvnet_equal_captum(net, photos, dtype, tol):
     """Captum's Saliency, GuidedBackprop and Deconvolution of the torch module; fastconv's saliency,
     guided_backprop and class_gradient(rule='deconvnet') of the imported model (folded and not)."""
     attr = _captum()
-    module = net[0] if dtype == np.float64 else SmallZeilerFergus().eval().float()
-    if dtype == np.float32:
-        module.load_state_dict(net[0].state_dict())
+    module = _in_dtype(net[0], dtype)
     x, target = photos.astype(dtype), [3, 7]
     xt = lambda: torch.tensor(x, requires_grad=True)   # noqa: E731
     expected = {"saliency": attr.Saliency(module).attribute(xt(), target=target, abs=True).detach().numpy().max(1),
