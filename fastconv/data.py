@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 # image files and arrays on disk, re-exported (Pillow and Dask are imported only when these are called)
-from ._image_files import (IMAGE_EXTENSIONS, NORMALIZATIONS, ImageFolder, image_folder, list_images, load_images,
+from ._image_files import (IMAGE_EXTENSIONS, NORMALIZATIONS, ImageFolder, image_folder, list_images, load_images,  # noqa: F401
                            open_array)
 
 
