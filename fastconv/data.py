@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 # image files and arrays on disk, re-exported (Pillow and Dask are imported only when these are called)
-from ._image_files import (IMAGE_EXTENSIONS, NORMALIZATIONS, ImageFolder, image_folder, list_images, load_images,  # noqa: F401
-                           open_array)
+from ._image_files import (  # noqa: F401
+    IMAGE_EXTENSIONS, NORMALIZATIONS, ImageFolder, image_folder, list_images, load_images, open_array)
 
 
 class Dataset(NamedTuple):
