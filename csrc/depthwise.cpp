@@ -6,7 +6,8 @@
 // plane is copied once into a zero-padded buffer, after which every tap of every output is in range:
 // a vector of outputs accumulates its kH*kW taps in a register with no bounds checks. At stride 1 the
 // register-blocked kernel of direct.h does this for a block of rows x vectors at once; a single
-// plane (fewer planes than threads) is padded once and split into bands of output rows.
+// plane (fewer planes than threads) is padded once and split into bands of output rows. At a column
+// stride > 1 the padded plane is split into its column phases first, so vectors still load unit-stride.
 // The stride-1 input gradient is the same correlation on the padded dy with the kernel rotated 180°;
 // strided input gradients scatter-add im2col rows instead (col2im).
 #include <algorithm>
@@ -37,14 +38,58 @@ long padded_stride(const Taps& t, long span_w, long W_out) {
     return direct_ok(t) ? vector_stride<T>(span_w, W_out, t.kW, t.dil_w) : span_w;
 }
 
+// Elements of the column-phase copy of a padded plane (correlate_phases) at column stride sw.
+inline long phases_size(long Hp, long Wp, long sw) { return sw * Hp * ceil_div(Wp, sw); }
+
+// Column stride sw > 1: the padded plane's rows split into their sw column phases (phase q holds columns
+// q, q + sw, q + 2sw, ...), so that each tap of a vector of consecutive outputs is one unit-stride load
+// (output j, tap b reads column j*sw + b*dil_w: phase (b*dil_w) % sw, entry j + (b*dil_w) / sw).
+template <typename T>
+void correlate_phases(const T* xp, long Wp, const T* k, const Taps& t, long H_out, long W_out, T* out,
+                      bool accumulate, T init, T* phases) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    const long sw = t.sw, Hp = span(H_out, t.sh, t.kH, t.dil_h), Wq = ceil_div(Wp, sw);
+    for (long r = 0; r < Hp; ++r)
+        for (long q = 0; q < sw; ++q) {
+            T* d = phases + (q * Hp + r) * Wq;
+            const long n = (Wp - q + sw - 1) / sw;
+            for (long c = 0; c < n; ++c) d[c] = xp[r * Wp + c * sw + q];
+            std::fill(d + n, d + Wq, T(0));
+        }
+    for (long i = 0; i < H_out; ++i) {
+        T* o = out + i * W_out;
+        long j = 0;
+        for (; j + L <= W_out; j += L) {
+            V acc = accumulate ? load<V>(o + j) : broadcast<V>(init);
+            for (long a = 0; a < t.kH; ++a) {
+                const long r = i * t.sh + a * t.dil_h;
+                for (long b = 0; b < t.kW; ++b)
+                    acc += broadcast<V>(k[a * t.kW + b]) *
+                           load<V>(phases + (b * t.dil_w % sw * Hp + r) * Wq + j + b * t.dil_w / sw);
+            }
+            store(o + j, acc);
+        }
+        for (; j < W_out; ++j) {
+            T acc = accumulate ? o[j] : init;
+            for (long a = 0; a < t.kH; ++a)
+                for (long b = 0; b < t.kW; ++b) acc += k[a * t.kW + b] * xp[(i * t.sh + a * t.dil_h) * Wp + j * sw + b * t.dil_w];
+            o[j] = acc;
+        }
+    }
+}
+
 // out (H_out x W_out)[i][j] = (accumulate ? out : init) + Σ_{a,b} k[a,b] · xp[i*sh + a*dil_h][j*sw + b*dil_w]
+// phases: scratch of phases_size elements for strided rows of a vector or more (else unused, may be null).
 template <typename T>
 void correlate_padded(const T* xp, long Wp, const T* k, const Taps& t, long H_out, long W_out, T* out,
-                      bool accumulate, T init) {
+                      bool accumulate, T init, T* phases = nullptr) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes;
     if (direct_ok(t) && Wp >= direct::padded_width<T>(W_out, t.kW, t.dil_w))
         return direct::correlate_rows(xp, Wp, k, t.kH, t.kW, t.dil_w, out, W_out, 0L, H_out, accumulate, init);
+    if (phases && t.sw > 1 && W_out >= L)
+        return correlate_phases(xp, Wp, k, t, H_out, W_out, out, accumulate, init, phases);
     for (long i = 0; i < H_out; ++i) {
         T* o = out + i * W_out;
         long j = 0;
@@ -98,10 +143,13 @@ void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape&
     }
     const int nt = threads_for(planes, s.flops());
     const bool unpadded = direct_ok(taps) && direct::unpadded_ok<T>(s.W, s.W_out, s.pw, s.kH, s.kW, s.dil_w);
-    Buffer<T> work(unpadded ? 0 : nt * Hp * Wp);
+    const long phased = s.sw > 1 && s.W_out >= Vec<T>::lanes ? phases_size(Hp, Wp, s.sw) : 0;
+    const long scratch = (unpadded ? 0 : Hp * Wp) + phased;  // per thread: the padded plane, its phases
+    Buffer<T> work(nt * scratch);
 #pragma omp parallel num_threads(nt)
     {
-        T* xp = unpadded ? nullptr : work.data() + omp_thread() * Hp * Wp;
+        T* xp = unpadded ? nullptr : work.data() + omp_thread() * scratch;
+        T* phases = phased ? xp + Hp * Wp : nullptr;
         if (xp) std::fill(xp, xp + Hp * Wp, T(0));  // the padding stays zero; each plane refills the rest
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
@@ -112,7 +160,7 @@ void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape&
                 continue;
             }
             refill_plane(plane_of(p), s.H, s.W, s.ph, s.pw, Hp, Wp, xp);
-            correlate_padded(xp, Wp, w + o * kk, taps, s.H_out, s.W_out, y + p * HWo, false, b ? b[o] : T(0));
+            correlate_padded(xp, Wp, w + o * kk, taps, s.H_out, s.W_out, y + p * HWo, false, b ? b[o] : T(0), phases);
         }
     }
 }

@@ -32,13 +32,13 @@ def _info(args) -> int:
 TRAIN_DEFAULTS = dict(image_size=16, epochs=20, batch_size=32, lr=2e-3, schedule="cosine", shift=1, seed=0)
 
 
-def _add_data_args(p, image_size) -> None:
+def _add_data_args(p, image_size, size_help="digits upsampled to this size (8, 16, 32)") -> None:
     """The dataset options of train, demo and visualize (read by fastconv.app.datasets.load)."""
     from fastconv.app.datasets import NAMES
     p.add_argument("--data", choices=NAMES, default="digits")
     p.add_argument("--data-dir", help="CIFAR-10 python batches directory (for --data cifar10)")
     p.add_argument("--data-path", help=".npz with x, y or x_train, y_train, x_test, y_test (for --data npz)")
-    p.add_argument("--image-size", type=int, default=image_size, help="digits upsampled to this size (8, 16, 32)")
+    p.add_argument("--image-size", type=int, default=image_size, help=size_help)
 
 
 def _add_train(sub) -> None:
@@ -127,8 +127,14 @@ def _add_vis(sub) -> None:
                                    "and run one fastconv.vis method on test images of the same data.")
     p.add_argument("--model", help="the saved model (.npz); needed except with --images, where the default is "
                                     "the seed CNN trained for a few seconds on the bundled digits")
-    p.add_argument("--method", required=True, choices=METHODS)
-    _add_data_args(p, 16)
+    p.add_argument("--torch-model", help="instead of --model: a torch.save'd nn.Module (unpickled: only files you "
+                                         "trust) or state dict (with --arch), run on --images DIR; writes the "
+                                         "deconvnet, guided, saliency and occlusion figures (or --method's) and "
+                                         "index.html to --out DIR")
+    p.add_argument("--arch", help="the architecture of a --torch-model state dict: alexnet, vgg11, vgg16_bn, ...")
+    p.add_argument("--method", choices=METHODS, help="required with --model; top with --images")
+    _add_data_args(p, None, "digits upsampled to this size (default 16); photos resized to it for --torch-model "
+                            "(default 224)")
     p.add_argument("--indices", default="0,1,2,3", help="test images to use, e.g. 0,1,2,3")
     p.add_argument("--layer", help="layer name or index (default: the last max-pool)")
     p.add_argument("--channel", type=int, default=0, help="channel (deconvnet)")
@@ -141,7 +147,8 @@ def _add_vis(sub) -> None:
     p.add_argument("--scheduler", help="Dask scheduler address for --images (default: a local cluster, one "
                                        "single-threaded worker process per core)")
     p.add_argument("--k", type=int, default=9, help="top activations per channel (top)")
-    p.add_argument("--out", default=None, help="PNG to write (default: <method>.png)")
+    p.add_argument("--out", default=None, help="PNG to write (default: <method>.png); with --torch-model a "
+                                               "directory (default: fastconv-torch-report)")
     p.set_defaults(func=_visualize)
 
 
@@ -158,14 +165,17 @@ def _demo(args) -> int:
 
 def _visualize(args) -> int:
     from fastconv.app.visualize import run_visualize
+    if args.torch_model:
+        return _visualize_torch(args)
     if args.images or args.scheduler:
         return _visualize_images(args)
-    if not args.model:
-        print("fastconv visualize: --model FILE is needed (or --images DIR for --method top)", file=sys.stderr)
+    if not args.model or not args.method:
+        print("fastconv visualize: --model FILE and --method M are needed (or --images DIR for --method top, or "
+              "--torch-model FILE --images DIR)", file=sys.stderr)
         return 2
     try:
         path = run_visualize(args.model, args.method, args.out or f"{args.method}.png", data=args.data,
-                             data_dir=args.data_dir, data_path=args.data_path, image_size=args.image_size,
+                             data_dir=args.data_dir, data_path=args.data_path, image_size=args.image_size or 16,
                              indices=[int(i) for i in args.indices.split(",")], layer=args.layer, channel=args.channel,
                              target=args.target, window=args.window, stride=args.stride, steps=args.steps,
                              k=args.k)
@@ -178,7 +188,7 @@ def _visualize(args) -> int:
 
 
 def _visualize_images(args) -> int:
-    if not args.images or args.method != "top":
+    if not args.images or (args.method or "top") != "top":
         print("fastconv visualize: --images DIR (with or without --scheduler) runs --method top", file=sys.stderr)
         return 2
     try:
@@ -193,6 +203,22 @@ def _visualize_images(args) -> int:
         print(f"fastconv visualize: {e}", file=sys.stderr)
         return 2
     print("wrote " + " and ".join(paths))
+    return 0
+
+
+def _visualize_torch(args) -> int:
+    from fastconv.app import torch_model as app
+    if not args.images:
+        print("fastconv visualize: --torch-model needs --images DIR (a folder of PNG/JPEG photos)", file=sys.stderr)
+        return 2
+    try:
+        page = app.run(args.torch_model, args.images, args.out or "fastconv-torch-report",
+                       [args.method] if args.method else app.METHODS, arch=args.arch, size=args.image_size or 224,
+                       layer=args.layer)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
+        print(f"fastconv visualize: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {page}")
     return 0
 
 

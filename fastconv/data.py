@@ -18,6 +18,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+# image files and arrays on disk, re-exported (Pillow and Dask are imported only when these are called)
+from ._image_files import (  # noqa: F401
+    IMAGE_EXTENSIONS, NORMALIZATIONS, ImageFolder, image_folder, list_images, load_images, open_array)
+
 
 class Dataset(NamedTuple):
     x: np.ndarray   # (N, C, H, W) float32
@@ -202,91 +206,3 @@ def synthetic(n=200, num_classes=3, channels=1, size=8, noise=0.3, *, test_fract
     y = np.arange(n) % num_classes
     x = templates[y] + noise * rng.standard_normal((n, channels, size, size)).astype(np.float32)
     return split(np.clip(x, 0, 1).astype(np.float32), y.astype(np.int64), test_fraction, seed)
-
-
-# -- image files and arrays on disk, lazily (Dask, Pillow and Zarr are imported only here) --------------
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-
-
-class ImageFolder(NamedTuple):
-    x: object       # dask.array.Array (N, C, H, W) float32 in [0, 1], chunked along N, read when computed
-    y: np.ndarray   # (N,) int64: the index of the image's class subfolder in `classes`
-    classes: list   # class names: the sorted subfolder names ('' for images directly in the directory)
-    files: list     # the image paths, in dataset order
-
-
-def list_images(directory):
-    """(files, labels, classes) of the PNG/JPEG files under `directory`: the first-level subfolder an image
-    lies in is its class; sorted by class, then path, so the order never depends on the file system."""
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{directory}: no such image directory")
-    found = []
-    for root, dirs, names in os.walk(directory):
-        dirs.sort()
-        rel = os.path.relpath(root, directory)
-        cls = "" if rel == "." else rel.split(os.sep)[0]
-        found += [(cls, os.path.join(root, n)) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
-    found.sort()
-    classes = sorted({c for c, _ in found})
-    index = {c: i for i, c in enumerate(classes)}
-    return [f for _, f in found], np.array([index[c] for c, _ in found], np.int64), classes
-
-
-def load_images(files, size, *, channels=3) -> np.ndarray:
-    """Image files (a list of paths, or a directory) as an in-memory (N, channels, H, W) float32 batch in
-    [0, 1], each converted to RGB (channels=3) or grey (1) and resized bilinearly to size (int or (H, W))."""
-    from PIL import Image
-    if isinstance(files, (str, os.PathLike)):
-        files = list_images(files)[0]
-    if channels not in (1, 3):
-        raise ValueError(f"channels: expected 1 (grey) or 3 (RGB), got {channels!r}")
-    H, W = (size, size) if np.isscalar(size) else tuple(size)
-    out = np.empty((len(files), channels, H, W), np.float32)
-    for n, f in enumerate(files):
-        with Image.open(f) as im:
-            a = np.asarray(im.convert("RGB" if channels == 3 else "L").resize((W, H), Image.BILINEAR))
-        out[n] = (a.reshape(H, W, channels).transpose(2, 0, 1) / np.float32(255)).astype(np.float32)
-    return out
-
-
-def image_folder(directory, size, *, channels=3, chunk_size=256) -> ImageFolder:
-    """A directory tree of PNG/JPEG files as a lazy Dask array (chunks of chunk_size images, each read and
-    resized by load_images when computed), with the labels its class subfolders give."""
-    import dask
-    import dask.array as da
-    files, y, classes = list_images(directory)
-    if not files:
-        raise ValueError(f"{os.fspath(directory)}: no {'/'.join(IMAGE_EXTENSIONS)} images found")
-    H, W = (size, size) if np.isscalar(size) else tuple(size)
-    read = dask.delayed(load_images, pure=True)
-    blocks = [da.from_delayed(read(tuple(files[i:i + chunk_size]), (H, W), channels=channels),
-                              (len(files[i:i + chunk_size]), channels, H, W), dtype=np.float32)
-              for i in range(0, len(files), chunk_size)]
-    return ImageFolder(da.concatenate(blocks), y, classes, files)
-
-
-def open_array(path, *, chunk_size=512):
-    """An NCHW array on disk as a lazy Dask array chunked along N: a .npy file (memory-mapped, chunk_size
-    images per chunk) or a Zarr store (its own chunks, via dask.array.from_zarr). uint8 is scaled to [0, 1]."""
-    import dask
-    import dask.array as da
-    path = os.fspath(path)
-    if path.endswith(".npy"):
-        mm = np.load(path, mmap_mode="r")
-        read = dask.delayed(_npy_rows, pure=True)
-        x = da.concatenate([da.from_delayed(read(path, i, min(i + chunk_size, len(mm))),
-                                            (min(chunk_size, len(mm) - i),) + mm.shape[1:], dtype=mm.dtype)
-                            for i in range(0, len(mm), chunk_size)])
-    elif os.path.isdir(path):
-        x = da.from_zarr(path)
-    else:
-        raise ValueError(f"path: expected a .npy file or a Zarr store (a directory), got {path!r}")
-    if x.ndim != 4:
-        raise ValueError(f"{path}: expected NCHW images (N, C, H, W), got shape {x.shape}")
-    return (x.astype(np.float32) / np.float32(255)) if x.dtype == np.uint8 else x
-
-
-def _npy_rows(path, start, stop):
-    """Rows start:stop of a .npy file, read through a memory map (the graph holds the path, not the data)."""
-    return np.array(np.load(path, mmap_mode="r")[start:stop])

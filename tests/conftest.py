@@ -4,6 +4,7 @@
               tests using it compare that backend against backend='numpy'. Skips when only numpy exists.
 `any_backend` every available backend, numpy included: for checks against outside truth
               (scipy.signal, finite differences, naive loops, torch).
+`photo_dir`   scikit-learn's two sample photos as image files.
 """
 import os
 
@@ -51,3 +52,14 @@ def any_backend(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20240611)
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory):
+    """scikit-learn's two sample photos (427×640 RGB) as china.png and flower.jpg (its JPEG re-encoded)."""
+    Image = pytest.importorskip("PIL.Image")
+    images = pytest.importorskip("sklearn.datasets").load_sample_images().images
+    d = tmp_path_factory.mktemp("photos")
+    Image.fromarray(images[0]).save(d / "china.png")
+    Image.fromarray(images[1]).save(d / "flower.jpg", quality=95)
+    return d

@@ -137,3 +137,38 @@ def test_synthetic_is_deterministic_and_balanced():
     assert np.array_equal(a.train.x, b.train.x) and a.train.x.shape[1:] == (1, 8, 8)
     assert a.num_classes == 3 and np.bincount(a.test.y).min() > 0
     assert not np.array_equal(data.synthetic(seed=4).train.x, a.train.x)
+
+
+# -- photos from files: load_images -------------------------------------------------------------------------
+def test_load_images_reads_photos_and_normalises(photo_dir):
+    d, china = photo_dir, pytest.importorskip("sklearn.datasets").load_sample_images().images[0]
+    raw = data.load_images(d, (427, 640))     # the photos' own size: no resampling
+    assert raw.shape == (2, 3, 427, 640) and raw.dtype == np.float32
+    np.testing.assert_allclose(raw[0], china.transpose(2, 0, 1) / 255.0, rtol=1e-7)
+    mean, std = data.NORMALIZATIONS["imagenet"]
+    x = data.load_images([d / "china.png", d / "flower.jpg"], 224, "imagenet", dtype=np.float64)
+    assert x.shape == (2, 3, 224, 224) and x.dtype == np.float64
+    small = data.load_images(d, 224)
+    np.testing.assert_allclose(x, (small - np.reshape(mean, (3, 1, 1))) / np.reshape(std, (3, 1, 1)), atol=1e-6)
+    assert abs(x.mean()) < 1 and 0.5 < x.std() < 2      # roughly standardised, as the preset intends
+    grey = data.load_images(d, (32, 48), mean=0.5, std=0.25, channels=1)
+    assert grey.shape == (2, 1, 32, 48) and grey.min() >= -2 and grey.max() <= 2
+
+
+def test_load_images_clear_errors(photo_dir, tmp_path):
+    d = photo_dir
+    with pytest.raises(ValueError, match="mean: expected one of \\['imagenet'\\]"):
+        data.load_images(d, 8, "cifar")
+    with pytest.raises(ValueError, match=r"mean: expected one value or 3 \(one per channel\), got shape \(2,\)"):
+        data.load_images(d, 8, (0.5, 0.5))
+    with pytest.raises(ValueError, match="std: expected positive"):
+        data.load_images(d, 8, 0.5, (1, 0, 1))
+    with pytest.raises(TypeError, match="dtype: expected float32 or float64"):
+        data.load_images(d, 8, dtype=np.int32)
+    with pytest.raises(ValueError, match="no .png/.jpg/.jpeg images found"):
+        data.load_images(tmp_path, 8)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="bad.png: not a readable image"):
+        data.load_images(tmp_path, 8)
+    with pytest.raises(FileNotFoundError):
+        data.load_images([tmp_path / "missing.png"], 8)

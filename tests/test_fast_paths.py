@@ -269,7 +269,7 @@ def test_plane_direct(case, mode, dtype, threads, rng):
 
 
 # Depthwise (one input channel per group) at stride 1 enters the direct kernel in the forward and the
-# input gradient: padding > kernel, dilation along columns only (rows dilated fall back), N = 1,
+# input gradient (strided columns the phase-split forward, last cases): padding > kernel, dilation along columns only (rows dilated fall back), N = 1,
 # channel multipliers 1..3, fewer planes than threads; 3x3 and 5x5 at dilation 1 (the aligned-row kernel).
 DEPTHWISE = [((1, 1, 33, 45), 1, 5, 1, 2, 1), ((2, 3, 17, 19), 3, 3, 1, 4, 1), ((1, 2, 9, 31), 6, 3, 1, 1, (1, 2)),
              ((3, 4, 12, 12), 8, 3, 1, 0, (2, 1)), ((2, 5, 32, 32), 5, (3, 5), 1, (1, 2), 1),
@@ -281,7 +281,11 @@ DEPTHWISE = [((1, 1, 33, 45), 1, 5, 1, 2, 1), ((2, 3, 17, 19), 3, 3, 1, 4, 1), (
              # vectors for every vector width) read the plane in place: column blocks with a real or a zero
              # neighbour on either side, padded rows above and below skipped, rows padded unlike columns
              ((2, 3, 13, 80), 3, 3, 1, 1, 1), ((1, 2, 11, 48), 2, 5, 1, 2, 1), ((2, 2, 9, 32), 4, 3, 1, (2, 1), 1),
-             ((1, 3, 10, 16), 3, 3, 1, (0, 1), 1)]
+             ((1, 3, 10, 16), 3, 3, 1, (0, 1), 1),
+             # strided columns split the padded plane into column phases (outputs rows of 16 or more, a vector
+             # at every width): strides 2, 3 and (1, 2), column dilation 2 (one phase, or all three), N = 1
+             ((2, 3, 9, 40), 3, 3, 2, 1, 1), ((1, 2, 7, 50), 4, 3, 3, 1, 2), ((2, 2, 6, 37), 2, 5, (1, 2), 2, 1),
+             ((1, 1, 5, 70), 1, (2, 3), 2, (0, 1), (1, 2))]
 
 
 @pytest.mark.parametrize("threads", [1, 4])

@@ -160,12 +160,13 @@ def _batch_norm_statistics(module):
         for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.1, 0.1)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.1, 0.1)
 
 
 def _logits_equal(name, dtype, tol, prepare=None):
-    """from_torch(torchvision-style module) and fastconv.nn.models.<name> with its state dict give the module's
-    logits on the photos; returns (module, imported model, photos)."""
+    """from_torch(torchvision-style module) (also with BatchNorm folded) and fastconv.nn.models.<name> with its
+    state dict give the module's logits on the photos; returns (module, imported model, photos)."""
     from torchvision_models import TORCH_MODELS
     torch.manual_seed(0)
     module = TORCH_MODELS[name]().eval()
@@ -178,7 +179,10 @@ def _logits_equal(name, dtype, tol, prepare=None):
     imported = fnn.from_torch(module)
     defined = getattr(fnn.models, name)(dtype=dtype, rng=1).eval()
     fnn.from_torch(module.state_dict(), defined)     # fastconv.nn.models: torchvision's state-dict keys
-    for model in (imported, defined):
+    models = [imported, defined]
+    if any(isinstance(m, nn.BatchNorm2d) for m in module.modules()):
+        models.append(fnn.from_torch(module, fold_batch_norm=True))
+    for model in models:
         assert [n for n, _ in model.named_layers()] == ["features", "avgpool", "flatten", "classifier"]
         logits = model(x)
         assert logits.dtype == dtype
@@ -236,3 +240,24 @@ def test_save_and_load_keep_batch_norm_statistics(tmp_path, rng):
     assert int(loaded["1"].num_batches_tracked) == 1
     x = rng.standard_normal((2, 3, 4, 4))
     np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def test_fold_batch_norm_equal_outputs_and_gradients(rng):
+    """Folded eval-mode BatchNorm2d (after a conv with and without bias, affine or not, nested): the same
+    outputs and input gradients, one layer less per pair; a BatchNorm2d after anything else stays."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Sequential(
+        nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), nn.BatchNorm2d(6, affine=False)), nn.ReLU(),
+        nn.BatchNorm2d(6), nn.Flatten(), nn.Linear(54, 3)).double().eval()
+    _batch_norm_statistics(module)
+    model = fnn.from_torch(module)
+    folded = fnn.from_torch(module, fold_batch_norm=True)
+    assert [n for n, _ in folded.flat().named_layers()] == ["0", "2", "3.0", "4", "5", "6", "7"]
+    assert folded["0"].bias is not None and model["0"].bias is None    # the original is left alone
+    x = rng.standard_normal((2, 3, 7, 7))
+    y = model(x)
+    assert_close(folded(x), y, np.float64)
+    dy = rng.standard_normal(y.shape)
+    assert_close(folded.backward(dy), model.backward(dy), np.float64)
+    with pytest.raises(ValueError, match="training mode"):
+        fnn.fold_batch_norm(model.train())

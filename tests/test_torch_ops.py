@@ -235,6 +235,17 @@ def test_unobserved_calls_skip_the_dispatcher_and_observed_ones_do_not():
     assert type(fake) is not torch.Tensor and fake.shape == (2, 4, 6, 6)
 
 
+@pytest.mark.parametrize("padding", [2, (1, 0), "same", "full", "causal", ((0, 2), (1, 0))])
+def test_unobserved_conv2d_takes_every_argument_form_as_the_operator_does(padding, rng):
+    """The direct path hands the user's forms to ops.conv2d unnormalised: the same result as the operator."""
+    x, w, b = (torch.tensor(rng.standard_normal(s)) for s in ((2, 4, 9, 8), (6, 2, 3, 2), (6,)))
+    kw = dict(stride=(2, 1), padding=padding, dilation=(1, 2), groups=2)
+    with torch.no_grad():
+        direct = fct.conv2d(x, w, b, **kw)
+    observed = fct.conv2d(x, w.requires_grad_(), b, **kw)
+    assert "fastconv" in type(observed.grad_fn).__name__ and torch.equal(direct, observed.detach())
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_dtypes_and_layouts(dtype, rng):
     x = torch.tensor(rng.standard_normal((2, 3, 8, 8)), dtype=dtype).to(memory_format=torch.channels_last)

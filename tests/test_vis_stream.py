@@ -241,7 +241,7 @@ def test_cli_visualize_images_without_a_model_uses_the_digits_cnn(tmp_path, clus
     ref = vis.top_activations(digits_model(), data.load_images(files, 16, channels=1), "5", k=3)
     assert f"{ref.values[0, 0]:.3f}" in html
     assert cli.main(["visualize", "--method", "saliency"]) == 2          # no --model and no --images
-    assert "--model FILE is needed" in capsys.readouterr().err
+    assert "--model FILE and --method M are needed" in capsys.readouterr().err
 
 
 def test_importing_fastconv_does_not_import_dask():

@@ -78,3 +78,17 @@ class ZeilerFergus(AlexNet):
 
 TORCH_MODELS = {"alexnet": AlexNet, "vgg11": lambda: vgg("A", False), "vgg11_bn": lambda: vgg("A", True),
                 "vgg16": lambda: vgg("D", False), "vgg16_bn": lambda: vgg("D", True), "zeiler_fergus": ZeilerFergus}
+
+
+class SmallZeilerFergus(AlexNet):
+    """The Zeiler–Fergus layout (7×7/2 conv, 3×3/2 overlapping pooling with switches, LRN) at a width the
+    default test suite can afford, with a BatchNorm2d to fold; ReLUs not in place, as Captum's hooks need."""
+
+    def __init__(self, num_classes=10):
+        super().__init__(num_classes)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 7, 2, 1), nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.LocalResponseNorm(5),
+            nn.Conv2d(8, 16, 5, 2), nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.LocalResponseNorm(5),
+            nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(3, 2))
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, num_classes))

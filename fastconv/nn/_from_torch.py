@@ -29,8 +29,9 @@ def _copy(layer, module, where):
 
 
 def _dtype(module):
-    p = next(module.parameters(), None)
-    return np.float64 if p is not None and p.dtype == torch.float64 else np.float32
+    """float64 if the module's first float tensor is (a buffer for a BatchNorm2d without affine parameters)."""
+    t = next((t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), None)
+    return np.float64 if t is not None and t.dtype == torch.float64 else np.float32
 
 
 def _conv2d(m):

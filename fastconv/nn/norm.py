@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, _float_dtype
+from .base import Layer, _float_dtype, placeholder_params
 
 
 class BatchNorm2d(Layer):
@@ -108,3 +108,38 @@ class Softmax(Layer):
     def backward(self, dy):
         y = self._cached("y")
         return y * (dy - (dy * y).sum(axis=self.dim, keepdims=True))
+
+
+def fold_batch_norm(model):
+    """The eval-mode `model` with every BatchNorm2d that directly follows a Conv2d in the same container
+    folded into that conv: with s = weight / sqrt(running_var + eps), the conv's weight becomes weight·s and
+    its bias (bias − running_mean)·s + BatchNorm's bias. A new model: the folded convs are new layers, the
+    others are shared; the kept layers keep their names ("features.0" still names the conv), the folded
+    BatchNorm2d's name is gone. Outputs and input gradients equal the original's up to rounding."""
+    from .conv import Conv2d
+    from .sequential import Sequential
+    if model.training:
+        raise ValueError("fold_batch_norm: the model is in training mode, where BatchNorm2d uses the batch's "
+                         "statistics; call model.eval() first")
+    pairs = []
+    for name, layer in model.named_layers():
+        if isinstance(layer, Sequential):
+            layer = fold_batch_norm(layer)
+        elif isinstance(layer, BatchNorm2d) and pairs and type(pairs[-1][1]) is Conv2d:
+            pairs[-1] = (pairs[-1][0], _folded(pairs[-1][1], layer))
+            continue
+        pairs.append((name, layer))
+    return Sequential(*pairs).eval()
+
+
+def _folded(conv, bn):
+    s = 1 / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+    shift = -bn.running_mean * s
+    if bn.weight is not None:
+        s, shift = s * bn.weight, shift * bn.weight + bn.bias
+    with placeholder_params():   # no random init: the folded arrays replace the placeholders
+        folded = type(conv)(**{**conv.config, "bias": True}, dtype=conv.dtype)
+    folded.weight = (conv.weight * s[:, None, None, None]).astype(conv.dtype)
+    folded.bias = (shift if conv.bias is None else conv.bias * s + shift).astype(conv.dtype)
+    folded.zero_grad()
+    return folded.eval()

@@ -3,6 +3,8 @@
 Layers are named "0", "1", ... as in PyTorch, or by the (name, layer) pairs given. `model[i]` and
 `model["name"]` index it; parameters are named "<layer>.<param>" ("0.weight"), the keys of a PyTorch
 state dict. An error raised inside a layer's forward pass is re-raised naming the layer and its input.
+flat() lists the layers of nested containers under their paths ("features.3"), the names torch's
+named_modules gives them; the visualizations work on that view.
 """
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ class Sequential(Layer):
         for name, layer in pairs:
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: layer {name!r} is not a fastconv.nn layer: {layer!r}")
-            if name in self._layers or not name or "." in name:
-                raise ValueError(f"Sequential: layer names must be unique, non-empty and dot-free, got {name!r}")
+            # a dotted name is a path into nested containers, as in flat()
+            if name in self._layers or not all(name.split(".")):
+                raise ValueError(f"Sequential: layer names must be unique and non-empty (dots only between path "
+                                 f"parts), got {name!r}")
             self._layers[name] = layer
 
     # -- container protocol -------------------------------------------------------------------
@@ -45,6 +49,19 @@ class Sequential(Layer):
     def named_layers(self):
         """[(name, layer), ...] in order."""
         return list(self._layers.items())
+
+    def flat(self) -> "Sequential":
+        """The same layer objects (shared, not copied) in one flat Sequential, a nested container's layers named
+        by their path ("features.3"); self when nothing is nested. Running it runs the nested model."""
+        if not any(isinstance(layer, Sequential) for layer in self):
+            return self
+        pairs = []
+        for name, layer in self._layers.items():
+            inner = layer.flat().named_layers() if isinstance(layer, Sequential) else [("", layer)]
+            pairs += [(f"{name}.{sub}" if sub else name, lay) for sub, lay in inner]
+        view = Sequential(*pairs)
+        view.training = self.training
+        return view
 
     def index(self, key) -> int:
         """Position of a layer given by name, index or identity."""

@@ -222,15 +222,21 @@ def _param_slots(layer, prefix=""):
             yield prefix + attr, layer, attr
 
 
-def from_torch(state_dict, model=None):
+def from_torch(state_dict, model=None, *, fold_batch_norm=False):
     """With `model`: copy a PyTorch state dict (or a torch module's) into `model` in place (keys "<layer>.weight",
     "<layer>.bias", BatchNorm's buffers; torch tensors or NumPy arrays, cast to the model's dtype; tiled and
     locally connected layers use identical layouts) and return it. Without: build the fastconv.nn model
     equivalent to the torch.nn.Module `state_dict` (Sequential containers, chains traced with torch.fx; see
-    fastconv.nn._from_torch), weights copied."""
+    fastconv.nn._from_torch), weights copied; with fold_batch_norm=True (an eval-mode module), each
+    BatchNorm2d after a conv is folded into it (see fastconv.nn.fold_batch_norm)."""
     if model is None:
         from ._from_torch import from_torch_module
-        return from_torch_module(state_dict)
+        from .norm import fold_batch_norm as fold
+        imported = from_torch_module(state_dict)
+        return fold(imported) if fold_batch_norm else imported
+    if fold_batch_norm:
+        raise ValueError("fold_batch_norm: only when importing a module (model=None); fold the model with "
+                         "fastconv.nn.fold_batch_norm(model) after loading")
     if hasattr(state_dict, "state_dict") and callable(state_dict.state_dict):
         state_dict = state_dict.state_dict()
     arrays = {}

@@ -1,20 +1,32 @@
 """Plumbing shared by the visualization methods: naming layers, running a model up to a layer and
 backwards from it, seeding a backward pass, and batching.
 
+Models with nested containers (an imported torchvision net's `features`) are seen through their flat view
+(`takes_model`), where a layer is named by its path, "features.3", as torch names it.
 Methods only ever call the model's layers (`model.forward(x, until=layer)`, `model.backward(dy,
 from_layer=layer)` and the ReLU backward rules of `fastconv.nn.backward_rule`), never kernels.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 
 from .. import nn
 
 
+def takes_model(method):
+    """The method runs on the flat view of its first argument, the model (nn.Sequential.flat)."""
+    @functools.wraps(method)
+    def on_flat_view(model, *args, **kwargs):
+        return method(model.flat() if isinstance(model, nn.Sequential) else model, *args, **kwargs)
+    return on_flat_view
+
+
 def layer_index(model, layer) -> int:
-    """Position of `layer` in `model`: a name ("3"), an index (3, -1) or the layer object."""
+    """Position of `layer` in `model`: a name ("3", "features.3"), an index (3, -1) or the layer object. The
+    name of a nested container ("features") stands for its last layer, whose output is the container's."""
     if layer is None:
         raise ValueError("layer: expected a layer name, an index or a layer, got None")
     if isinstance(layer, (np.integer,)):
@@ -22,6 +34,10 @@ def layer_index(model, layer) -> int:
     try:
         return model.index(layer)
     except (KeyError, IndexError, StopIteration):
+        inside = [i for i, (name, _) in enumerate(model.named_layers()) if name.startswith(f"{layer}.")] \
+            if isinstance(layer, str) else []
+        if inside:
+            return inside[-1]
         raise ValueError(f"layer: {layer!r} is not a layer of the model; layers: "
                          f"{[name for name, _ in model.named_layers()]}") from None
 

@@ -49,6 +49,7 @@ def _result(model, x, x_adv, norm):
     return Attack(delta, pred, _norms(delta, norm))
 
 
+@_core.takes_model
 def loss_gradient(model, x, target):
     """∂/∂x of Σ_n CE(model(x)_n, target_n), the cross-entropy of each sample's target, summed over the batch."""
     with _core.evaluating(model):
@@ -66,6 +67,7 @@ def _fgsm_step(model, x, target, epsilon, targeted):
     return np.where(np.abs(g) > ZERO_THRESH, x + sign * epsilon * np.sign(g), x).astype(x.dtype)
 
 
+@_core.takes_model
 def fgsm(model, x, target, epsilon, *, targeted=False, lower=-np.inf, upper=np.inf):
     """Fast gradient sign method (Goodfellow et al. 2015), as captum.robust.FGSM(model, CrossEntropy,
     lower, upper).perturb(x, epsilon, target, targeted=targeted): one step of size ε along the sign of the
@@ -86,6 +88,7 @@ def _project(x0, x, radius, norm):
     return x0 + (diff * scale[:, None, None, None]).astype(x.dtype)
 
 
+@_core.takes_model
 def pgd(model, x, target, radius, step_size, steps, *, norm="linf", targeted=False, lower=-np.inf, upper=np.inf):
     """Projected gradient descent (Madry et al. 2018), as captum.robust.PGD(model, CrossEntropy, lower,
     upper).perturb(x, radius, step_size, steps, target, targeted=targeted, norm=...) without a random start:
@@ -127,6 +130,7 @@ def _wins(model, x, t):
         return model.forward(x).argmax(axis=1) == t
 
 
+@_core.takes_model
 def adversarial(model, x, target, norm="l2", *, max_steps=50, overshoot=0.02, bisect=10, lower=-np.inf,
                 upper=np.inf):
     """The smallest Δx (in `norm`, 'l2' or 'linf') that makes the model predict `target` for x + Δx.

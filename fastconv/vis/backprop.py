@@ -22,6 +22,7 @@ import numpy as np
 from . import _core
 
 
+@_core.takes_model
 def project(model, x, layer, channel, position=None, rule="deconvnet", seed="value"):
     """Project one activation per sample of `layer` (channel `channel`, at `position` or, by default, at
     the channel's maximum in that sample) down to pixel space under ReLU rule `rule`.
@@ -49,6 +50,7 @@ def _unit_seed(a, channel, pos):
     return out
 
 
+@_core.takes_model
 def deconvnet(model, x, layer, channel, position=None):
     """Zeiler & Fergus's deconvnet projection of one activation of `layer`/`channel` per sample (default:
     the channel's maximum), all others zeroed, seeded with its value: unpool by the switches, rectify,
@@ -56,6 +58,7 @@ def deconvnet(model, x, layer, channel, position=None):
     return project(model, x, layer, channel, position, rule="deconvnet", seed="value")
 
 
+@_core.takes_model
 def class_gradient(model, x, target, rule="gradient"):
     """∂S_c/∂x of the unnormalised class score S_c (the logit of `target`) under ReLU rule `rule`."""
     x = _core.as_batch(model, x)
@@ -67,12 +70,14 @@ def class_gradient(model, x, target, rule="gradient"):
         return _core.backward_from(model, dy, -1, rule)
 
 
+@_core.takes_model
 def saliency(model, x, target):
     """Simonyan et al. 2014's image-specific saliency map: max over colour channels of |∂S_c/∂x|, S_c the
     unnormalised score (logit) of class `target`. Returns (N, H, W)."""
     return np.abs(class_gradient(model, x, target, "gradient")).max(axis=1)
 
 
+@_core.takes_model
 def guided_backprop(model, x, target):
     """Springenberg et al. 2015's guided backpropagation. target: a class index (int or one per sample)
     — the gradient of its logit — or a (layer, channel) pair: the gradient of the channel's strongest unit
@@ -83,6 +88,7 @@ def guided_backprop(model, x, target):
     return class_gradient(model, x, target, "guided")
 
 
+@_core.takes_model
 def gradient(model, x, target):
     """Plain backpropagation of the class score to the input (signed; saliency is its |·| max over C)."""
     return class_gradient(model, x, target, "gradient")

@@ -9,6 +9,7 @@ import numpy as np
 from . import _core, _stream
 
 
+@_core.takes_model
 def codes(model, data, layer=None, batch_size=256, progress=False):
     """(N, D) flattened activations of `layer` (default: the penultimate layer) for every image of data (an
     array, (x, y) pair, Dataset, Dask array or iterable of batches; the codes themselves are kept in memory)."""
@@ -22,6 +23,7 @@ def _batch_codes(model, x, start, *, layer):
     return _core.forward_to(model, x, layer).reshape(len(x), -1).copy()
 
 
+@_core.takes_model
 def tsne(model, data, layer=None, perplexity=30.0, seed=0, batch_size=256):
     """2-D t-SNE embedding (N, 2) of the codes of `layer` (default: penultimate) of data (array, (x, y)
     pair, Dataset, Dask array or iterable of batches). Plot it with fastconv.vis.image.save_scatter

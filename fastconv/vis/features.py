@@ -15,6 +15,7 @@ from .backprop import deconvnet
 from .receptive import receptive_field, unit_window
 
 
+@_core.takes_model
 def filters(model, layer=None):
     """The weights of a convolution layer (default: the first one) as images (K, C_in, kH, kW); tiled and
     locally connected weights are stacked over their tiles/positions (K = T_h·T_w·C_out)."""
@@ -30,6 +31,7 @@ def filters(model, layer=None):
     return w.reshape((-1,) + w.shape[-3:]).copy()
 
 
+@_core.takes_model
 def activations(model, x, layer):
     """The output of `layer` for the batch x (eval mode), e.g. (N, C, H', W') feature maps."""
     x = _core.as_batch(model, x)
@@ -47,6 +49,7 @@ class TopActivations(NamedTuple):
     projections: np.ndarray  # (K, k, C, h, w) deconvnet projections, cropped to the same windows
 
 
+@_core.takes_model
 def top_activations(model, data, layer, k=9, channels=None, batch_size=256, progress=False):
     """Over a whole dataset, in batches: for each channel of `layer`, the k strongest activations (at most
     one per image: each image's maximum; ties go to the lower dataset index), the input patch under each
@@ -145,6 +148,7 @@ class ActivationStats(NamedTuple):
     count: int          # values per channel (images × positions)
 
 
+@_core.takes_model
 def activation_stats(model, data, layer, batch_size=256, progress=False):
     """Mean, standard deviation and maximum of each channel of `layer` over a dataset (array, (x, y) pair,
     Dataset, Dask array or iterable of batches), merged batch by batch with Chan et al.'s update."""

@@ -19,6 +19,7 @@ def _positions(size, window, stride):
     return np.arange(0, size - window + 1, stride)
 
 
+@_core.takes_model
 def occlusion(model, x, target, window, stride, fill=0.0, *, layer=None, per_pixel=False, score="prob",
               chunk_size=256, progress=False):
     """Occlusion maps for a batch x (N, C, H, W).

@@ -41,6 +41,7 @@ def _out_size(layer, geo, hw):
     return (V.conv_out(hw[0], pt, pb, k[0], s[0], d[0]), V.conv_out(hw[1], pl, pr, k[1], s[1], d[1]))
 
 
+@_core.takes_model
 def receptive_field(model, layer=None, input_size=None):
     """Theoretical receptive field of every layer up to `layer` (default: all), as a list of dicts:
     name, type, size (r_h, r_w) in input pixels, stride (j_h, j_w), offset (top-left input pixel of unit
@@ -81,6 +82,7 @@ def unit_window(rf, position):
     return (rf["offset"][0] + i * rf["stride"][0], rf["offset"][1] + j * rf["stride"][1]) + rf["size"]
 
 
+@_core.takes_model
 def infer_input_shape(model, max_size=512):
     """(C, H, W) of the square images the model takes, from its layers: C from the first layer with
     `in_channels`, H = W the smallest size whose flattened features match the first Linear (or a
@@ -111,6 +113,7 @@ def infer_input_shape(model, max_size=512):
     raise ValueError("cannot infer the input shape from the layers; pass input_shape=(C, H, W)")
 
 
+@_core.takes_model
 def effective_receptive_field(model, layer, x=None, input_shape=None, n=16, channel=None, seed=0):
     """Effective receptive field map (H, W): mean over inputs of Σ_c |∂a/∂x| for the central unit of
     `layer` (summed over channels, or one `channel`). x: the inputs (default: n standard-normal images)."""
@@ -150,6 +153,7 @@ def transform_images(x, kind, m):
     raise ValueError(f"transform: expected 'translate', 'translate_v', 'rotate', 'scale' or a callable, got {kind!r}")
 
 
+@_core.takes_model
 def invariance(model, x, transform, magnitudes, layers, target=None):
     """Feature invariance curves: for each magnitude m, the Euclidean distance between the feature vectors
     (flattened activations) of each image and of transform(image, m), for each layer, and the probability

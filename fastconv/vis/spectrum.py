@@ -39,6 +39,7 @@ def _radius(n):
     return np.hypot(f[:, None], f[None, :])
 
 
+@_core.takes_model
 def filter_spectrum(model, layer=None, x=None, *, size=None, bins=None, band_edges=BAND_EDGES,
                     dead_norm=DEAD_NORM, dead_rate=DEAD_RATE):
     """Frequency content of the filters of a convolution layer (default: the first).
@@ -99,6 +100,7 @@ class Aliasing(NamedTuple):
     stride: tuple           # (s_h, s_w): the layer's cumulative stride (input pixels per feature-map step)
 
 
+@_core.takes_model
 def aliasing(model, layer, x, *, shift=1):
     """How far `layer` is from shift-equivariance: the energy of the feature maps of a shifted input that a
     band-limited shift of the original feature maps does not explain.

@@ -21,6 +21,7 @@ def _blur(x, sigma):
     return ndimage.gaussian_filter(x, sigma=(0, 0, sigma, sigma), mode="nearest")
 
 
+@_core.takes_model
 def class_model(model, target, steps=200, lr=0.1, l2=1e-3, blur_every=0, blur_sigma=0.5, clip_percentile=None,
                 seed=0, *, init_std=0.01, input_shape=None, return_history=False):
     """One image per target class (int or sequence) maximising S_c(x) − l2·‖x‖² by `steps` gradient-ascent
@@ -57,6 +58,7 @@ def _zoom(x, size):
     return ndimage.zoom(x, (1, 1, size[0] / H, size[1] / W), order=1)
 
 
+@_core.takes_model
 def deep_dream(model, image, layer, steps=10, lr=0.02, octaves=3, octave_scale=1.4, jitter=1, seed=0, *,
                clip=None, return_history=False):
     """DeepDream: amplify what `layer` sees in `image` (N, C, H, W). At each step the image is rolled by a
@@ -115,6 +117,7 @@ def _style_terms(a, A):
     return loss, grad.reshape(a.shape)
 
 
+@_core.takes_model
 def neural_style(model, content, style, content_layers, style_layers, content_weight=1.0, style_weight=1e3,
                  steps=100, *, method="lbfgs", lr=0.02, init="content", bounds=None, seed=0, return_history=False):
     """Gatys et al. 2015: minimise α·Σ_l ½‖F_l − P_l‖² (content, at content_layers) + β·Σ_l w_l E_l (style at
