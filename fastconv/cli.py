@@ -6,6 +6,12 @@ import argparse
 import sys
 
 
+def _fail(command, message) -> int:
+    """A command's error: the message on stderr, exit status 2."""
+    print(f"fastconv {command}: {message}", file=sys.stderr)
+    return 2
+
+
 def _info(args) -> int:
     import fastconv as fc
     from fastconv import backends
@@ -82,8 +88,7 @@ def _train(args) -> int:
     try:
         split, _ = load(args.data, data_dir=args.data_dir, data_path=args.data_path, image_size=args.image_size)
     except (FileNotFoundError, ValueError, ImportError) as e:
-        print(f"fastconv train: {e}", file=sys.stderr)
-        return 2
+        return _fail("train", e)
     _, C, H, W = split.train.x.shape
     channels = tuple(int(c) for c in args.channels.split(","))
     model = nn.models.seed_cnn(C, split.num_classes, (H, W), variant=args.variant, channels=channels, rng=args.seed)
@@ -158,8 +163,7 @@ def _demo(args) -> int:
         run_demo(args.out, data=args.data, data_dir=args.data_dir, data_path=args.data_path, epochs=args.epochs,
                  fast=args.fast, seed=args.seed, progress=not args.no_progress, image_size=args.image_size)
     except (FileNotFoundError, ValueError) as e:
-        print(f"fastconv demo: {e}", file=sys.stderr)
-        return 2
+        return _fail("demo", e)
     return 0
 
 
@@ -170,9 +174,8 @@ def _visualize(args) -> int:
     if args.images or args.scheduler:
         return _visualize_images(args)
     if not args.model or not args.method:
-        print("fastconv visualize: --model FILE and --method M are needed (or --images DIR for --method top, or "
-              "--torch-model FILE --images DIR)", file=sys.stderr)
-        return 2
+        return _fail("visualize", "--model FILE and --method M are needed (or --images DIR for --method top, or "
+                                  "--torch-model FILE --images DIR)")
     try:
         path = run_visualize(args.model, args.method, args.out or f"{args.method}.png", data=args.data,
                              data_dir=args.data_dir, data_path=args.data_path, image_size=args.image_size or 16,
@@ -180,8 +183,7 @@ def _visualize(args) -> int:
                              target=args.target, window=args.window, stride=args.stride, steps=args.steps,
                              k=args.k)
     except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"fastconv visualize: {e}", file=sys.stderr)
-        return 2
+        return _fail("visualize", e)
     if path:
         print(f"wrote {path}")
     return 0
@@ -189,19 +191,15 @@ def _visualize(args) -> int:
 
 def _visualize_images(args) -> int:
     if not args.images or (args.method or "top") != "top":
-        print("fastconv visualize: --images DIR (with or without --scheduler) runs --method top", file=sys.stderr)
-        return 2
+        return _fail("visualize", "--images DIR (with or without --scheduler) runs --method top")
     try:
         from fastconv.app.folder import run_folder
         paths = run_folder(args.model, args.images, args.out or "top.png", layer=args.layer, k=args.k,
                            scheduler=args.scheduler)
     except ImportError as e:
-        print(f"fastconv visualize: --images needs the dask extra (pip install 'fastconv[dask]'): {e}",
-              file=sys.stderr)
-        return 2
+        return _fail("visualize", f"--images needs the dask extra (pip install 'fastconv[dask]'): {e}")
     except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"fastconv visualize: {e}", file=sys.stderr)
-        return 2
+        return _fail("visualize", e)
     print("wrote " + " and ".join(paths))
     return 0
 
@@ -209,15 +207,13 @@ def _visualize_images(args) -> int:
 def _visualize_torch(args) -> int:
     from fastconv.app import torch_model as app
     if not args.images:
-        print("fastconv visualize: --torch-model needs --images DIR (a folder of PNG/JPEG photos)", file=sys.stderr)
-        return 2
+        return _fail("visualize", "--torch-model needs --images DIR (a folder of PNG/JPEG photos)")
     try:
         page = app.run(args.torch_model, args.images, args.out or "fastconv-torch-report",
                        [args.method] if args.method else app.METHODS, arch=args.arch, size=args.image_size or 224,
                        layer=args.layer)
     except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
-        print(f"fastconv visualize: {e}", file=sys.stderr)
-        return 2
+        return _fail("visualize", e)
     print(f"wrote {page}")
     return 0
 
