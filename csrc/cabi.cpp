@@ -105,15 +105,15 @@ fastconv::PoolShape pool_shape(const fc_pool_params* p, int64_t dil_h = 1, int64
     fastconv::PoolShape s{p->N, p->C, p->H, p->W, p->H_out, p->W_out,
                           p->kernel_h, p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w, dil_h, dil_w};
     fastconv::check_pool_shape(s);
-    // PyTorch's bounds (fastconv/_validate.py's pool_geometry): padding at most half the dilated kernel, and
+    // PyTorch's bounds (fastconv/_validate.py's pool_geometry): padding at most half the kernel, and
     // with ceil_mode every window starts inside the input or its top/left padding; a window may reach past
     // the far edge (it is clipped), so a kernel larger than the input leaves one output when ceil_mode's
     // rounding allows it.
     const int64_t n[] = {s.H, s.W}, out[] = {s.H_out, s.W_out}, k[] = {s.kh, s.kw}, st[] = {s.sh, s.sw},
                   pad[] = {s.ph, s.pw}, dil[] = {s.dil_h, s.dil_w};
     for (int a = 0; a < 2; ++a) {
+        require(2 * wide(pad[a]) <= k[a], "padding must be at most half the kernel");
         const wide span = wide(dil[a]) * (k[a] - 1) + 1;  // of the dilated kernel
-        require(2 * wide(pad[a]) <= span, "padding must be at most half the dilated kernel");
         const wide room = wide(n[a]) + 2 * wide(pad[a]) - span + st[a] - 1;
         wide most = room >= 0 ? room / st[a] + 1 : 0;
         if (most > 0 && (most - 1) * st[a] >= wide(n[a]) + pad[a]) --most;

@@ -43,7 +43,7 @@ typedef struct {
 } fc_tiled_params;
 typedef fc_tiled_params fc_local_params; /* the former name, kept for existing callers */
 
-/* Max-pool: x (N, C, H, W) -> y, switches (N, C, H_out, W_out); pad at most half the (dilated) kernel;
+/* Max-pool: x (N, C, H, W) -> y, switches (N, C, H_out, W_out); pad at most half the kernel;
  * H_out as PyTorch's floor or ceil_mode rule (windows start inside the input or its top/left padding and are
  * clipped at the far edge). fc_max_pool2d_* is fc_max_pool2d_dilated_* with dilation 1.
  * Unpool: y, switches (N, C, H_out, W_out) -> out (N, C, H, W). */

@@ -208,7 +208,7 @@ class PoolGeometry(NamedTuple):
 
 
 def pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode, dilation=1) -> PoolGeometry:
-    """PyTorch's max-pool output arithmetic: padding at most half the dilated kernel; with ceil_mode the last
+    """PyTorch's max-pool output arithmetic: padding at most half the kernel; with ceil_mode the last
     window must start inside the input or its top/left padding, and windows reaching past the far edge are
     clipped (so a kernel larger than the input still gives an output where the rounding allows one)."""
     kernel = pair("kernel_size", kernel_size, 1)
@@ -217,8 +217,8 @@ def pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode, dilation=1) 
     dilation = pair("dilation", dilation, 1)
     H, W = x_shape[2:]
     spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-    if any(2 * p > span for p, span in zip(pad, spans)):
-        raise ValueError(f"padding: must be at most half of kernel_size {spans} (dilated), got {pad}")
+    if any(2 * p > k for p, k in zip(pad, kernel)):   # PyTorch's bound: half the kernel, dilated or not
+        raise ValueError(f"padding: must be at most half of kernel_size {kernel}, got {pad}")
     out = []
     for n, span, s, p in zip((H, W), spans, stride, pad):
         room = n + 2 * p - span

@@ -155,8 +155,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=
     x (N, C, H, W) or unbatched (C, H, W), float32/float64 (N = 0 gives empty results). switches (int64, shape
     of y) hold the flat index h·W + w of each maximum within its (n, c) plane, PyTorch's return_indices
     convention; ties go to the first maximum in row-major window order; padding is −∞ and at most half the
-    dilated kernel; NaN propagates. With ceil_mode, windows that start inside the input (or its top/left
-    padding) and reach past it are clipped, kernels larger than the input included.
+    kernel (PyTorch's bound, whatever the dilation); NaN propagates. dilation spaces a window's taps. With
+    ceil_mode, windows that start inside the input (or its top/left padding) and reach past it are clipped,
+    kernels larger than the input included.
     """
     x = V.float_array("x", x)
     V.check_ndim("x", x, 4, _NCHW + " or (C, H, W)")

@@ -112,6 +112,25 @@ def test_pool_entry_points(dtype, rng):
     np.testing.assert_array_equal(out, fc.max_unpool2d(y, sw, x.shape, backend="numpy"))
 
 
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_dilated_pool_entry_point_and_ceil_mode_clipping(dtype, rng):
+    x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    for k, s, p, d, ceil in [(3, 2, 1, 2, False), (3, 3, 1, (2, 1), True), (4, 3, 1, 1, True)]:
+        ref_y, ref_sw = fc.max_pool2d(x, k, s, p, d, ceil_mode=ceil, backend="numpy")
+        y, sw = np.empty_like(ref_y), np.empty_like(ref_sw)
+        params = FFI.new("fc_pool_params *", [*x.shape, *y.shape[2:], k, k, s, s, p, p])
+        dh, dw = d if isinstance(d, tuple) else (d, d)
+        rc, msg = _rc(getattr(LIB, f"fc_max_pool2d_dilated_{DTYPES[dtype][0]}"), params, dh, dw,
+                      ptr(x, DTYPES[dtype][1]), ptr(y, DTYPES[dtype][1]), ptr(sw, "int64_t"))
+        assert rc == LIB.FC_OK, msg
+        np.testing.assert_array_equal(y, ref_y)
+        np.testing.assert_array_equal(sw, ref_sw)
+    small = np.arange(4, dtype=dtype).reshape(1, 1, 2, 2)   # PyTorch's ceil_mode: k 3, s 2 on 2x2 gives one
+    y, sw = np.empty((1, 1, 1, 1), dtype), np.empty((1, 1, 1, 1), np.int64)
+    call("max_pool2d", dtype, FFI.new("fc_pool_params *", [1, 1, 2, 2, 1, 1, 3, 3, 2, 2, 0, 0]), small, y, sw)
+    assert y.item() == 3 and sw.item() == 3
+
+
 def _rc(fn, *args):
     rc = fn(*args)
     return rc, FFI.string(LIB.fc_last_error()).decode()
