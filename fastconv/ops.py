@@ -1,7 +1,9 @@
 """Public ops: validate once (_validate), allocate the output, dispatch to the chosen backend.
 
-conv_transpose2d, convolve2d and correlate2d are derived from the primitive kernels here, so every
-backend gets them for free (DESIGN: derive, don't duplicate).
+conv_transpose2d (here), convolve2d and correlate2d (_plane.py) are derived from the primitive kernels, so
+every backend gets them for free (DESIGN: derive, don't duplicate); so are PyTorch's unbatched (C, H, W)
+inputs (_unbatched), padding modes other than zeros (_padding) and unpooling without accumulation. An empty
+batch is answered here, before any kernel.
 """
 from __future__ import annotations
 
@@ -91,8 +93,9 @@ def conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, dilation=
                       backend=None):
     """dL/dx of conv2d given dy = dL/dy: a full convolution of dy with the 180°-rotated kernel
     (strided and dilated as the forward pass was). Returns an array of `input_shape` ((N, C, H, W) or
-    (C, H, W), with dy (N, C_out, H_out, W_out) or (C_out, H_out, W_out)). With a padding_mode other than
-    'zeros', the gradient of the padded input is folded back onto the positions the padding copied."""
+    (C, H, W), with dy (N, C_out, H_out, W_out) or (C_out, H_out, W_out), float32/float64). With a
+    padding_mode other than 'zeros', the gradient of the padded input is folded back onto the positions the
+    padding copied."""
     dy, weight = V.float_arrays(dy=dy, weight=weight)
     input_shape = V.shape_tuple("input_shape", input_shape, 4, batch=True)
     if padding_mode != "zeros":
@@ -111,8 +114,8 @@ def conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, dilation=
 @_unbatched(batched_result=False, x=0, dy=1)
 def conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                        backend=None):
-    """dL/dw of conv2d: the valid correlation of x with the output delta dy (both batched or both unbatched).
-    Returns `weight_shape`; an empty batch gives zeros."""
+    """dL/dw of conv2d: the valid correlation of x with the output delta dy (both batched or both unbatched,
+    float32/float64). Returns `weight_shape`; an empty batch gives zeros."""
     x, dy = V.float_arrays(x=x, dy=dy)
     weight_shape = V.shape_tuple("weight_shape", weight_shape, 4)
     if padding_mode != "zeros":
@@ -274,13 +277,14 @@ def tiled_conv2d(x, weight, bias=None, *, stride=1, padding=0, padding_mode="zer
 
 @_unbatched(dy=0, input_shape=2)
 def tiled_conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, padding_mode="zeros", backend=None):
-    """dL/dx of tiled_conv2d; returns an array of `input_shape`."""
+    """dL/dx of tiled_conv2d; dy (N, C_out, H_out, W_out) or unbatched, float32/float64; returns `input_shape`."""
     return _tiled_input_grad("tiled_conv2d", dy, weight, input_shape, stride, padding, padding_mode, backend)
 
 
 @_unbatched(batched_result=False, x=0, dy=1)
 def tiled_conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, padding_mode="zeros", backend=None):
-    """dL/dw of tiled_conv2d; returns an array of `weight_shape` (T_h, T_w, C_out, C_in, kH, kW)."""
+    """dL/dw of tiled_conv2d from x and dy (both batched or both unbatched, float32/float64); returns an array
+    of `weight_shape` (T_h, T_w, C_out, C_in, kH, kW)."""
     return _tiled_weight_grad("tiled_conv2d", x, dy, weight_shape, stride, padding, padding_mode, backend)
 
 
@@ -294,11 +298,12 @@ def unshared_conv2d(x, weight, bias=None, *, stride=1, padding=0, padding_mode="
 
 @_unbatched(dy=0, input_shape=2)
 def unshared_conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, padding_mode="zeros", backend=None):
-    """dL/dx of unshared_conv2d; returns an array of `input_shape`."""
+    """dL/dx of unshared_conv2d; dy (N, C_out, H_out, W_out) or unbatched, float32/float64; returns `input_shape`."""
     return _tiled_input_grad("unshared_conv2d", dy, weight, input_shape, stride, padding, padding_mode, backend)
 
 
 @_unbatched(batched_result=False, x=0, dy=1)
 def unshared_conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, padding_mode="zeros", backend=None):
-    """dL/dw of unshared_conv2d; returns an array of `weight_shape` (H_out, W_out, C_out, C_in, kH, kW)."""
+    """dL/dw of unshared_conv2d from x and dy (both batched or both unbatched, float32/float64); returns an
+    array of `weight_shape` (H_out, W_out, C_out, C_in, kH, kW)."""
     return _tiled_weight_grad("unshared_conv2d", x, dy, weight_shape, stride, padding, padding_mode, backend)
