@@ -132,6 +132,17 @@ void require_ptrs(std::initializer_list<const void*> ptrs) {
     for (const void* q : ptrs) require(q != nullptr, "array pointer is NULL");
 }
 
+// fc_max_pool2d_* and fc_max_pool2d_dilated_*: one body, each entry point's own name in its errors.
+template <typename T>
+int max_pool2d_entry(const char* op, const fc_pool_params* p, int64_t dil_h, int64_t dil_w, const T* x, T* y,
+                     int64_t* switches) {
+    return guarded(op, [&] {
+        auto s = pool_shape(p, dil_h, dil_w);
+        require_ptrs({x, y, switches});
+        run(kernel<T>().max_pool2d, s, x, y, switches);
+    });
+}
+
 }  // namespace
 
 extern "C" {
@@ -204,15 +215,11 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
 
 #define FC_POOL(SUF, T)                                                                                 \
     int fc_max_pool2d_##SUF(const fc_pool_params* p, const T* x, T* y, int64_t* switches) {             \
-        return fc_max_pool2d_dilated_##SUF(p, 1, 1, x, y, switches);                                    \
+        return max_pool2d_entry("fc_max_pool2d_" #SUF, p, 1, 1, x, y, switches);                        \
     }                                                                                                   \
     int fc_max_pool2d_dilated_##SUF(const fc_pool_params* p, int64_t dilation_h, int64_t dilation_w,    \
                                     const T* x, T* y, int64_t* switches) {                              \
-        return guarded("fc_max_pool2d_dilated_" #SUF, [&] {                                             \
-            auto s = pool_shape(p, dilation_h, dilation_w);                                             \
-            require_ptrs({x, y, switches});                                                             \
-            run(kernel<T>().max_pool2d, s, x, y, switches);                                             \
-        });                                                                                             \
+        return max_pool2d_entry("fc_max_pool2d_dilated_" #SUF, p, dilation_h, dilation_w, x, y, switches); \
     }                                                                                                   \
     int fc_max_unpool2d_##SUF(const fc_pool_params* p, const T* y, const int64_t* switches, T* out) {   \
         return guarded("fc_max_unpool2d_" #SUF, [&] {                                                   \

@@ -214,9 +214,10 @@ def pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode, dilation=1) 
     kernel = pair("kernel_size", kernel_size, 1)
     stride = kernel if stride is None else pair("stride", stride, 1)
     pad = pair("padding", padding, 0)
-    dilation = pair("dilation", dilation, 1)
+    # the common undilated call skips the pair normalisation: pooling calls are often small and many
+    dilation = (1, 1) if type(dilation) is int and dilation == 1 else pair("dilation", dilation, 1)
     H, W = x_shape[2:]
-    spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    spans = kernel if dilation == (1, 1) else tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     if any(2 * p > k for p, k in zip(pad, kernel)):   # PyTorch's bound: half the kernel, dilated or not
         raise ValueError(f"padding: must be at most half of kernel_size {kernel}, got {pad}")
     out = []

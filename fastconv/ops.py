@@ -35,7 +35,7 @@ def _unbatched(batched_result=True, **where):
         @functools.wraps(fn)
         def op(*args, **kwargs):
             first = args[first_pos] if len(args) > first_pos else kwargs.get(first_name)
-            if np.ndim(first) != 3:
+            if (first.ndim if isinstance(first, np.ndarray) else np.ndim(first)) != 3:   # arrays: no np.ndim call
                 return fn(*args, **kwargs)
             args = list(args)
             for name, pos in names:

@@ -4,8 +4,8 @@ ConvTranspose2d.
 Each forward calls the public op, each backward its two gradient ops (DESIGN 12: layers call ops, never
 backends). Weights are in the layouts of API.md: dense (C_out, C_in/groups, kH, kW); tiled
 (T_h, T_w, C_out, C_in, kH, kW) with bias (C_out,); unshared (H_out, W_out, C_out, C_in, kH, kW) with
-bias (C_out, H_out, W_out). Every layer takes (N, C, H, W) or unbatched (C, H, W) input, as PyTorch's; the three
-forward convolutions take PyTorch's padding_mode ('zeros' | 'reflect' | 'replicate' | 'circular').
+bias (C_out, H_out, W_out). Every layer takes (N, C, H, W) or unbatched (C, H, W) input, as PyTorch's;
+the three forward convolutions take PyTorch's padding_mode ('zeros' | 'reflect' | 'replicate' | 'circular').
 """
 from __future__ import annotations
 
