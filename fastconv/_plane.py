@@ -85,18 +85,19 @@ def _plane_op(image, kernel, mode, boundary, fillvalue, flip, backend):
         else:
             raise ValueError(f"kernel: in 'valid' mode one of image {image.shape} and kernel {kernel.shape} must be "
                              "at least as large as the other in every dimension")
-    w = kernel[::-1, ::-1] if flip else np.conj(kernel)  # scipy's correlate2d conjugates its second input
+    image = image.astype(dt, copy=False)
+    w = (kernel[::-1, ::-1] if flip else np.conj(kernel)).astype(dt, copy=False)  # correlate2d conjugates, as scipy
     pads = _pads(kernel.shape, mode, flip)
     H, W = image.shape
     out_hw = (H + pads[0] + pads[1] - kernel.shape[0] + 1, W + pads[2] + pads[3] - kernel.shape[1] + 1)
     extension = _BOUNDARIES[boundary]
     zero_fill = extension == "fill" and fill == 0 and dt.kind in "fc"
     if not zero_fill:   # every other boundary: the image extended explicitly, then a 'valid' correlation
-        image = (np.pad(image.astype(dt), ((pads[0], pads[1]), (pads[2], pads[3])), constant_values=fill)
-                 if extension == "fill" else P.pad(image.astype(dt), pads, extension, name="boundary"))
+        image = (np.pad(image, ((pads[0], pads[1]), (pads[2], pads[3])), constant_values=fill)
+                 if extension == "fill" else P.pad(image, pads, extension, name="boundary"))
         pads = (0, 0, 0, 0)
     if dt.kind == "f":
-        y = _float_correlate(image.astype(dt)[None], w.astype(dt)[None, None], pads[::2], out_hw, backend)[0]
+        y = _float_correlate(image[None], w[None, None], pads[::2], out_hw, backend)[0]
     elif dt.kind == "c":
         part = np.float32 if dt == np.complex64 else np.float64
         x = np.stack([image.real, image.imag]).astype(part)

@@ -67,12 +67,13 @@ def test_mixed_types_follow_numpy_promotion():
     _check("correlate2d", [[1, 2], [3, 4]], [[1]], exact=True)   # Python ints: int64, as scipy
 
 
-def test_booleans_follow_np_convolve(rng):
+@pytest.mark.parametrize("op", OPS)
+def test_booleans_follow_np_convolve(op, rng):
     # scipy refuses bool; np.convolve's rule: True where any product is.
     image, kernel = rng.random((6, 7)) > 0.7, rng.random((2, 3)) > 0.5
-    got = fc.convolve2d(image, kernel, "same", "wrap")
+    got = getattr(fc, op)(image, kernel, "same", "wrap")
     assert got.dtype == np.bool_
-    np.testing.assert_array_equal(got, signal.convolve2d(image.astype(int), kernel.astype(int), "same", "wrap") > 0)
+    np.testing.assert_array_equal(got, OPS[op](image.astype(int), kernel.astype(int), "same", "wrap") > 0)
 
 
 @pytest.mark.parametrize("op", OPS)
