@@ -113,11 +113,11 @@ py::object conv2d_weight_grad(py::array x, py::array dy, py::array dw, Pair st, 
     });
 }
 
-py::object max_pool2d(py::array x, py::array y, py::array switches, Pair k, Pair st, Pair pad,
+py::object max_pool2d(py::array x, py::array y, py::array switches, Pair k, Pair st, Pair pad, Pair dil,
                       const std::string& kernel, bool dry_run) {
     need(x.ndim() == 4 && y.ndim() == 4, "max_pool2d", "x and y must be 4-D");
     PoolShape s{x.shape(0), x.shape(1), x.shape(2), x.shape(3), y.shape(2), y.shape(3),
-                k.first, k.second, st.first, st.second, pad.first, pad.second};
+                k.first, k.second, st.first, st.second, pad.first, pad.second, dil.first, dil.second};
     fastconv::check_pool_shape(s);
     need(y.shape(0) == s.N && y.shape(1) == s.C, "max_pool2d", "y (N, C) differs from x");
     need(switches.ndim() == 4 && std::equal(y.shape(), y.shape() + 4, switches.shape()), "max_pool2d",

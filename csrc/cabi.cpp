@@ -100,32 +100,47 @@ fastconv::TiledShape tiled_shape(const fc_tiled_params* p, bool unshared) {
     return s;
 }
 
-fastconv::PoolShape pool_shape(const fc_pool_params* p) {
+fastconv::PoolShape pool_shape(const fc_pool_params* p, int64_t dil_h = 1, int64_t dil_w = 1) {
     require(p != nullptr, "params is NULL");
     fastconv::PoolShape s{p->N, p->C, p->H, p->W, p->H_out, p->W_out,
-                          p->kernel_h, p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w};
+                          p->kernel_h, p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w, dil_h, dil_w};
     fastconv::check_pool_shape(s);
-    require(2 * wide(s.ph) <= s.kh && 2 * wide(s.pw) <= s.kw, "padding must be at most half the kernel");
-    // PyTorch's ceil_mode bound: every window starts inside the input or its top/left padding.
+    // PyTorch's bounds (fastconv/_validate.py's pool_geometry): padding at most half the kernel, and
+    // with ceil_mode every window starts inside the input or its top/left padding; a window may reach past
+    // the far edge (it is clipped), so a kernel larger than the input leaves one output when ceil_mode's
+    // rounding allows it.
     const int64_t n[] = {s.H, s.W}, out[] = {s.H_out, s.W_out}, k[] = {s.kh, s.kw}, st[] = {s.sh, s.sw},
-                  pad[] = {s.ph, s.pw};
+                  pad[] = {s.ph, s.pw}, dil[] = {s.dil_h, s.dil_w};
     for (int a = 0; a < 2; ++a) {
-        const wide span = wide(n[a]) + 2 * wide(pad[a]) - k[a];
-        require(span >= 0, "kernel larger than the padded input");
-        wide most = (span + st[a] - 1) / st[a] + 1;
-        if ((most - 1) * st[a] >= wide(n[a]) + pad[a]) --most;
-        require(out[a] >= 1 && out[a] <= most, "output size too large for this kernel, stride and padding");
+        require(2 * wide(pad[a]) <= k[a], "padding must be at most half the kernel");
+        const wide span = wide(dil[a]) * (k[a] - 1) + 1;  // of the dilated kernel
+        const wide room = wide(n[a]) + 2 * wide(pad[a]) - span + st[a] - 1;
+        wide most = room >= 0 ? room / st[a] + 1 : 0;
+        if (most > 0 && (most - 1) * st[a] >= wide(n[a]) + pad[a]) --most;
+        require(out[a] >= 1 && out[a] <= most, "output size too large for this kernel, stride, padding and dilation");
     }
     check_padded(s.N, s.C, wide(s.H) + 2 * wide(s.ph), wide(s.W) + 2 * wide(s.pw));
-    // Windows are clipped to the input and start at or after -pad: kernels reaching past H + pad cover
-    // what H + pad covers (fastconv/_validate.py's pool_geometry does the same).
-    s.kh = std::min(s.kh, s.H + s.ph), s.kw = std::min(s.kw, s.W + s.pw);
+    // Windows are clipped to the input and start at or after -pad: taps at or past H + pad read nothing
+    // (fastconv/_validate.py's pool_geometry clips the same way).
+    s.kh = std::min<int64_t>(s.kh, (s.H + s.ph - 1) / s.dil_h + 1);
+    s.kw = std::min<int64_t>(s.kw, (s.W + s.pw - 1) / s.dil_w + 1);
     s.sh = moving(s.sh, s.H_out), s.sw = moving(s.sw, s.W_out);
     return s;
 }
 
 void require_ptrs(std::initializer_list<const void*> ptrs) {
     for (const void* q : ptrs) require(q != nullptr, "array pointer is NULL");
+}
+
+// fc_max_pool2d_* and fc_max_pool2d_dilated_*: one body, each entry point's own name in its errors.
+template <typename T>
+int max_pool2d_entry(const char* op, const fc_pool_params* p, int64_t dil_h, int64_t dil_w, const T* x, T* y,
+                     int64_t* switches) {
+    return guarded(op, [&] {
+        auto s = pool_shape(p, dil_h, dil_w);
+        require_ptrs({x, y, switches});
+        run(kernel<T>().max_pool2d, s, x, y, switches);
+    });
 }
 
 }  // namespace
@@ -200,11 +215,11 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
 
 #define FC_POOL(SUF, T)                                                                                 \
     int fc_max_pool2d_##SUF(const fc_pool_params* p, const T* x, T* y, int64_t* switches) {             \
-        return guarded("fc_max_pool2d_" #SUF, [&] {                                                     \
-            auto s = pool_shape(p);                                                                     \
-            require_ptrs({x, y, switches});                                                             \
-            run(kernel<T>().max_pool2d, s, x, y, switches);                                             \
-        });                                                                                             \
+        return max_pool2d_entry("fc_max_pool2d_" #SUF, p, 1, 1, x, y, switches);                        \
+    }                                                                                                   \
+    int fc_max_pool2d_dilated_##SUF(const fc_pool_params* p, int64_t dilation_h, int64_t dilation_w,    \
+                                    const T* x, T* y, int64_t* switches) {                              \
+        return max_pool2d_entry("fc_max_pool2d_dilated_" #SUF, p, dilation_h, dilation_w, x, y, switches); \
     }                                                                                                   \
     int fc_max_unpool2d_##SUF(const fc_pool_params* p, const T* y, const int64_t* switches, T* out) {   \
         return guarded("fc_max_unpool2d_" #SUF, [&] {                                                   \

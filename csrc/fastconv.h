@@ -43,7 +43,9 @@ typedef struct {
 } fc_tiled_params;
 typedef fc_tiled_params fc_local_params; /* the former name, kept for existing callers */
 
-/* Max-pool: x (N, C, H, W) -> y, switches (N, C, H_out, W_out); pad at most half the kernel.
+/* Max-pool: x (N, C, H, W) -> y, switches (N, C, H_out, W_out); pad at most half the kernel;
+ * H_out as PyTorch's floor or ceil_mode rule (windows start inside the input or its top/left padding and are
+ * clipped at the far edge). fc_max_pool2d_* is fc_max_pool2d_dilated_* with dilation 1.
  * Unpool: y, switches (N, C, H_out, W_out) -> out (N, C, H, W). */
 typedef struct {
     int64_t N, C, H, W, H_out, W_out;
@@ -84,6 +86,10 @@ int fc_unshared_conv2d_weight_grad_f64(const fc_tiled_params* p, const double* x
 
 int fc_max_pool2d_f32(const fc_pool_params* p, const float* x, float* y, int64_t* switches);
 int fc_max_pool2d_f64(const fc_pool_params* p, const double* x, double* y, int64_t* switches);
+int fc_max_pool2d_dilated_f32(const fc_pool_params* p, int64_t dilation_h, int64_t dilation_w, const float* x,
+                              float* y, int64_t* switches);
+int fc_max_pool2d_dilated_f64(const fc_pool_params* p, int64_t dilation_h, int64_t dilation_w, const double* x,
+                              double* y, int64_t* switches);
 int fc_max_unpool2d_f32(const fc_pool_params* p, const float* y, const int64_t* switches, float* out);
 int fc_max_unpool2d_f64(const fc_pool_params* p, const double* y, const int64_t* switches, double* out);
 /* cffi-end */

@@ -20,7 +20,7 @@
 namespace fastconv {
 
 // Bumped whenever the table's layout changes: the front refuses a library built with another.
-constexpr int kKernelTableVersion = 2;
+constexpr int kKernelTableVersion = 3;
 
 // One implementation of an op (XNNPACK-style name op__variant). why_not(s) is null when it computes s
 // correctly, else the reason it cannot; worth(s) (null: always) says whether it pays on s — false

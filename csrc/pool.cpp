@@ -22,15 +22,17 @@ namespace {
 // in L2), are written with non-temporal stores.
 constexpr long kStreamBytes = 8L << 20, kStreamPlaneBytes = 256L << 10;
 
-// One window [h0, h1) x [w0, w1) of plane xp (already clipped, non-empty). Row-major scan; a later
-// value wins only if strictly greater, or if it is the first NaN (np.argmax semantics).
+// One window of plane xp, rows h0, h0 + dh, ... below h1 and columns w0, w0 + dw, ... below w1 (already
+// clipped, non-empty). Row-major scan; a later value wins only if strictly greater, or if it is the first
+// NaN (np.argmax semantics).
 template <typename T>
-inline void window_max(const T* xp, long W, long h0, long h1, long w0, long w1, T& out, int64_t& sw) {
+inline void window_max(const T* xp, long W, long h0, long h1, long dh, long w0, long w1, long dw, T& out,
+                       int64_t& sw) {
     T best = xp[h0 * W + w0];
     long idx = h0 * W + w0;
-    for (long h = h0; h < h1; ++h) {
+    for (long h = h0; h < h1; h += dh) {
         const T* r = xp + h * W;
-        for (long w = w0; w < w1; ++w) {
+        for (long w = w0; w < w1; w += dw) {
             // Branch-free select: on real data the comparison is a coin flip the predictor loses.
             const T v = r[w];
             const bool take = (v > best) | ((v != v) & (best == best));
@@ -177,23 +179,29 @@ void row_max(const T* __restrict ph, const PoolShape& s, const PoolPlan& p, cons
 // The outputs of row oh that the vector part left to the scalar code: those outside [ow0, ow1), those of
 // a row with no window row in the plane, and the clipped windows whose vector maximum is -inf (their
 // switch may name a padded tap). `vectorised`: whether row_max ran on this row.
-template <typename T>
+template <typename T, bool Dilated>
 void finish_row(const T* xp, const PoolShape& s, const PoolPlan& pl, long oh, bool vectorised, T* yr, int64_t* sr) {
     constexpr T ninf = -std::numeric_limits<T>::infinity();
-    const long hs = oh * s.sh - s.ph, h0 = std::max(hs, 0L), h1 = std::min(hs + s.kh, s.H);
+    // Steps of 1 at compile time when undilated: the scan keeps its unit-stride loops (window_max is inlined).
+    const long dil_h = Dilated ? s.dil_h : 1, dil_w = Dilated ? s.dil_w : 1;
+    // The first tap inside the plane, and the end of the last: a dilated window skips rows and columns (the
+    // division only runs for windows that start in the padding).
+    const long hs = oh * s.sh - s.ph, h0 = hs >= 0 ? hs : hs + ceil_div(-hs, dil_h) * dil_h,
+               h1 = std::min(hs + (s.kh - 1) * dil_h + 1, s.H);
     for (long ow = 0; ow < s.W_out; ++ow) {
         if (vectorised && ow >= pl.in0 && ow < pl.in1) {
             ow = pl.in1 - 1;
             continue;
         }
         if (vectorised && ow >= pl.ow0 && ow < pl.ow1 && !(yr[ow] == ninf)) continue;
-        const long ws = ow * s.sw - s.pw, w0 = std::max(ws, 0L), w1 = std::min(ws + s.kw, s.W);
+        const long ws = ow * s.sw - s.pw, w0 = ws >= 0 ? ws : ws + ceil_div(-ws, dil_w) * dil_w,
+                   w1 = std::min(ws + (s.kw - 1) * dil_w + 1, s.W);
         if (h0 >= h1 || w0 >= w1) {  // all padding: unreachable through ops.py, kept safe
             yr[ow] = ninf;
             sr[ow] = std::min(h0, s.H - 1) * s.W + std::min(w0, s.W - 1);
             continue;
         }
-        window_max(xp, s.W, h0, h1, w0, w1, yr[ow], sr[ow]);
+        window_max(xp, s.W, h0, h1, dil_h, w0, w1, dil_w, yr[ow], sr[ow]);
     }
 }
 
@@ -203,6 +211,7 @@ template <typename T>
 void pool_planes(const T* x, T* y, int64_t* switches, const PoolShape& s, bool vectors) {
     const long planes = s.N * s.C, in = s.H * s.W, out = s.H_out * s.W_out;
     const PoolPlan pl = plan_pool<T>(s, vectors);
+    const bool dilated = pool_dilated(s);
     std::vector<long> tb(s.kw);  // offset of tap b in a scratch row, relative to the output's element
     for (long b = 0; b < s.kw; ++b) tb[b] = ((pl.shift + b) % pl.st) * pl.plen + (pl.shift + b) / pl.st;
     const int nt = threads_for(planes, 4.0 * planes * in);
@@ -237,7 +246,8 @@ void pool_planes(const T* x, T* y, int64_t* switches, const PoolShape& s, bool v
                 else if (vectorised)
                     row_max<T, 1>(scratch, s, pl, tb.data(), hs, h0 - hs, h1 - hs, yr, sr);
                 for (long j = 0; j < rows; ++j)
-                    finish_row(xp, s, pl, oh + j, vectorised, yr + j * s.W_out, sr + j * s.W_out);
+                    (dilated ? finish_row<T, true> : finish_row<T, false>)(xp, s, pl, oh + j, vectorised,
+                                                                             yr + j * s.W_out, sr + j * s.W_out);
                 oh += rows;
             }
         }

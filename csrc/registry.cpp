@@ -71,6 +71,7 @@ bool phase_implicit_worth(const TiledShape& s) {
 // --- pooling ------------------------------------------------------------------------------------------
 
 const char* phase_split_why_not(const PoolShape& s) {
+    if (pool_dilated(s)) return "needs dilation 1 (its phases hold adjacent taps)";
     return phase_split_fits(s) ? nullptr : "needs a kernel width of at most 2 * W + 64 (its rows span the windows)";
 }
 template <typename T>

@@ -21,9 +21,9 @@ void check_conv_shape(const ConvShape& s) {
 }
 
 void check_pool_shape(const PoolShape& s) {
-    const long dims[] = {s.N, s.C, s.H, s.W, s.H_out, s.W_out, s.kh, s.kw, s.sh, s.sw};
+    const long dims[] = {s.N, s.C, s.H, s.W, s.H_out, s.W_out, s.kh, s.kw, s.sh, s.sw, s.dil_h, s.dil_w};
     for (long d : dims)
-        if (d < 1) throw std::invalid_argument("max_pool2d: sizes, kernel and stride must be >= 1");
+        if (d < 1) throw std::invalid_argument("max_pool2d: sizes, kernel, stride and dilation must be >= 1");
     if (s.ph < 0 || s.pw < 0) throw std::invalid_argument("max_pool2d: padding must be >= 0");
 }
 

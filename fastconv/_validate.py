@@ -88,13 +88,14 @@ def pair(name: str, v, minimum: int) -> tuple:
     return p
 
 
-def shape_tuple(name: str, shape, ndim: int) -> tuple:
+def shape_tuple(name: str, shape, ndim: int, batch: bool = False) -> tuple:
+    """`shape` as `ndim` positive ints; with `batch`, the first (N) may also be 0 (an empty batch)."""
     try:
         t = tuple(_int(name, s) for s in shape)
     except TypeError:
         raise TypeError(f"{name}: expected a tuple of {ndim} ints, got {shape!r}") from None
-    if len(t) != ndim or min(t) < 1:
-        raise ValueError(f"{name}: expected {ndim} positive ints, got {shape!r}")
+    if len(t) != ndim or min(t[batch:] or (1,)) < 1 or t[0] < 0:
+        raise ValueError(f"{name}: expected {ndim} positive ints{' (N may be 0)' if batch else ''}, got {shape!r}")
     return t
 
 
@@ -156,7 +157,8 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups,
                   x_name="x", w_name="weight") -> ConvGeometry:
     """Shape arithmetic for dense conv: x (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW)."""
     if len(x_shape) != 4:
-        raise ValueError(f"{x_name}: expected a 4-D array (N, C_in, H, W), got shape {tuple(x_shape)}")
+        raise ValueError(f"{x_name}: expected a 4-D array (N, C_in, H, W) or an unbatched (C_in, H, W) one, "
+                         f"got shape {tuple(x_shape)}")
     if len(w_shape) != 4:
         raise ValueError(f"{w_name}: expected a 4-D array (C_out, C_in/groups, kH, kW), got shape {tuple(w_shape)}")
     N, C_in, H, W = x_shape
@@ -169,8 +171,9 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups,
     if C_g != C_in // groups:
         raise ValueError(f"{w_name}: expected shape ({C_out}, {C_in // groups}, kH, kW) for {C_in} input channels "
                          f"and groups={groups}, got {tuple(w_shape)}")
-    if min(x_shape) < 1 or min(w_shape) < 1:
-        raise ValueError(f"{x_name}/{w_name}: empty dimensions are not supported, got {tuple(x_shape)} and {tuple(w_shape)}")
+    if min(x_shape[1:]) < 1 or min(w_shape) < 1:  # an empty batch (N = 0) is fine, as in PyTorch
+        raise ValueError(f"{x_name}/{w_name}: empty dimensions other than the batch (N) are not supported, got "
+                         f"{tuple(x_shape)} and {tuple(w_shape)}")
     stride = pair("stride", stride, 1)
     dilation = pair("dilation", dilation, 1)
     pt, pb, pl, pr = conv_padding(padding, (H, W), (kH, kW), stride, dilation)
@@ -201,32 +204,39 @@ class PoolGeometry(NamedTuple):
     kernel: tuple     # clipped to the input: what the kernels receive
     stride: tuple
     pad: tuple
+    dilation: tuple
 
 
-def pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode) -> PoolGeometry:
-    """PyTorch's max-pool output arithmetic, including its ceil_mode rule (last window starts inside)."""
+def pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode, dilation=1) -> PoolGeometry:
+    """PyTorch's max-pool output arithmetic: padding at most half the kernel; with ceil_mode the last
+    window must start inside the input or its top/left padding, and windows reaching past the far edge are
+    clipped (so a kernel larger than the input still gives an output where the rounding allows one)."""
     kernel = pair("kernel_size", kernel_size, 1)
     stride = kernel if stride is None else pair("stride", stride, 1)
     pad = pair("padding", padding, 0)
+    # the common undilated call skips the pair normalisation: pooling calls are often small and many
+    dilation = (1, 1) if type(dilation) is int and dilation == 1 else pair("dilation", dilation, 1)
     H, W = x_shape[2:]
-    for p, k in zip(pad, kernel):
-        if 2 * p > k:
-            raise ValueError(f"padding: must be at most half of kernel_size {kernel}, got {pad}")
+    spans = kernel if dilation == (1, 1) else tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    if any(2 * p > k for p, k in zip(pad, kernel)):   # PyTorch's bound: half the kernel, dilated or not
+        raise ValueError(f"padding: must be at most half of kernel_size {kernel}, got {pad}")
     out = []
-    for n, k, s, p in zip((H, W), kernel, stride, pad):
-        span = n + 2 * p - k
-        if span < 0:
-            raise ValueError(f"kernel_size: {kernel} is larger than the padded input {(H + 2 * pad[0], W + 2 * pad[1])}")
-        o = (-(-span // s) if ceil_mode else span // s) + 1
-        if ceil_mode and (o - 1) * s >= n + p:
+    for n, span, s, p in zip((H, W), spans, stride, pad):
+        room = n + 2 * p - span
+        o = (room + s - 1 if ceil_mode else room) // s + 1
+        if ceil_mode and o > 0 and (o - 1) * s >= n + p:
             o -= 1
+        if o < 1:
+            raise ValueError(f"kernel_size: {spans} (dilated) is larger than the padded input "
+                             f"{(H + 2 * pad[0], W + 2 * pad[1])} and leaves no output" +
+                             ("" if ceil_mode else " (ceil_mode=True may keep one: windows are clipped)"))
         out.append(o)
     check_padded_size("x", x_shape, (H + 2 * pad[0], W + 2 * pad[1]))
-    # Windows are clipped to the input, and every window starts at or after -pad: a kernel reaching past
-    # H + pad covers the same elements as one of H + pad. The kernels' workspace follows the kernel, so
-    # they get the clipped one (and a stride of 1 along an axis of one output, see moving_stride).
-    clipped = tuple(min(k, n + p) for k, n, p in zip(kernel, (H, W), pad))
-    return PoolGeometry(out[0], out[1], clipped, moving_stride(stride, out), pad)
+    # Windows are clipped to the input, and every window starts at or after -pad: taps at or past H + pad read
+    # nothing, so the kernels get the kernel cut to the taps that can land in the input (their workspace
+    # follows it), and a stride of 1 along an axis of one output (see moving_stride).
+    clipped = tuple(min(k, (n + p - 1) // d + 1) for k, n, p, d in zip(kernel, (H, W), pad, dilation))
+    return PoolGeometry(out[0], out[1], clipped, moving_stride(stride, out), pad, dilation)
 
 
 class TransposeGeometry(NamedTuple):
@@ -245,7 +255,8 @@ def transpose_geometry(x_shape, w_shape, stride, padding, output_padding, dilati
     """PyTorch's conv_transpose2d arithmetic: x (N, C_in, H, W), weight (C_in, C_out/groups, kH, kW),
     H_out = (H − 1)·s − 2p + d·(kH − 1) + output_padding + 1; padding an int or a pair (as PyTorch)."""
     if len(x_shape) != 4:
-        raise ValueError(f"x: expected a 4-D array (N, C_in, H, W), got shape {tuple(x_shape)}")
+        raise ValueError(f"x: expected a 4-D array (N, C_in, H, W) or an unbatched (C_in, H, W) one, "
+                         f"got shape {tuple(x_shape)}")
     if len(w_shape) != 4:
         raise ValueError(f"weight: expected a 4-D array (C_in, C_out/groups, kH, kW), got shape {tuple(w_shape)}")
     if isinstance(padding, str) or isinstance(padding, (tuple, list)) and any(isinstance(v, (str, tuple, list))

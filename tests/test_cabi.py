@@ -112,6 +112,30 @@ def test_pool_entry_points(dtype, rng):
     np.testing.assert_array_equal(out, fc.max_unpool2d(y, sw, x.shape, backend="numpy"))
 
 
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_dilated_pool_entry_point_and_ceil_mode_clipping(dtype, rng):
+    x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    suffix, ctype = DTYPES[dtype]
+    for k, s, p, d, ceil in [(3, 2, 1, 2, False), (3, 3, 1, (2, 1), True), (4, 3, 1, 1, True)]:
+        ref_y, ref_sw = fc.max_pool2d(x, k, s, p, d, ceil_mode=ceil, backend="numpy")
+        y, sw = np.empty_like(ref_y), np.empty_like(ref_sw)
+        params = FFI.new("fc_pool_params *", [*x.shape, *y.shape[2:], k, k, s, s, p, p])
+        dh, dw = d if isinstance(d, tuple) else (d, d)
+        rc, msg = _rc(getattr(LIB, f"fc_max_pool2d_dilated_{suffix}"), params, dh, dw, ptr(x, ctype), ptr(y, ctype),
+                      ptr(sw, "int64_t"))
+        assert rc == LIB.FC_OK, msg
+        np.testing.assert_array_equal(y, ref_y)
+        np.testing.assert_array_equal(sw, ref_sw)
+    small = np.arange(4, dtype=dtype).reshape(1, 1, 2, 2)   # PyTorch's ceil_mode: k 3, s 2 on 2x2 gives one
+    y, sw = np.empty((1, 1, 1, 1), dtype), np.empty((1, 1, 1, 1), np.int64)
+    params = FFI.new("fc_pool_params *", [1, 1, 2, 2, 1, 1, 3, 3, 2, 2, 0, 0])
+    call("max_pool2d", dtype, params, small, y, sw)
+    assert y.item() == 3 and sw.item() == 3
+    rc, msg = _rc(getattr(LIB, f"fc_max_pool2d_dilated_{suffix}"), params, 0, 1, ptr(small, ctype), ptr(y, ctype),
+                  ptr(sw, "int64_t"))
+    assert rc == LIB.FC_EINVAL and msg.startswith(f"fc_max_pool2d_dilated_{suffix}: ") and "dilation" in msg
+
+
 def _rc(fn, *args):
     rc = fn(*args)
     return rc, FFI.string(LIB.fc_last_error()).decode()
@@ -138,7 +162,7 @@ def test_errors_return_codes_and_messages():
     assert rc == LIB.FC_EINVAL and ">= 1" in msg
     wide_pad = FFI.new("fc_pool_params *", [1, 3, 5, 5, 3, 3, 2, 2, 2, 2, 2, 2])
     rc, msg = _rc(LIB.fc_max_pool2d_f32, wide_pad, f(x), f(y), FFI.cast("int64_t *", y.ctypes.data))
-    assert rc == LIB.FC_EINVAL and "padding" in msg
+    assert rc == LIB.FC_EINVAL and msg.startswith("fc_max_pool2d_f32: ") and "padding" in msg
     sw = np.array([0, 1, 99, 2], np.int64).reshape(1, 1, 2, 2)
     out = np.zeros((1, 1, 3, 3), np.float32)
     yy = np.ones((1, 1, 2, 2), np.float32)

@@ -114,8 +114,8 @@ def test_wrong_input_shape_names_layer_and_shapes():
     local = nn.models.seed_cnn(1, 10, 16, variant="local")
     with pytest.raises(ValueError, match=r"layer '3' \(LocallyConnected2d\).*\(2, 16, 4, 4\).*\(N, 16, 8, 8\)"):
         local(x8)
-    with pytest.raises(ValueError, match=r"layer '0' \(Conv2d\) with input shape \(1, 16, 16\)"):
-        model(np.zeros((1, 16, 16), np.float32))
+    with pytest.raises(ValueError, match=r"layer '0' \(Conv2d\) with input shape \(16, 16\)"):
+        model(np.zeros((16, 16), np.float32))   # (C, H, W) is PyTorch's unbatched input: accepted
     tiny = nn.Sequential(nn.Conv2d(1, 1, 5))
     with pytest.raises(ValueError, match=r"layer '0' \(Conv2d\) with input shape \(1, 1, 3, 3\)"):
         tiny(np.zeros((1, 1, 3, 3), np.float32))                 # error raised by the op, wrapped

@@ -9,8 +9,9 @@ from ._numba_config import EXACT
 
 
 @njit(**EXACT)
-def max_pool2d(x, y, switches, kh, kw, sh, sw, ph, pw):
-    """y[n,c,i,j] = max of the window (padding −∞, i.e. skipped); switches = flat h·W + w of its first maximum."""
+def max_pool2d(x, y, switches, kh, kw, sh, sw, ph, pw, dil_h, dil_w):
+    """y[n,c,i,j] = max of the window (taps a·dil apart; padding −∞, i.e. skipped); switches = flat h·W + w of
+    its first maximum."""
     N, C, H, W = x.shape
     H_out, W_out = y.shape[2], y.shape[3]
     for t in prange(N * C):
@@ -18,16 +19,16 @@ def max_pool2d(x, y, switches, kh, kw, sh, sw, ph, pw):
         c = t % C
         for i in range(H_out):
             h0 = i * sh - ph
-            hlo = max(h0, 0)
-            hhi = min(h0 + kh, H)
+            hlo = h0 + (max(-h0, 0) + dil_h - 1) // dil_h * dil_h   # the first tap inside the plane
+            hhi = min(h0 + (kh - 1) * dil_h + 1, H)
             for j in range(W_out):
                 w0 = j * sw - pw
-                wlo = max(w0, 0)
-                whi = min(w0 + kw, W)
+                wlo = w0 + (max(-w0, 0) + dil_w - 1) // dil_w * dil_w
+                whi = min(w0 + (kw - 1) * dil_w + 1, W)
                 best = x[n, c, min(hlo, H - 1), min(wlo, W - 1)]   # windows always hold a real element
                 idx = min(hlo, H - 1) * W + min(wlo, W - 1)
-                for h in range(hlo, hhi):
-                    for w_ in range(wlo, whi):
+                for h in range(hlo, hhi, dil_h):
+                    for w_ in range(wlo, whi, dil_w):
                         v = x[n, c, h, w_]
                         if v > best or (v != v and best == best):   # NaN beats any number, once
                             best = v

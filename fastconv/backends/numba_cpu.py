@@ -40,8 +40,8 @@ def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups):
     _dense.conv2d_weight_grad(x, dy, dw, *stride, *pad, *dilation, groups, x.dtype.type(0))
 
 
-def max_pool2d(x, y, switches, kernel, stride, pad):
-    _pool.max_pool2d(x, y, switches, *kernel, *stride, *pad)
+def max_pool2d(x, y, switches, kernel, stride, pad, dilation):
+    _pool.max_pool2d(x, y, switches, *kernel, *stride, *pad, *dilation)
 
 
 def max_unpool2d(y, switches, out):

@@ -72,22 +72,23 @@ def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups):
     dw[...] = out.reshape(dw.shape)
 
 
-def max_pool2d(x, y, switches, kernel, stride, pad):
-    """y[n,c,i,j] = max over the window of x padded with −∞; switches = flat index h·W + w of the first
-    maximum in row-major window order (NaN counts as the maximum, so it propagates)."""
+def max_pool2d(x, y, switches, kernel, stride, pad, dilation):
+    """y[n,c,i,j] = max_{a,b} x[n,c, i·s_h + a·d_h − p_h, j·s_w + b·d_w − p_w] over x padded with −∞;
+    switches = flat index h·W + w of the first maximum in row-major window order (NaN counts as the
+    maximum, so it propagates)."""
     N, C, H, W = x.shape
     H_out, W_out = y.shape[2:]
-    win = _windows(x, pad, (H_out, W_out), kernel, stride, (1, 1), fill=-np.inf)
+    win = _windows(x, pad, (H_out, W_out), kernel, stride, dilation, fill=-np.inf)
     flat = win.reshape(N, C, H_out, W_out, kernel[0] * kernel[1])
     k = np.argmax(flat, axis=-1)
     # A window whose real elements are all −∞ ties with its padding; the switch must name a real element
     # (the first one, as PyTorch does), never a padded position outside the plane.
-    real = _windows(np.ones(x.shape, bool), pad, (H_out, W_out), kernel, stride, (1, 1), fill=False)
+    real = _windows(np.ones(x.shape, bool), pad, (H_out, W_out), kernel, stride, dilation, fill=False)
     real = real.reshape(flat.shape)
     k = np.where(np.take_along_axis(real, k[..., None], axis=-1)[..., 0], k, np.argmax(real, axis=-1))
     y[...] = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
-    rows = np.arange(H_out)[:, None] * stride[0] - pad[0] + k // kernel[1]
-    cols = np.arange(W_out)[None, :] * stride[1] - pad[1] + k % kernel[1]
+    rows = np.arange(H_out)[:, None] * stride[0] - pad[0] + k // kernel[1] * dilation[0]
+    cols = np.arange(W_out)[None, :] * stride[1] - pad[1] + k % kernel[1] * dilation[1]
     switches[...] = rows * W + cols
 
 

@@ -35,17 +35,15 @@ def _dtype(module):
 
 
 def _conv2d(m):
-    if m.padding_mode != "zeros":
-        raise ValueError(f"padding_mode={m.padding_mode!r} (only 'zeros')")
     padding = getattr(m, "fastconv_padding", m.padding)   # fastconv.nn.to_torch's padded twin
     return conv.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, padding, m.dilation, m.groups,
-                       m.bias is not None, dtype=_dtype(m))
+                       m.bias is not None, m.padding_mode, dtype=_dtype(m))
 
 
 def _max_pool2d(m):
-    if m.return_indices or (m.dilation not in (1, (1, 1))):
-        raise ValueError("return_indices=True or dilation != 1")
-    return layers.MaxPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
+    if m.return_indices:
+        raise ValueError("return_indices=True")
+    return layers.MaxPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.dilation)
 
 
 def _batch_norm2d(m):

@@ -88,8 +88,16 @@ def _convert(layer):
     if isinstance(layer, conv.Conv2d):
         args = (c["in_channels"], c["out_channels"], c["kernel_size"], c["stride"])
         more = dict(dilation=c["dilation"], groups=c["groups"], bias=c["bias"])
-        m = nn.Conv2d(*args, padding=c["padding"], **more) if _torch_takes(c["padding"]) else \
-            TorchPaddedConv2d(*args, fastconv_padding=c["padding"], **more)
+        mode = c.get("padding_mode", "zeros")
+        if _torch_takes(c["padding"]):
+            m = nn.Conv2d(*args, padding=c["padding"], padding_mode=mode, **more)
+        elif mode == "zeros":
+            m = TorchPaddedConv2d(*args, fastconv_padding=c["padding"], **more)
+        else:
+            raise TypeError(f"to_torch: no PyTorch equivalent for Conv2d padding {c['padding']!r} with "
+                            f"padding_mode={mode!r}")
+    elif isinstance(layer, (conv.TiledConv2d, conv.LocallyConnected2d)) and c.get("padding_mode", "zeros") != "zeros":
+        raise TypeError(f"to_torch: no PyTorch twin of {type(layer).__name__} with padding_mode={c['padding_mode']!r}")
     elif isinstance(layer, conv.TiledConv2d):
         return TorchTiledConv2d(layer.weight, layer.bias, c["kernel_size"], c["stride"], c["padding"])
     elif isinstance(layer, conv.LocallyConnected2d):
@@ -97,7 +105,7 @@ def _convert(layer):
     elif isinstance(layer, layers.Linear):
         m = nn.Linear(c["in_features"], c["out_features"], c["bias"])
     elif isinstance(layer, layers.MaxPool2d):
-        return nn.MaxPool2d(c["kernel_size"], c["stride"], c["padding"], ceil_mode=c["ceil_mode"])
+        return nn.MaxPool2d(c["kernel_size"], c["stride"], c["padding"], c.get("dilation", 1), ceil_mode=c["ceil_mode"])
     elif isinstance(layer, layers.ReLU):
         return nn.ReLU()
     elif isinstance(layer, layers.Flatten):

@@ -8,6 +8,7 @@ arguments are kept in `config` so that `save`/`load` can rebuild the layer.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -26,6 +27,27 @@ def placeholder_params():
         yield
     finally:
         _placeholders = saved
+
+
+def accepts_unbatched(cls):
+    """Class decorator: the layer also takes PyTorch's unbatched (C, H, W) input and then returns unbatched
+    output (and dx); its own forward and backward always see a batch."""
+    forward, backward = cls.forward, cls.backward
+
+    @functools.wraps(forward)
+    def batched_forward(self, x):
+        self.unbatched = np.ndim(x) == 3
+        y = forward(self, np.asarray(x)[None] if self.unbatched else x)
+        return y[0] if self.unbatched else y
+
+    @functools.wraps(backward)
+    def batched_backward(self, dy):
+        if getattr(self, "unbatched", False):
+            return backward(self, np.asarray(dy)[None])[0]
+        return backward(self, dy)
+
+    cls.forward, cls.backward = batched_forward, batched_backward
+    return cls
 
 
 class Layer:

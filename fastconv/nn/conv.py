@@ -4,26 +4,31 @@ ConvTranspose2d.
 Each forward calls the public op, each backward its two gradient ops (DESIGN 12: layers call ops, never
 backends). Weights are in the layouts of API.md: dense (C_out, C_in/groups, kH, kW); tiled
 (T_h, T_w, C_out, C_in, kH, kW) with bias (C_out,); unshared (H_out, W_out, C_out, C_in, kH, kW) with
-bias (C_out, H_out, W_out).
+bias (C_out, H_out, W_out). Every layer takes (N, C, H, W) or unbatched (C, H, W) input, as PyTorch's;
+the three forward convolutions take PyTorch's padding_mode ('zeros' | 'reflect' | 'replicate' | 'circular').
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _padding as P
 from .. import _validate as V
 from .. import ops
-from .base import Layer
+from .base import Layer, accepts_unbatched
 
 
+@accepts_unbatched
 class Conv2d(Layer):
     """PyTorch's nn.Conv2d: weight (C_out, C_in/groups, kH, kW), bias (C_out,). padding also takes
     ((top, bottom), (left, right)) and 'causal' (see ops.conv2d)."""
     param_names = ("weight", "bias")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, *, dtype=np.float32, rng=None):
+                 bias=True, padding_mode="zeros", *, dtype=np.float32, rng=None):
         super().__init__(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
-                         stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias)
+                         stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias,
+                         padding_mode=padding_mode)
+        self.padding_mode = P.check_mode(padding_mode)
         kH, kW = V.pair("kernel_size", kernel_size, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
@@ -34,7 +39,8 @@ class Conv2d(Layer):
                           fan_in, rng, dtype)
 
     def _geometry(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
+                    padding_mode=self.padding_mode)
 
     def forward(self, x):
         self.x = x = self._check_input(x, ("N", self.in_channels, "H", "W"))
@@ -48,6 +54,7 @@ class Conv2d(Layer):
         return ops.conv2d_input_grad(dy, self.weight, x.shape, **self._geometry())
 
 
+@accepts_unbatched
 class TiledConv2d(Layer):
     """Tiled convolution (Le et al. 2010): output (i, j) uses kernel weight[i % T_h, j % T_w].
 
@@ -55,10 +62,11 @@ class TiledConv2d(Layer):
     """
     param_names = ("weight", "bias")
 
-    def __init__(self, in_channels, out_channels, kernel_size, tile, stride=1, padding=0, bias=True, *,
-                 dtype=np.float32, rng=None):
+    def __init__(self, in_channels, out_channels, kernel_size, tile, stride=1, padding=0, bias=True,
+                 padding_mode="zeros", *, dtype=np.float32, rng=None):
         super().__init__(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size, tile=tile,
-                         stride=stride, padding=padding, bias=bias)
+                         stride=stride, padding=padding, bias=bias, padding_mode=padding_mode)
+        self.padding_mode = P.check_mode(padding_mode)
         kH, kW = V.pair("kernel_size", kernel_size, 1)
         T_h, T_w = V.pair("tile", tile, 1)
         self.in_channels, self.out_channels, self.tile = in_channels, out_channels, (T_h, T_w)
@@ -68,17 +76,19 @@ class TiledConv2d(Layer):
 
     def forward(self, x):
         self.x = x = self._check_input(x, ("N", self.in_channels, "H", "W"))
-        return ops.tiled_conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        return ops.tiled_conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                                padding_mode=self.padding_mode)
 
     def backward(self, dy):
         x = self._cached("x")
-        geo = dict(stride=self.stride, padding=self.padding)
+        geo = dict(stride=self.stride, padding=self.padding, padding_mode=self.padding_mode)
         self._set_grad("weight", ops.tiled_conv2d_weight_grad(x, dy, self.weight.shape, **geo))
         if self.bias is not None:
             self._set_grad("bias", dy.sum(axis=(0, 2, 3)))
         return ops.tiled_conv2d_input_grad(dy, self.weight, x.shape, **geo)
 
 
+@accepts_unbatched
 class LocallyConnected2d(Layer):
     """Unshared convolution: every output position (i, j) has its own kernel weight[i, j].
 
@@ -87,10 +97,11 @@ class LocallyConnected2d(Layer):
     """
     param_names = ("weight", "bias")
 
-    def __init__(self, in_channels, out_channels, kernel_size, input_size, stride=1, padding=0, bias=True, *,
-                 dtype=np.float32, rng=None):
+    def __init__(self, in_channels, out_channels, kernel_size, input_size, stride=1, padding=0, bias=True,
+                 padding_mode="zeros", *, dtype=np.float32, rng=None):
         super().__init__(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
-                         input_size=input_size, stride=stride, padding=padding, bias=bias)
+                         input_size=input_size, stride=stride, padding=padding, bias=bias, padding_mode=padding_mode)
+        self.padding_mode = P.check_mode(padding_mode)
         kH, kW = V.pair("kernel_size", kernel_size, 1)
         self.input_size = V.pair("input_size", input_size, 1)
         g = V.conv_geometry((1, in_channels) + self.input_size, (out_channels, in_channels, kH, kW),
@@ -103,17 +114,19 @@ class LocallyConnected2d(Layer):
 
     def forward(self, x):
         self.x = x = self._check_input(x, ("N", self.in_channels) + self.input_size)
-        return ops.unshared_conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        return ops.unshared_conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                                   padding_mode=self.padding_mode)
 
     def backward(self, dy):
         x = self._cached("x")
-        geo = dict(stride=self.stride, padding=self.padding)
+        geo = dict(stride=self.stride, padding=self.padding, padding_mode=self.padding_mode)
         self._set_grad("weight", ops.unshared_conv2d_weight_grad(x, dy, self.weight.shape, **geo))
         if self.bias is not None:
             self._set_grad("bias", dy.sum(axis=0))
         return ops.unshared_conv2d_input_grad(dy, self.weight, x.shape, **geo)
 
 
+@accepts_unbatched
 class ConvTranspose2d(Layer):
     """PyTorch's nn.ConvTranspose2d (its argument order): weight (C_in, C_out/groups, kH, kW), bias (C_out,).
     The backward pass is conv2d's forward (dx) and weight gradient (dw) on dy (see ops.conv_transpose2d)."""

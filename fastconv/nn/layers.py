@@ -17,7 +17,7 @@ import numpy as np
 from .. import _validate as V
 from .. import ops
 from . import _random
-from .base import Layer
+from .base import Layer, accepts_unbatched
 
 RELU_RULES = {
     "gradient": lambda x, dy: dy * (x > 0),
@@ -96,19 +96,24 @@ class Linear(Layer):
         return dy @ self.weight
 
 
+@accepts_unbatched
 class MaxPool2d(Layer):
-    """Max-pool that keeps its switches (`.switches`, PyTorch's flat indices) for backward and the deconvnet."""
+    """Max-pool that keeps its switches (`.switches`, PyTorch's flat indices) for backward and the deconvnet.
+    ceil_mode keeps API.md's position; dilation (PyTorch's, keyword) follows it."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
-        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, dilation=1):
+        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode, dilation=dilation)
         V.pair("kernel_size", kernel_size, 1)
+        V.pair("dilation", dilation, 1)
         self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        self.dilation = dilation
         self.switches = None
         self.input_shape = None
 
     def forward(self, x):
         x = self._check_input(x, ("N", "C", "H", "W"))
-        y, self.switches = ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
+        y, self.switches = ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                          ceil_mode=self.ceil_mode)
         self.input_shape = x.shape
         return y
 

@@ -10,9 +10,10 @@ import numpy as np
 
 from .. import _validate as V
 from .. import ops
-from .base import Layer
+from .base import Layer, accepts_unbatched
 
 
+@accepts_unbatched
 class AvgPool2d(Layer):
     """PyTorch's nn.AvgPool2d (ceil_mode=False; divisor_override supported)."""
 

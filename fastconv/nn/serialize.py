@@ -103,7 +103,9 @@ def load(path) -> Layer:
             return _load(z)
     except ModelFileError as e:
         raise ModelFileError(f"{path}: {e}") from None
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError, RecursionError) as e:
+    # zipfile raises NotImplementedError for a corrupted version or compression field
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError, RecursionError,
+            NotImplementedError) as e:
         raise ModelFileError(f"{path}: not a readable fastconv model file ({type(e).__name__}: {e})") from e
 
 

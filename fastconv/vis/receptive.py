@@ -26,7 +26,7 @@ def _geometry(layer):
     if isinstance(layer, nn.MaxPool2d):
         k = V.pair("kernel_size", layer.kernel_size, 1)
         s = k if layer.stride is None else V.pair("stride", layer.stride, 1)
-        return (k, s, (1, 1), layer.padding)
+        return (k, s, V.pair("dilation", layer.dilation, 1), layer.padding)
     if isinstance(layer, (nn.Flatten, nn.Linear)):
         return "global"
     return None
@@ -34,7 +34,8 @@ def _geometry(layer):
 
 def _out_size(layer, geo, hw):
     if isinstance(layer, nn.MaxPool2d):
-        g = V.pool_geometry((1, 1) + hw, layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode)
+        g = V.pool_geometry((1, 1) + hw, layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode,
+                            layer.dilation)
         return (g.H_out, g.W_out)
     k, s, d, p = geo
     pt, pb, pl, pr = V.conv_padding(p, hw, k, s, d)
