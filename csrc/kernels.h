@@ -20,7 +20,7 @@
 namespace fastconv {
 
 // Bumped whenever the table's layout changes: the front refuses a library built with another.
-constexpr int kKernelTableVersion = 2;
+constexpr int kKernelTableVersion = 3;
 
 // One implementation of an op (XNNPACK-style name op__variant). why_not(s) is null when it computes s
 // correctly, else the reason it cannot; worth(s) (null: always) says whether it pays on s — false
@@ -84,6 +84,7 @@ struct KernelTable {
     int tile_f64[2];     // ... and float64
     void (*set_num_threads)(int n);
     int (*get_num_threads)();
+    void (*set_poll)(bool (*poll)());  // see Stop in parallel.h
     KernelOps<float> f32;
     KernelOps<double> f64;
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <memory>
@@ -53,6 +54,40 @@ inline int omp_thread() {
     return 0;
 #endif
 }
+
+// --- Stopping a long kernel early (Ctrl-C) ---------------------------------------------------------
+// The front may install a poll function (KernelTable::set_poll) that says whether the caller wants the
+// running kernel to stop: the Python bindings check for a pending signal there. A kernel makes one
+// Stop on its calling thread and asks it between tasks of its outermost loops; only the calling thread
+// (thread 0 of a region, or the thread itself outside one) runs the poll, and at most once per
+// kPollInterval, so kernels shorter than that never poll and longer ones pay a clock read per task. A
+// stopped kernel skips its remaining tasks and leaves its output unspecified: the front, which knows
+// it asked to stop, raises instead of returning it.
+using PollFn = bool (*)();
+inline std::atomic<PollFn> g_poll{nullptr};
+inline void set_poll(PollFn poll) { g_poll.store(poll); }
+
+class Stop {
+  public:
+    // Whether to skip the remaining work; any thread of the kernel may ask.
+    bool operator()() {
+        if (poll_ && omp_thread() == 0 && due() && poll_()) stopped_.store(true, std::memory_order_relaxed);
+        return stopped_.load(std::memory_order_relaxed);
+    }
+
+  private:
+    using Clock = std::chrono::steady_clock;
+    static constexpr auto kPollInterval = std::chrono::milliseconds(15);
+    bool due() {
+        const auto now = Clock::now();
+        if (now < next_) return false;
+        next_ = now + kPollInterval;
+        return true;
+    }
+    const PollFn poll_ = g_poll.load();
+    Clock::time_point next_ = Clock::now() + kPollInterval;
+    std::atomic<bool> stopped_{false};
+};
 
 // ceil(a / b) for a >= 0, b > 0.
 inline long ceil_div(long a, long b) { return (a + b - 1) / b; }

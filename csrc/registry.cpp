@@ -164,6 +164,7 @@ const KernelTable kTable = {
     {GemmBlock<double>::MR, GemmBlock<double>::NR},
     set_num_threads,
     get_num_threads,
+    set_poll,
     Lists<float>::ops(),
     Lists<double>::ops(),
 };
