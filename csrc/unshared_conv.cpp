@@ -141,6 +141,7 @@ void unshared_conv2d_batch_major(const T* x, const T* w, const T* b, T* y, const
             gemm_packed(M, N, K, Ap, PatchB<T>{patch(xT.data(), s, l), 0}, Bp, yT.data() + l * N, L * N, false);
         }
     }
+    if (stop()) return;  // the output is dropped: skip its transpose
     transpose(yT.data(), M * L, N, y);
     if (b)
 #pragma omp parallel for schedule(static) num_threads(threads_for(N, 1.0 * N * M * L))
@@ -187,6 +188,7 @@ void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, cons
             }
         }
     }
+    if (stop()) return;
     transpose(dxT.data(), R, N, dx);
 }
 
