@@ -41,6 +41,10 @@ def _shape_or_big(draw, S, shape):
     return tuple(shape[:i]) + (draw(S["big"]),) + tuple(shape[i + 1:])
 
 
+# A case is (op, array shapes by argument name, other arguments). A shape that depends on others is a
+# spec that the child resolves (_arrays): ("forward", x, w) the forward's output shape, ("grid", T or
+# "output", kernel) a tiled or unshared weight, ("pool" or "switches", x, pool arguments) a max-pool's
+# result; weight_shape ("shape", w, which) is w's shape with kH (which = 1) or kW (2) set to 2**31.
 @st.composite
 def dense(draw):
     S = draw(st.sampled_from([ORDINARY, HOSTILE]))
