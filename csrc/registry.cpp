@@ -22,8 +22,17 @@ const char* always(const S&) {
 const char* depthwise_why_not(const ConvShape& s) {
     return s.C_g() == 1 ? nullptr : "needs one input channel per group (groups == C_in)";
 }
+
+// The depthwise and implicit kernels copy padded planes (or row blocks) spanning the dilated kernel, so
+// their workspace follows the kernel's reach, not the output: a dilated kernel reaching far past the
+// input (a dilation near 2**31 with 'same' padding) would ask for gigabytes around a 1x1 output. Past
+// this the packed GEMM, whose im2col blocks follow the output, takes such a problem.
+bool compact_reach(const ConvShape& s) {
+    return (s.kH - 1) * s.dil_h <= 4 * s.H + 256 && (s.kW - 1) * s.dil_w <= 4 * s.W + 256;
+}
+
 // With four or more outputs per group a GEMM is no longer too thin.
-bool depthwise_worth(const ConvShape& s) { return s.M_g() < 4; }
+bool depthwise_worth(const ConvShape& s) { return s.M_g() < 4 && compact_reach(s); }
 
 // The implicit kernels' vector layouts hold output rows of at least about a vector (or planes whose
 // flattened rows waste few lanes); on narrower rows they compute wrong results, so this gates them.
@@ -41,7 +50,7 @@ const char* implicit_input_grad_why_not(const ConvShape& s) {
 }
 // Few input channels make the transposed GEMM too thin (M = C_in/g rows of MR-row tiles).
 template <typename T>
-bool implicit_input_grad_worth(const ConvShape& s) { return s.C_g() >= 2 * GemmBlock<T>::MR; }
+bool implicit_input_grad_worth(const ConvShape& s) { return s.C_g() >= 2 * GemmBlock<T>::MR && compact_reach(s); }
 
 template <typename T>
 bool implicit_weight_grad_worth(const ConvShape& s) {
@@ -120,7 +129,7 @@ struct Lists {
     using LB = TiledBackward<T>;
     static constexpr Impl<ConvShape, CF> conv2d[] = {
         {"conv2d__depthwise", depthwise_why_not, depthwise_worth, padding_forward<T, conv2d_depthwise<T>>},
-        {"conv2d__implicit_gemm", implicit_why_not<T>, nullptr, padding_forward<T, conv2d_implicit<T>>},
+        {"conv2d__implicit_gemm", implicit_why_not<T>, compact_reach, padding_forward<T, conv2d_implicit<T>>},
         {"conv2d__packed_gemm", always, nullptr, conv2d_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {

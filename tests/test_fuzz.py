@@ -363,3 +363,25 @@ def test_c_abi_survives_hostile_parameters():
     outcomes = _run_child(f"test_fuzz.cabi_child({_examples()})")
     assert len(outcomes) >= 10
     print({k: sum(o.startswith(k) for o in outcomes) for k in ("equal", "ok", "error")})
+
+
+REACH = """
+import numpy as np, fastconv as fc
+x = np.linspace(-1, 1, 2 * 3 * 7 * 9).reshape(2, 3, 7, 9)
+for w, g in [(np.ones((4, 3, 2, 1)), 1), (np.ones((3, 1, 2, 1)), 3)]:
+    kw = dict(dilation=(2**31 - 1, 1), padding="same", groups=g)
+    y = fc.conv2d(x, w, **kw)
+    print(fc.kernel_for("conv2d", x, w, **kw).name, np.abs(y).max(),
+          np.abs(fc.conv2d_input_grad(y + 1, w, x.shape, **kw)).max(),
+          np.abs(fc.conv2d_weight_grad(x, y + 1, w.shape, **kw)).max())
+"""
+
+
+@pytest.mark.skipif("cpp" not in fc.available_backends(), reason="the cpp backend is not built")
+def test_a_kernel_reaching_far_past_the_input_needs_no_workspace_for_its_reach():
+    """Found by the fuzz: a 2-tap kernel dilated by 2**31 - 1 with 'same' padding made the depthwise and
+    implicit kernels copy a padded plane of 2**31 rows around a 7x9 output. Every tap reads padding, so
+    all three ops give zeros, under the fuzz's memory cap, from the packed GEMM."""
+    r = run_python("-c", CAP + REACH, env=dict(os.environ, FASTCONV_BACKEND="cpp"))
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert r.stdout.split() == ["conv2d__packed_gemm", "0.0", "0.0", "0.0"] * 2
