@@ -50,16 +50,46 @@ auto by_dtype(const py::array& a, F&& f) {
     fail("expected float32 or float64 arrays, got " + std::string(py::str(a.dtype())));
 }
 
+// Ctrl-C during a long kernel: the kernels poll (Stop in parallel.h) from the calling thread, which
+// for a call from Python's main thread (the only one that runs signal handlers) briefly takes the GIL
+// and runs them. A handler that raises stops the kernel; the exception stays set on this thread and is
+// raised once the kernel has returned. Calls from other threads, and from the C ABI, never poll.
+struct SignalPolling {
+    bool interrupted = false;
+    SignalPolling* outer;  // a signal handler may itself call a kernel
+    SignalPolling();
+    ~SignalPolling();
+};
+thread_local SignalPolling* t_polling = nullptr;
+unsigned long g_main_thread = 0;
+
+SignalPolling::SignalPolling() : outer(t_polling) {
+    if (PyThread_get_thread_ident() == g_main_thread) t_polling = this;
+}
+SignalPolling::~SignalPolling() { t_polling = outer; }
+
+bool poll_signals() {
+    SignalPolling* p = t_polling;
+    if (!p) return false;
+    if (!p->interrupted) {
+        py::gil_scoped_acquire gil;
+        p->interrupted = PyErr_CheckSignals() != 0;
+    }
+    return p->interrupted;
+}
+
 // Every op takes, after its arrays and sizes, `kernel` (an implementation name to force, "" for the
 // registry's choice) and `dry_run` (only name the implementation that would run: fastconv.kernel_for).
 // Runs `call` with the GIL released, or returns the implementation's name.
 template <typename Impl, typename F>
 py::object run_or_name(const Impl& impl, bool dry_run, F&& call) {
     if (dry_run) return py::str(impl.name);
+    SignalPolling polling;
     {
         py::gil_scoped_release release;
         call();
     }
+    if (polling.interrupted) throw py::error_already_set();
     return py::none();
 }
 
@@ -263,6 +293,8 @@ std::string build_info() {
 PYBIND11_MODULE(_cpp, m) {
     m.doc() = "fastconv C++ kernels (csrc/); called through fastconv.backends.cpp";
     dispatch::kernels();  // choose and load the ISA level now: a failure fails the import
+    g_main_thread = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+    dispatch::set_poll(poll_signals);
     m.def("conv2d", &conv2d, "y = x ⋆ w + b into the preallocated y");
     m.def("conv2d_input_grad", &conv2d_input_grad, "dx = adjoint of conv2d in x, into dx");
     m.def("conv2d_weight_grad", &conv2d_weight_grad, "dw = Σ dy ⋆ x, into dw");

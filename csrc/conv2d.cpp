@@ -105,8 +105,10 @@ void conv2d_packed_gemm(const T* x, const T* w, const T* b, T* y, const ConvShap
     const int nt = threads_for(ntasks, s.flops());
     const long bsize = packed_b_size<T>(K, nb), scratch = bsize + nb + GemmBlock<T>::NR;
     Buffer<T> work(nt * scratch);
+    Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
+        if (stop()) continue;
         T* Bp = work.data() + omp_thread() * scratch;
         const long n = t / (G * nblk), g = t / nblk % G, j0 = t % nblk * nb, cols = std::min(nb, HWo - j0);
         const T* xg = x + (n * s.C_in + g * s.C_g()) * s.HW();
@@ -139,8 +141,10 @@ void conv2d_input_grad_packed_gemm(const T* dy, const T* w, T* dx, const ConvSha
     const long nb = GemmBlock<T>::NC, scratch = packed_b_size<T>() + cb * kk * nb;
     const int nt = threads_for(ntasks, s.flops());
     Buffer<T> work(nt * scratch);
+    Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
+        if (stop()) continue;
         T* Bp = work.data() + omp_thread() * scratch;
         T* colg = Bp + packed_b_size<T>();
         const long n = t / (G * ncb), g = t / ncb % G, i = t % ncb, c0 = i * cb, cn = std::min(C_g, c0 + cb) - c0;
@@ -180,6 +184,7 @@ void conv2d_weight_grad_packed_gemm(const T* x, const T* dy, T* dw, const ConvSh
     const long ap = packed_a_size<T>(M, KC), bp = KC * NC, scratch = ap + bp + L * round_up(KC, L);
     const int nt = threads_for(ntasks, s.flops());
     Buffer<T> work(nt * scratch);
+    Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
         T* Ap = work.data() + omp_thread() * scratch;
@@ -189,7 +194,7 @@ void conv2d_weight_grad_packed_gemm(const T* x, const T* dy, T* dw, const ConvSh
         if (c0 >= c1) continue;
         T* C = (S > 1 ? partial.data() + sl * size : dw) + g * M * K;
         for (long i = 0; i < M; ++i) std::fill(C + i * K + c0, C + i * K + c1, T(0));
-        for (long it = items * sl / S; it < items * (sl + 1) / S; ++it) {
+        for (long it = items * sl / S; it < items * (sl + 1) / S && !stop(); ++it) {
             const long n = it / nblk, j0 = it % nblk * KC, kc = std::min(KC, HWo - j0);
             const T* xg = x + (n * s.C_in + g * s.C_g()) * s.HW();
             pack_a(M, kc, dy + (n * s.C_out + g * M) * HWo + j0, HWo, 1, Ap);

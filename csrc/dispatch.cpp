@@ -53,6 +53,7 @@ std::map<std::string, const KernelTable*> g_loaded;  // by library path; librari
 std::atomic<const KernelTable*> g_active{nullptr};
 std::atomic<int> g_threads{0};  // 0: the kernels' own default
 std::atomic<bool> g_forked{false};
+std::atomic<bool (*)()> g_poll{nullptr};
 
 // In a child of fork() the OpenMP runtime still believes in the parent's worker threads, which the
 // child does not have: its first parallel region would wait for them forever. So, as NumPy's BLAS
@@ -75,6 +76,7 @@ void activate(const KernelTable* table) {
         table->set_num_threads(1);
     else if (int n = g_threads.load())
         table->set_num_threads(n);
+    table->set_poll(g_poll.load());
     g_active.store(table);
 }
 
@@ -148,5 +150,10 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() { return kernels().get_num_threads(); }
+
+void set_poll(bool (*poll)()) {
+    g_poll.store(poll);
+    kernels().set_poll(poll);
+}
 
 }  // namespace fastconv::dispatch

@@ -29,4 +29,8 @@ void use_library(const std::string& path);
 void set_num_threads(int n);
 int get_num_threads();
 
+// The poll every kernel library asks whether to stop a long kernel early (Stop in parallel.h); kept
+// across switches of the active table. Only the Python bindings install one.
+void set_poll(bool (*poll)());
+
 }  // namespace fastconv::dispatch

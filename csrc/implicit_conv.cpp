@@ -51,8 +51,10 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
     };
     const int nt = threads_for(ntasks, s.flops());
     Buffer<T> work(nt * xs_size);
+    Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
+        if (stop()) continue;
         T* xs = work.data() + omp_thread() * xs_size;
         const long n = t / (G * nrb), g = t / nrb % G, i0 = t % nrb * rows, nrows = std::min(rows, s.H_out - i0);
         implicit_fill(x + (n * s.C_in + g * s.C_g()) * s.HW(), s, geo, i0, xs);
@@ -163,6 +165,7 @@ void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const WgradRows& r
     for (long q = 0; q < nprob; ++q) flops += 2.0 * M * K * pr[q].nseg * pr[q].len;
     const int nt = threads_for(ntasks, flops);
     Buffer<T> partial(nprob * S * psize), Bp_all(nt * KC * Mpad);
+    Stop stop;
 #pragma omp parallel num_threads(nt)
     {
 #pragma omp for schedule(dynamic)
@@ -174,7 +177,7 @@ void weight_grad_gemm(const ImplicitWgrad<T>* pr, long nprob, const WgradRows& r
             if (k0 >= k1) continue;
             T* C = partial.data() + t / parts * psize;
             std::fill(C + k0 * Mpad, C + k1 * Mpad, T(0));
-            for (long it = items * sl / S; it < items * (sl + 1) / S; ++it) {
+            for (long it = items * sl / S; it < items * (sl + 1) / S && !stop(); ++it) {
                 const long q = it / nblk, j0 = it % nblk * KC, kc = std::min(KC, P.len - j0);
                 const T* xq = P.xs + q * P.xs_stride;
                 pack_b_transposed<T, NR>(kc, M, P.dy + q * P.dy_stride + j0, P.ld, Bp);  // dyᵀ

@@ -84,6 +84,7 @@ struct KernelTable {
     int tile_f64[2];     // ... and float64
     void (*set_num_threads)(int n);
     int (*get_num_threads)();
+    void (*set_poll)(bool (*poll)());  // see Stop in parallel.h
     KernelOps<float> f32;
     KernelOps<double> f64;
 

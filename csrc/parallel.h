@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <memory>
@@ -53,6 +54,48 @@ inline int omp_thread() {
     return 0;
 #endif
 }
+
+// --- Stopping a long kernel early (Ctrl-C) ---------------------------------------------------------
+// The front may install a poll function (KernelTable::set_poll) that says whether the caller wants the
+// running kernel to stop: the Python bindings check for a pending signal there. A kernel makes one
+// Stop on its calling thread and asks it between tasks of its outermost loops; only the calling thread
+// (thread 0 of a region, or the thread itself outside one) runs the poll, at most once per
+// kPollInterval, so kernels shorter than that never poll. A task can be short next to a clock read (a
+// 16x16 pool plane), so the clock is read every `stride_` tasks, a stride that doubles while reads come
+// less than kClockInterval apart and halves when they come further apart (the tasks of one loop are
+// alike, so it settles at about one read per kClockInterval of thread 0's work). A stopped kernel
+// skips its remaining tasks and leaves its output unspecified: the front, which knows it asked to
+// stop, raises instead of returning it.
+using PollFn = bool (*)();
+inline std::atomic<PollFn> g_poll{nullptr};
+inline void set_poll(PollFn poll) { g_poll.store(poll); }
+
+class Stop {
+  public:
+    // Whether to skip the remaining work; any thread of the kernel may ask.
+    bool operator()() {
+        if (poll_ && omp_thread() == 0 && --countdown_ <= 0 && due() && poll_())
+            stopped_.store(true, std::memory_order_relaxed);
+        return stopped_.load(std::memory_order_relaxed);
+    }
+
+  private:
+    using Clock = std::chrono::steady_clock;
+    static constexpr auto kPollInterval = std::chrono::milliseconds(15);
+    static constexpr auto kClockInterval = std::chrono::microseconds(500);
+    bool due() {
+        const auto now = Clock::now();
+        stride_ = now - last_ < kClockInterval ? std::min(2 * stride_, 1L << 20) : std::max(stride_ / 2, 1L);
+        countdown_ = stride_, last_ = now;
+        if (now < next_) return false;
+        next_ = now + kPollInterval;
+        return true;
+    }
+    const PollFn poll_ = g_poll.load();
+    Clock::time_point last_ = Clock::now(), next_ = last_ + kPollInterval;
+    long stride_ = 1, countdown_ = 1;
+    std::atomic<bool> stopped_{false};
+};
 
 // ceil(a / b) for a >= 0, b > 0.
 inline long ceil_div(long a, long b) { return (a + b - 1) / b; }

@@ -216,12 +216,14 @@ void pool_planes(const T* x, T* y, int64_t* switches, const PoolShape& s, bool v
     for (long b = 0; b < s.kw; ++b) tb[b] = ((pl.shift + b) % pl.st) * pl.plen + (pl.shift + b) / pl.st;
     const int nt = threads_for(planes, 4.0 * planes * in);
     PerThread<T> scratches(nt, pl.n > 0 ? s.H * pl.rs : 1);
+    Stop stop;
 #pragma omp parallel num_threads(nt)
     {
         T* const scratch = scratches.get();
         if (pl.n > 0) std::fill(scratch, scratch + s.H * pl.rs, -std::numeric_limits<T>::infinity());
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
+            if (stop()) continue;
             const T* xp = x + p * in;
             // Row h of the next plane is prefetched while row h of this one splits: the hardware prefetchers
             // stop at page boundaries, so each new small plane would otherwise start with misses.

@@ -2,6 +2,7 @@
 // (kernels.h). The only place that decides which kernel runs: each entry says what it cannot compute
 // (why_not) and where it does not pay (worth); ImplList::select takes the first that can and pays.
 // Compiled into every libfastconv_<isa>.so together with the kernels.
+#include "border_products.h"
 #include "gemm.h"
 #include "implicit.h"
 #include "kernels.h"
@@ -21,8 +22,17 @@ const char* always(const S&) {
 const char* depthwise_why_not(const ConvShape& s) {
     return s.C_g() == 1 ? nullptr : "needs one input channel per group (groups == C_in)";
 }
+
+// The depthwise and implicit kernels copy padded planes (or row blocks) spanning the dilated kernel, so
+// their workspace follows the kernel's reach, not the output: a dilated kernel reaching far past the
+// input (a dilation near 2**31 with 'same' padding) would ask for gigabytes around a 1x1 output. Past
+// this the packed GEMM, whose im2col blocks follow the output, takes such a problem.
+bool compact_reach(const ConvShape& s) {
+    return (s.kH - 1) * s.dil_h <= 4 * s.H + 256 && (s.kW - 1) * s.dil_w <= 4 * s.W + 256;
+}
+
 // With four or more outputs per group a GEMM is no longer too thin.
-bool depthwise_worth(const ConvShape& s) { return s.M_g() < 4; }
+bool depthwise_worth(const ConvShape& s) { return s.M_g() < 4 && compact_reach(s); }
 
 // The implicit kernels' vector layouts hold output rows of at least about a vector (or planes whose
 // flattened rows waste few lanes); on narrower rows they compute wrong results, so this gates them.
@@ -40,7 +50,7 @@ const char* implicit_input_grad_why_not(const ConvShape& s) {
 }
 // Few input channels make the transposed GEMM too thin (M = C_in/g rows of MR-row tiles).
 template <typename T>
-bool implicit_input_grad_worth(const ConvShape& s) { return s.C_g() >= 2 * GemmBlock<T>::MR; }
+bool implicit_input_grad_worth(const ConvShape& s) { return s.C_g() >= 2 * GemmBlock<T>::MR && compact_reach(s); }
 
 template <typename T>
 bool implicit_weight_grad_worth(const ConvShape& s) {
@@ -80,6 +90,31 @@ bool phase_split_worth(const PoolShape& s) { return pool_vector_columns<T>(s) > 
 template <typename T>
 bool streamed_worth(const UnpoolShape& s) { return unpool_streaming_pays(s, sizeof(T)); }
 
+// --- non-finite values at the borders (border_products.h) ----------------------------------------------
+
+// Kernels that skip padded taps: the forward and weight gradient then add what 0 × NaN would have.
+template <typename T, ConvForward<T> K>
+void padding_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
+    K(x, w, b, y, s);
+    forward_border_products(w, y, s);
+}
+template <typename T, ConvBackward<T> K>
+void padding_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
+    K(x, dy, dw, s);
+    weight_grad_border_products(dy, dw, s);
+}
+// Kernels that read a zero-padded dy: the input gradient then drops what 0 × NaN added.
+template <typename T, ConvBackward<T> K>
+void unpadded_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
+    K(dy, w, dx, s);
+    input_grad_border_products(dy, w, dx, s);
+}
+template <typename T, TiledBackward<T> K>
+void unpadded_tiled_input_grad(const T* dy, const T* w, T* dx, const TiledShape& s) {
+    K(dy, w, dx, s);
+    tiled_input_grad_border_products(dy, w, dx, s);
+}
+
 // --- the lists ----------------------------------------------------------------------------------------
 
 template <typename Shape, typename Run, size_t N>
@@ -94,19 +129,22 @@ struct Lists {
     using LF = TiledForward<T>;
     using LB = TiledBackward<T>;
     static constexpr Impl<ConvShape, CF> conv2d[] = {
-        {"conv2d__depthwise", depthwise_why_not, depthwise_worth, conv2d_depthwise<T>},
-        {"conv2d__implicit_gemm", implicit_why_not<T>, nullptr, conv2d_implicit<T>},
+        {"conv2d__depthwise", depthwise_why_not, depthwise_worth, padding_forward<T, conv2d_depthwise<T>>},
+        {"conv2d__implicit_gemm", implicit_why_not<T>, compact_reach, padding_forward<T, conv2d_implicit<T>>},
         {"conv2d__packed_gemm", always, nullptr, conv2d_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {
-        {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth, conv2d_input_grad_depthwise<T>},
+        {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth,
+         unpadded_input_grad<T, conv2d_input_grad_depthwise<T>>},
         {"conv2d_input_grad__implicit_gemm", implicit_input_grad_why_not<T>, implicit_input_grad_worth<T>,
-         conv2d_input_grad_implicit<T>},
+         unpadded_input_grad<T, conv2d_input_grad_implicit<T>>},
         {"conv2d_input_grad__packed_gemm", always, nullptr, conv2d_input_grad_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_weight_grad[] = {
-        {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth, conv2d_weight_grad_depthwise<T>},
-        {"conv2d_weight_grad__implicit_gemm", always, implicit_weight_grad_worth<T>, conv2d_weight_grad_implicit<T>},
+        {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth,
+         padding_weight_grad<T, conv2d_weight_grad_depthwise<T>>},
+        {"conv2d_weight_grad__implicit_gemm", always, implicit_weight_grad_worth<T>,
+         padding_weight_grad<T, conv2d_weight_grad_implicit<T>>},
         {"conv2d_weight_grad__packed_gemm", always, nullptr, conv2d_weight_grad_packed_gemm<T>},
     };
     static constexpr Impl<TiledShape, LF> tiled_conv2d[] = {
@@ -117,7 +155,7 @@ struct Lists {
     };
     static constexpr Impl<TiledShape, LB> tiled_conv2d_input_grad[] = {
         {"tiled_conv2d_input_grad__lane_weights", lane_weights_input_grad_why_not<T>,
-         lane_weights_input_grad_worth<T>, tiled_conv2d_input_grad_lane_weights<T>},
+         lane_weights_input_grad_worth<T>, unpadded_tiled_input_grad<T, tiled_conv2d_input_grad_lane_weights<T>>},
         {"tiled_conv2d_input_grad__phase_poly", always, phases_pay, tiled_conv2d_input_grad_phase_poly<T>},
         {"tiled_conv2d_input_grad__gather_gemm", always, nullptr, tiled_conv2d_input_grad_gather_gemm<T>},
     };
@@ -165,6 +203,7 @@ const KernelTable kTable = {
     {GemmBlock<double>::MR, GemmBlock<double>::NR},
     set_num_threads,
     get_num_threads,
+    set_poll,
     Lists<float>::ops(),
     Lists<double>::ops(),
 };

@@ -103,12 +103,14 @@ void tiled_conv2d_gather_gemm(const T* x, const T* w, const T* b, T* y, const Ti
     const long blocks = ceil_div(s.N * ceil_div(s.H_out, s.T_h) * ceil_div(s.W_out, s.T_w), NQ<T>);
     const int nt = threads_for(phases * blocks);
     std::vector<Work<T>> all = works<T>(nt, s, s.C_out, K);
+    Stop stop;
 #pragma omp parallel num_threads(nt)
     {
         Work<T>& ws = all[omp_thread()];
         long packed = -1;
 #pragma omp for schedule(dynamic)
         for (long task = 0; task < phases * blocks; ++task) {
+            if (stop()) continue;
             long ph = task / blocks, th = ph / s.T_w, tw = ph % s.T_w;
             long cols = s.N * s.rows(th) * s.cols(tw), q0 = (task % blocks) * NQ<T>;
             if (q0 >= cols) continue;

@@ -51,8 +51,10 @@ void lane_conv_aw(const T* x, T* y, const ConvShape& s, long T_h, long T_w, cons
     implicit_offsets(s, geo, off.data());
     const int nt = threads_for(ntasks, s.flops());
     Buffer<T> work(nt * xs_size);
+    Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long t = 0; t < ntasks; ++t) {
+        if (stop()) continue;
         T* xs = work.data() + omp_thread() * xs_size;
         const long n = t / nrb, i0 = t % nrb * rows, nrows = std::min(rows, s.H_out - i0);
         implicit_fill(x + n * s.C_in * s.HW(), s, geo, i0, xs);

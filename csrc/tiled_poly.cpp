@@ -151,6 +151,7 @@ void tiled_conv2d_phase_poly(const T* x, const T* w, const T* b, T* y, const Til
     const int nt = threads_for(phases * blocks, flops(s));
     PerThread<T> Aps(nt, packed_a_size<T>(s.C_out, K)), Bps(nt, packed_b_size<T>(K, NQ<T>)),
         cols(nt, K * NQ<T> + kSlack), outs(nt, s.C_out * NQ<T>);
+    Stop stop;
 #pragma omp parallel num_threads(nt)
     {
         convert<T, true>(const_cast<T*>(x), xq.data(), s, pq);
@@ -158,6 +159,7 @@ void tiled_conv2d_phase_poly(const T* x, const T* w, const T* b, T* y, const Til
         long packed = -1;
 #pragma omp for schedule(dynamic)
         for (long task = 0; task < phases * blocks; ++task) {
+            if (stop()) continue;
             const long ph = task / blocks, th = ph / s.T_w, tw = ph % s.T_w;
             const long cols = s.N * s.rows(th) * s.cols(tw), q0 = (task % blocks) * NQ<T>;
             if (q0 >= cols) continue;

@@ -122,15 +122,18 @@ void unshared_conv2d_batch_major(const T* x, const T* w, const T* b, T* y, const
     transpose(x, N, s.C_in * s.H * s.W, xT.data());
     const int nt = threads_for(L, 2.0 * N * M * L * K);
     PerThread<T> Aps(nt, packed_a_size<T>(M, K)), Bps(nt, packed_b_size<T>(K, N));
+    Stop stop;
 #pragma omp parallel num_threads(nt)
     {
         T *const Ap = Aps.get(), *const Bp = Bps.get();
 #pragma omp for schedule(dynamic)
         for (long l = 0; l < L; ++l) {
+            if (stop()) continue;
             pack_a(M, K, w + l * M * K, K, 1L, Ap);
             gemm_packed(M, N, K, Ap, PatchB<T>{patch(xT.data(), s, l), 0}, Bp, yT.data() + l * N, L * N, false);
         }
     }
+    if (stop()) return;  // the output is dropped: skip its transpose
     transpose(yT.data(), M * L, N, y);
     if (b)
 #pragma omp parallel for schedule(static) num_threads(threads_for(N, 1.0 * N * M * L))
@@ -153,12 +156,13 @@ void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, cons
     const long Kpad = round_up(K, GemmBlock<T>::MR);
     const int nt = threads_for(ceil_div(N, 8), 2.0 * N * M * L * K);  // at least 8 images per thread
     PerThread<T> Bps(nt, packed_b_size<T>(M, ceil_div(N, nt)));      // a thread's share: at most ceil(N / nt)
+    Stop stop;
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_thread();
         const long n0 = N * t / nt, n1 = N * (t + 1) / nt, cols = n1 - n0;
         T* const Bp = Bps.get();
-        for (long l = 0; l < L && cols > 0; ++l) {
+        for (long l = 0; l < L && cols > 0 && !stop(); ++l) {
             const PatchRows<T> P = patch((const T*)dxT.data(), s, l);
             for (long pc = 0; pc < M; pc += GemmBlock<T>::KC) {
                 const long kc = std::min(GemmBlock<T>::KC, M - pc);
@@ -176,6 +180,7 @@ void unshared_conv2d_input_grad_batch_major(const T* dy, const T* w, T* dx, cons
             }
         }
     }
+    if (stop()) return;
     transpose(dxT.data(), R, N, dx);
 }
 
@@ -188,11 +193,13 @@ void unshared_conv2d_weight_grad_batch_major(const T* x, const T* dy, T* dw, con
     transpose(dy, N, M * L, dyT.data());
     const int nt = threads_for(L, 2.0 * N * M * L * K);
     PerThread<T> Aps(nt, packed_a_size<T>(M, N)), Bps(nt, packed_b_size<T>(N, K));
+    Stop stop;
 #pragma omp parallel num_threads(nt)
     {
         T *const Ap = Aps.get(), *const Bp = Bps.get();
 #pragma omp for schedule(dynamic)
         for (long l = 0; l < L; ++l) {
+            if (stop()) continue;
             pack_a(M, N, dyT.data() + l * N, L * N, 1L, Ap);
             gemm_packed(M, K, N, Ap, PatchTransposedB<T>{patch(xT.data(), s, l)}, Bp, dw + l * M * K, K, false);
         }

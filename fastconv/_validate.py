@@ -272,11 +272,17 @@ def transpose_geometry(x_shape, w_shape, stride, padding, output_padding, dilati
     if x_shape[1] != w_shape[0]:
         raise ValueError(f"weight: expected shape ({x_shape[1]}, C_out/groups, kH, kW) for x with {x_shape[1]} "
                          f"channels, got {tuple(w_shape)}")
+    if min(x_shape[1:]) < 1 or min(w_shape) < 1:
+        raise ValueError(f"x/weight: empty dimensions other than the batch (N) are not supported, got "
+                         f"{tuple(x_shape)} and {tuple(w_shape)}")
     N, _, H, W = x_shape
     out_hw = [(n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
               for n, si, pi, di, ki, oi in zip((H, W), s, p, d, w_shape[2:], op)]
     if min(out_hw) < 1:
         raise ValueError(f"padding: {p} leaves no output for x {tuple(x_shape)} and kernel {tuple(w_shape[2:])}")
+    if max(out_hw) >= 2**63:
+        raise ValueError(f"stride/dilation: the output size {tuple(out_hw)} of x {tuple(x_shape)} and kernel "
+                         f"{tuple(w_shape[2:])} does not fit in a 64-bit integer")
     extra = tuple(oi // si for oi, si in zip(op, s))
     return TransposeGeometry(N, w_shape[1] * groups, out_hw[0], out_hw[1], s, p, d, groups, extra)
 

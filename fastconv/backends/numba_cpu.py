@@ -7,6 +7,8 @@ float32 inside the kernels) and dispatch. The kernels live in _numba_dense.py (c
 _numba_tiled.py (tiled and unshared) and _numba_pool.py; flags in _numba_config.py. Numba compiles
 once per dtype and caches on disk, so only the first call on a machine pays the JIT.
 """
+import functools
+
 import numba
 import numpy as np
 
@@ -20,6 +22,21 @@ def set_num_threads(n):
     numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
 
 
+def _memory_errors(kernel):
+    """A Numba kernel whose allocation fails inside a parallel loop raises SystemError, caused by the
+    MemoryError; the caller gets the MemoryError (the workspace of the dense forward grows with the
+    dilated kernel's height: a dilation near 2**31 asks for more than any machine has)."""
+    @functools.wraps(kernel)
+    def call(*args):
+        try:
+            return kernel(*args)
+        except SystemError as e:
+            if isinstance(e.__cause__, MemoryError):
+                raise e.__cause__ from None
+            raise
+    return call
+
+
 def _bias(b, dtype, shape):
     """(array, has_b): b reshaped to `shape` (ndim fixed per kernel) or a zero dummy of that ndim."""
     if b is None:
@@ -27,40 +44,49 @@ def _bias(b, dtype, shape):
     return b.reshape(shape), True
 
 
+@_memory_errors
 def conv2d(x, w, b, y, stride, pad, dilation, groups):
     b, has_b = _bias(b, x.dtype, (w.shape[0],))
     _dense.conv2d(x, w, b, has_b, y, *stride, *pad, *dilation, groups, x.dtype.type(0))
 
 
+@_memory_errors
 def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups):
     _dense.conv2d_input_grad(dy, w, dx, *stride, *pad, *dilation, groups, dy.dtype.type(0))
 
 
+@_memory_errors
 def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups):
     _dense.conv2d_weight_grad(x, dy, dw, *stride, *pad, *dilation, groups, x.dtype.type(0))
 
 
+@_memory_errors
 def max_pool2d(x, y, switches, kernel, stride, pad, dilation):
     _pool.max_pool2d(x, y, switches, *kernel, *stride, *pad, *dilation)
 
 
+@_memory_errors
 def max_unpool2d(y, switches, out):
     return _pool.max_unpool2d(y, switches, out)
 
 
+@_memory_errors
 def tiled_conv2d(x, w, b, y, stride, pad):
     b, has_b = _bias(b, x.dtype, (w.shape[2], 1, 1))
     _tiled.tiled_forward(x, w, b, has_b, y, *stride, *pad, x.dtype.type(0))
 
 
+@_memory_errors
 def tiled_conv2d_input_grad(dy, w, dx, stride, pad):
     _tiled.tiled_input_grad(dy, w, dx, *stride, *pad)
 
 
+@_memory_errors
 def tiled_conv2d_weight_grad(x, dy, dw, stride, pad):
     _tiled.tiled_weight_grad(x, dy, dw, *stride, *pad)
 
 
+@_memory_errors
 def unshared_conv2d(x, w, b, y, stride, pad):
     b, has_b = _bias(b, x.dtype, (w.shape[2], 1, 1) if b is None else b.shape)
     _tiled.tiled_forward(x, w, b, has_b, y, *stride, *pad, x.dtype.type(0))
