@@ -7,6 +7,7 @@
 #include "kernels.h"
 #include "parallel.h"
 #include "simd.h"
+#include "winograd.h"
 
 namespace fastconv {
 namespace {
@@ -46,6 +47,15 @@ template <typename T>
 bool implicit_weight_grad_worth(const ConvShape& s) {
     return !s.is_pointwise() && implicit_weight_grad_bytes<T>(s) <= kImplicitCopyBytes;
 }
+
+// Winograd's transforms cost a pass over x and y per call and a few per element; the (m+2)² GEMMs only
+// beat the direct ones when both channel counts keep them deep and wide (measured: docs/performance.md).
+template <typename T, int m>
+bool winograd_worth(const ConvShape& s) {
+    return s.C_in >= 16 && s.C_out >= 16 && s.N * s.HW_out() >= 64 * m * m;
+}
+template <typename T, int m>
+bool winograd_input_grad_worth(const ConvShape& s) { return winograd_worth<T, m>(input_grad_as_forward(s)); }
 
 // --- tiled and unshared convolution -------------------------------------------------------------------
 
@@ -93,17 +103,29 @@ struct Lists {
     using LF = TiledForward<T>;
     using LB = TiledBackward<T>;
     static constexpr Impl<ConvShape, CF> conv2d[] = {
+        {"conv2d__winograd_f4x3", winograd_why_not, winograd_worth<T, 4>, conv2d_winograd<T, 4>, "winograd",
+         "F(4x4,3x3)"},
+        {"conv2d__winograd_f2x3", winograd_why_not, winograd_worth<T, 2>, conv2d_winograd<T, 2>, "winograd",
+         "F(2x2,3x3)"},
         {"conv2d__depthwise", depthwise_why_not, depthwise_worth, conv2d_depthwise<T>},
         {"conv2d__implicit_gemm", implicit_why_not<T>, nullptr, conv2d_implicit<T>},
         {"conv2d__packed_gemm", always, nullptr, conv2d_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {
+        {"conv2d_input_grad__winograd_f4x3", winograd_input_grad_why_not, winograd_input_grad_worth<T, 4>,
+         conv2d_input_grad_winograd<T, 4>, "winograd", "F(4x4,3x3)"},
+        {"conv2d_input_grad__winograd_f2x3", winograd_input_grad_why_not, winograd_input_grad_worth<T, 2>,
+         conv2d_input_grad_winograd<T, 2>, "winograd", "F(2x2,3x3)"},
         {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth, conv2d_input_grad_depthwise<T>},
         {"conv2d_input_grad__implicit_gemm", implicit_input_grad_why_not<T>, implicit_input_grad_worth<T>,
          conv2d_input_grad_implicit<T>},
         {"conv2d_input_grad__packed_gemm", always, nullptr, conv2d_input_grad_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_weight_grad[] = {
+        {"conv2d_weight_grad__winograd_f4x3", winograd_why_not, winograd_worth<T, 4>,
+         conv2d_weight_grad_winograd<T, 4>, "winograd", "F(4x4,3x3)"},
+        {"conv2d_weight_grad__winograd_f2x3", winograd_why_not, winograd_worth<T, 2>,
+         conv2d_weight_grad_winograd<T, 2>, "winograd", "F(2x2,3x3)"},
         {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth, conv2d_weight_grad_depthwise<T>},
         {"conv2d_weight_grad__implicit_gemm", always, implicit_weight_grad_worth<T>, conv2d_weight_grad_implicit<T>},
         {"conv2d_weight_grad__packed_gemm", always, nullptr, conv2d_weight_grad_packed_gemm<T>},

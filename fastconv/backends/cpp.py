@@ -15,24 +15,28 @@ except ImportError as e:
 from .kernels import dry_run, forced
 
 
-def _op(name):
-    """The extension's op `name`, told which implementation is forced, or only asked which would run."""
+def _op(name, algorithm=False):
+    """The extension's op `name`, told which implementation is forced, or only asked which would run.
+    The dense conv ops (`algorithm`) also take the algorithm to keep to."""
     fn = getattr(_cpp, name)
 
-    def call(*args):
+    def call(*args, algorithm="auto"):
+        args += (algorithm,) if takes_algorithm else ()
         names = dry_run()
         if names is None:
             return fn(*args, forced(name), False)
         names.append(fn(*args, forced(name), True))
         return 0  # what max_unpool2d returns when no switch lies outside the plane
 
+    takes_algorithm = algorithm
+
     call.__name__ = name
     return call
 
 
-conv2d = _op("conv2d")
-conv2d_input_grad = _op("conv2d_input_grad")
-conv2d_weight_grad = _op("conv2d_weight_grad")
+conv2d = _op("conv2d", algorithm=True)
+conv2d_input_grad = _op("conv2d_input_grad", algorithm=True)
+conv2d_weight_grad = _op("conv2d_weight_grad", algorithm=True)
 max_pool2d = _op("max_pool2d")
 max_unpool2d = _op("max_unpool2d")
 tiled_conv2d = _op("tiled_conv2d")

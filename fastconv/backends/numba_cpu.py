@@ -27,16 +27,16 @@ def _bias(b, dtype, shape):
     return b.reshape(shape), True
 
 
-def conv2d(x, w, b, y, stride, pad, dilation, groups):
+def conv2d(x, w, b, y, stride, pad, dilation, groups, algorithm="auto"):
     b, has_b = _bias(b, x.dtype, (w.shape[0],))
     _dense.conv2d(x, w, b, has_b, y, *stride, *pad, *dilation, groups, x.dtype.type(0))
 
 
-def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups):
+def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups, algorithm="auto"):
     _dense.conv2d_input_grad(dy, w, dx, *stride, *pad, *dilation, groups, dy.dtype.type(0))
 
 
-def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups):
+def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups, algorithm="auto"):
     _dense.conv2d_weight_grad(x, dy, dw, *stride, *pad, *dilation, groups, x.dtype.type(0))
 
 
