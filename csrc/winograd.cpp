@@ -31,8 +31,9 @@ const char* winograd_input_grad_why_not(const ConvShape& s) {
 
 namespace {
 
-// Transformed input plus GEMM output of one chunk of tiles take about this many bytes.
-constexpr long kChunkBytes = 8L << 20;
+// Transformed input plus GEMM output of one chunk of tiles take about this many bytes: per thread in
+// the forward (the outer caches), shared in the weight gradient (where every chunk costs two barriers).
+constexpr long kChunkBytes = 2L << 20, kSharedChunkBytes = 16L << 20;
 
 // A B packer for a B given transposed: B[p, j] = Bt[j*ld + p].
 template <typename T>
@@ -47,84 +48,81 @@ struct TransposedB {
 // The tiling of one problem: tiles of m x m outputs, th x tw per image, in chunks of `rows` tile rows.
 struct Tiling {
     long th, tw, rows_total, rows;
-    Tiling(const ConvShape& s, int m, long channels, int a, long elem)
+    Tiling(const ConvShape& s, int m, long channels, int a, long elem, long bytes)
         : th(ceil_div(s.H_out, m)), tw(ceil_div(s.W_out, m)), rows_total(s.N * th) {
-        rows = std::clamp(kChunkBytes / (channels * a * a * tw * elem), 1L, rows_total);
+        rows = std::clamp(bytes / (channels * a * a * tw * elem), 1L, rows_total);
     }
 };
 
 // U[ξ][o][i] = (G g Gᵀ)[ξ] for every (o, i) pair of a K x C kernel g = w[o, i] — or, `flipped`,
-// g = w[i, o] rotated by 180° (the input gradient's kernel) — then packed as A per ξ.
+// g = w[i, o] rotated by 180° (the input gradient's kernel) — then packed as A per ξ. Vectorised over
+// L input channels i at a time, gathered into a 3 x 3 block of vectors.
 template <typename T, int m>
 void transform_weights(const T* w, long K, long C, bool flipped, T* U, T* Ap) {
-    constexpr int a = m + 2;
-    const auto& G = Winograd<m>::G;
-#pragma omp parallel for schedule(static) num_threads(threads_for(K, 200.0 * K * C))
-    for (long o = 0; o < K; ++o)
-        for (long i = 0; i < C; ++i) {
-            double g[3][3], gg[a][3];
+    using V = typename Vec<T>::type;
+    constexpr int a = m + 2, L = Vec<T>::lanes;
+    const long ci = ceil_div(C, L);
+#pragma omp parallel for schedule(static) num_threads(threads_for(K * ci, 100.0 * K * C))
+    for (long task = 0; task < K * ci; ++task) {
+        const long o = task / ci, i0 = task % ci * L, n = std::min<long>(L, C - i0);
+        alignas(64) T g[3][3][L] = {};
+        for (long l = 0; l < n; ++l)
             for (int r = 0; r < 3; ++r)
                 for (int c = 0; c < 3; ++c)
-                    g[r][c] = flipped ? w[((i * K + o) * 3 + 2 - r) * 3 + 2 - c] : w[((o * C + i) * 3 + r) * 3 + c];
-            for (int xi = 0; xi < a; ++xi)
-                for (int c = 0; c < 3; ++c) gg[xi][c] = G.v[xi][0] * g[0][c] + G.v[xi][1] * g[1][c] + G.v[xi][2] * g[2][c];
-            for (int xi = 0; xi < a; ++xi)
-                for (int eta = 0; eta < a; ++eta)
-                    U[((xi * a + eta) * K + o) * C + i] =
-                        T(gg[xi][0] * G.v[eta][0] + gg[xi][1] * G.v[eta][1] + gg[xi][2] * G.v[eta][2]);
+                    g[r][c][l] = flipped ? w[((i0 + l) * K + o) * 9 + (2 - r) * 3 + 2 - c] : w[((o * C + i0 + l) * 3 + r) * 3 + c];
+        V cols[3][a];  // G · column c of g
+        for (int c = 0; c < 3; ++c) {
+            V in[3] = {load<V>(g[0][c]), load<V>(g[1][c]), load<V>(g[2][c])};
+            mat_apply<T, Winograd<m>::G>(in, cols[c]);
         }
+        for (int xi = 0; xi < a; ++xi) {
+            V in[3] = {cols[0][xi], cols[1][xi], cols[2][xi]}, out[a];
+            mat_apply<T, Winograd<m>::G>(in, out);
+            for (int eta = 0; eta < a; ++eta) {
+                T* dst = U + ((xi * a + eta) * K + o) * C + i0;
+                if (n == L) store(dst, out[eta]);
+                else store_first<T>(dst, out[eta], n);
+            }
+        }
+    }
     const long ap = packed_a_size<T>(K, C);
 #pragma omp parallel for schedule(static) num_threads(threads_for(a * a, 1.0 * a * a * K * C))
     for (int k = 0; k < a * a; ++k) pack_a(K, C, U + k * K * C, C, 1, Ap + k * ap);
 }
 
-// V[ξ][c][t] for the tiles t of tile rows [row0, row0 + rows) of the C planes of x (ld: the chunk's tiles).
-template <typename T, int m>
-void transform_input(const T* x, const ConvShape& s, long C, const Tiling& tl, long row0, long rows, T* V, long ld) {
-    PerThread<T> buf(threads_for(rows * C), transform_scratch<T, m>(tl.tw));
-#pragma omp parallel for schedule(static) num_threads(threads_for(rows * C, 400.0 * rows * C * tl.tw))
-    for (long task = 0; task < rows * C; ++task) {
-        const long r = task / C, c = task % C, n = (row0 + r) / tl.th, ti = (row0 + r) % tl.th;
-        transform_tile_row<T, Winograd<m>::BT, m>(x + (n * C + c) * s.H * s.W, s.H, s.W, ti * m - s.ph, s.pw, tl.tw,
-                                     V + c * ld + r * tl.tw, C * ld, buf.get());
-    }
-}
-
 }  // namespace
 
 // y (N, K, H_out, W_out) = w ⋆ x + b, w (K, C, 3, 3) — or, `flipped`, w (C, K, 3, 3) read rotated and
-// transposed — in chunks of tile rows.
+// transposed. Each task is one chunk of tile rows taken from input to output by one thread, on its own
+// buffers: no barrier between the passes, so one descheduled thread on a loaded machine holds up only
+// its own chunks. Chunks hold at least a few GEMM column slivers and at most a share of the tile rows.
 template <typename T, int m>
 static void winograd_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s, bool flipped) {
-    constexpr int a = m + 2, L = Vec<T>::lanes;
+    constexpr int a = m + 2, L = Vec<T>::lanes, NR = GemmBlock<T>::NR;
     const long K = s.C_out, C = s.C_in;
-    const Tiling tl(s, m, K + C, a, sizeof(T));
-    const long ap = packed_a_size<T>(K, C), pc = tl.rows * tl.tw;
+    Tiling tl(s, m, K + C, a, sizeof(T), kChunkBytes);
+    tl.rows = std::min(std::max(tl.rows, ceil_div(4 * NR, tl.tw)), ceil_div(tl.rows_total, get_num_threads()));
+    const long ap = packed_a_size<T>(K, C), pc = tl.rows * tl.tw, chunks = ceil_div(tl.rows_total, tl.rows);
     Buffer<T> U(a * a * K * C), Ap(a * a * ap);
     transform_weights<T, m>(w, K, C, flipped, U.data(), Ap.data());
-    Buffer<T> V(a * a * C * pc), M(a * a * K * pc + L);
-    std::fill(M.data() + a * a * K * pc, M.data() + a * a * K * pc + L, T(0));  // read past by the last vector
-    const long nb = GemmBlock<T>::NC, bsize = packed_b_size<T>(C, std::min(nb, pc));
-    const long nblk = ceil_div(pc, nb), gemm_tasks = a * a * nblk;
-    const int gt = threads_for(gemm_tasks, 2.0 * K * C * pc * a * a);
-    PerThread<T> Bp(gt, bsize);
-    PerThread<T> obuf(threads_for(tl.rows * K), transform_scratch<T, m>(tl.tw));
-    for (long row0 = 0; row0 < tl.rows_total; row0 += tl.rows) {
-        const long rows = std::min(tl.rows, tl.rows_total - row0), P = rows * tl.tw;
-        transform_input<T, m>(x, s, C, tl, row0, rows, V.data(), pc);
-#pragma omp parallel for schedule(dynamic) num_threads(gt)
-        for (long task = 0; task < gemm_tasks; ++task) {
-            const long k = task / nblk, j0 = task % nblk * nb;
-            if (j0 >= P) continue;
-            gemm_packed(K, std::min(nb, P - j0), C, Ap.data() + k * ap, StridedB<T>{V.data() + k * C * pc + j0, pc, 1},
-                        Bp.get(), M.data() + k * K * pc + j0, pc, false);
-        }
-#pragma omp parallel for schedule(static) num_threads(threads_for(rows * K, 300.0 * rows * K * tl.tw))
-        for (long task = 0; task < rows * K; ++task) {
-            const long r = task / K, o = task % K, n = (row0 + r) / tl.th, ti = (row0 + r) % tl.th;
-            inverse_tile_row<T, m>(M.data() + o * pc + r * tl.tw, K * pc, tl.tw, b ? b[o] : T(0),
-                                   y + (n * K + o) * s.HW_out(), s.H_out, s.W_out, ti * m, obuf.get());
-        }
+    const int nt = threads_for(chunks, s.flops() / 4);
+    const long vsize = a * a * C * pc, msize = a * a * K * pc + L, bsize = packed_b_size<T>(C, pc);
+    PerThread<T> work(nt, vsize + msize + bsize + transform_scratch<T, m>(pc, tl.tw));
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
+    for (long chunk = 0; chunk < chunks; ++chunk) {
+        T *V = work.get(), *M = V + vsize, *Bp = M + msize, *buf = Bp + bsize;
+        const long row0 = chunk * tl.rows;
+        const TileRows tr{row0, std::min(tl.rows, tl.rows_total - row0), tl.th, tl.tw};
+        std::fill(M + msize - L, M + msize, T(0));  // read past by the last vector of the inverse
+        for (long c = 0; c < C; ++c)
+            transform_tiles<T, Winograd<m>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, s.ph, s.pw, tr, V + c * pc,
+                                                   C * pc, buf);
+        for (int k = 0; k < a * a; ++k)
+            gemm_packed(K, tr.tiles(), C, Ap.data() + k * ap, StridedB<T>{V + k * C * pc, pc, 1}, Bp, M + k * K * pc,
+                        pc, false);
+        for (long o = 0; o < K; ++o)
+            inverse_tiles<T, m>(M + o * pc, K * pc, tr, b ? b[o] : T(0), y + o * s.HW_out(), K * s.HW_out(), s.H_out,
+                                s.W_out, buf);
     }
 }
 
@@ -144,21 +142,24 @@ void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape
     constexpr int a = m + 2;
     const auto& G = Winograd<m>::G;
     const long K = s.C_out, C = s.C_in;
-    const Tiling tl(s, m, K + C, a, sizeof(T));
+    const Tiling tl(s, m, K + C, a, sizeof(T), kSharedChunkBytes);
     const long pc = tl.rows * tl.tw;
     Buffer<T> V(a * a * C * pc), Y(a * a * K * pc), Z(a * a * K * C);
     const int gt = threads_for(a * a, 2.0 * K * C * pc * a * a);
     const long ap = packed_a_size<T>(K, pc), bsize = packed_b_size<T>(pc, C);
     PerThread<T> work(gt, ap + bsize);
-    PerThread<T> buf(threads_for(tl.rows * K), transform_scratch<T, m>(tl.tw));
+    PerThread<T> buf(threads_for(K + C), transform_scratch<T, m>(pc, tl.tw));
     for (long row0 = 0; row0 < tl.rows_total; row0 += tl.rows) {
-        const long rows = std::min(tl.rows, tl.rows_total - row0), P = rows * tl.tw;
-        transform_input<T, m>(x, s, C, tl, row0, rows, V.data(), pc);
-#pragma omp parallel for schedule(static) num_threads(threads_for(rows * K, 200.0 * rows * K * tl.tw))
-        for (long task = 0; task < rows * K; ++task) {
-            const long r = task / K, o = task % K, n = (row0 + r) / tl.th, ti = (row0 + r) % tl.th;
-            transform_tile_row<T, Winograd<m>::A, m>(dy + (n * K + o) * s.HW_out(), s.H_out, s.W_out, ti * m, 0, tl.tw,
-                                        Y.data() + o * pc + r * tl.tw, K * pc, buf.get());
+        const TileRows tr{row0, std::min(tl.rows, tl.rows_total - row0), tl.th, tl.tw};
+        const long P = tr.tiles();
+#pragma omp parallel for schedule(dynamic) num_threads(threads_for(K + C, 400.0 * (K + C) * P))
+        for (long c = 0; c < K + C; ++c) {  // x's channels, then dy's
+            if (c < C)
+                transform_tiles<T, Winograd<m>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, s.ph, s.pw, tr,
+                                                       V.data() + c * pc, C * pc, buf.get());
+            else
+                transform_tiles<T, Winograd<m>::A, m>(dy + (c - C) * s.HW_out(), K * s.HW_out(), s.H_out, s.W_out, 0,
+                                                      0, tr, Y.data() + (c - C) * pc, K * pc, buf.get());
         }
 #pragma omp parallel for schedule(dynamic) num_threads(gt)
         for (long k = 0; k < a * a; ++k) {

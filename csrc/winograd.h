@@ -6,9 +6,8 @@
 // the (m+2)² transform points ξ is one GEMM  M[ξ] (C_out x tiles) = U[ξ] (C_out x C_in) · V[ξ] (C_in x tiles).
 // The weight gradient is the same bilinear form differentiated in g:  dg = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ V] G.
 //
-// Tiles are vectorised along a row of tiles: the input row is first split into its m column phases
-// (element m·t + q goes to phase q at t), after which the columns of every tile of the row sit at
-// one offset of a phase array, and a vector of L consecutive tiles is one plain load.
+// The transforms are vectorised over tiles: L consecutive tiles of a chunk (across tile rows and
+// images) at a time, so that small planes fill the vectors as well as large ones.
 #pragma once
 
 #include <cstring>
@@ -86,47 +85,78 @@ inline void mat_apply(const typename Vec<T>::type* in, typename Vec<T>::type* ou
     mat_apply<T, M>(in, out, std::make_index_sequence<M.rows>{});
 }
 
-// Length of one phase array of a row of tw tiles: vector loads at offsets 0 and 1 of any tile stay inside.
+// p[0:n) = the first n lanes of v (n < lanes): a masked store where the ISA has one, since a
+// variable-length copy per vector costs more than the transform it stores.
 template <typename T>
-inline long phase_len(long tw) { return round_up(tw, Vec<T>::lanes) + Vec<T>::lanes; }
+inline void store_first(T* p, typename Vec<T>::type v, long n) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(T) == 4) _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+    else _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), (__m512d)v);
+#elif defined(__AVX2__)
+    using I = typename Vec<T>::itype;
+    I lane{}, mask;
+    for (int l = 0; l < Vec<T>::lanes; ++l) lane[l] = l;
+    mask = lane < (typename Vec<T>::int_t)n;
+    if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(p, (__m256i)mask, (__m256)v);
+    else _mm256_maskstore_pd(p, (__m256i)mask, (__m256d)v);
+#else
+    for (long l = 0; l < n; ++l) p[l] = v[l];
+#endif
+}
 
-// Scratch of the transforms of one row of tw tiles (elements).
+// A chunk of the tile grid: tile rows row0 .. row0 + rows − 1, th rows of tw tiles per image, numbered
+// t = (row − row0)·tw + column; the transforms run along t, so vectors span tile rows and images alike.
+struct TileRows {
+    long row0, rows, th, tw;
+    long tiles() const { return rows * tw; }
+    long image(long rr) const { return (row0 + rr) / th; }
+    long tile_row(long rr) const { return (row0 + rr) % th; }
+};
+
+// Scratch of the transforms of a chunk of P tiles, rows of tw (elements).
 template <typename T, int m>
-inline long transform_scratch(long tw) { return (m + 2) * m * phase_len<T>(tw); }
+inline long transform_scratch(long P, long tw) {
+    return (m + 2) * (m + 2) * round_up(P, Vec<T>::lanes) + 2 * m * (tw + 1);
+}
 
-// One row of tiles of one plane into the transform domain: for tiles t < tw,
+// The tiles of one channel into the transform domain: for tiles t of the chunk,
 //   out[(ξ·R + η)·ld + t] = (M · d_t · Mᵀ)[ξ][η],   R = M.rows,
-// d_t the M.cols x M.cols patch at rows r0.., columns m·t − c0.. of the H x W plane (zero outside it).
+// d_t the M.cols x M.cols patch at rows m·(tile row) − pr.., columns m·(tile column) − pc.. of the
+// H x W plane of its image (x + image·image_stride; zero outside the plane).
 // Input transform: M = Bᵀ (patch m+2); the weight gradient's dy transform: M = A (patch m).
+// Patch column c of every tile is first gathered into a row of its own (cols[r][c][t]): a row of the
+// plane split into its m column phases (element m·u + q to phase q at u) holds it at offset c / m of phase c % m.
 template <typename T, const auto& M, int m>
-void transform_tile_row(const T* plane, long H, long W, long r0, long c0, long tw, T* out, long ld, T* buf) {
+void transform_tiles(const T* x, long image_stride, long H, long W, long pr, long pc, const TileRows& tr, T* out,
+                     long ld, T* buf) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, R = M.rows, Cn = M.cols;
-    const long len = phase_len<T>(tw);
-    for (int r = 0; r < Cn; ++r) {  // split the patch rows into column phases, zero-padded
-        const long h = r0 + r;
-        for (int q = 0; q < m; ++q) {
-            T* ph = buf + (r * m + q) * len;
-            if (h < 0 || h >= H) {
-                std::fill(ph, ph + len, T(0));
-                continue;
-            }
-            const T* row = plane + h * W;
-            for (long t = 0; t < len; ++t) {
-                const long col = m * t + q - c0;
-                ph[t] = col >= 0 && col < W ? row[col] : T(0);
-            }
+    const long P = tr.tiles(), Pv = round_up(P, L), len = tr.tw + 1;
+    T *cols = buf, *phases = buf + Cn * Cn * Pv, *padded = phases + m * len;
+    for (long rr = 0; rr < tr.rows; ++rr) {
+        const T* plane = x + tr.image(rr) * image_stride;
+        for (int r = 0; r < Cn; ++r) {
+            const long h = tr.tile_row(rr) * m - pr + r;
+            std::fill(padded, padded + m * len, T(0));  // column col of the plane at col + pc
+            const long lo = std::max(0L, -pc), hi = std::min(W, m * len - pc);
+            if (h >= 0 && h < H && hi > lo) std::memcpy(padded + pc + lo, plane + h * W + lo, (hi - lo) * sizeof(T));
+            for (long u = 0; u < len; ++u)
+#pragma GCC unroll 8
+                for (int q = 0; q < m; ++q) phases[q * len + u] = padded[m * u + q];
+            for (int c = 0; c < Cn; ++c)
+                std::memcpy(cols + (r * Cn + c) * Pv + rr * tr.tw, phases + (c % m) * len + c / m, tr.tw * sizeof(T));
         }
     }
-    for (long t0 = 0; t0 < tw; t0 += L) {
+    for (int k = 0; k < Cn * Cn; ++k) std::fill(cols + k * Pv + P, cols + (k + 1) * Pv, T(0));
+    for (long t0 = 0; t0 < P; t0 += L) {
         V rows[Cn][R];  // each patch row transformed along its columns
         for (int r = 0; r < Cn; ++r) {
             V in[Cn];
 #pragma GCC unroll 8
-            for (int c = 0; c < Cn; ++c) in[c] = load<V>(buf + (r * m + c % m) * len + t0 + c / m);
+            for (int c = 0; c < Cn; ++c) in[c] = load<V>(cols + (r * Cn + c) * Pv + t0);
             mat_apply<T, M>(in, rows[r]);
         }
-        const long n = std::min<long>(L, tw - t0);
+        const long n = std::min<long>(L, P - t0);
         for (int eta = 0; eta < R; ++eta) {
             V in[Cn], o[R];
 #pragma GCC unroll 8
@@ -135,20 +165,22 @@ void transform_tile_row(const T* plane, long H, long W, long r0, long c0, long t
             for (int xi = 0; xi < R; ++xi) {
                 T* dst = out + (xi * R + eta) * ld + t0;
                 if (n == L) store(dst, o[xi]);
-                else std::memcpy(dst, &o[xi], n * sizeof(T));
+                else store_first<T>(dst, o[xi], n);
             }
         }
     }
 }
 
-// The inverse: for tiles t < tw of one row of tiles, o_t = Aᵀ · S_t · A with S_t[ξ][η] = src[(ξ·a + η)·stride + t]
-// (read up to a vector past tw), written to rows r0.. r0+m−1 of the H x W plane (those inside it), plus bias.
+// The inverse, for one output channel: o_t = Aᵀ · S_t · A with S_t[ξ][η] = src[(ξ·a + η)·stride + t] (read up
+// to a vector past the chunk's tiles), plus bias, written to the outputs of tile t inside the H x W plane
+// of its image (y + image·image_stride).
 template <typename T, int m>
-void inverse_tile_row(const T* src, long stride, long tw, T bias, T* plane, long H, long W, long r0, T* buf) {
+void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, long image_stride, long H, long W,
+                   T* buf) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, a = m + 2;
-    const long len = phase_len<T>(tw);
-    for (long t0 = 0; t0 < tw; t0 += L) {
+    const long P = tr.tiles(), Pv = round_up(P, L);
+    for (long t0 = 0; t0 < P; t0 += L) {
         V cols[a][m];  // each column η of S transformed along ξ
         for (int eta = 0; eta < a; ++eta) {
             V in[a];
@@ -161,13 +193,20 @@ void inverse_tile_row(const T* src, long stride, long tw, T bias, T* plane, long
 #pragma GCC unroll 8
             for (int eta = 0; eta < a; ++eta) in[eta] = cols[eta][i];
             mat_apply<T, Winograd<m>::AT>(in, o);
-            for (int j = 0; j < m; ++j) store(buf + (i * m + j) * len + t0, o[j]);
+            for (int j = 0; j < m; ++j) store(buf + (i * m + j) * Pv + t0, o[j]);
         }
     }
-    for (int i = 0; i < m && r0 + i < H; ++i) {  // interleave the phases back into output rows
-        T* row = plane + (r0 + i) * W;
-        const T* ph = buf + i * m * len;
-        for (long col = 0; col < W; ++col) row[col] = ph[(col % m) * len + col / m] + bias;
+    for (long rr = 0; rr < tr.rows; ++rr) {  // interleave the phases back into output rows
+        const long r0 = tr.tile_row(rr) * m;
+        for (int i = 0; i < m && r0 + i < H; ++i) {
+            T* row = y + tr.image(rr) * image_stride + (r0 + i) * W;
+            const T* ph = buf + i * m * Pv + rr * tr.tw;
+            long u = 0;
+            for (; m * u + m <= W; ++u)
+#pragma GCC unroll 8
+                for (int j = 0; j < m; ++j) row[m * u + j] = ph[j * Pv + u] + bias;
+            for (int j = 0; m * u + j < W; ++j) row[m * u + j] = ph[j * Pv + u] + bias;
+        }
     }
 }
 
