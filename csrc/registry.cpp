@@ -48,14 +48,25 @@ bool implicit_weight_grad_worth(const ConvShape& s) {
     return !s.is_pointwise() && implicit_weight_grad_bytes<T>(s) <= kImplicitCopyBytes;
 }
 
-// Winograd's transforms cost a pass over x and y per call and a few per element; the (m+2)² GEMMs only
-// beat the direct ones when both channel counts keep them deep and wide (measured: docs/performance.md).
-template <typename T, int m>
-bool winograd_worth(const ConvShape& s) {
-    return s.C_in >= 16 && s.C_out >= 16 && s.N * s.HW_out() >= 64 * m * m;
+// Winograd (winograd.cpp) pays once its (m+2)² GEMMs are deep and wide enough to outrun the transforms'
+// passes over x and y, and F(4x4) over F(2x2) once the tiles outnumber the input channels: each chunk
+// of tiles streams all (m+2)² transformed weight matrices. Thresholds measured on the bench layers and
+// a sweep of 3x3 layers (docs/performance.md).
+inline long winograd_tiles(const ConvShape& s, int m) { return s.N * ceil_div(s.H_out, m) * ceil_div(s.W_out, m); }
+inline bool winograd_deep(const ConvShape& s, long product) {
+    return s.C_in >= 16 && s.C_out >= 16 && s.C_in * s.C_out >= product;
 }
-template <typename T, int m>
-bool winograd_input_grad_worth(const ConvShape& s) { return winograd_worth<T, m>(input_grad_as_forward(s)); }
+template <int m>
+bool winograd_worth(const ConvShape& s) {
+    return winograd_deep(s, 2048) && winograd_tiles(s, m) >= (m == 4 ? s.C_in : s.C_in / 4);
+}
+template <int m>
+bool winograd_input_grad_worth(const ConvShape& s) { return winograd_worth<m>(input_grad_as_forward(s)); }
+// The weight gradient's GEMMs reduce over the tiles, so fewer tiles per channel still pay.
+template <int m>
+bool winograd_weight_grad_worth(const ConvShape& s) {
+    return winograd_deep(s, 1024) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 4 : s.C_in / 16);
+}
 
 // --- tiled and unshared convolution -------------------------------------------------------------------
 
@@ -103,18 +114,18 @@ struct Lists {
     using LF = TiledForward<T>;
     using LB = TiledBackward<T>;
     static constexpr Impl<ConvShape, CF> conv2d[] = {
-        {"conv2d__winograd_f4x3", winograd_why_not, winograd_worth<T, 4>, conv2d_winograd<T, 4>, "winograd",
+        {"conv2d__winograd_f4x3", winograd_why_not, winograd_worth<4>, conv2d_winograd<T, 4>, "winograd",
          "F(4x4,3x3)"},
-        {"conv2d__winograd_f2x3", winograd_why_not, winograd_worth<T, 2>, conv2d_winograd<T, 2>, "winograd",
+        {"conv2d__winograd_f2x3", winograd_why_not, winograd_worth<2>, conv2d_winograd<T, 2>, "winograd",
          "F(2x2,3x3)"},
         {"conv2d__depthwise", depthwise_why_not, depthwise_worth, conv2d_depthwise<T>},
         {"conv2d__implicit_gemm", implicit_why_not<T>, nullptr, conv2d_implicit<T>},
         {"conv2d__packed_gemm", always, nullptr, conv2d_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {
-        {"conv2d_input_grad__winograd_f4x3", winograd_input_grad_why_not, winograd_input_grad_worth<T, 4>,
+        {"conv2d_input_grad__winograd_f4x3", winograd_input_grad_why_not, winograd_input_grad_worth<4>,
          conv2d_input_grad_winograd<T, 4>, "winograd", "F(4x4,3x3)"},
-        {"conv2d_input_grad__winograd_f2x3", winograd_input_grad_why_not, winograd_input_grad_worth<T, 2>,
+        {"conv2d_input_grad__winograd_f2x3", winograd_input_grad_why_not, winograd_input_grad_worth<2>,
          conv2d_input_grad_winograd<T, 2>, "winograd", "F(2x2,3x3)"},
         {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth, conv2d_input_grad_depthwise<T>},
         {"conv2d_input_grad__implicit_gemm", implicit_input_grad_why_not<T>, implicit_input_grad_worth<T>,
@@ -122,9 +133,9 @@ struct Lists {
         {"conv2d_input_grad__packed_gemm", always, nullptr, conv2d_input_grad_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_weight_grad[] = {
-        {"conv2d_weight_grad__winograd_f4x3", winograd_why_not, winograd_worth<T, 4>,
+        {"conv2d_weight_grad__winograd_f4x3", winograd_why_not, winograd_weight_grad_worth<4>,
          conv2d_weight_grad_winograd<T, 4>, "winograd", "F(4x4,3x3)"},
-        {"conv2d_weight_grad__winograd_f2x3", winograd_why_not, winograd_worth<T, 2>,
+        {"conv2d_weight_grad__winograd_f2x3", winograd_why_not, winograd_weight_grad_worth<2>,
          conv2d_weight_grad_winograd<T, 2>, "winograd", "F(2x2,3x3)"},
         {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth, conv2d_weight_grad_depthwise<T>},
         {"conv2d_weight_grad__implicit_gemm", always, implicit_weight_grad_worth<T>, conv2d_weight_grad_implicit<T>},

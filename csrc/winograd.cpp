@@ -54,40 +54,47 @@ struct Tiling {
     }
 };
 
-// U[ξ][o][i] = (G g Gᵀ)[ξ] for every (o, i) pair of a K x C kernel g = w[o, i] — or, `flipped`,
-// g = w[i, o] rotated by 180° (the input gradient's kernel) — then packed as A per ξ. Vectorised over
-// L input channels i at a time, gathered into a 3 x 3 block of vectors.
+// Ap = U[ξ] = (G g Gᵀ)[ξ] for every (o, i) pair of a K x C kernel g = w[o, i] — or, `flipped`, g = w[i, o]
+// rotated by 180° (the input gradient's kernel) — packed as gemm.h's A per ξ (ap elements each),
+// written straight into the packed layout: a task computes one MR-row sliver for L input channels,
+// vectorised over the channels, and each ξ's block of it is one contiguous run of the packed A.
 template <typename T, int m>
-void transform_weights(const T* w, long K, long C, bool flipped, T* U, T* Ap) {
+void transform_weights(const T* w, long K, long C, bool flipped, T* Ap, long ap) {
     using V = typename Vec<T>::type;
-    constexpr int a = m + 2, L = Vec<T>::lanes;
-    const long ci = ceil_div(C, L);
-#pragma omp parallel for schedule(static) num_threads(threads_for(K * ci, 100.0 * K * C))
-    for (long task = 0; task < K * ci; ++task) {
-        const long o = task / ci, i0 = task % ci * L, n = std::min<long>(L, C - i0);
-        alignas(64) T g[3][3][L] = {};
-        for (long l = 0; l < n; ++l)
-            for (int r = 0; r < 3; ++r)
-                for (int c = 0; c < 3; ++c)
-                    g[r][c][l] = flipped ? w[((i0 + l) * K + o) * 9 + (2 - r) * 3 + 2 - c] : w[((o * C + i0 + l) * 3 + r) * 3 + c];
-        V cols[3][a];  // G · column c of g
-        for (int c = 0; c < 3; ++c) {
-            V in[3] = {load<V>(g[0][c]), load<V>(g[1][c]), load<V>(g[2][c])};
-            mat_apply<T, Winograd<m>::G>(in, cols[c]);
-        }
-        for (int xi = 0; xi < a; ++xi) {
-            V in[3] = {cols[0][xi], cols[1][xi], cols[2][xi]}, out[a];
-            mat_apply<T, Winograd<m>::G>(in, out);
-            for (int eta = 0; eta < a; ++eta) {
-                T* dst = U + ((xi * a + eta) * K + o) * C + i0;
-                if (n == L) store(dst, out[eta]);
-                else store_first<T>(dst, out[eta], n);
+    constexpr int a = m + 2, L = Vec<T>::lanes, MR = GemmBlock<T>::MR;
+    constexpr long KC = GemmBlock<T>::KC;  // the depth of pack_a's blocks, which gemm_packed reads
+    const long Kpad = round_up(K, MR), blocks = ceil_div(C, L), tasks = Kpad / MR * blocks;
+#pragma omp parallel for schedule(static) num_threads(threads_for(tasks, 100.0 * K * C))
+    for (long task = 0; task < tasks; ++task) {
+        const long o0 = task / blocks * MR, i0 = task % blocks * L, n = std::min<long>(L, C - i0);
+        alignas(64) T u[a * a][MR][L];
+        for (int r = 0; r < MR; ++r) {
+            const long o = o0 + r;
+            alignas(64) T g[3][3][L] = {};
+            for (long l = 0; l < n && o < K; ++l)
+                for (int kr = 0; kr < 3; ++kr)
+                    for (int kc = 0; kc < 3; ++kc)
+                        g[kr][kc][l] = flipped ? w[((i0 + l) * K + o) * 9 + (2 - kr) * 3 + 2 - kc]
+                                               : w[((o * C + i0 + l) * 3 + kr) * 3 + kc];
+            V cols[3][a];  // G · column kc of g
+            for (int kc = 0; kc < 3; ++kc) {
+                V in[3] = {load<V>(g[0][kc]), load<V>(g[1][kc]), load<V>(g[2][kc])};
+                mat_apply<T, Winograd<m>::G>(in, cols[kc]);
+            }
+            for (int xi = 0; xi < a; ++xi) {
+                V in[3] = {cols[0][xi], cols[1][xi], cols[2][xi]}, out[a];
+                mat_apply<T, Winograd<m>::G>(in, out);
+                for (int eta = 0; eta < a; ++eta) store(u[xi * a + eta][r], out[eta]);
             }
         }
+        const long pc = i0 / KC * KC, kc = std::min(KC, C - pc);
+        for (int k = 0; k < a * a; ++k) {
+            T* dst = Ap + k * ap + pc * Kpad + o0 * kc + (i0 - pc) * MR;
+            for (long p = 0; p < n; ++p)
+#pragma GCC unroll 16
+                for (int r = 0; r < MR; ++r) dst[p * MR + r] = u[k][r][p];
+        }
     }
-    const long ap = packed_a_size<T>(K, C);
-#pragma omp parallel for schedule(static) num_threads(threads_for(a * a, 1.0 * a * a * K * C))
-    for (int k = 0; k < a * a; ++k) pack_a(K, C, U + k * K * C, C, 1, Ap + k * ap);
 }
 
 }  // namespace
@@ -103,8 +110,8 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
     Tiling tl(s, m, K + C, a, sizeof(T), kChunkBytes);
     tl.rows = std::min(std::max(tl.rows, ceil_div(4 * NR, tl.tw)), ceil_div(tl.rows_total, get_num_threads()));
     const long ap = packed_a_size<T>(K, C), pc = tl.rows * tl.tw, chunks = ceil_div(tl.rows_total, tl.rows);
-    Buffer<T> U(a * a * K * C), Ap(a * a * ap);
-    transform_weights<T, m>(w, K, C, flipped, U.data(), Ap.data());
+    Buffer<T> Ap(a * a * ap);
+    transform_weights<T, m>(w, K, C, flipped, Ap.data(), ap);
     const int nt = threads_for(chunks, s.flops() / 4);
     const long vsize = a * a * C * pc, msize = a * a * K * pc + L, bsize = packed_b_size<T>(C, pc);
     PerThread<T> work(nt, vsize + msize + bsize + transform_scratch<T, m>(pc, tl.tw));

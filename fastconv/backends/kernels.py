@@ -33,8 +33,8 @@ class Kernel(NamedTuple):
     tile: str = None
 
     def __str__(self):
-        tile = f", {self.tile}" if self.tile else ""
-        return f"{self.name} ({self.isa}, {self.algorithm}{tile})"
+        how = "" if self.algorithm == "direct" else f", {self.algorithm}" + (f" {self.tile}" if self.tile else "")
+        return f"{self.name} ({self.isa}{how})"
 
 
 def _cpp():
