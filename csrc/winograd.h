@@ -113,6 +113,13 @@ struct TileRows {
     long tile_row(long rr) const { return (row0 + rr) % th; }
 };
 
+// Where a tile grid lies in a plane: its row h is the plane's row h·step_h + off_h, its column w the
+// plane's column w·step_w + off_w. Steps of 1 and offsets of −padding for plain layers; a dilated layer
+// runs as d_h·d_w undilated ones, one per stride phase (sub-image) of its input and output.
+struct PlaneMap {
+    long step_h, step_w, off_h, off_w;
+};
+
 // Scratch of the transforms of a chunk of P tiles, rows of tw (elements).
 template <typename T, int m>
 inline long transform_scratch(long P, long tw) {
@@ -121,13 +128,13 @@ inline long transform_scratch(long P, long tw) {
 
 // The tiles of one channel into the transform domain: for tiles t of the chunk,
 //   out[(ξ·R + η)·ld + t] = (M · d_t · Mᵀ)[ξ][η],   R = M.rows,
-// d_t the M.cols x M.cols patch at rows m·(tile row) − pr.., columns m·(tile column) − pc.. of the
-// H x W plane of its image (x + image·image_stride; zero outside the plane).
+// d_t the M.cols x M.cols patch at grid rows m·(tile row).., columns m·(tile column).. of the H x W plane
+// of its image (x + image·image_stride) placed by pm (zero outside the plane).
 // Input transform: M = Bᵀ (patch m+2); the weight gradient's dy transform: M = A (patch m).
 // Patch column c of every tile is first gathered into a row of its own (cols[r][c][t]): a row of the
 // plane split into its m column phases (element m·u + q to phase q at u) holds it at offset c / m of phase c % m.
 template <typename T, const auto& M, int m>
-void transform_tiles(const T* x, long image_stride, long H, long W, long pr, long pc, const TileRows& tr, T* out,
+void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneMap& pm, const TileRows& tr, T* out,
                      long ld, T* buf) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, R = M.rows, Cn = M.cols;
@@ -136,10 +143,17 @@ void transform_tiles(const T* x, long image_stride, long H, long W, long pr, lon
     for (long rr = 0; rr < tr.rows; ++rr) {
         const T* plane = x + tr.image(rr) * image_stride;
         for (int r = 0; r < Cn; ++r) {
-            const long h = tr.tile_row(rr) * m - pr + r;
-            std::fill(padded, padded + m * len, T(0));  // column col of the plane at col + pc
-            const long lo = std::max(0L, -pc), hi = std::min(W, m * len - pc);
-            if (h >= 0 && h < H && hi > lo) std::memcpy(padded + pc + lo, plane + h * W + lo, (hi - lo) * sizeof(T));
+            const long h = (tr.tile_row(rr) * m + r) * pm.step_h + pm.off_h;
+            const T* row = plane + h * W;  // grid column j of it to padded[j]
+            std::fill(padded, padded + m * len, T(0));
+            if (h < 0 || h >= H) {
+            } else if (pm.step_w == 1) {
+                const long lo = std::max(0L, -pm.off_w), hi = std::min(m * len, W - pm.off_w);
+                if (hi > lo) std::memcpy(padded + lo, row + lo + pm.off_w, (hi - lo) * sizeof(T));
+            } else {
+                for (long j = 0, col = pm.off_w; j < m * len; ++j, col += pm.step_w)
+                    if (col >= 0 && col < W) padded[j] = row[col];
+            }
             for (long u = 0; u < len; ++u)
 #pragma GCC unroll 8
                 for (int q = 0; q < m; ++q) phases[q * len + u] = padded[m * u + q];
@@ -172,11 +186,11 @@ void transform_tiles(const T* x, long image_stride, long H, long W, long pr, lon
 }
 
 // The inverse, for one output channel: o_t = Aᵀ · S_t · A with S_t[ξ][η] = src[(ξ·a + η)·stride + t] (read up
-// to a vector past the chunk's tiles), plus bias, written to the outputs of tile t inside the H x W plane
-// of its image (y + image·image_stride).
+// to a vector past the chunk's tiles), plus bias, written to the outputs of tile t inside the Hg x Wg grid,
+// placed by pm in the plane (of width W) of its image (y + image·image_stride).
 template <typename T, int m>
-void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, long image_stride, long H, long W,
-                   T* buf) {
+void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, long image_stride, long Hg, long Wg,
+                   long W, const PlaneMap& pm, T* buf) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, a = m + 2;
     const long P = tr.tiles(), Pv = round_up(P, L);
@@ -198,14 +212,16 @@ void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, 
     }
     for (long rr = 0; rr < tr.rows; ++rr) {  // interleave the phases back into output rows
         const long r0 = tr.tile_row(rr) * m;
-        for (int i = 0; i < m && r0 + i < H; ++i) {
-            T* row = y + tr.image(rr) * image_stride + (r0 + i) * W;
+        for (int i = 0; i < m && r0 + i < Hg; ++i) {
+            T* row = y + tr.image(rr) * image_stride + ((r0 + i) * pm.step_h + pm.off_h) * W + pm.off_w;
             const T* ph = buf + i * m * Pv + rr * tr.tw;
             long u = 0;
-            for (; m * u + m <= W; ++u)
+            if (pm.step_w == 1)
+                for (; m * u + m <= Wg; ++u)
 #pragma GCC unroll 8
-                for (int j = 0; j < m; ++j) row[m * u + j] = ph[j * Pv + u] + bias;
-            for (int j = 0; m * u + j < W; ++j) row[m * u + j] = ph[j * Pv + u] + bias;
+                    for (int j = 0; j < m; ++j) row[m * u + j] = ph[j * Pv + u] + bias;
+            for (; m * u < Wg; ++u)
+                for (int j = 0; j < m && m * u + j < Wg; ++j) row[(m * u + j) * pm.step_w] = ph[j * Pv + u] + bias;
         }
     }
 }

@@ -20,7 +20,7 @@ _ALGORITHM_DOC = """
     raises ValueError naming why. Error bounds, on N(0,1) data, of max|y − y_exact| / max|y_exact|:
     direct ≈ 1e-7 (float32) / 1e-16 (float64) times √(reduction length); Winograd F(2x2,3x3) a few
     times direct; F(4x4,3x3) under 1e-5 (float32) / 1e-13 (float64) up to 512 input channels
-    (3x3, stride 1, dilation 1, groups 1 only)."""
+    (Winograd: 3x3, stride 1, groups 1; dilated layers run on the stride-phase sub-images)."""
 
 
 def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, algorithm=None, backend=None):
