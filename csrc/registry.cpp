@@ -51,10 +51,11 @@ bool implicit_weight_grad_worth(const ConvShape& s) {
 // Winograd (winograd.cpp) pays once its (m+2)² GEMMs are deep and wide enough to outrun the transforms'
 // passes over x and y, and F(4x4) over F(2x2) once the tiles outnumber the input channels: each chunk
 // of tiles streams all (m+2)² transformed weight matrices. Thresholds measured on the bench layers and
-// a sweep of 3x3 layers (docs/performance.md).
+// a sweep of 3x3 layers (docs/performance.md). Dilated layers stay direct unless forced: their per-phase
+// transforms gather strided columns one by one, which measured slower than the direct kernels.
 inline long winograd_tiles(const ConvShape& s, int m) { return s.N * ceil_div(s.H_out, m) * ceil_div(s.W_out, m); }
 inline bool winograd_deep(const ConvShape& s, long product) {
-    return s.C_in >= 16 && s.C_out >= 16 && s.C_in * s.C_out >= product;
+    return s.dil_h == 1 && s.dil_w == 1 && s.C_in >= 16 && s.C_out >= 16 && s.C_in * s.C_out >= product;
 }
 template <int m>
 bool winograd_worth(const ConvShape& s) {

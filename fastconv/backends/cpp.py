@@ -15,28 +15,27 @@ except ImportError as e:
 from .kernels import dry_run, forced
 
 
-def _op(name, algorithm=False):
+def _op(name, takes_algorithm=False):
     """The extension's op `name`, told which implementation is forced, or only asked which would run.
-    The dense conv ops (`algorithm`) also take the algorithm to keep to."""
+    The dense conv ops (takes_algorithm) also take the algorithm to keep to."""
     fn = getattr(_cpp, name)
 
     def call(*args, algorithm="auto"):
-        args += (algorithm,) if takes_algorithm else ()
+        if takes_algorithm:
+            args += (algorithm,)
         names = dry_run()
         if names is None:
             return fn(*args, forced(name), False)
         names.append(fn(*args, forced(name), True))
         return 0  # what max_unpool2d returns when no switch lies outside the plane
 
-    takes_algorithm = algorithm
-
     call.__name__ = name
     return call
 
 
-conv2d = _op("conv2d", algorithm=True)
-conv2d_input_grad = _op("conv2d_input_grad", algorithm=True)
-conv2d_weight_grad = _op("conv2d_weight_grad", algorithm=True)
+conv2d = _op("conv2d", takes_algorithm=True)
+conv2d_input_grad = _op("conv2d_input_grad", takes_algorithm=True)
+conv2d_weight_grad = _op("conv2d_weight_grad", takes_algorithm=True)
 max_pool2d = _op("max_pool2d")
 max_unpool2d = _op("max_unpool2d")
 tiled_conv2d = _op("tiled_conv2d")

@@ -6,8 +6,8 @@ the first that can compute its problem and pays on it. `kernel_for` names the on
 `use_kernel` / FASTCONV_KERNEL force one (a `ValueError` names why, when it cannot compute the call),
 `implementations()` lists them all. Forcing affects calls that run on the cpp backend only.
 
-Each implementation also belongs to an algorithm: 'direct' (the direct and GEMM kernels, whose results
-do not depend on which of them runs), 'winograd' or 'fft'. The dense conv ops take `algorithm=`
+Each implementation also belongs to an algorithm: 'direct' (the direct and GEMM kernels; with
+algorithm='direct' a result does not depend on what 'auto' would pick), 'winograd' or 'fft'. The dense conv ops take `algorithm=`
 ('auto' lets the registry choose among all); `set_algorithm` / FASTCONV_ALGORITHM set the default.
 The numpy and numba backends always compute directly and ignore it.
 """
@@ -18,10 +18,9 @@ import os
 import threading
 from typing import NamedTuple
 
+from .._validate import check_algorithm
+
 _state = threading.local()
-
-
-ALGORITHMS = ("auto", "direct", "winograd", "fft")
 
 
 class Kernel(NamedTuple):
@@ -86,13 +85,6 @@ def use_kernel(*names: str):
         yield
     finally:
         stack.pop()
-
-
-def check_algorithm(algorithm) -> str:
-    """`algorithm` if it names one of ALGORITHMS, else ValueError naming the choices."""
-    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm: expected one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
-    return algorithm
 
 
 _default_algorithm = None

@@ -105,7 +105,7 @@ def _algorithm(op, s, x, w, dy):
 def _forced(op, s, x, w, dy):
     """Extra impls 'direct' and 'winograd' (forced) on the rows where Winograd applies, so that the table
     can hold 'auto' to the best of them."""
-    if not _has("cpp") or (s.k, s.stride, s.dilation, s.groups) != (3, 1, 1, 1):
+    if not _has("cpp") or (s.k, s.stride, s.groups) != (3, 1, 1):
         return {}
     return {alg: (lambda call=dense_call(op, s, x, w, dy, alg): call("cpp")) for alg in ("direct", "winograd")}
 

@@ -12,14 +12,13 @@ import numpy as np
 
 from .. import _validate as V
 from .. import ops
-from ..backends.kernels import check_algorithm
 from .base import Layer
 
 
 def _algorithm_config(algorithm):
     """The conv layers' `algorithm` (None: the default of fastconv.set_algorithm) as a config entry, kept
     out of the config when None so that models saved before it existed read back unchanged."""
-    return {} if algorithm is None else {"algorithm": check_algorithm(algorithm)}
+    return {} if algorithm is None else {"algorithm": V.check_algorithm(algorithm)}
 
 
 class Conv2d(Layer):
