@@ -1,10 +1,11 @@
 // winograd.cpp — dense 3x3 stride-1 convolution by Winograd's F(m x m, 3 x 3): forward, input gradient
 // (the forward on dy with the rotated, transposed kernel) and weight gradient, side by side.
 //
-// The tiles are processed in chunks of whole tile rows, small enough that the chunk's transformed
-// input and GEMM output stay in the outer caches; per chunk three parallel passes: transform the
-// input rows, (m+2)² GEMMs on the packed micro-kernel, transform back. Every element's sum runs in a
-// fixed order over fixed chunks, so results do not depend on the thread count.
+// The tiles are processed in chunks of whole tile rows, small enough that a chunk's transformed input
+// and GEMM output stay in the outer caches, each taken by one thread through all its passes: transform
+// the input, (m+2)² GEMMs on the packed micro-kernel, transform back (or, for the weight gradient,
+// accumulate). Every element's sum runs in a fixed order over fixed chunks, so results do not depend
+// on the thread count. A dilated layer is d_h·d_w undilated ones, one per stride phase.
 #include "winograd.h"
 
 #include <algorithm>
