@@ -144,15 +144,13 @@ void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneM
         const T* plane = x + tr.image(rr) * image_stride;
         for (int r = 0; r < Cn; ++r) {
             const long h = (tr.tile_row(rr) * m + r) * pm.step_h + pm.off_h;
-            const T* row = plane + h * W;  // grid column j of it to padded[j]
-            std::fill(padded, padded + m * len, T(0));
-            if (h < 0 || h >= H) {
-            } else if (pm.step_w == 1) {
+            std::fill(padded, padded + m * len, T(0));  // grid column j of row h to padded[j]
+            if (h >= 0 && h < H && pm.step_w == 1) {
                 const long lo = std::max(0L, -pm.off_w), hi = std::min(m * len, W - pm.off_w);
-                if (hi > lo) std::memcpy(padded + lo, row + lo + pm.off_w, (hi - lo) * sizeof(T));
-            } else {
+                if (hi > lo) std::memcpy(padded + lo, plane + h * W + lo + pm.off_w, (hi - lo) * sizeof(T));
+            } else if (h >= 0 && h < H) {
                 for (long j = 0, col = pm.off_w; j < m * len; ++j, col += pm.step_w)
-                    if (col >= 0 && col < W) padded[j] = row[col];
+                    if (col >= 0 && col < W) padded[j] = plane[h * W + col];
             }
             for (long u = 0; u < len; ++u)
 #pragma GCC unroll 8
