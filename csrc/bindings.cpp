@@ -78,6 +78,7 @@ bool poll_signals() {
     return p->interrupted;
 }
 
+// The dense conv ops take, after their sizes, `algorithm` ("auto" or one to keep to, ImplList::select).
 // Every op takes, after its arrays and sizes, `kernel` (an implementation name to force, "" for the
 // registry's choice) and `dry_run` (only name the implementation that would run: fastconv.kernel_for).
 // Runs `call` with the GIL released, or returns the implementation's name.
@@ -106,13 +107,13 @@ ConvShape conv_shape(const py::array& x, const py::array& w, const py::array& y,
 }
 
 py::object conv2d(py::array x, py::array w, py::object b, py::array y, Pair st, Pair pad, Pair dil, long groups,
-                  const std::string& kernel, bool dry_run) {
+                  const std::string& algorithm, const std::string& kernel, bool dry_run) {
     ConvShape s = conv_shape(x, w, y, st, pad, dil, groups);
     py::array bias = b.is_none() ? py::array() : py::array(b);
     if (!b.is_none()) need(bias.ndim() == 1 && bias.shape(0) == s.C_out, "conv2d", "bias must be (C_out,)");
     return by_dtype(x, [&](auto tag) {
         using T = decltype(tag);
-        const auto& impl = dispatch::kernels().ops<T>().conv2d.select(s, kernel.c_str());
+        const auto& impl = dispatch::kernels().ops<T>().conv2d.select(s, kernel.c_str(), algorithm.c_str());
         const T *xp = in<T>(x, "x"), *wp = in<T>(w, "w"), *bp = b.is_none() ? nullptr : in<T>(bias, "b");
         T* yp = out<T>(y, "y");
         return run_or_name(impl, dry_run, [&] { impl.run(xp, wp, bp, yp, s); });
@@ -120,11 +121,11 @@ py::object conv2d(py::array x, py::array w, py::object b, py::array y, Pair st, 
 }
 
 py::object conv2d_input_grad(py::array dy, py::array w, py::array dx, Pair st, Pair pad, Pair dil, long groups,
-                             const std::string& kernel, bool dry_run) {
+                             const std::string& algorithm, const std::string& kernel, bool dry_run) {
     ConvShape s = conv_shape(dx, w, dy, st, pad, dil, groups);
     return by_dtype(dy, [&](auto tag) {
         using T = decltype(tag);
-        const auto& impl = dispatch::kernels().ops<T>().conv2d_input_grad.select(s, kernel.c_str());
+        const auto& impl = dispatch::kernels().ops<T>().conv2d_input_grad.select(s, kernel.c_str(), algorithm.c_str());
         const T *dyp = in<T>(dy, "dy"), *wp = in<T>(w, "w");
         T* dxp = out<T>(dx, "dx");
         return run_or_name(impl, dry_run, [&] { impl.run(dyp, wp, dxp, s); });
@@ -132,11 +133,11 @@ py::object conv2d_input_grad(py::array dy, py::array w, py::array dx, Pair st, P
 }
 
 py::object conv2d_weight_grad(py::array x, py::array dy, py::array dw, Pair st, Pair pad, Pair dil, long groups,
-                              const std::string& kernel, bool dry_run) {
+                              const std::string& algorithm, const std::string& kernel, bool dry_run) {
     ConvShape s = conv_shape(x, dw, dy, st, pad, dil, groups);
     return by_dtype(x, [&](auto tag) {
         using T = decltype(tag);
-        const auto& impl = dispatch::kernels().ops<T>().conv2d_weight_grad.select(s, kernel.c_str());
+        const auto& impl = dispatch::kernels().ops<T>().conv2d_weight_grad.select(s, kernel.c_str(), algorithm.c_str());
         const T *xp = in<T>(x, "x"), *dyp = in<T>(dy, "dy");
         T* dwp = out<T>(dw, "dw");
         return run_or_name(impl, dry_run, [&] { impl.run(xp, dyp, dwp, s); });
@@ -273,6 +274,19 @@ py::dict implementations() {
     return d;
 }
 
+// {implementation name: (algorithm, tile)} of the registry ("" for no tile).
+py::dict algorithms() {
+    const auto& k = dispatch::kernels().ops<float>();
+    py::dict d;
+    auto add = [&](const auto& list) {
+        for (int i = 0; i < list.count; ++i) d[list.impls[i].name] = py::make_tuple(list.impls[i].algorithm, list.impls[i].tile);
+    };
+    add(k.conv2d);
+    add(k.conv2d_input_grad);
+    add(k.conv2d_weight_grad);
+    return d;
+}
+
 std::string build_info() {
     const auto& k = dispatch::kernels();
     std::ostringstream s;
@@ -308,6 +322,7 @@ PYBIND11_MODULE(_cpp, m) {
     m.def("unshared_conv2d_input_grad", &tiled_input_grad<true>, "adjoint of unshared_conv2d in x, into dx");
     m.def("unshared_conv2d_weight_grad", &tiled_weight_grad<true>, "unshared_conv2d weight gradient, into dw");
     m.def("implementations", &implementations, "{op: [implementation names, best first]}");
+    m.def("algorithms", &algorithms, "{dense conv implementation name: (algorithm, tile)}");
     m.def("set_num_threads", &dispatch::set_num_threads, "bound the OpenMP threads of every kernel");
     m.def("get_num_threads", &dispatch::get_num_threads);
     m.def("isa", [] { return std::string(dispatch::kernels().isa); }, "ISA level of the kernels that run");

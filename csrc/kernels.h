@@ -20,39 +20,64 @@
 namespace fastconv {
 
 // Bumped whenever the table's layout changes: the front refuses a library built with another.
-constexpr int kKernelTableVersion = 3;
+constexpr int kKernelTableVersion = 4;
 
 // One implementation of an op (XNNPACK-style name op__variant). why_not(s) is null when it computes s
 // correctly, else the reason it cannot; worth(s) (null: always) says whether it pays on s — false
-// keeps it out of the automatic choice, never out of a forced one.
+// keeps it out of the automatic choice, never out of a forced one. algorithm: 'direct' (results that
+// do not depend on which direct kernel runs), 'winograd' or 'fft'; tile: the algorithm's tile, if any.
 template <typename Shape, typename Run>
 struct Impl {
     const char* name;
     const char* (*why_not)(const Shape& s);
     bool (*worth)(const Shape& s);
     Run run;
+    const char* algorithm = "direct";
+    const char* tile = "";
 };
 
 // An op's implementations, best first (oneDNN's implementation list). select() is the one place that
 // decides which kernel runs: the first that can run s and pays, or the one named by `forced`.
+// `algorithm` (null, "" or "auto": any) keeps only that algorithm's implementations: the first that
+// can run s and pays, else the first that can run s, else std::invalid_argument naming why none can.
 template <typename Shape, typename Run>
 struct ImplList {
     const Impl<Shape, Run>* impls;
     int count;
 
-    const Impl<Shape, Run>& select(const Shape& s, const char* forced = nullptr) const {
-        for (int i = 0; i < count; ++i) {
-            const Impl<Shape, Run>& impl = impls[i];
-            if (forced && *forced) {
+    const Impl<Shape, Run>& select(const Shape& s, const char* forced = nullptr,
+                                   const char* algorithm = nullptr) const {
+        const bool any = !algorithm || !*algorithm || !std::strcmp(algorithm, "auto");
+        if (forced && *forced) {
+            for (int i = 0; i < count; ++i) {
+                const Impl<Shape, Run>& impl = impls[i];
                 if (std::strcmp(forced, impl.name)) continue;
+                if (!any && std::strcmp(algorithm, impl.algorithm))
+                    throw std::invalid_argument(std::string(impl.name) + " is a " + impl.algorithm +
+                                                " implementation, not " + algorithm);
                 if (const char* why = impl.why_not(s))
                     throw std::invalid_argument(std::string(impl.name) + " does not apply: " + why);
                 return impl;
             }
-            if (!impl.why_not(s) && (!impl.worth || impl.worth(s))) return impl;
+            throw std::invalid_argument(std::string("no implementation named ") + forced);
         }
-        if (forced && *forced) throw std::invalid_argument(std::string("no implementation named ") + forced);
-        return impls[count - 1];  // the last implementation of every op runs every problem
+        const Impl<Shape, Run>* applies = nullptr;
+        std::string why_none;
+        for (int i = 0; i < count; ++i) {
+            const Impl<Shape, Run>& impl = impls[i];
+            if (!any && std::strcmp(algorithm, impl.algorithm)) continue;
+            if (const char* why = impl.why_not(s)) {
+                why_none += std::string(why_none.empty() ? "" : "; ") + impl.name + " " + why;
+                continue;
+            }
+            if (!impl.worth || impl.worth(s)) return impl;
+            if (!applies) applies = &impl;
+        }
+        if (applies) return *applies;
+        if (any) return impls[count - 1];  // the last implementation of every op runs every problem
+        throw std::invalid_argument(std::string("algorithm '") + algorithm + "' does not apply to this problem: " +
+                                    (why_none.empty() ? "this op has no " + std::string(algorithm) + " implementation"
+                                                      : why_none));
     }
 };
 

@@ -8,6 +8,7 @@
 #include "kernels.h"
 #include "parallel.h"
 #include "simd.h"
+#include "winograd.h"
 
 namespace fastconv {
 namespace {
@@ -55,6 +56,27 @@ bool implicit_input_grad_worth(const ConvShape& s) { return s.C_g() >= 2 * GemmB
 template <typename T>
 bool implicit_weight_grad_worth(const ConvShape& s) {
     return !s.is_pointwise() && implicit_weight_grad_bytes<T>(s) <= kImplicitCopyBytes;
+}
+
+// Winograd (winograd.cpp) pays once its (m+2)² GEMMs are deep and wide enough to outrun the transforms'
+// passes over x and y, and F(4x4) over F(2x2) once the tiles outnumber the input channels: each chunk
+// of tiles streams all (m+2)² transformed weight matrices. Thresholds measured on the bench layers and
+// a sweep of 3x3 layers (docs/performance.md). Dilated layers stay direct unless forced: their per-phase
+// transforms gather strided columns one by one, which measured slower than the direct kernels.
+inline long winograd_tiles(const ConvShape& s, int m) { return s.N * ceil_div(s.H_out, m) * ceil_div(s.W_out, m); }
+inline bool winograd_deep(const ConvShape& s, long product) {
+    return s.dil_h == 1 && s.dil_w == 1 && s.C_in >= 16 && s.C_out >= 16 && s.C_in * s.C_out >= product;
+}
+template <int m>
+bool winograd_worth(const ConvShape& s) {
+    return winograd_deep(s, 2048) && winograd_tiles(s, m) >= (m == 4 ? s.C_in : s.C_in / 4);
+}
+template <int m>
+bool winograd_input_grad_worth(const ConvShape& s) { return winograd_worth<m>(input_grad_as_forward(s)); }
+// The weight gradient's GEMMs reduce over the tiles, so fewer tiles per channel still pay.
+template <int m>
+bool winograd_weight_grad_worth(const ConvShape& s) {
+    return winograd_deep(s, 1024) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 4 : s.C_in / 16);
 }
 
 // --- tiled and unshared convolution -------------------------------------------------------------------
@@ -115,6 +137,40 @@ void unpadded_tiled_input_grad(const T* dy, const T* w, T* dx, const TiledShape&
     tiled_input_grad_border_products(dy, w, dx, s);
 }
 
+// Winograd's transforms mix a tile's inputs and a filter's taps, so one NaN or Inf would reach outputs whose
+// windows never read it. It then leaves a non-finite output too: one pass over the output (next to nothing
+// beside the transforms) finds such calls, and the packed GEMM, which the reference defines, redoes them.
+template <typename T>
+bool all_finite(const T* p, long n) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    V acc{};  // v - v is 0 for every finite v, NaN for NaN and ±Inf
+    long i = 0;
+    for (; i + L <= n; i += L) {
+        const V v = load<V>(p + i);
+        acc += v - v;
+    }
+    T sum = 0;
+    for (int l = 0; l < L; ++l) sum += acc[l];
+    for (; i < n; ++i) sum += p[i] - p[i];
+    return sum == 0;
+}
+template <typename T, ConvForward<T> K>
+void finite_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
+    K(x, w, b, y, s);
+    if (!all_finite(y, s.N * s.C_out * s.HW_out())) conv2d_packed_gemm<T>(x, w, b, y, s);
+}
+template <typename T, ConvBackward<T> K>
+void finite_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
+    K(dy, w, dx, s);
+    if (!all_finite(dx, s.N * s.C_in * s.HW())) conv2d_input_grad_packed_gemm<T>(dy, w, dx, s);
+}
+template <typename T, ConvBackward<T> K>
+void finite_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
+    K(x, dy, dw, s);
+    if (!all_finite(dw, s.C_out * s.K())) conv2d_weight_grad_packed_gemm<T>(x, dy, dw, s);
+}
+
 // --- the lists ----------------------------------------------------------------------------------------
 
 template <typename Shape, typename Run, size_t N>
@@ -129,11 +185,19 @@ struct Lists {
     using LF = TiledForward<T>;
     using LB = TiledBackward<T>;
     static constexpr Impl<ConvShape, CF> conv2d[] = {
+        {"conv2d__winograd_f4x3", winograd_why_not, winograd_worth<4>, finite_forward<T, conv2d_winograd<T, 4>>,
+         "winograd", "F(4x4,3x3)"},
+        {"conv2d__winograd_f2x3", winograd_why_not, winograd_worth<2>, finite_forward<T, conv2d_winograd<T, 2>>,
+         "winograd", "F(2x2,3x3)"},
         {"conv2d__depthwise", depthwise_why_not, depthwise_worth, padding_forward<T, conv2d_depthwise<T>>},
         {"conv2d__implicit_gemm", implicit_why_not<T>, compact_reach, padding_forward<T, conv2d_implicit<T>>},
         {"conv2d__packed_gemm", always, nullptr, conv2d_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {
+        {"conv2d_input_grad__winograd_f4x3", winograd_input_grad_why_not, winograd_input_grad_worth<4>,
+         finite_input_grad<T, conv2d_input_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
+        {"conv2d_input_grad__winograd_f2x3", winograd_input_grad_why_not, winograd_input_grad_worth<2>,
+         finite_input_grad<T, conv2d_input_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
         {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_input_grad<T, conv2d_input_grad_depthwise<T>>},
         {"conv2d_input_grad__implicit_gemm", implicit_input_grad_why_not<T>, implicit_input_grad_worth<T>,
@@ -141,6 +205,10 @@ struct Lists {
         {"conv2d_input_grad__packed_gemm", always, nullptr, conv2d_input_grad_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_weight_grad[] = {
+        {"conv2d_weight_grad__winograd_f4x3", winograd_why_not, winograd_weight_grad_worth<4>,
+         finite_weight_grad<T, conv2d_weight_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
+        {"conv2d_weight_grad__winograd_f2x3", winograd_why_not, winograd_weight_grad_worth<2>,
+         finite_weight_grad<T, conv2d_weight_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
         {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth,
          padding_weight_grad<T, conv2d_weight_grad_depthwise<T>>},
         {"conv2d_weight_grad__implicit_gemm", always, implicit_weight_grad_worth<T>,

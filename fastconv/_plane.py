@@ -15,6 +15,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import _padding as P
 from .backends import resolve
+from .backends.kernels import resolve_algorithm
 
 _MODES = ("full", "valid", "same")
 # scipy's boundary names (and their synonyms) -> the extension of _padding ('fill' pads with fillvalue)
@@ -55,14 +56,16 @@ def _pads(shape, mode, flip):
     return tuple(out)
 
 
-def _float_correlate(x, w, pad, out_hw, backend):
+def _float_correlate(x, w, pad, out_hw, algorithm, backend):
     """y (C_out, *out_hw) = the conv2d kernel on one image x (C_in, H, W) with w (C_out, C_in, kH, kW)."""
     y = np.empty((1, w.shape[0]) + out_hw, x.dtype)
-    resolve(backend).conv2d(np.ascontiguousarray(x[None]), np.ascontiguousarray(w), None, y, (1, 1), pad, (1, 1), 1)
+    resolve(backend).conv2d(np.ascontiguousarray(x[None]), np.ascontiguousarray(w), None, y, (1, 1), pad, (1, 1), 1,
+                            algorithm=algorithm)
     return y[0]
 
 
-def _plane_op(image, kernel, mode, boundary, fillvalue, flip, backend):
+def _plane_op(image, kernel, mode, boundary, fillvalue, flip, algorithm, backend):
+    algorithm = resolve_algorithm(algorithm)
     image, kernel = np.asarray(image), np.asarray(kernel)
     for name, a in (("image", image), ("kernel", kernel)):
         if a.ndim != 2:
@@ -97,12 +100,12 @@ def _plane_op(image, kernel, mode, boundary, fillvalue, flip, backend):
                  if extension == "fill" else P.pad(image, pads, extension, name="boundary"))
         pads = (0, 0, 0, 0)
     if dt.kind == "f":
-        y = _float_correlate(image[None], w[None, None], pads[::2], out_hw, backend)[0]
+        y = _float_correlate(image[None], w[None, None], pads[::2], out_hw, algorithm, backend)[0]
     elif dt.kind == "c":
         part = np.float32 if dt == np.complex64 else np.float64
         x = np.stack([image.real, image.imag]).astype(part)
         wr, wi = w.real.astype(part), w.imag.astype(part)
-        re, im = _float_correlate(x, np.array([[wr, -wi], [wi, wr]]), pads[::2], out_hw, backend)
+        re, im = _float_correlate(x, np.array([[wr, -wi], [wi, wr]]), pads[::2], out_hw, algorithm, backend)
         y = (re + 1j * im).astype(dt)
     else:
         acc = np.uint64 if dt.kind == "u" and dt.itemsize == 8 else np.int64
@@ -112,17 +115,17 @@ def _plane_op(image, kernel, mode, boundary, fillvalue, flip, backend):
     return np.ascontiguousarray(y[::-1, ::-1] if swapped and not flip else y)
 
 
-def correlate2d(image, kernel, mode="full", boundary="fill", fillvalue=0, *, backend=None):
+def correlate2d(image, kernel, mode="full", boundary="fill", fillvalue=0, *, algorithm=None, backend=None):
     """Equals scipy.signal.correlate2d(image, kernel, mode, boundary, fillvalue): Σ image[i+a, j+b]·conj(kernel[a, b]).
 
     image, kernel: 2-D arrays of bool, any integer, float32/float64 or complex64/complex128 type; the result has
     scipy's dtype (np.result_type of the two), integers computed exactly. mode 'full' | 'valid' | 'same';
-    boundary 'fill' (with fillvalue) | 'wrap' | 'symm'.
+    boundary 'fill' (with fillvalue) | 'wrap' | 'symm'. algorithm: as conv2d's (floating-point planes only).
     """
-    return _plane_op(image, kernel, mode, boundary, fillvalue, flip=False, backend=backend)
+    return _plane_op(image, kernel, mode, boundary, fillvalue, flip=False, algorithm=algorithm, backend=backend)
 
 
-def convolve2d(image, kernel, mode="full", boundary="fill", fillvalue=0, *, backend=None):
+def convolve2d(image, kernel, mode="full", boundary="fill", fillvalue=0, *, algorithm=None, backend=None):
     """Equals scipy.signal.convolve2d(image, kernel, mode, boundary, fillvalue) (true convolution, the kernel
     rotated by 180°). Inputs, dtypes, modes and boundaries as correlate2d."""
-    return _plane_op(image, kernel, mode, boundary, fillvalue, flip=True, backend=backend)
+    return _plane_op(image, kernel, mode, boundary, fillvalue, flip=True, algorithm=algorithm, backend=backend)

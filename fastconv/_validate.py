@@ -46,6 +46,16 @@ def float_arrays(**named):
     return out
 
 
+ALGORITHMS = ("auto", "direct", "winograd", "fft")
+
+
+def check_algorithm(algorithm) -> str:
+    """`algorithm` if it names one of ALGORITHMS, else ValueError naming the choices."""
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm: expected one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
+    return algorithm
+
+
 def check_ndim(name: str, a: np.ndarray, ndim: int, layout: str) -> None:
     if a.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array {layout}, got shape {a.shape}")

@@ -14,9 +14,19 @@ import numpy as np
 from . import _padding as P
 from . import _validate as V
 from .backends import resolve
+from .backends.kernels import resolve_algorithm
 from ._plane import convolve2d, correlate2d  # noqa: F401  (public ops on 2-D planes, scipy's semantics)
 
 _NCHW = "(N, C, H, W)"
+
+_ALGORITHM_DOC = """
+    algorithm: 'auto' (default: set_algorithm / FASTCONV_ALGORITHM), 'direct', 'winograd' or 'fft' — how
+    the cpp backend computes it (the numpy and numba backends always compute directly). 'direct' gives
+    results that do not depend on the algorithm choice; a forced algorithm that cannot compute the call
+    raises ValueError naming why. Error bounds, max|y − y64| / max|y64| on N(0,1) data, measured on the
+    bench's 3x3 layers and 512-channel layers (tested: float32 ≤ 1e-4, float64 ≤ 1e-11): direct float32
+    up to 1.6e-6; Winograd F(2x2,3x3) float32 up to 7e-7, float64 3e-15; F(4x4,3x3) float32 up to 1.2e-5,
+    float64 3e-14 (Winograd: 3x3, stride 1, groups 1; dilated layers run on the stride-phase sub-images)."""
 
 
 def _unbatched(batched_result=True, **where):
@@ -65,7 +75,8 @@ def _padded_shape(shape, pads):
 
 
 @_unbatched(x=0)
-def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros", backend=None):
+def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros", algorithm=None,
+           backend=None):
     """Cross-correlation y[n,o,i,j] = b[o] + Σ w[o,c,a,b]·x[n,c, i·s+a·d−p, j·s+b·d−p] (PyTorch's conv2d).
 
     x (N, C_in, H, W) or unbatched (C_in, H, W), float32/float64; weight (C_out, C_in/groups, kH, kW), bias
@@ -76,6 +87,7 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
     The kernels take only (top, left) and the output size; reads past the bottom/right edge are zeros, so
     every padding form works on every backend and in both gradients.
     """
+    algorithm = resolve_algorithm(algorithm)
     x, weight, bias = V.float_arrays(x=x, weight=weight, bias=bias)
     if padding_mode != "zeros":
         pads = _mode_pads(x.shape, weight.shape[2:], stride, padding, dilation, padding_mode)
@@ -84,38 +96,40 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
     V.check_bias(bias, (g.C_out,))
     y = np.empty((g.N, g.C_out, g.H_out, g.W_out), x.dtype)
     if g.N:
-        resolve(backend).conv2d(x, weight, bias, y, g.stride, g.pad, g.dilation, g.groups)
+        resolve(backend).conv2d(x, weight, bias, y, g.stride, g.pad, g.dilation, g.groups, algorithm=algorithm)
     return y
 
 
 @_unbatched(dy=0, input_shape=2)
 def conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-                      backend=None):
+                      algorithm=None, backend=None):
     """dL/dx of conv2d given dy = dL/dy: a full convolution of dy with the 180°-rotated kernel
     (strided and dilated as the forward pass was). Returns an array of `input_shape` ((N, C, H, W) or
     (C, H, W), with dy (N, C_out, H_out, W_out) or (C_out, H_out, W_out), float32/float64). With a
     padding_mode other than 'zeros', the gradient of the padded input is folded back onto the positions the
     padding copied."""
+    algorithm = resolve_algorithm(algorithm)
     dy, weight = V.float_arrays(dy=dy, weight=weight)
     input_shape = V.shape_tuple("input_shape", input_shape, 4, batch=True)
     if padding_mode != "zeros":
         pads = _mode_pads(input_shape, weight.shape[2:], stride, padding, dilation, padding_mode)
         dxp = conv2d_input_grad(dy, weight, _padded_shape(input_shape, pads), stride=stride, dilation=dilation,
-                                groups=groups, backend=backend)
+                                groups=groups, algorithm=algorithm, backend=backend)
         return P.fold(dxp, pads, padding_mode, input_shape[2:])
     g = V.conv_geometry(input_shape, weight.shape, stride, padding, dilation, groups, x_name="input_shape")
     V.check_shape("dy", dy, (g.N, g.C_out, g.H_out, g.W_out), f"conv2d output for input_shape {input_shape}")
     dx = np.empty(input_shape, dy.dtype)
     if g.N:
-        resolve(backend).conv2d_input_grad(dy, weight, dx, g.stride, g.pad, g.dilation, g.groups)
+        resolve(backend).conv2d_input_grad(dy, weight, dx, g.stride, g.pad, g.dilation, g.groups, algorithm=algorithm)
     return dx
 
 
 @_unbatched(batched_result=False, x=0, dy=1)
 def conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-                       backend=None):
+                       algorithm=None, backend=None):
     """dL/dw of conv2d: the valid correlation of x with the output delta dy (both batched or both unbatched,
     float32/float64). Returns `weight_shape`; an empty batch gives zeros."""
+    algorithm = resolve_algorithm(algorithm)
     x, dy = V.float_arrays(x=x, dy=dy)
     weight_shape = V.shape_tuple("weight_shape", weight_shape, 4)
     if padding_mode != "zeros":
@@ -125,15 +139,19 @@ def conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, dilation=1, 
     V.check_shape("dy", dy, (g.N, g.C_out, g.H_out, g.W_out), f"conv2d output for x {x.shape}")
     dw = np.empty(weight_shape, x.dtype)
     if g.N:
-        resolve(backend).conv2d_weight_grad(x, dy, dw, g.stride, g.pad, g.dilation, g.groups)
+        resolve(backend).conv2d_weight_grad(x, dy, dw, g.stride, g.pad, g.dilation, g.groups, algorithm=algorithm)
     else:
         dw[...] = 0   # an empty batch contributes nothing
     return dw
 
 
+for _f in (conv2d, conv2d_input_grad, conv2d_weight_grad):
+    _f.__doc__ = (_f.__doc__ or "") + _ALGORITHM_DOC
+
+
 @_unbatched(x=0)
 def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
-                     backend=None):
+                     algorithm=None, backend=None):
     """PyTorch's conv_transpose2d: weight (C_in, C_out/groups, kH, kW); the gradient of conv2d w.r.t. its input.
 
     x (N, C_in, H, W) or unbatched (C_in, H, W), float32/float64; N = 0 gives an empty result.
@@ -144,7 +162,8 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     if any(g.extra):  # output_padding >= stride (allowed when < dilation): the conv2d of that output has more
         x = np.pad(x, ((0, 0), (0, 0), (0, g.extra[0]), (0, g.extra[1])))  # rows; theirs are zero in x
     y = conv2d_input_grad(x, weight, (g.N, g.C_out, g.H_out, g.W_out), stride=g.stride, padding=g.padding,
-                          dilation=g.dilation, groups=g.groups, backend=backend)
+                          dilation=g.dilation, groups=g.groups, algorithm=algorithm,
+                          backend=backend)
     if bias is not None:
         V.check_bias(bias, (g.C_out,))
         y += bias[None, :, None, None]

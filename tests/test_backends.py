@@ -61,7 +61,7 @@ def test_backend_keyword_selects_module(any_backend, monkeypatch):
     calls = []
     mod = B.load(any_backend)
     real = mod.conv2d
-    monkeypatch.setattr(mod, "conv2d", lambda *a: calls.append(any_backend) or real(*a))
+    monkeypatch.setattr(mod, "conv2d", lambda *a, **kw: calls.append(any_backend) or real(*a, **kw))
     fc.set_backend("numpy")
     x, w = np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2))
     np.testing.assert_array_equal(fc.conv2d(x, w, backend=any_backend), np.full((1, 1, 2, 2), 4.0))

@@ -32,7 +32,9 @@ def test_interleaved_times_rounds_and_minimum():
 
 def test_targets_follow_the_speed_issue():
     row = lambda group, op, **kw: dict(group=group, op=op, **kw)
-    assert target(row("S3", "conv2d", torch_pct_peak=80)) == 1.0
+    assert target(row("S1", "conv2d", torch_pct_peak=80)) == 1.0
+    assert target(row("S3", "conv2d")) == 1.6 and target(row("S4", "conv2d_input_grad")) == 1.6    # Winograd
+    assert target(row("S4", "conv2d_weight_grad")) == 1.3 and target(row("V3", "conv2d")) == 1.6
     assert target(row("S2", "conv2d", torch_pct_peak=95)) == 0.9      # PyTorch above 90% of the GEMM peak
     assert target(row("S6", "conv2d_input_grad", torch_pct_peak=20)) == 2.0
     assert target(row("S7", "conv2d_weight_grad")) == 3.0
@@ -53,7 +55,7 @@ def test_measure_sweeps_the_table_and_takes_medians():
             events.append(("check", name))
             return True, 0.5
         return SimpleNamespace(group=name, op="conv2d", shape="s", unit="GFLOP/s", work=1e9, base=None,
-                               impls={"fastconv": name, "torch": name}, check=check)
+                               impls={"fastconv": name, "torch": name}, check=check, algorithm="direct")
 
     def timer(impls):
         name = impls["fastconv"]

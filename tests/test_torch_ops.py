@@ -204,9 +204,9 @@ def test_contiguous_tensors_reach_the_kernel_without_a_copy(monkeypatch, rng):
     from fastconv.backends import reference
     seen = {}
 
-    def spy(x, w, b, y, *geometry):
+    def spy(x, w, b, y, *geometry, **kw):
         seen.update(x=x.ctypes.data, w=w.ctypes.data, y=y)
-        return real(x, w, b, y, *geometry)
+        return real(x, w, b, y, *geometry, **kw)
 
     real = reference.conv2d
     monkeypatch.setattr(reference, "conv2d", spy)

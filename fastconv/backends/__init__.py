@@ -4,7 +4,8 @@ A backend module defines the kernels named in OPS. Each receives validated, C-co
 one float dtype, a preallocated output it fills, and plain int pairs; it does math only. The one check
 a kernel makes is max_unpool2d's: it returns how many switches lie outside the output plane (skipped,
 never written through), because a separate range check would cost a pass over the switches as long as
-the scatter. A backend whose import fails is simply unavailable.
+the scatter. The dense conv kernels also take `algorithm` (keyword): the cpp backend keeps to it, the
+others compute directly whatever it says. A backend whose import fails is simply unavailable.
 """
 from __future__ import annotations
 

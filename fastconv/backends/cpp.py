@@ -15,11 +15,14 @@ except ImportError as e:
 from .kernels import dry_run, forced
 
 
-def _op(name):
-    """The extension's op `name`, told which implementation is forced, or only asked which would run."""
+def _op(name, takes_algorithm=False):
+    """The extension's op `name`, told which implementation is forced, or only asked which would run.
+    The dense conv ops (takes_algorithm) also take the algorithm to keep to."""
     fn = getattr(_cpp, name)
 
-    def call(*args):
+    def call(*args, algorithm="auto"):
+        if takes_algorithm:
+            args += (algorithm,)
         names = dry_run()
         if names is None:
             return fn(*args, forced(name), False)
@@ -30,9 +33,9 @@ def _op(name):
     return call
 
 
-conv2d = _op("conv2d")
-conv2d_input_grad = _op("conv2d_input_grad")
-conv2d_weight_grad = _op("conv2d_weight_grad")
+conv2d = _op("conv2d", takes_algorithm=True)
+conv2d_input_grad = _op("conv2d_input_grad", takes_algorithm=True)
+conv2d_weight_grad = _op("conv2d_weight_grad", takes_algorithm=True)
 max_pool2d = _op("max_pool2d")
 max_unpool2d = _op("max_unpool2d")
 tiled_conv2d = _op("tiled_conv2d")

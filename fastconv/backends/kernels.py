@@ -5,6 +5,11 @@ Every op of the cpp backend has an ordered list of named implementations (`op__v
 the first that can compute its problem and pays on it. `kernel_for` names the one a call would run,
 `use_kernel` / FASTCONV_KERNEL force one (a `ValueError` names why, when it cannot compute the call),
 `implementations()` lists them all. Forcing affects calls that run on the cpp backend only.
+
+Each implementation also belongs to an algorithm: 'direct' (the direct and GEMM kernels; with
+algorithm='direct' a result does not depend on what 'auto' would pick), 'winograd' or 'fft'. The dense conv ops take `algorithm=`
+('auto' lets the registry choose among all); `set_algorithm` / FASTCONV_ALGORITHM set the default.
+The numpy and numba backends always compute directly and ignore it.
 """
 from __future__ import annotations
 
@@ -13,16 +18,22 @@ import os
 import threading
 from typing import NamedTuple
 
+from .._validate import check_algorithm
+
 _state = threading.local()
 
 
 class Kernel(NamedTuple):
-    """The implementation a call runs and the ISA level of the kernels it runs on."""
+    """The implementation a call runs, the ISA level of the kernels it runs on, its algorithm and the
+    algorithm's tile (e.g. 'F(4x4,3x3)'; None for the direct kernels)."""
     name: str
     isa: str
+    algorithm: str = "direct"
+    tile: str = None
 
     def __str__(self):
-        return f"{self.name} ({self.isa})"
+        how = "" if self.algorithm == "direct" else f", {self.algorithm}" + (f" {self.tile}" if self.tile else "")
+        return f"{self.name} ({self.isa}{how})"
 
 
 def _cpp():
@@ -76,6 +87,30 @@ def use_kernel(*names: str):
         stack.pop()
 
 
+_default_algorithm = None
+
+
+def get_algorithm() -> str:
+    """The default algorithm of the dense conv ops: set_algorithm's, else FASTCONV_ALGORITHM, else 'auto'."""
+    global _default_algorithm
+    if _default_algorithm is None:
+        env = os.environ.get("FASTCONV_ALGORITHM", "").strip()
+        _default_algorithm = check_algorithm(env) if env else "auto"
+    return _default_algorithm
+
+
+def set_algorithm(algorithm: str) -> None:
+    """Make `algorithm` ('auto', 'direct', 'winograd' or 'fft') the default of conv2d, its gradients,
+    correlate2d/convolve2d and the conv layers, for calls that do not pass `algorithm=`."""
+    global _default_algorithm
+    _default_algorithm = check_algorithm(algorithm)
+
+
+def resolve_algorithm(algorithm=None) -> str:
+    """An op's `algorithm=` argument: None means the default."""
+    return get_algorithm() if algorithm is None else check_algorithm(algorithm)
+
+
 def dry_run():
     """The list that cpp-backend calls on this thread append their implementation's name to instead of
     running (None: they run)."""
@@ -98,4 +133,5 @@ def kernel_for(op_name: str, *args, **kwargs) -> Kernel:
         fn(*args, **kwargs)
     finally:
         _state.dry = None
-    return Kernel(names[-1], _cpp().isa())
+    algorithm, tile = _cpp().algorithms().get(names[-1], ("direct", ""))
+    return Kernel(names[-1], _cpp().isa(), algorithm, tile or None)

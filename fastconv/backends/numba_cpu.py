@@ -27,9 +27,9 @@ def _memory_errors(kernel):
     MemoryError; the caller gets the MemoryError (the workspace of the dense forward grows with the
     dilated kernel's height: a dilation near 2**31 asks for more than any machine has)."""
     @functools.wraps(kernel)
-    def call(*args):
+    def call(*args, **kwargs):
         try:
-            return kernel(*args)
+            return kernel(*args, **kwargs)
         except SystemError as e:
             if isinstance(e.__cause__, MemoryError):
                 raise e.__cause__ from None
@@ -45,18 +45,18 @@ def _bias(b, dtype, shape):
 
 
 @_memory_errors
-def conv2d(x, w, b, y, stride, pad, dilation, groups):
+def conv2d(x, w, b, y, stride, pad, dilation, groups, algorithm="auto"):
     b, has_b = _bias(b, x.dtype, (w.shape[0],))
     _dense.conv2d(x, w, b, has_b, y, *stride, *pad, *dilation, groups, x.dtype.type(0))
 
 
 @_memory_errors
-def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups):
+def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups, algorithm="auto"):
     _dense.conv2d_input_grad(dy, w, dx, *stride, *pad, *dilation, groups, dy.dtype.type(0))
 
 
 @_memory_errors
-def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups):
+def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups, algorithm="auto"):
     _dense.conv2d_weight_grad(x, dy, dw, *stride, *pad, *dilation, groups, x.dtype.type(0))
 
 

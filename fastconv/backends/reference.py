@@ -37,7 +37,7 @@ def _grouped(a, groups, axis=1):
     return a.reshape(s[:axis] + (groups, s[axis] // groups) + s[axis + 1:])
 
 
-def conv2d(x, w, b, y, stride, pad, dilation, groups):
+def conv2d(x, w, b, y, stride, pad, dilation, groups, algorithm="auto"):
     """y[n,o,i,j] = b[o] + Σ_{c∈g(o),a,b} w[o,c,a,b] · x[n,c, i·s_h + a·d_h − p_h, j·s_w + b·d_w − p_w]."""
     win = _windows(x, pad, y.shape[2:], w.shape[2:], stride, dilation)
     out = np.einsum("ngchwab,gocab->ngohw", _grouped(win, groups), _grouped(w, groups, 0))
@@ -46,7 +46,7 @@ def conv2d(x, w, b, y, stride, pad, dilation, groups):
         y += b[None, :, None, None]
 
 
-def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups):
+def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups, algorithm="auto"):
     """dx[n,c,h,w] = Σ_{o,i,j,a,b : h = i·s_h + a·d_h − p_h, w = j·s_w + b·d_w − p_w} w[o,c,a,b] · dy[n,o,i,j]
     (the adjoint of conv2d in x: for stride 1 a full correlation of dy with the rotated kernel)."""
     H_out, W_out = dy.shape[2:]
@@ -64,7 +64,7 @@ def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups):
     dx[...] = dxp[:, :, pad[0]:pad[0] + H, pad[1]:pad[1] + W]
 
 
-def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups):
+def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups, algorithm="auto"):
     """dw[o,c,a,b] = Σ_{n,i,j} dy[n,o,i,j] · x[n,c, i·s_h + a·d_h − p_h, j·s_w + b·d_w − p_w]
     (a valid correlation of the input with the output delta)."""
     win = _windows(x, pad, dy.shape[2:], dw.shape[2:], stride, dilation)

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 import fastconv as fc
-from .shapes import CONV_SHAPES, TILED_SHAPES, PLANE_SHAPES, POOL_SHAPES
+from .shapes import CONV_SHAPES, TILED_SHAPES, PLANE_SHAPES, POOL_SHAPES, VGG_SHAPES
 
 CHECK_BATCH = 2          # images the reference sees when it validates a row
 
@@ -27,6 +27,7 @@ class Case(NamedTuple):
     impls: dict                     # name -> zero-arg callable at full size ("fastconv", "numba", "torch", "scipy")
     check: Callable[[], tuple]      # -> (passed, reference rate in unit or None)
     base: Optional[str] = None      # T1: the impl a ratio is taken against instead of torch ("dense")
+    algorithm: str = ""             # the algorithm (and tile) of fastconv's call, e.g. "winograd F(4x4,3x3)"
 
 
 def _rng_arrays(shapes, seed=0):
@@ -68,9 +69,9 @@ def _has(backend):
 DENSE_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad")
 
 
-def dense_call(op, s, x, w, dy):
+def dense_call(op, s, x, w, dy, algorithm=None):
     """backend -> result of dense op `op` on bench shape `s` (shared with the pytest-benchmark suite)."""
-    kw = s.kwargs
+    kw = dict(s.kwargs, algorithm=algorithm)
     if op == "conv2d":
         return lambda be: fc.conv2d(x, w, backend=be, **kw)
     if op == "conv2d_input_grad":
@@ -92,12 +93,29 @@ def _torch_dense(op, s, x, w, dy):
     return lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw)
 
 
-def dense_cases(names, numba=True):
+def _algorithm(op, s, x, w, dy):
+    """What fastconv's call runs: its algorithm and tile (the cpp backend's registry choice)."""
+    if not _has("cpp"):
+        return "direct"
+    k = fc.kernel_for(op, *{"conv2d": (x, w), "conv2d_input_grad": (dy, w, x.shape),
+                            "conv2d_weight_grad": (x, dy, w.shape)}[op], **s.kwargs)
+    return k.algorithm + (f" {k.tile}" if k.tile else "")
+
+
+def _forced(op, s, x, w, dy):
+    """Extra impls 'direct' and 'winograd' (forced) on the rows where Winograd applies, so that the table
+    can hold 'auto' to the best of them."""
+    if not _has("cpp") or (s.k, s.stride, s.groups) != (3, 1, 1):
+        return {}
+    return {alg: (lambda call=dense_call(op, s, x, w, dy, alg): call("cpp")) for alg in ("direct", "winograd")}
+
+
+def dense_cases(names, numba=True, shapes=CONV_SHAPES, ops=DENSE_OPS):
     out = []
     for name in names:
-        s = CONV_SHAPES[name]
+        s = shapes[name]
         x, w, dy = _rng_arrays([s.x_shape, s.w_shape, s.y_shape()])
-        for op in DENSE_OPS:
+        for op in ops:
             def run(be, n, op=op, s=s, x=x, w=w, dy=dy):
                 return dense_call(op, s, x[:n], w, dy[:n])(be)
             call = dense_call(op, s, x, w, dy)
@@ -107,10 +125,12 @@ def dense_cases(names, numba=True):
             t = _torch_dense(op, s, x, w, dy)
             if t is not None:
                 impls["torch"] = t
+            impls.update(_forced(op, s, x, w, dy))
             desc = f"{s.N}x{s.C_in}x{s.H}x{s.W} {s.C_in}->{s.C_out} k{s.k}"
             desc += "".join(f" {a}{v}" for a, v in (("s", s.stride), ("p", s.padding), ("d", s.dilation), ("g", s.groups))
                             if v not in (1, 0) or (a == "p" and v))
-            out.append(Case(name, op, desc, "GFLOP/s", s.flops(), impls, _checker(run, s.flops(1), CHECK_BATCH)))
+            out.append(Case(name, op, desc, "GFLOP/s", s.flops(), impls, _checker(run, s.flops(1), CHECK_BATCH),
+                            algorithm=_algorithm(op, s, x, w, dy)))
     return out
 
 
@@ -248,6 +268,7 @@ def all_cases(only=None, numba=True):
     """Every row, or those whose group (S1, P1, U1, ...) is in `only`."""
     want = (lambda g: only is None or g in only)
     rows = dense_cases([n for n in CONV_SHAPES if want(n)], numba)
+    rows += dense_cases([n for n in VGG_SHAPES if want(n)], False, VGG_SHAPES, ("conv2d",))
     rows += plane_cases(numba) if want("S8") else []
     rows += pool_cases(numba) if want("P1") else []
     rows += tiled_cases([n for n in TILED_SHAPES if want(n)], numba)

@@ -84,6 +84,13 @@ CONV_SHAPES = {
     "S7": ConvBench("S7", 32, 64, 64, 32, 32, 3, padding=1, groups=64, note="depthwise 3x3"),
 }
 
+# VGG-16-style 3x3 layers (forward rows only): where Winograd's fewer multiplies count most.
+VGG_SHAPES = {
+    "V1": ConvBench("V1", 8, 64, 64, 112, 112, 3, padding=1, note="VGG-16 conv1_2"),
+    "V2": ConvBench("V2", 8, 256, 256, 28, 28, 3, padding=1, note="VGG-16 conv3_x"),
+    "V3": ConvBench("V3", 8, 512, 512, 14, 14, 3, padding=1, note="VGG-16 conv5_x"),
+}
+
 # One 512x512 plane, 9x9 kernel, 'valid' (correlate2d / conv2d on a 1x1 plane).
 PLANE_SHAPES = {"S8": ConvBench("S8", 1, 1, 1, 512, 512, 9, note="single plane, large kernel")}
 

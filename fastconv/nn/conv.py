@@ -17,18 +17,26 @@ from .. import ops
 from .base import Layer, accepts_unbatched
 
 
+def _algorithm_config(algorithm):
+    """The conv layers' `algorithm` (None: the default of fastconv.set_algorithm) as a config entry, kept
+    out of the config when None so that models saved before it existed read back unchanged."""
+    return {} if algorithm is None else {"algorithm": V.check_algorithm(algorithm)}
+
+
 @accepts_unbatched
 class Conv2d(Layer):
     """PyTorch's nn.Conv2d: weight (C_out, C_in/groups, kH, kW), bias (C_out,). padding also takes
-    ((top, bottom), (left, right)) and 'causal' (see ops.conv2d)."""
+    ((top, bottom), (left, right)) and 'causal' (see ops.conv2d). `algorithm` ('auto', 'direct',
+    'winograd', 'fft'; None: fastconv.set_algorithm's) is passed to the forward and both gradients."""
     param_names = ("weight", "bias")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", *, dtype=np.float32, rng=None):
+                 bias=True, padding_mode="zeros", *, algorithm=None, dtype=np.float32, rng=None):
         super().__init__(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
                          stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias,
-                         padding_mode=padding_mode)
+                         padding_mode=padding_mode, **_algorithm_config(algorithm))
         self.padding_mode = P.check_mode(padding_mode)
+        self.algorithm = algorithm
         kH, kW = V.pair("kernel_size", kernel_size, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
@@ -40,7 +48,7 @@ class Conv2d(Layer):
 
     def _geometry(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
-                    padding_mode=self.padding_mode)
+                    padding_mode=self.padding_mode, algorithm=self.algorithm)
 
     def forward(self, x):
         self.x = x = self._check_input(x, ("N", self.in_channels, "H", "W"))
@@ -133,9 +141,11 @@ class ConvTranspose2d(Layer):
     param_names = ("weight", "bias")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
-                 bias=True, dilation=1, *, dtype=np.float32, rng=None):
+                 bias=True, dilation=1, *, algorithm=None, dtype=np.float32, rng=None):
         super().__init__(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size, stride=stride,
-                         padding=padding, output_padding=output_padding, groups=groups, bias=bias, dilation=dilation)
+                         padding=padding, output_padding=output_padding, groups=groups, bias=bias, dilation=dilation,
+                         **_algorithm_config(algorithm))
+        self.algorithm = algorithm
         kH, kW = V.pair("kernel_size", kernel_size, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
@@ -149,13 +159,14 @@ class ConvTranspose2d(Layer):
     def forward(self, x):
         self.x = x = self._check_input(x, ("N", self.in_channels, "H", "W"))
         return ops.conv_transpose2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                                    output_padding=self.output_padding, dilation=self.dilation, groups=self.groups)
+                                    output_padding=self.output_padding, dilation=self.dilation, groups=self.groups,
+                                    algorithm=self.algorithm)
 
     def backward(self, dy):
         x = self._cached("x")
         g = V.transpose_geometry(x.shape, self.weight.shape, self.stride, self.padding, self.output_padding,
                                  self.dilation, self.groups)
-        geo = dict(stride=g.stride, padding=g.padding, dilation=g.dilation, groups=g.groups)
+        geo = dict(stride=g.stride, padding=g.padding, dilation=g.dilation, groups=g.groups, algorithm=self.algorithm)
         if any(g.extra):   # conv2d of dy has rows/columns beyond x's: x gets zeros there, dx drops them
             x = np.pad(x, ((0, 0), (0, 0), (0, g.extra[0]), (0, g.extra[1])))
         self._set_grad("weight", ops.conv2d_weight_grad(dy, x, self.weight.shape, **geo))

@@ -1,0 +1,255 @@
+// winograd.cpp — dense 3x3 stride-1 convolution by Winograd's F(m x m, 3 x 3): forward, input gradient
+// (the forward on dy with the rotated, transposed kernel) and weight gradient, side by side.
+//
+// The tiles are processed in chunks of whole tile rows, small enough that a chunk's transformed input
+// and GEMM output stay in the outer caches, each taken by one thread through all its passes: transform
+// the input, (m+2)² GEMMs on the packed micro-kernel, transform back (or, for the weight gradient,
+// accumulate). Every element's sum runs in a fixed order over fixed chunks, so results do not depend
+// on the thread count. A dilated layer is d_h·d_w undilated ones, one per stride phase.
+#include "winograd.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "gemm.h"
+#include "implicit.h"
+#include "parallel.h"
+
+namespace fastconv {
+
+const char* winograd_why_not(const ConvShape& s) {
+    if (s.kH != 3 || s.kW != 3) return "needs a 3x3 kernel";
+    if (s.sh != 1 || s.sw != 1) return "needs stride 1";
+    if (s.groups != 1) return "needs groups == 1";
+    return nullptr;
+}
+
+const char* winograd_input_grad_why_not(const ConvShape& s) {
+    if (const char* why = winograd_why_not(s)) return why;
+    if (s.ph > 2 * s.dil_h || s.pw > 2 * s.dil_w)
+        return "needs padding <= 2 * dilation (the input grad is a forward conv with padding 2 * dilation - padding)";
+    return nullptr;
+}
+
+namespace {
+
+// Transformed input plus GEMM output of one chunk of tiles take about this many bytes per thread (the
+// outer caches).
+constexpr long kChunkBytes = 2L << 20;
+// The weight gradient's partial sums (one transformed dw per slice of the tiles) take at most this much.
+constexpr long kPartialBytes = 128L << 20;
+
+// A B packer for a B given transposed: B[p, j] = Bt[j*ld + p].
+template <typename T>
+struct TransposedB {
+    const T* Bt;
+    long ld;
+    void operator()(long pc, long kc, long jc, long nc, T* Bp) const {
+        pack_b_transposed<T>(kc, nc, Bt + jc * ld + pc, ld, Bp);
+    }
+};
+
+// Output phase k of a dilated layer (one phase when undilated): the outputs (q + d_h·u, r + d_w·v), an
+// Hg x Wg grid; an undilated 3x3 conv on the input's matching sub-image computes them. in/out place
+// the grid in x (and dy's sub-image in the weight gradient: in) and y.
+struct Phase {
+    long Hg, Wg;
+    PlaneMap in, out;
+    Phase(const ConvShape& s, long k) {
+        const long q = k / s.dil_w, r = k % s.dil_w;
+        Hg = std::max(0L, ceil_div(s.H_out - q, s.dil_h)), Wg = std::max(0L, ceil_div(s.W_out - r, s.dil_w));
+        in = {s.dil_h, s.dil_w, q - s.ph, r - s.pw};
+        out = {s.dil_h, s.dil_w, q, r};
+    }
+};
+
+// The tiling of one phase: tiles of m x m outputs, th x tw per image, in chunks of `rows` tile rows.
+struct Tiling {
+    long th, tw, rows_total, rows = 1;
+    Tiling(long N, const Phase& p, int m) : th(ceil_div(p.Hg, m)), tw(ceil_div(p.Wg, m)), rows_total(N * th) {}
+    long chunks() const { return ceil_div(rows_total, rows); }
+};
+
+// Tile rows per chunk whose transformed input plus GEMM output (channels in all) take about `bytes`.
+inline long rows_for(const Tiling& tl, long channels, int a, long elem, long bytes) {
+    return std::clamp(bytes / (channels * a * a * tl.tw * elem), 1L, tl.rows_total);
+}
+
+// Ap = U[ξ] = (G g Gᵀ)[ξ] for every (o, i) pair of a K x C kernel g = w[o, i] — or, `flipped`, g = w[i, o]
+// rotated by 180° (the input gradient's kernel) — packed as gemm.h's A per ξ (ap elements each),
+// written straight into the packed layout: a task computes one MR-row sliver for L input channels,
+// vectorised over the channels, and each ξ's block of it is one contiguous run of the packed A.
+template <typename T, int m>
+void transform_weights(const T* w, long K, long C, bool flipped, T* Ap, long ap) {
+    using V = typename Vec<T>::type;
+    constexpr int a = m + 2, L = Vec<T>::lanes, MR = GemmBlock<T>::MR;
+    constexpr long KC = GemmBlock<T>::KC;  // the depth of pack_a's blocks, which gemm_packed reads
+    const long Kpad = round_up(K, MR), blocks = ceil_div(C, L), tasks = Kpad / MR * blocks;
+#pragma omp parallel for schedule(static) num_threads(threads_for(tasks, 100.0 * K * C))
+    for (long task = 0; task < tasks; ++task) {
+        const long o0 = task / blocks * MR, i0 = task % blocks * L, n = std::min<long>(L, C - i0);
+        alignas(64) T u[a * a][MR][L];
+        for (int r = 0; r < MR; ++r) {
+            const long o = o0 + r;
+            alignas(64) T g[3][3][L] = {};
+            for (long l = 0; l < n && o < K; ++l)
+                for (int kr = 0; kr < 3; ++kr)
+                    for (int kc = 0; kc < 3; ++kc)
+                        g[kr][kc][l] = flipped ? w[((i0 + l) * K + o) * 9 + (2 - kr) * 3 + 2 - kc]
+                                               : w[((o * C + i0 + l) * 3 + kr) * 3 + kc];
+            V cols[3][a];  // G · column kc of g
+            for (int kc = 0; kc < 3; ++kc) {
+                V in[3] = {load<V>(g[0][kc]), load<V>(g[1][kc]), load<V>(g[2][kc])};
+                mat_apply<T, Winograd<m>::G>(in, cols[kc]);
+            }
+            for (int xi = 0; xi < a; ++xi) {
+                V in[3] = {cols[0][xi], cols[1][xi], cols[2][xi]}, out[a];
+                mat_apply<T, Winograd<m>::G>(in, out);
+                for (int eta = 0; eta < a; ++eta) store(u[xi * a + eta][r], out[eta]);
+            }
+        }
+        const long pc = i0 / KC * KC, kc = std::min(KC, C - pc);
+        for (int k = 0; k < a * a; ++k) {
+            T* dst = Ap + k * ap + pc * Kpad + o0 * kc + (i0 - pc) * MR;
+            for (long p = 0; p < n; ++p)
+#pragma GCC unroll 16
+                for (int r = 0; r < MR; ++r) dst[p * MR + r] = u[k][r][p];
+        }
+    }
+}
+
+}  // namespace
+
+// y (N, K, H_out, W_out) = w ⋆ x + b, w (K, C, 3, 3) — or, `flipped`, w (C, K, 3, 3) read rotated and
+// transposed. Each task is one chunk of tile rows taken from input to output by one thread, on its own
+// buffers: no barrier between the passes, so one descheduled thread on a loaded machine holds up only
+// its own chunks. Chunks hold at least a few GEMM column slivers and at most a share of the tile rows.
+template <typename T, int m>
+static void winograd_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s, bool flipped) {
+    constexpr int a = m + 2, L = Vec<T>::lanes, NR = GemmBlock<T>::NR;
+    const long K = s.C_out, C = s.C_in;
+    const long phases = s.dil_h * s.dil_w, nth = get_num_threads();
+    Tiling t0(s.N, Phase(s, 0), m);  // phase 0 is the largest: it sizes the buffers
+    const long pc = t0.tw * std::min(std::max(rows_for(t0, K + C, a, sizeof(T), kChunkBytes), ceil_div(4 * NR, t0.tw)),
+                                     ceil_div(t0.rows_total, nth));
+    const long ap = packed_a_size<T>(K, C);
+    Buffer<T> Ap(a * a * ap);
+    transform_weights<T, m>(w, K, C, flipped, Ap.data(), ap);
+    const int nt = threads_for(ceil_div(t0.rows_total * t0.tw, pc) * phases, s.flops() / 4);
+    const long vsize = a * a * C * pc, msize = a * a * K * pc + L, bsize = packed_b_size<T>(C, pc);
+    PerThread<T> work(nt, vsize + msize + bsize + transform_scratch<T, m>(pc, t0.tw));
+    for (long k = 0; k < phases; ++k) {
+        const Phase ph(s, k);
+        Tiling tl(s.N, ph, m);
+        if (tl.rows_total == 0 || tl.tw == 0) continue;
+        tl.rows = std::min(pc / tl.tw, ceil_div(tl.rows_total, nth));
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
+        for (long chunk = 0; chunk < tl.chunks(); ++chunk) {
+            T *V = work.get(), *M = V + vsize, *Bp = M + msize, *buf = Bp + bsize;
+            const long row0 = chunk * tl.rows;
+            const TileRows tr{row0, std::min(tl.rows, tl.rows_total - row0), tl.th, tl.tw};
+            std::fill(M + msize - L, M + msize, T(0));  // read past by the last vector of the inverse
+            for (long c = 0; c < C; ++c)
+                transform_tiles<T, Winograd<m>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr, V + c * pc,
+                                                       C * pc, buf);
+            for (int e = 0; e < a * a; ++e)
+                gemm_packed(K, tr.tiles(), C, Ap.data() + e * ap, StridedB<T>{V + e * C * pc, pc, 1}, Bp,
+                            M + e * K * pc, pc, false);
+            for (long o = 0; o < K; ++o)
+                inverse_tiles<T, m>(M + o * pc, K * pc, tr, b ? b[o] : T(0), y + o * s.HW_out(), K * s.HW_out(), ph.Hg,
+                                    ph.Wg, s.W_out, ph.out, buf);
+        }
+    }
+}
+
+template <typename T, int m>
+void conv2d_winograd(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
+    winograd_forward<T, m>(x, w, b, y, s, false);
+}
+
+template <typename T, int m>
+void conv2d_input_grad_winograd(const T* dy, const T* w, T* dx, const ConvShape& s) {
+    winograd_forward<T, m>(dy, w, nullptr, dx, input_grad_as_forward(s), true);
+}
+
+// dw (K, C, 3, 3) = Gᵀ [Σ_tiles (A dy Aᵀ) ⊙ (Bᵀ x Bᵀᵀ)] G: per ξ a GEMM Z[ξ] (K x C) += Ŷ[ξ] (K x tiles) · V[ξ]ᵀ.
+// The chunks of tiles (of every phase) are dealt in order to S slices, S fixed by the problem alone; a
+// slice's chunks run end to end on one thread into the slice's own Z, and the slices are added in
+// order: one parallel region, and results that do not depend on the thread count.
+template <typename T, int m>
+void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape& s) {
+    constexpr int a = m + 2;
+    const auto& G = Winograd<m>::G;
+    const long K = s.C_out, C = s.C_in, zsize = a * a * K * C;
+    Tiling t0(s.N, Phase(s, 0), m);
+    const long pc = t0.tw * rows_for(t0, K + C, a, sizeof(T), kChunkBytes);
+    std::vector<std::pair<long, long>> chunks;  // (phase, first tile row)
+    for (long k = 0; k < s.dil_h * s.dil_w; ++k) {
+        Tiling tl(s.N, Phase(s, k), m);
+        for (long row0 = 0; tl.tw > 0 && row0 < tl.rows_total; row0 += pc / tl.tw) chunks.push_back({k, row0});
+    }
+    const long nchunks = (long)chunks.size();
+    const long S = std::clamp(kPartialBytes / long(zsize * sizeof(T)), 1L, std::min(nchunks, 8L));
+    Buffer<T> Z(S * zsize);
+    const int nt = threads_for(S, s.flops() / 4);
+    const long vsize = a * a * C * pc, ysize = a * a * K * pc, ap = packed_a_size<T>(K, pc);
+    const long bsize = packed_b_size<T>(pc, C), scratch = transform_scratch<T, m>(pc, t0.tw);
+    PerThread<T> work(nt, vsize + ysize + ap + bsize + scratch);
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
+    for (long sl = 0; sl < S; ++sl) {
+        T *V = work.get(), *Y = V + vsize, *Ap = Y + ysize, *Bp = Ap + ap, *buf = Bp + bsize, *Zs = Z.data() + sl * zsize;
+        for (long c0 = nchunks * sl / S; c0 < nchunks * (sl + 1) / S; ++c0) {
+            const Phase ph(s, chunks[c0].first);
+            const Tiling tl(s.N, ph, m);
+            const long row0 = chunks[c0].second;
+            const TileRows tr{row0, std::min(pc / tl.tw, tl.rows_total - row0), tl.th, tl.tw};
+            const long P = tr.tiles();
+            for (long c = 0; c < C; ++c)
+                transform_tiles<T, Winograd<m>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr, V + c * pc,
+                                                       C * pc, buf);
+            for (long o = 0; o < K; ++o)
+                transform_tiles<T, Winograd<m>::A, m>(dy + o * s.HW_out(), K * s.HW_out(), s.H_out, s.W_out, ph.out, tr,
+                                                      Y + o * pc, K * pc, buf);
+            for (long e = 0; e < a * a; ++e) {
+                pack_a(K, P, Y + e * K * pc, pc, 1, Ap);
+                gemm_packed(K, C, P, Ap, TransposedB<T>{V + e * C * pc, pc}, Bp, Zs + e * K * C, C,
+                            c0 > nchunks * sl / S);
+            }
+        }
+    }
+    for (long sl = 1; sl < S; ++sl) {
+        const T* Zs = Z.data() + sl * zsize;
+#pragma omp parallel for schedule(static) num_threads(threads_for(zsize / 16384 + 1))
+        for (long i = 0; i < zsize; ++i) Z.data()[i] += Zs[i];
+    }
+#pragma omp parallel for schedule(static) num_threads(threads_for(K, 300.0 * K * C))
+    for (long o = 0; o < K; ++o)
+        for (long i = 0; i < C; ++i) {
+            double zg[a][3];  // Z[ξ][η] · G, then Gᵀ · that
+            for (int xi = 0; xi < a; ++xi)
+                for (int c = 0; c < 3; ++c) {
+                    double acc = 0;
+                    for (int eta = 0; eta < a; ++eta) acc += Z.data()[((xi * a + eta) * K + o) * C + i] * G.v[eta][c];
+                    zg[xi][c] = acc;
+                }
+            for (int r = 0; r < 3; ++r)
+                for (int c = 0; c < 3; ++c) {
+                    double acc = 0;
+                    for (int xi = 0; xi < a; ++xi) acc += G.v[xi][r] * zg[xi][c];
+                    dw[((o * C + i) * 3 + r) * 3 + c] = T(acc);
+                }
+        }
+}
+
+#define FASTCONV_INSTANTIATE(T, m)                                                                    \
+    template void conv2d_winograd<T, m>(const T*, const T*, const T*, T*, const ConvShape&);          \
+    template void conv2d_input_grad_winograd<T, m>(const T*, const T*, T*, const ConvShape&);         \
+    template void conv2d_weight_grad_winograd<T, m>(const T*, const T*, T*, const ConvShape&);
+FASTCONV_INSTANTIATE(float, 2)
+FASTCONV_INSTANTIATE(float, 4)
+FASTCONV_INSTANTIATE(double, 2)
+FASTCONV_INSTANTIATE(double, 4)
+#undef FASTCONV_INSTANTIATE
+
+}  // namespace fastconv

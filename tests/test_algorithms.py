@@ -1,0 +1,181 @@
+"""Convolution algorithms (direct, Winograd): the `algorithm=` argument, set_algorithm and
+FASTCONV_ALGORITHM, what kernel_for reports, the errors of a forced algorithm that does not apply, and
+the accuracy contract: against float64, float32 results of every 'auto' choice within 1e-4·max|y64|
+on the bench's 3x3 layers and on 3x3 layers with 512 input channels, float64 within 1e-11.
+(Every Winograd implementation also runs the registry's shape sweep by name: test_registry.py.)"""
+import os
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import data, nn
+from _helpers import run_python
+from fastconv.benchmark.shapes import CONV_SHAPES, VGG_SHAPES
+
+if "cpp" not in fc.available_backends():
+    pytest.skip("the cpp backend is not built", allow_module_level=True)
+
+OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad")
+TILES = ("f4x3", "f2x3")
+
+
+def _args(op, x, w, dy):
+    return {"conv2d": (x, w), "conv2d_input_grad": (dy, w, x.shape), "conv2d_weight_grad": (x, dy, w.shape)}[op]
+
+
+def _problem(rng, N, C, K, H, W=None, dtype=np.float32, padding=1, dilation=1):
+    W = W or H
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((K, C, 3, 3))
+    y = fc.conv2d(x[:1, :1], w[:1, :1], padding=padding, dilation=dilation, backend="numpy")
+    dy = rng.standard_normal((N, K) + y.shape[2:])
+    return [a.astype(dtype) for a in (x, w, dy)]
+
+
+def _rel_err(got, exact):
+    return float(np.abs(got - exact).max() / np.abs(exact).max())
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_forced_winograd_matches_direct_in_every_tile(op, rng):
+    x, w, dy = _problem(rng, 2, 5, 7, 11, 13, np.float64)
+    exact = getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="direct")
+    for tile in TILES:
+        with fc.use_kernel(f"{op}__winograd_{tile}"):
+            got = getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="winograd")
+        assert _rel_err(got, exact) < 1e-13
+    assert fc.kernel_for(op, *_args(op, x, w, dy), padding=1, algorithm="winograd").algorithm == "winograd"
+
+
+@pytest.mark.parametrize("kwargs, why", [(dict(stride=2), "needs stride 1"), (dict(groups=2), "needs groups == 1")])
+@pytest.mark.parametrize("op", OPS)
+def test_forced_winograd_that_does_not_apply_names_why(op, kwargs, why, rng):
+    x, w, dy = _problem(rng, 1, 4, 4, 9)
+    if "groups" in kwargs:
+        w = w[:, :2]
+    dy = getattr(fc, "conv2d")(x, w, padding=1, **kwargs)
+    with pytest.raises(ValueError, match=f"algorithm 'winograd' does not apply.*{why}"):
+        getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="winograd", **kwargs)
+    # 'auto' silently picks what applies
+    auto = getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="auto", **kwargs)
+    assert np.array_equal(auto, getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="direct", **kwargs))
+
+
+def test_forced_algorithm_errors(rng):
+    x, w, _ = _problem(rng, 1, 4, 4, 9)
+    with pytest.raises(ValueError, match="winograd_f4x3 needs a 3x3 kernel"):
+        fc.conv2d(x, w[:, :, :1, :1], algorithm="winograd")
+    with pytest.raises(ValueError, match="has no fft implementation"):
+        fc.conv2d(x, w, algorithm="fft")
+    with pytest.raises(ValueError, match="algorithm: expected one of 'auto', 'direct', 'winograd', 'fft', got 'fast'"):
+        fc.conv2d(x, w, algorithm="fast")
+    with pytest.raises(ValueError, match="algorithm: expected one of"):
+        fc.set_algorithm(None)
+    with pytest.raises(ValueError, match="is a winograd implementation, not direct"):
+        with fc.use_kernel("conv2d__winograd_f4x3"):
+            fc.conv2d(x, w, algorithm="direct")
+
+
+def test_direct_is_todays_kernels_bit_for_bit(rng):
+    """'direct' runs the kernel the registry chose before Winograd existed, whatever 'auto' would pick."""
+    x, w, dy = _problem(rng, 2, 32, 64, 16)
+    assert fc.kernel_for("conv2d", x, w, padding=1).algorithm == "winograd"
+    direct = fc.kernel_for("conv2d", x, w, padding=1, algorithm="direct")
+    assert (direct.algorithm, direct.tile) == ("direct", None)
+    with fc.use_kernel(direct.name):
+        expected = fc.conv2d(x, w, padding=1)
+    assert np.array_equal(fc.conv2d(x, w, padding=1, algorithm="direct"), expected)
+
+
+def test_kernel_for_reports_the_algorithm_and_tile(rng):
+    x, w, _ = _problem(rng, 2, 32, 64, 16)
+    k = fc.kernel_for("conv2d", x, w, padding=1)
+    assert (k.name, k.algorithm, k.tile) == ("conv2d__winograd_f4x3", "winograd", "F(4x4,3x3)")
+    assert str(k).endswith(", winograd F(4x4,3x3))")
+
+
+def test_set_algorithm_is_the_default_of_every_dense_op(rng):
+    x, w, dy = _problem(rng, 2, 32, 64, 16)
+    assert fc.get_algorithm() == "auto"
+    try:
+        fc.set_algorithm("direct")
+        for op in OPS:
+            assert fc.kernel_for(op, *_args(op, x, w, dy), padding=1).algorithm == "direct"
+        assert fc.kernel_for("conv2d", x, w, padding=1, algorithm="winograd").algorithm == "winograd"
+    finally:
+        fc.set_algorithm("auto")
+
+
+def test_environment_sets_the_default():
+    code = ("import numpy as np, fastconv as fc; x = np.ones((2, 32, 16, 16), np.float32); "
+            "w = np.ones((64, 32, 3, 3), np.float32); print(fc.get_algorithm(), "
+            "fc.kernel_for('conv2d', x, w, padding=1).algorithm)")
+    r = run_python("-c", code, env={**os.environ, "FASTCONV_ALGORITHM": "direct"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["direct", "direct"]
+    r = run_python("-c", code, env={**os.environ, "FASTCONV_ALGORITHM": "quick"})
+    assert r.returncode != 0 and "algorithm: expected one of" in r.stderr
+
+
+def test_plane_ops_and_layers_take_the_algorithm(rng):
+    image, kernel = rng.standard_normal((20, 17)), rng.standard_normal((3, 3))
+    for f in (fc.correlate2d, fc.convolve2d):
+        got = f(image, kernel, "same", algorithm="winograd")
+        assert np.abs(got - f(image, kernel, "same", algorithm="direct")).max() < 1e-13
+    layer = nn.Conv2d(4, 6, 3, padding=1, algorithm="winograd", dtype=np.float64, rng=0)
+    x = rng.standard_normal((2, 4, 9, 9))
+    y = layer(x)
+    dx = layer.backward(np.ones_like(y))
+    ref = nn.Conv2d(4, 6, 3, padding=1, algorithm="direct", dtype=np.float64, rng=0)
+    assert np.abs(y - ref(x)).max() < 1e-12
+    assert np.abs(dx - ref.backward(np.ones_like(y))).max() < 1e-12
+    assert np.abs(layer.weight_grad - ref.weight_grad).max() < 1e-11
+    assert layer.config["algorithm"] == "winograd" and "algorithm" not in nn.Conv2d(4, 6, 3).config
+    with pytest.raises(ValueError, match="algorithm: expected one of"):
+        nn.Conv2d(4, 6, 3, algorithm="magic")
+
+
+# The bench's 3x3 layers (batch cut to keep the suite fast: the per-element error does not depend on
+# the batch; S5 is dilated) and 3x3 layers with 512 input channels.
+ACCURACY_LAYERS = [(2, s.C_in, s.C_out, s.H, dict(padding=s.padding, dilation=s.dilation))
+                   for s in (*CONV_SHAPES.values(), *VGG_SHAPES.values()) if s.k == 3 and s.groups == 1]
+ACCURACY_LAYERS += [(2, 512, 64, 14, dict(padding=1)), (1, 512, 512, 7, dict(padding=1))]
+
+
+@pytest.mark.parametrize("layer", ACCURACY_LAYERS, ids=[f"{n}x{c}x{h}->{k}-d{kw.get('dilation', 1)}"
+                                                        for n, c, k, h, kw in ACCURACY_LAYERS])
+def test_accuracy_of_every_auto_choice_and_every_winograd_tile(layer, rng):
+    *dims, kw = layer
+    x, w, dy = _problem(rng, *dims, dtype=np.float64, **kw)
+    x32, w32, dy32 = (a.astype(np.float32) for a in (x, w, dy))
+    for op in OPS:
+        exact = getattr(fc, op)(*_args(op, x, w, dy), **kw, algorithm="direct")
+        choices = [fc.kernel_for(op, *_args(op, x32, w32, dy32), **kw).name]
+        choices += [f"{op}__winograd_{t}" for t in TILES]
+        for name in choices:
+            with fc.use_kernel(name):
+                err32 = _rel_err(getattr(fc, op)(*_args(op, x32, w32, dy32), **kw), exact)
+                err64 = _rel_err(getattr(fc, op)(*_args(op, x, w, dy), **kw), exact)
+            assert err32 <= 1e-4, (name, err32)
+            assert err64 <= 1e-11, (name, err64)
+
+
+def test_training_on_digits_reaches_the_accuracy_of_direct():
+    """The seed CNN with 3x3 layers, trained the same way with Winograd forced on every conv (its layers
+    are too narrow for 'auto' to pick it: 'auto' is 'direct' there): test accuracy within 0.5% of 'direct'."""
+    algorithm = "winograd"
+    pytest.importorskip("sklearn")
+    split = data.load_digits(8)
+    acc = {}
+    for alg in ("direct", algorithm):
+        fc.set_algorithm(alg)
+        try:
+            model = nn.models.seed_cnn(1, 10, 8, channels=(8, 16), kernel_size=3, rng=0)
+            nn.fit(model, split.train, epochs=3, batch_size=32, optimizer=nn.Adam(model, 3e-3), seed=0,
+                   progress=False)
+            acc[alg] = nn.evaluate(model, split.test)[1]
+        finally:
+            fc.set_algorithm("auto")
+    assert acc["direct"] >= 0.9
+    assert abs(acc[algorithm] - acc["direct"]) <= 0.005, acc
