@@ -87,7 +87,8 @@ def test_conv_transpose2d_is_torch_conv_transpose2d(config, output_size):
 
 
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
-                                    dict(kernel_size=(2, 3), stride=(1, 2))])
+                                    dict(kernel_size=(2, 3), stride=(1, 2)),
+                                    dict(kernel_size=3, stride=2, padding=1, dilation=(2, 1), ceil_mode=True)])
 def test_max_pool_and_unpool_are_torchs(kwargs, rng):
     x = torch.tensor(rng.permutation(2 * 3 * 9 * 8).reshape(2, 3, 9, 8), dtype=torch.float64)
     _twins_agree(fct.MaxPool2d(**kwargs), nn.MaxPool2d(**kwargs), x)
@@ -98,11 +99,6 @@ def test_max_pool_and_unpool_are_torchs(kwargs, rng):
     if unpool.get("stride", unpool["kernel_size"]) == unpool["kernel_size"]:  # no repeated switches
         _twins_agree(fct.MaxUnpool2d(**unpool), nn.MaxUnpool2d(**unpool), y, switches)
         _same(fct.MaxUnpool2d(**unpool)(y, switches, x.shape), nn.MaxUnpool2d(**unpool)(y, switches, x.shape))
-
-
-def test_max_pool_rejects_dilation():
-    with pytest.raises(ValueError, match=r"^dilation: fastconv's max_pool2d has no dilation"):
-        fct.MaxPool2d(2, dilation=2)
 
 
 def test_tiled_and_locally_connected_are_fastconv_nn_twins():
@@ -137,9 +133,9 @@ def test_patch_swaps_in_place_and_unpatch_restores(rng):
     params = [id(p) for p in model.parameters()]
     keys = list(model.state_dict())
     swapped = fct.patch(model)
-    assert list(swapped) == ["0", "3", "4", "5"]    # the dilated max-pool (7) is left to torch
-    assert [type(m) for m in swapped.values()] == [fct.Conv2d, fct.MaxPool2d, fct.Conv2d, fct.Conv2d]
-    assert swapped["0"] is model[0] and type(model[7]) is nn.MaxPool2d
+    assert list(swapped) == ["0", "3", "4", "5", "7"]    # the dilated max-pool (7) too
+    assert [type(m) for m in swapped.values()] == [fct.Conv2d, fct.MaxPool2d, fct.Conv2d, fct.Conv2d, fct.MaxPool2d]
+    assert swapped["0"] is model[0] and type(model[7]) is fct.MaxPool2d
     assert [id(p) for p in model.parameters()] == params and list(model.state_dict()) == keys
     _same(model(x), y_before)
     restored = fct.unpatch(model)

@@ -184,7 +184,8 @@ def _op_samples(rng):
         "unshared_conv2d": (t(2, 3, 6, 5), t(6, 3, 4, 3, 3, 3), t(4, 6, 3), *local),
         "unshared_conv2d_input_grad": (t(2, 4, 6, 3), t(6, 3, 4, 3, 3, 3), [2, 3, 6, 5], *local),
         "unshared_conv2d_weight_grad": (t(2, 3, 6, 5), t(2, 4, 6, 3), [6, 3, 4, 3, 3, 3], *local),
-        "max_pool2d": (torch.tensor(distinct(rng, (2, 3, 7, 6)), requires_grad=True), [3, 3], [2, 2], [1, 1], True),
+        "max_pool2d": (torch.tensor(distinct(rng, (2, 3, 7, 6)), requires_grad=True), [3, 3], [2, 2], [1, 1], True,
+                       [1, 2]),
         "max_unpool2d": (t(2, 2, 3, 3), sw, [2, 2, 6, 6]),
     }
 

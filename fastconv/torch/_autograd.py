@@ -100,7 +100,7 @@ def _max_pool2d_setup(ctx, inputs, output):
 
 def _max_pool2d_backward(ctx, dy, _dswitches):
     (switches,) = ctx.saved_tensors
-    return OPS.max_unpool2d.default(dy, switches, ctx.input_shape), None, None, None, None
+    return OPS.max_unpool2d.default(dy, switches, ctx.input_shape), None, None, None, None, None
 
 
 _register("max_pool2d", _max_pool2d_setup, _max_pool2d_backward)

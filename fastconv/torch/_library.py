@@ -23,7 +23,8 @@ SCHEMAS = {
     "conv2d_weight_grad": f"(Tensor x, Tensor dy, SymInt[4] weight_shape, {_CONV}) -> Tensor",
     "conv_transpose2d": "(Tensor x, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
                         "int[2] output_padding, int[2] dilation, int groups) -> Tensor",
-    "max_pool2d": "(Tensor x, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode) -> (Tensor, Tensor)",
+    "max_pool2d": "(Tensor x, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode, int[2] dilation) "
+                  "-> (Tensor, Tensor)",
     "max_unpool2d": "(Tensor y, Tensor switches, SymInt[4] output_size) -> Tensor",
 }
 for _op in ("tiled_conv2d", "unshared_conv2d"):
@@ -149,8 +150,8 @@ _local_ops("unshared_conv2d")
 
 # -- pooling with switches ------------------------------------------------------------------------------
 @_cpu("max_pool2d")
-def _max_pool2d(x, kernel_size, stride, padding, ceil_mode):
-    y, switches = ops.max_pool2d(_np(x), kernel_size, stride, padding, ceil_mode=ceil_mode)
+def _max_pool2d(x, kernel_size, stride, padding, ceil_mode, dilation):
+    y, switches = ops.max_pool2d(_np(x), kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
     return torch.from_numpy(y), torch.from_numpy(switches)
 
 
@@ -160,9 +161,9 @@ def _max_unpool2d(y, switches, output_size):
 
 
 @_fake("max_pool2d")
-def _max_pool2d_fake(x, kernel_size, stride, padding, ceil_mode):
+def _max_pool2d_fake(x, kernel_size, stride, padding, ceil_mode, dilation):
     V.check_ndim("x", x, 4, "(N, C, H, W)")
-    g = V.pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    g = V.pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode, dilation)
     shape = (x.shape[0], x.shape[1], g.H_out, g.W_out)
     return x.new_empty(shape), x.new_empty(shape, dtype=torch.int64)
 

@@ -180,12 +180,13 @@ def unshared_conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0):
     return _local_grad("unshared_conv2d_weight_grad", x, dy, weight_shape, "weight_shape", stride, padding)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False):
     """fastconv.max_pool2d on tensors -> (y, switches); switches (int64) are PyTorch's return_indices."""
     x, unbatched = _batched("x", x, "(N, C, H, W)")
     kernel = V.pair("kernel_size", kernel_size, 1)
     stride = kernel if stride is None else V.pair("stride", stride, 1)
-    y, switches = _run("max_pool2d", x, kernel, stride, V.pair("padding", padding, 0), bool(ceil_mode))
+    y, switches = _run("max_pool2d", x, kernel, stride, V.pair("padding", padding, 0), bool(ceil_mode),
+                       V.pair("dilation", dilation, 1))
     return _unbatch(y, unbatched), _unbatch(switches, unbatched)
 
 

@@ -41,21 +41,13 @@ class ConvTranspose2d(nn.ConvTranspose2d):
                                    output_padding=output_padding, dilation=self.dilation, groups=self.groups)
 
 
-def _check_pool_dilation(dilation):
-    if V.pair("dilation", dilation, 1) != (1, 1):
-        raise ValueError(f"dilation: fastconv's max_pool2d has no dilation, expected 1, got {dilation!r}")
-
-
 class MaxPool2d(nn.MaxPool2d):
     """torch.nn.MaxPool2d on fastconv.max_pool2d: return_indices=True also returns the switches (int64, PyTorch's
-    flat h·W + w indices, for MaxUnpool2d). dilation must be 1."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _check_pool_dilation(self.dilation)
+    flat h·W + w indices, for MaxUnpool2d)."""
 
     def forward(self, input):
-        y, switches = FC.max_pool2d(input, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
+        y, switches = FC.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                                    ceil_mode=self.ceil_mode)
         return (y, switches) if self.return_indices else y
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import _validate as V
 from .modules import Conv2d, ConvTranspose2d, MaxPool2d, MaxUnpool2d
 
 SWAPS = {nn.Conv2d: Conv2d, nn.ConvTranspose2d: ConvTranspose2d, nn.MaxPool2d: MaxPool2d, nn.MaxUnpool2d: MaxUnpool2d}
@@ -38,8 +37,6 @@ def _computable(module):
     for p in module.parameters(recurse=False):
         if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64):
             return False
-    if isinstance(module, nn.MaxPool2d):
-        return V.pair("dilation", module.dilation, 1) == (1, 1)
     if isinstance(module, nn.ConvTranspose2d):
         return module.padding_mode == "zeros"
     return True
