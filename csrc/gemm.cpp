@@ -87,16 +87,31 @@ void pack_b(long kc, long nc, const T* B, long rsB, long csB, T* Bp) {
     }
 }
 
-// The MR x NR tile of C = a-sliver · b-sliver over kc steps, kept in MR*NV vector registers, stored
-// (or added) into its mr x nr corner of C.
+// The MR x NR tile of C = a-sliver · b-sliver over kc steps, kept in MR*NV vector registers.
+// Full tiles are stored straight into C; edge tiles go through a small buffer so nothing past
+// the mr x nr corner is ever touched.
 template <typename T>
 static inline void micro_kernel(long kc, const T* __restrict a, const T* __restrict b, T* c, long ldc,
                                 bool accumulate, long mr, long nr) {
     using V = typename Vec<T>::type;
-    constexpr int MR = GemmBlock<T>::MR, NV = GemmBlock<T>::NV;
+    constexpr int MR = GemmBlock<T>::MR, NV = GemmBlock<T>::NV, NR = GemmBlock<T>::NR, L = GemmBlock<T>::lanes;
     V acc[MR][NV];
-    packed_tile(kc, a, b, acc);
-    for_rows(acc, mr, [&](int i, const V (&row)[NV]) { add_row(c + i * ldc, row, nr, accumulate); });
+    tile_product(kc, a, b, acc);
+    if (mr == MR && nr == NR) {
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) {
+                T* cij = c + i * ldc + j * L;
+                store(cij, accumulate ? load<V>(cij) + acc[i][j] : acc[i][j]);
+            }
+        return;
+    }
+    alignas(64) T tmp[MR * NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NV; ++j) store(tmp + i * NR + j * L, acc[i][j]);
+    for (long i = 0; i < mr; ++i)
+        for (long j = 0; j < nr; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : T(0)) + tmp[i * NR + j];
 }
 
 template <typename T>

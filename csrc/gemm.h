@@ -18,7 +18,6 @@
 #include <algorithm>
 
 #include "parallel.h"
-#include "register_tile.h"
 #include "simd.h"
 
 namespace fastconv {
@@ -62,15 +61,30 @@ template <typename T> inline long packed_b_size(long K, long N) {
     return std::min(GemmBlock<T>::KC, K) * round_up(std::min(GemmBlock<T>::NC, N), GemmBlock<T>::NR);
 }
 
-// acc = the MR x NR tile a-sliver · b-sliver over kc steps (packed as above): the micro-kernel's
-// arithmetic, shared with kernels that store their tiles their own way.
+// acc = the MR x NR tile a-sliver · b-sliver over kc steps (packed as above), in MR*NV vector registers:
+// the arithmetic of the micro-kernel, shared with kernels that store their tiles their own way.
 template <typename T>
-inline void packed_tile(long kc, const T* __restrict a, const T* __restrict b,
-                        typename Vec<T>::type (&acc)[GemmBlock<T>::MR][GemmBlock<T>::NV]) {
+inline void tile_product(long kc, const T* __restrict a, const T* __restrict b,
+                         typename Vec<T>::type (&acc)[GemmBlock<T>::MR][GemmBlock<T>::NV]) {
     using V = typename Vec<T>::type;
-    constexpr int MR = GemmBlock<T>::MR, NR = GemmBlock<T>::NR, L = GemmBlock<T>::lanes;
-    tile_product(kc, [a](long p, int i) { return broadcast<V>(a[p * MR + i]); },
-                 [b](long p, int j) { return load<V>(b + p * NR + j * L); }, acc);
+    constexpr int MR = GemmBlock<T>::MR, NV = GemmBlock<T>::NV, NR = GemmBlock<T>::NR, L = GemmBlock<T>::lanes;
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    for (long p = 0; p < kc; ++p) {
+        V bv[NV];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + j * L);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            const V ai = broadcast<V>(a[i]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+        }
+        a += MR;
+        b += NR;
+    }
 }
 
 // A[i,k] = A[i*rsA + k*csA] (rsA=K, csA=1: row-major; rsA=1, csA=M: the transpose of a row-major matrix).

@@ -17,7 +17,6 @@
 #include "conv2d.h"
 #include "im2col.h"
 #include "parallel.h"
-#include "register_tile.h"
 #include "simd.h"
 
 namespace fastconv {
@@ -177,24 +176,49 @@ inline void implicit_micro(long kc, const T* __restrict a, const long* __restric
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes;
     V acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
     const T* b[NV];
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) b[j] = base[j];
-    tile_product(kc, [a](long p, int i) { return load_weights<T, AW>(a + (p * MR + i) * AW); },
-                 [b, off](long p, int j) { return load<V>(b[j] + off[p]); }, acc);
+    for (long p = 0; p < kc; ++p) {
+        V bv[NV];
+        const long o = off[p];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b[j] + o);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            const V ai = load_weights<T, AW>(a + i * AW);
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+        }
+        a += MR * AW;
+    }
     // Rows by compile-time index (i < mr tested inside): a runtime-bounded loop would index acc
     // dynamically and so keep the whole tile in memory.
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) {
-        const bool whole = seg[j][0].n == L;
-        for (int q = 0; q < (whole ? 1 : 2); ++q) {
+        if (seg[j][0].n == L) {
+#pragma GCC unroll 32
+            for (int i = 0; i < MR; ++i) {
+                if (i >= mr) break;
+                T* cij = seg[j][0].c + i * ldc;
+                store(cij, accumulate ? load<V>(cij) + acc[i][j] : acc[i][j]);
+            }
+            continue;
+        }
+        for (int q = 0; q < 2; ++q) {
             const OutSeg<T>& sg = seg[j][q];
             if (sg.n <= 0) continue;
 #pragma GCC unroll 32
             for (int i = 0; i < MR; ++i) {
                 if (i >= mr) break;
-                if (whole) add_vector(sg.c + i * ldc, acc[i][j], accumulate);
-                else add_lanes(sg.c + i * ldc, acc[i][j], sg.lane, sg.n, accumulate);
+                alignas(64) T tmp[L];
+                store(tmp, acc[i][j]);
+                T* cij = sg.c + i * ldc;
+                for (long l = 0; l < sg.n; ++l) cij[l] = (accumulate ? cij[l] : T(0)) + tmp[sg.lane + l];
             }
         }
     }

@@ -136,12 +136,41 @@ inline void implicit_wgrad_micro(long kc, const T* const* row, const long* __res
     using V = typename Vec<T>::type;
     constexpr int MR = GemmBlock<T>::MR, L = Vec<T>::lanes, NR = NV * L;
     V acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
     const T* r[MR];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) r[i] = row[i];
-    tile_product(kc, [&r, pos](long p, int i) { return broadcast<V>(r[i][pos[p]]); },
-                 [b](long p, int j) { return load<V>(b + p * NR + j * L); }, acc);
-    for_rows(acc, mr, [&](int i, const V (&row)[NV]) { add_row(c + i * ldc, row, nr, true); });
+    for (long p = 0; p < kc; ++p) {
+        const long q = pos[p];
+        V bv[NV];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) bv[j] = load<V>(b + j * L);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+            const V ai = broadcast<V>(r[i][q]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+        }
+        b += NR;
+    }
+    // Rows by compile-time index (i < mr tested inside): a runtime-bounded loop would index acc
+    // dynamically and so keep the whole tile in memory.
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+        if (i >= mr) break;
+        if (nr == NR) {
+#pragma GCC unroll 8
+            for (int j = 0; j < NV; ++j) store(c + i * ldc + j * L, load<V>(c + i * ldc + j * L) + acc[i][j]);
+            continue;
+        }
+        alignas(64) T tmp[NR];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) store(tmp + j * L, acc[i][j]);
+        for (long j = 0; j < nr; ++j) c[i * ldc + j] += tmp[j];
+    }
 }
 
 // For each problem: dw (M x K) (+)= Σ_p dy[m, p] · col[k, p] over the positions p of its nseg segments

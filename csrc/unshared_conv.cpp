@@ -99,12 +99,20 @@ struct PatchTransposedB {
 template <typename T>
 inline void scatter_tile(long kc, const T* __restrict a, const T* __restrict b, T* const* rows, long nr) {
     using V = typename Vec<T>::type;
-    constexpr int MR = GemmBlock<T>::MR, NV = GemmBlock<T>::NV;
+    constexpr int MR = GemmBlock<T>::MR, NV = GemmBlock<T>::NV, NR = GemmBlock<T>::NR, L = Vec<T>::lanes;
     V acc[MR][NV];
-    packed_tile(kc, a, b, acc);
-    for_rows(acc, MR, [&](int i, const V (&row)[NV]) {
-        if (rows[i]) add_row(rows[i], row, nr, true);
-    });
+    tile_product(kc, a, b, acc);
+    for (int i = 0; i < MR; ++i) {
+        T* r = rows[i];
+        if (!r) continue;
+        if (nr == NR) {
+            for (int j = 0; j < NV; ++j) store(r + j * L, load<V>(r + j * L) + acc[i][j]);
+            continue;
+        }
+        alignas(64) T tmp[NR];
+        for (int j = 0; j < NV; ++j) store(tmp + j * L, acc[i][j]);
+        for (long j = 0; j < nr; ++j) r[j] += tmp[j];
+    }
 }
 
 template <typename T>
