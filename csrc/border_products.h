@@ -15,9 +15,29 @@
 #include <vector>
 
 #include "conv2d.h"
+#include "simd.h"
 #include "tiled_conv.h"
 
 namespace fastconv {
+
+// Whether every element of p[0..n) is finite, in whole vectors: v - v is 0 for every finite v and NaN for
+// NaN and ±Inf. The repairs below and the Winograd fallback (registry.cpp) ask it first, so that finite
+// data, the usual case, costs one vectorised pass over the weights (or the output).
+template <typename T>
+bool all_finite(const T* p, long n) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    V acc{};
+    long i = 0;
+    for (; i + L <= n; i += L) {
+        const V v = load<V>(p + i);
+        acc += v - v;
+    }
+    T sum = 0;
+    for (int l = 0; l < L; ++l) sum += acc[l];
+    for (; i < n; ++i) sum += p[i] - p[i];
+    return sum == 0;
+}
 
 // Whether tap a of an output row i reads padding: i*s + a*d - p outside [0, n).
 inline bool pads(long i, long a, long s, long d, long p, long n) {
@@ -28,6 +48,7 @@ inline bool pads(long i, long a, long s, long d, long p, long n) {
 // Forward: y[n, o, i, j] is NaN wherever a non-finite w[o, c, a, b] meets the padding.
 template <typename T>
 void forward_border_products(const T* w, T* y, const ConvShape& s) {
+    if (all_finite(w, s.C_out * s.K())) return;
     const long kk = s.kH * s.kW, HWo = s.HW_out();
     for (long o = 0; o < s.C_out; ++o)
         for (long k = 0; k < s.C_g() * kk; ++k) {
@@ -59,9 +80,7 @@ void weight_grad_border_products(const T* dy, T* dw, const ConvShape& s) {
     }
     for (long o = 0; o < s.C_out; ++o) {
         T* dwo = dw + o * s.K();
-        bool finite = true;
-        for (long k = 0; k < s.K(); ++k) finite &= (bool)std::isfinite(dwo[k]);
-        if (finite && !blind) continue;
+        if (!blind && all_finite(dwo, s.K())) continue;
         for (long n = 0; n < s.N; ++n)
             for (long p = 0; p < HWo; ++p) {
                 if (std::isfinite(dy[(n * s.C_out + o) * HWo + p])) continue;
@@ -121,6 +140,7 @@ template <typename T>
 std::vector<char> nonfinite_taps(const T* w, long count, const ConvShape& s) {
     const long K = s.K();
     std::vector<char> bad(K + 1, 0);  // bad[K]: any at all
+    if (all_finite(w, count * s.C_out * K)) return bad;
     for (long m = 0; m < count * s.C_out; ++m)
         for (long k = 0; k < K; ++k)
             if (!std::isfinite(w[m * K + k])) bad[k] = bad[K] = 1;

@@ -138,23 +138,8 @@ void unpadded_tiled_input_grad(const T* dy, const T* w, T* dx, const TiledShape&
 }
 
 // Winograd's transforms mix a tile's inputs and a filter's taps, so one NaN or Inf would reach outputs whose
-// windows never read it. It then leaves a non-finite output too: one pass over the output (next to nothing
-// beside the transforms) finds such calls, and the packed GEMM, which the reference defines, redoes them.
-template <typename T>
-bool all_finite(const T* p, long n) {
-    using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes;
-    V acc{};  // v - v is 0 for every finite v, NaN for NaN and ±Inf
-    long i = 0;
-    for (; i + L <= n; i += L) {
-        const V v = load<V>(p + i);
-        acc += v - v;
-    }
-    T sum = 0;
-    for (int l = 0; l < L; ++l) sum += acc[l];
-    for (; i < n; ++i) sum += p[i] - p[i];
-    return sum == 0;
-}
+// windows never read it. It then leaves a non-finite output too: one pass over the output (all_finite,
+// border_products.h) finds such calls, and the packed GEMM, which the reference defines, redoes them.
 template <typename T, ConvForward<T> K>
 void finite_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     K(x, w, b, y, s);
