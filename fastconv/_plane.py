@@ -14,6 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import _padding as P
+from . import _validate as V
 from .backends import resolve
 from .backends.kernels import resolve_algorithm
 
@@ -58,7 +59,7 @@ def _pads(shape, mode, flip):
 
 def _float_correlate(x, w, pad, out_hw, algorithm, backend):
     """y (C_out, *out_hw) = the conv2d kernel on one image x (C_in, H, W) with w (C_out, C_in, kH, kW)."""
-    y = np.empty((1, w.shape[0]) + out_hw, x.dtype)
+    y = V.empty("image, kernel, mode", (1, w.shape[0]) + out_hw, x.dtype)
     resolve(backend).conv2d(np.ascontiguousarray(x[None]), np.ascontiguousarray(w), None, y, (1, 1), pad, (1, 1), 1,
                             algorithm=algorithm)
     return y[0]

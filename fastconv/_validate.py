@@ -7,6 +7,7 @@ the shape received and the shape expected.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import NamedTuple, Optional
 
@@ -61,6 +62,47 @@ def check_ndim(name: str, a: np.ndarray, ndim: int, layout: str) -> None:
         raise ValueError(f"{name}: expected a {ndim}-D array {layout}, got shape {a.shape}")
 
 
+def _ints(v) -> bool:
+    """An exact int or a (nested) tuple of them: values that compare equal only when they mean the same."""
+    if type(v) is int:
+        return True
+    if type(v) is not tuple:
+        return False
+    for e in v:
+        if type(e) is not int and not _ints(e):
+            return False
+    return True
+
+
+def _memoized(geometry):
+    """Cache a geometry function's results for calls whose arguments are exact ints, strings, bools or tuples of
+    ints (the usual call: a layer applied again and again). Anything else (floats, NumPy integers, lists, bools
+    inside tuples) is checked afresh every time: it may compare equal to an int but be checked differently.
+    A bool is told apart from the int it equals by a marker in the key. Errors are never cached."""
+    cache = {}
+
+    @functools.wraps(geometry)
+    def cached(*args, **kwargs):
+        key = list(args)
+        for i, v in enumerate(args):
+            if type(v) is bool:
+                key[i] = (bool, v)
+            elif type(v) is not str and not _ints(v):
+                return geometry(*args, **kwargs)
+        if kwargs:  # the argument names used in messages
+            if not all(type(v) is str for v in kwargs.values()):
+                return geometry(*args, **kwargs)
+            key.append(tuple(kwargs.items()))
+        key = tuple(key)
+        result = cache.get(key)
+        if result is None:
+            if len(cache) >= 1024:
+                cache.clear()
+            result = cache[key] = geometry(*args, **kwargs)
+        return result
+    return cached
+
+
 def _int(name: str, v) -> int:
     if type(v) is not int:  # the common case skips the slow abstract-base-class check below
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
@@ -75,6 +117,8 @@ def check_padded_size(x_name: str, x_shape, padded_hw) -> None:
     """ValueError naming the padding when the padded input exceeds MAX_PADDED_ELEMENTS."""
     N, C = x_shape[:2]
     if N * C * padded_hw[0] * padded_hw[1] > MAX_PADDED_ELEMENTS:
+        if tuple(padded_hw) == tuple(x_shape[2:]):
+            raise ValueError(f"{x_name}: {tuple(x_shape)} exceeds {MAX_PADDED_ELEMENTS} elements (2**48)")
         raise ValueError(f"padding: the padded input {tuple(padded_hw)} of {x_name} {tuple(x_shape)} exceeds "
                          f"{MAX_PADDED_ELEMENTS} elements (2**48): the padding, stride or dilation is out of range")
 
@@ -163,6 +207,7 @@ class ConvGeometry(NamedTuple):
     groups: int
 
 
+@_memoized
 def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups,
                   x_name="x", w_name="weight") -> ConvGeometry:
     """Shape arithmetic for dense conv: x (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW)."""
@@ -197,6 +242,17 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups,
     return ConvGeometry(N, C_in, H, W, C_out, kH, kW, H_out, W_out, stride, (pt, pl), dilation, groups)
 
 
+def empty(name: str, shape: tuple, dtype) -> np.ndarray:
+    """np.empty, whose failures name the arguments that sized the array."""
+    try:
+        return np.empty(shape, dtype)
+    except (MemoryError, ValueError) as e:  # ValueError: more bytes than the address space
+        size = np.prod(shape, dtype=float) * np.dtype(dtype).itemsize
+        error = MemoryError if isinstance(e, MemoryError) else ValueError
+        raise error(f"{name}: the result of shape {tuple(shape)} ({np.dtype(dtype)}, {size / 2**30:.3g} GiB) cannot "
+                    "be allocated") from None
+
+
 def check_shape(name: str, a: np.ndarray, expected: tuple, what: str = "") -> None:
     if tuple(a.shape) != tuple(expected):
         extra = f" ({what})" if what else ""
@@ -217,6 +273,7 @@ class PoolGeometry(NamedTuple):
     dilation: tuple
 
 
+@_memoized
 def pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode, dilation=1) -> PoolGeometry:
     """PyTorch's max-pool output arithmetic: padding at most half the kernel; with ceil_mode the last
     window must start inside the input or its top/left padding, and windows reaching past the far edge are
@@ -261,6 +318,7 @@ class TransposeGeometry(NamedTuple):
     extra: tuple      # rows, cols of zeros to append to x: output_padding >= stride makes conv2d's output larger
 
 
+@_memoized
 def transpose_geometry(x_shape, w_shape, stride, padding, output_padding, dilation, groups) -> TransposeGeometry:
     """PyTorch's conv_transpose2d arithmetic: x (N, C_in, H, W), weight (C_in, C_out/groups, kH, kW),
     H_out = (H − 1)·s − 2p + d·(kH − 1) + output_padding + 1; padding an int or a pair (as PyTorch)."""
@@ -297,6 +355,7 @@ def transpose_geometry(x_shape, w_shape, stride, padding, output_padding, dilati
     return TransposeGeometry(N, w_shape[1] * groups, out_hw[0], out_hw[1], s, p, d, groups, extra)
 
 
+@_memoized
 def tiled_geometry(x_shape, w_shape, stride, padding, op: str, x_name="x", w_name="weight") -> tuple:
     """Shape arithmetic for tiled/unshared conv: weight (T_h, T_w, C_out, C_in, kH, kW).
 

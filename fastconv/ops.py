@@ -94,7 +94,7 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
         x, padding = P.pad(x, pads, padding_mode), 0
     g = V.conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
     V.check_bias(bias, (g.C_out,))
-    y = np.empty((g.N, g.C_out, g.H_out, g.W_out), x.dtype)
+    y = V.empty("x, weight, padding, stride, dilation", (g.N, g.C_out, g.H_out, g.W_out), x.dtype)
     if g.N:
         resolve(backend).conv2d(x, weight, bias, y, g.stride, g.pad, g.dilation, g.groups, algorithm=algorithm)
     return y
@@ -118,7 +118,7 @@ def conv2d_input_grad(dy, weight, input_shape, *, stride=1, padding=0, dilation=
         return P.fold(dxp, pads, padding_mode, input_shape[2:])
     g = V.conv_geometry(input_shape, weight.shape, stride, padding, dilation, groups, x_name="input_shape")
     V.check_shape("dy", dy, (g.N, g.C_out, g.H_out, g.W_out), f"conv2d output for input_shape {input_shape}")
-    dx = np.empty(input_shape, dy.dtype)
+    dx = V.empty("input_shape", input_shape, dy.dtype)
     if g.N:
         resolve(backend).conv2d_input_grad(dy, weight, dx, g.stride, g.pad, g.dilation, g.groups, algorithm=algorithm)
     return dx
@@ -137,7 +137,7 @@ def conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, dilation=1, 
         x, padding = P.pad(x, pads, padding_mode), 0
     g = V.conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups, w_name="weight_shape")
     V.check_shape("dy", dy, (g.N, g.C_out, g.H_out, g.W_out), f"conv2d output for x {x.shape}")
-    dw = np.empty(weight_shape, x.dtype)
+    dw = V.empty("weight_shape", weight_shape, x.dtype)
     if g.N:
         resolve(backend).conv2d_weight_grad(x, dy, dw, g.stride, g.pad, g.dilation, g.groups, algorithm=algorithm)
     else:
@@ -186,8 +186,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=
     if min(x.shape[1:]) < 1:
         raise ValueError(f"x: expected non-empty (C, H, W) (only the batch may be empty), got shape {x.shape}")
     g = V.pool_geometry(x.shape, kernel_size, stride, padding, bool(ceil_mode), dilation)
-    y = np.empty(x.shape[:2] + (g.H_out, g.W_out), x.dtype)
-    switches = np.empty(y.shape, np.int64)
+    y = V.empty("x, kernel_size, stride, padding, dilation", x.shape[:2] + (g.H_out, g.W_out), x.dtype)
+    switches = V.empty("x, kernel_size, stride, padding, dilation", y.shape, np.int64)
     if x.shape[0]:
         resolve(backend).max_pool2d(x, y, switches, g.kernel, g.stride, g.pad, g.dilation)
     return y, switches
@@ -224,7 +224,7 @@ def max_unpool2d(y, switches, output_size, *, accumulate=True, backend=None):
     if sw.dtype != np.int64:
         raise TypeError(f"switches: expected dtype int64 (as max_pool2d returns), got {sw.dtype}")
     V.check_shape("switches", sw, y.shape, "same as y")
-    out = np.empty(output_size, y.dtype)
+    out = V.empty("output_size", output_size, y.dtype)
     if not y.shape[0]:
         return out
     if not accumulate:
@@ -244,7 +244,7 @@ def _tiled_forward(op, x, weight, bias, stride, padding, padding_mode, backend):
         x, padding = P.pad(x, pads, padding_mode), 0
     g, grid = V.tiled_geometry(x.shape, weight.shape, stride, padding, op)
     V.check_bias(bias, (g.C_out, g.H_out, g.W_out) if op == "unshared_conv2d" else (g.C_out,))
-    y = np.empty((g.N, g.C_out, g.H_out, g.W_out), x.dtype)
+    y = V.empty("x, weight, padding, stride", (g.N, g.C_out, g.H_out, g.W_out), x.dtype)
     if g.N:
         getattr(resolve(backend), op)(x, weight, bias, y, g.stride, g.pad)
     return y
@@ -259,7 +259,7 @@ def _tiled_input_grad(op, dy, weight, input_shape, stride, padding, padding_mode
         return P.fold(dxp, pads, padding_mode, input_shape[2:])
     g, _ = V.tiled_geometry(input_shape, weight.shape, stride, padding, op, x_name="input_shape")
     V.check_shape("dy", dy, (g.N, g.C_out, g.H_out, g.W_out), f"{op} output for input_shape {input_shape}")
-    dx = np.empty(input_shape, dy.dtype)
+    dx = V.empty("input_shape", input_shape, dy.dtype)
     if g.N:
         getattr(resolve(backend), op + "_input_grad")(dy, weight, dx, g.stride, g.pad)
     return dx
@@ -274,7 +274,7 @@ def _tiled_weight_grad(op, x, dy, weight_shape, stride, padding, padding_mode, b
         x, padding = P.pad(x, pads, padding_mode), 0
     g, _ = V.tiled_geometry(x.shape, weight_shape, stride, padding, op, w_name="weight_shape")
     V.check_shape("dy", dy, (g.N, g.C_out, g.H_out, g.W_out), f"{op} output for x {x.shape}")
-    dw = np.empty(weight_shape, x.dtype)
+    dw = V.empty("weight_shape", weight_shape, x.dtype)
     if g.N:
         getattr(resolve(backend), op + "_weight_grad")(x, dy, dw, g.stride, g.pad)
     else:

@@ -209,3 +209,29 @@ def test_conv_transpose_channel_mismatch():
 def test_conv_transpose_padding_word():
     with pytest.raises(ValueError, match=r"^padding: conv_transpose2d takes an int or a pair"):
         fc.conv_transpose2d(X, np.zeros((3, 2, 3, 3)), padding="same")
+
+
+def test_cached_geometry_still_refuses_what_equals_an_accepted_value():
+    """The geometry of a call with plain ints is cached; a bool, a float or a NumPy integer that compares equal
+    to those ints is checked afresh (bools and floats are refused, NumPy integers accepted)."""
+    fc.conv2d(X, W, stride=1, padding=(1, 1))
+    with pytest.raises(TypeError, match=r"^stride: expected an int"):
+        fc.conv2d(X, W, stride=True, padding=(1, 1))
+    with pytest.raises(TypeError, match=r"^padding: expected an int"):
+        fc.conv2d(X, W, stride=1, padding=(1.0, 1))
+    assert fc.conv2d(X, W, stride=np.int64(1), padding=(1, 1)).shape == (2, 4, 6, 6)
+    y, _ = fc.max_pool2d(X, 2, ceil_mode=True)
+    assert y.shape == (2, 3, 3, 3)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: fc.conv2d(np.zeros((1, 1, 8, 8)), np.zeros((1, 1, 1, 1)), padding=2**22),
+     "x, weight, padding, stride, dilation"),
+    (lambda: fc.conv2d_input_grad(np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1, 1)), (1, 1, 2**20, 2**20),
+                                  stride=2**20), "input_shape"),
+    (lambda: fc.max_unpool2d(np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int64), (1, 1, 2**30, 2**30)),
+     "output_size"),
+])
+def test_an_output_too_large_for_memory_names_the_argument_that_sized_it(call, name):
+    with pytest.raises((MemoryError, ValueError), match=rf"^{name}: the result of shape \(.*\) \(float64, .* GiB\) cannot be"):
+        call()
