@@ -102,14 +102,8 @@ void conv2d_packed_gemm(const T* x, const T* w, const T* b, T* y, const ConvShap
     Buffer<T> Ap(G * ap);  // every group's weights packed once, shared read-only by all tasks
     for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap);
     const long nb = column_block<T>(HWo, s.N * G), nblk = ceil_div(HWo, nb), ntasks = s.N * G * nblk;
-    const int nt = threads_for(ntasks, s.flops());
-    const long bsize = packed_b_size<T>(K, nb), scratch = bsize + nb + GemmBlock<T>::NR;
-    Buffer<T> work(nt * scratch);
-    Stop stop;
-#pragma omp parallel for schedule(dynamic) num_threads(nt)
-    for (long t = 0; t < ntasks; ++t) {
-        if (stop()) continue;
-        T* Bp = work.data() + omp_thread() * scratch;
+    const long bsize = packed_b_size<T>(K, nb);
+    parallel_tasks<T>(ntasks, s.flops(), bsize + nb + GemmBlock<T>::NR, [&](long t, T* Bp) {
         const long n = t / (G * nblk), g = t / nblk % G, j0 = t % nblk * nb, cols = std::min(nb, HWo - j0);
         const T* xg = x + (n * s.C_in + g * s.C_g()) * s.HW();
         T* yg = y + (n * s.C_out + g * M) * HWo + j0;
@@ -121,7 +115,7 @@ void conv2d_packed_gemm(const T* x, const T* w, const T* b, T* y, const ConvShap
         if (b)
             for (long i = 0; i < M; ++i)
                 for (long j = 0; j < cols; ++j) yg[i * HWo + j] += b[g * M + i];
-    }
+    });
 }
 
 // dx (N, C_in, H, W) = col2im(wᵀ · dy). Tasks own disjoint channel blocks of dx, so the scatter-add
@@ -138,14 +132,8 @@ void conv2d_input_grad_packed_gemm(const T* dy, const T* w, T* dx, const ConvSha
             long rows = (std::min(C_g, (i + 1) * cb) - i * cb) * kk;
             pack_a(rows, M, w + g * M * K + i * cb * kk, 1, K, Ap.data() + (g * ncb + i) * ap);
         }
-    const long nb = GemmBlock<T>::NC, scratch = packed_b_size<T>() + cb * kk * nb;
-    const int nt = threads_for(ntasks, s.flops());
-    Buffer<T> work(nt * scratch);
-    Stop stop;
-#pragma omp parallel for schedule(dynamic) num_threads(nt)
-    for (long t = 0; t < ntasks; ++t) {
-        if (stop()) continue;
-        T* Bp = work.data() + omp_thread() * scratch;
+    const long nb = GemmBlock<T>::NC;
+    parallel_tasks<T>(ntasks, s.flops(), packed_b_size<T>() + cb * kk * nb, [&](long t, T* Bp) {
         T* colg = Bp + packed_b_size<T>();
         const long n = t / (G * ncb), g = t / ncb % G, i = t % ncb, c0 = i * cb, cn = std::min(C_g, c0 + cb) - c0;
         const T* dyg = dy + (n * s.C_out + g * M) * HWo;
@@ -153,7 +141,7 @@ void conv2d_input_grad_packed_gemm(const T* dy, const T* w, T* dx, const ConvSha
         T* dxc = dx + (n * s.C_in + g * C_g + c0) * s.HW();
         if (s.is_pointwise()) {
             gemm_packed(cn, HWo, M, Apt, StridedB<T>{dyg, HWo, 1}, Bp, dxc, s.HW(), false);
-            continue;
+            return;
         }
         std::fill(dxc, dxc + cn * s.HW(), T(0));
         for (long j0 = 0; j0 < HWo; j0 += nb) {
@@ -162,7 +150,7 @@ void conv2d_input_grad_packed_gemm(const T* dy, const T* w, T* dx, const ConvSha
             for (long r = 0; r < cn * kk; ++r)
                 col2im_row(colg + r * nb, s, (r % kk) / s.kW, r % s.kW, j0, cols, dxc + (r / kk) * s.HW());
         }
-    }
+    });
 }
 
 // dw (C_out, C_in/g, kH, kW) = Σ_n dy[n] · colᵀ[n]: per group a GEMM dW[M, K] += dY[M, P] · colᵀ[P, K]

@@ -128,12 +128,14 @@ void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape&
         const long band = 8 * direct::kRows, bands = ceil_div(s.H_out, band);
         const int nt = threads_for(planes * bands, s.flops());
         Buffer<T> padded(planes * Hp * Wp);
+        Stop stop;
 #pragma omp parallel num_threads(nt)
         {
 #pragma omp for schedule(static)
             for (long p = 0; p < planes; ++p) pad_plane(plane_of(p), s.H, s.W, s.ph, s.pw, Hp, Wp, padded.data() + p * Hp * Wp);
 #pragma omp for schedule(dynamic)
             for (long t = 0; t < planes * bands; ++t) {
+                if (stop()) continue;
                 const long p = t / bands, i0 = t % bands * band, o = p % s.C_out;
                 direct::correlate_rows(padded.data() + p * Hp * Wp, Wp, w + o * kk, s.kH, s.kW, s.dil_w, y + p * HWo,
                                        s.W_out, i0, std::min(i0 + band, s.H_out), false, b ? b[o] : T(0));
@@ -146,6 +148,7 @@ void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape&
     const long phased = s.sw > 1 && s.W_out >= Vec<T>::lanes ? phases_size(Hp, Wp, s.sw) : 0;
     const long scratch = (unpadded ? 0 : Hp * Wp) + phased;  // per thread: the padded plane, its phases
     Buffer<T> work(nt * scratch);
+    Stop stop;
 #pragma omp parallel num_threads(nt)
     {
         T* xp = unpadded ? nullptr : work.data() + omp_thread() * scratch;
@@ -153,6 +156,7 @@ void conv2d_depthwise(const T* x, const T* w, const T* b, T* y, const ConvShape&
         if (xp) std::fill(xp, xp + Hp * Wp, T(0));  // the padding stays zero; each plane refills the rest
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
+            if (stop()) continue;
             const long o = p % s.C_out;
             if (unpadded) {
                 direct::correlate_rows_unpadded(plane_of(p), s.H, s.W, s.ph, w + o * kk, s.kH, y + p * HWo, 0L, s.H_out,
@@ -179,12 +183,14 @@ void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape
     const long scratch = gather ? round_up(Hp * Wp + kk, Vec<T>::lanes) : HWo;
     const int nt = threads_for(planes, s.flops());
     Buffer<T> work(nt * scratch);
+    Stop stop;
 #pragma omp parallel num_threads(nt)
     {
         T* buf = work.data() + omp_thread() * scratch;
         std::fill(buf, buf + scratch, T(0));  // the padding stays zero; each plane refills the rest
 #pragma omp for schedule(static)
         for (long p = 0; p < planes; ++p) {
+            if (stop()) continue;
             const long n = p / s.C_in, c = p % s.C_in;
             T* dxc = dx + p * s.HW();
             if (!gather) std::fill(dxc, dxc + s.HW(), T(0));

@@ -191,6 +191,7 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
         const bool unpadded = s.kH == 3 && direct::unpadded_ok<T>(s.W, s.W_out, s.pw, s.kH, s.kW, s.dil_w);
         Buffer<V> accs(s.C_out * kk);
         Buffer<T> work(unpadded ? 0 : nt * Hp * Wp);
+        Stop stop;
 #pragma omp parallel num_threads(nt)
         {
             const int tid = omp_thread(), nth = nt;
@@ -198,7 +199,7 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
             T* xp = unpadded ? nullptr : work.data() + tid * Hp * Wp;
             if (xp) std::fill(xp, xp + Hp * Wp, T(0));  // the padding stays zero; each plane refills the rest
             std::fill(accs.data() + o0 * kk, accs.data() + o1 * kk, V{});
-            for (long n = 0; n < s.N; ++n)
+            for (long n = 0; n < s.N && !stop(); ++n)
                 for (long o = o0; o < o1; ++o) {
                     const T* xo = x + (n * s.C_in + o / s.M_g()) * s.HW();
                     const T* dyo = dy + (n * s.C_out + o) * HWo;
@@ -229,8 +230,10 @@ void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShap
         return;
     }
     Buffer<T> work(nt * Hp * Wp);
+    Stop stop;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (long o = 0; o < s.C_out; ++o) {
+        if (stop()) continue;
         T* xp = work.data() + omp_thread() * Hp * Wp;
         T* dwo = dw + o * kk;
         std::fill(dwo, dwo + kk, T(0));

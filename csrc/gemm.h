@@ -68,10 +68,7 @@ inline void tile_product(long kc, const T* __restrict a, const T* __restrict b,
                          typename Vec<T>::type (&acc)[GemmBlock<T>::MR][GemmBlock<T>::NV]) {
     using V = typename Vec<T>::type;
     constexpr int MR = GemmBlock<T>::MR, NV = GemmBlock<T>::NV, NR = GemmBlock<T>::NR, L = GemmBlock<T>::lanes;
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    zero_tile(acc);
     for (long p = 0; p < kc; ++p) {
         V bv[NV];
 #pragma GCC unroll 8

@@ -137,6 +137,19 @@ void implicit_fill(const T* xg, const ConvShape& s, const ImplicitGeometry& g, l
             }
 }
 
+// Runs task(n, g, i0, nrows, xs) in parallel for every image n, group g and block of output rows
+// [i0, i0 + nrows) (blocks of `rows`), xs holding that block's copy of the group's input (implicit_fill)
+// in the running thread's workspace.
+template <typename T, typename Task>
+void implicit_row_tasks(const T* x, const ConvShape& s, const ImplicitGeometry& geo, long rows, const Task& task) {
+    const long G = s.groups, nrb = ceil_div(s.H_out, rows);
+    parallel_tasks<T>(s.N * G * nrb, s.flops(), implicit_copy_size(s, geo), [&](long t, T* xs) {
+        const long n = t / (G * nrb), g = t / nrb % G, i0 = t % nrb * rows;
+        implicit_fill(x + (n * s.C_in + g * s.C_g()) * s.HW(), s, geo, i0, xs);
+        task(n, g, i0, std::min(rows, s.H_out - i0), (const T*)xs);
+    });
+}
+
 // The weight operand of the implicit kernels for one (output channel, im2col row): AW stored lanes
 // repeated across the vector. AW = 1 is the dense kernels' broadcast scalar; two floats are one 8-byte
 // broadcast load; wider patterns (the tiled kernels') are stored expanded, AW = L.
@@ -176,10 +189,7 @@ inline void implicit_micro(long kc, const T* __restrict a, const long* __restric
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes;
     V acc[MR][NV];
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    zero_tile(acc);
     const T* b[NV];
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) b[j] = base[j];

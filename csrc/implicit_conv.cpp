@@ -36,7 +36,6 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
     const bool flat = implicit_flat<T>(s) || !implicit_rows_ok<T>(s);
     const long rows = implicit_rows<T>(s, flat);
     const ImplicitGeometry geo = implicit_geometry<T>(s, rows, flat);
-    const long nrb = ceil_div(s.H_out, rows), ntasks = s.N * G * nrb, xs_size = implicit_copy_size(s, geo);
     Buffer<long> off(K);
     implicit_offsets(s, geo, off.data(), true);
     // k range [klo, khi) of the taps that output rows [r0, r1] (absolute) read inside x; all of K if none
@@ -49,15 +48,7 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
         khi = hi0 * C_g * s.kW;
         if (klo >= khi) klo = 0, khi = K;
     };
-    const int nt = threads_for(ntasks, s.flops());
-    Buffer<T> work(nt * xs_size);
-    Stop stop;
-#pragma omp parallel for schedule(dynamic) num_threads(nt)
-    for (long t = 0; t < ntasks; ++t) {
-        if (stop()) continue;
-        T* xs = work.data() + omp_thread() * xs_size;
-        const long n = t / (G * nrb), g = t / nrb % G, i0 = t % nrb * rows, nrows = std::min(rows, s.H_out - i0);
-        implicit_fill(x + (n * s.C_in + g * s.C_g()) * s.HW(), s, geo, i0, xs);
+    implicit_row_tasks(x, s, geo, rows, [&](long n, long g, long i0, long nrows, const T* xs) {
         T* yg = y + (n * s.C_out + g * M) * HWo;
         const T* Ag = Ap.data() + g * ap;
         const long nvec = flat ? ceil_div(nrows * geo.Wq, L) : nrows * geo.Wv;
@@ -109,7 +100,7 @@ void conv2d_implicit(const T* x, const T* w, const T* bias, T* y, const ConvShap
                 const T bi = bias[g * M + i];
                 for (long j = 0; j < nrows * s.W_out; ++j) yr[j] += bi;
             }
-    }
+    });
 }
 
 template <typename T>
@@ -136,10 +127,7 @@ inline void implicit_wgrad_micro(long kc, const T* const* row, const long* __res
     using V = typename Vec<T>::type;
     constexpr int MR = GemmBlock<T>::MR, L = Vec<T>::lanes, NR = NV * L;
     V acc[MR][NV];
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    zero_tile(acc);
     const T* r[MR];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) r[i] = row[i];

@@ -127,6 +127,22 @@ class Buffer {
     size_t n_ = 0;
 };
 
+// Runs task(t, scratch) for every t in [0, ntasks) on threads_for(ntasks, work) threads, dynamically
+// scheduled, `scratch` pointing at `size` elements private to the running thread; when the kernel is
+// asked to stop (Stop), the remaining tasks are skipped. The workspace is allocated before the parallel
+// region, so an allocation failure is an exception of the caller's thread.
+template <typename T, typename Task>
+void parallel_tasks(long ntasks, double work, long size, const Task& task) {
+    const int nt = threads_for(ntasks, work);
+    Buffer<T> ws(nt * size);
+    Stop stop;
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
+    for (long t = 0; t < ntasks; ++t) {
+        if (stop()) continue;
+        task(t, ws.data() + omp_thread() * size);
+    }
+}
+
 // Scratch for each thread of a parallel region, allocated before the region: an exception may not
 // leave an OpenMP region (a failed allocation inside one would terminate the process), so every
 // allocation that can fail happens on the calling thread, where it surfaces as std::bad_alloc.

@@ -178,6 +178,15 @@ inline void stream_copy(void* dst, const void* src, size_t n) {
 #endif
 }
 
+// A register tile's accumulators set to zero (unrolled, so that they stay in registers).
+template <typename V, int MR, int NV>
+inline void zero_tile(V (&acc)[MR][NV]) {
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+}
+
 inline void stream_fence() {
 #if defined(__SSE2__)
     _mm_sfence();

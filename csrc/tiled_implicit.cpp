@@ -46,18 +46,9 @@ void lane_conv_aw(const T* x, T* y, const ConvShape& s, long T_h, long T_w, cons
         }
     const long rows = implicit_rows<T>(s);
     const ImplicitGeometry geo = implicit_geometry<T>(s, rows);
-    const long nrb = ceil_div(s.H_out, rows), ntasks = s.N * nrb, xs_size = implicit_copy_size(s, geo);
     Buffer<long> off(K);
     implicit_offsets(s, geo, off.data());
-    const int nt = threads_for(ntasks, s.flops());
-    Buffer<T> work(nt * xs_size);
-    Stop stop;
-#pragma omp parallel for schedule(dynamic) num_threads(nt)
-    for (long t = 0; t < ntasks; ++t) {
-        if (stop()) continue;
-        T* xs = work.data() + omp_thread() * xs_size;
-        const long n = t / nrb, i0 = t % nrb * rows, nrows = std::min(rows, s.H_out - i0);
-        implicit_fill(x + n * s.C_in * s.HW(), s, geo, i0, xs);
+    implicit_row_tasks(x, s, geo, rows, [&](long n, long, long i0, long nrows, const T* xs) {
         T* yn = y + n * M * HWo;
         for (long cl = 0; cl < T_h; ++cl) {
             // Vectors of the rows r = first, first + T_h, ... (task-relative) whose class is cl.
@@ -85,7 +76,7 @@ void lane_conv_aw(const T* x, T* y, const ConvShape& s, long T_h, long T_w, cons
                 }
             }
         }
-    }
+    });
 }
 
 template <typename T, typename Weight>

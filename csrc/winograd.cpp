@@ -139,6 +139,7 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
     const int nt = threads_for(ceil_div(t0.rows_total * t0.tw, pc) * phases, s.flops() / 4);
     const long vsize = a * a * C * pc, msize = a * a * K * pc + L, bsize = packed_b_size<T>(C, pc);
     PerThread<T> work(nt, vsize + msize + bsize + transform_scratch<T, m>(pc, t0.tw));
+    Stop stop;
     for (long k = 0; k < phases; ++k) {
         const Phase ph(s, k);
         Tiling tl(s.N, ph, m);
@@ -146,6 +147,7 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
         tl.rows = std::min(pc / tl.tw, ceil_div(tl.rows_total, nth));
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
         for (long chunk = 0; chunk < tl.chunks(); ++chunk) {
+            if (stop()) continue;
             T *V = work.get(), *M = V + vsize, *Bp = M + msize, *buf = Bp + bsize;
             const long row0 = chunk * tl.rows;
             const TileRows tr{row0, std::min(tl.rows, tl.rows_total - row0), tl.th, tl.tw};
@@ -196,10 +198,11 @@ void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape
     const long vsize = a * a * C * pc, ysize = a * a * K * pc, ap = packed_a_size<T>(K, pc);
     const long bsize = packed_b_size<T>(pc, C), scratch = transform_scratch<T, m>(pc, t0.tw);
     PerThread<T> work(nt, vsize + ysize + ap + bsize + scratch);
+    Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long sl = 0; sl < S; ++sl) {
         T *V = work.get(), *Y = V + vsize, *Ap = Y + ysize, *Bp = Ap + ap, *buf = Bp + bsize, *Zs = Z.data() + sl * zsize;
-        for (long c0 = nchunks * sl / S; c0 < nchunks * (sl + 1) / S; ++c0) {
+        for (long c0 = nchunks * sl / S; c0 < nchunks * (sl + 1) / S && !stop(); ++c0) {
             const Phase ph(s, chunks[c0].first);
             const Tiling tl(s.N, ph, m);
             const long row0 = chunks[c0].second;

@@ -1,8 +1,9 @@
 """Ctrl-C during a long kernel: SIGINT raises KeyboardInterrupt within a fraction of a second (the kernels
 poll for pending signals between tasks), no thread keeps running, and the next call is correct.
 
-Each op runs in a subprocess (a SIGINT that escaped would otherwise stop pytest itself). The sizes take
-about 1-3 s on the cpp backend of a 2-core machine; the signal comes 0.1 s into the call."""
+Each case (an op, and the kernel family it reaches: direct, Winograd, depthwise) runs in a subprocess (a
+SIGINT that escaped would otherwise stop pytest itself). The sizes take about 1.5-3 s on the cpp backend of
+a 2-core machine; the signal comes 0.1 s into the call."""
 import pytest
 
 import fastconv as fc
@@ -12,13 +13,28 @@ SCRIPT = """
 import os, signal, threading, time
 import numpy as np, fastconv as fc
 rng = np.random.default_rng(0)
-big = lambda *shape: rng.random(shape, np.float32)
+big = lambda *shape: np.full(shape, 0.5, np.float32)
 small = lambda *shape: rng.standard_normal(shape)
-op = {op!r}
-if op == "conv2d":
-    long_call = lambda x=big(16, 64, 192, 192), w=big(64, 64, 3, 3): fc.conv2d(x, w, padding=1)
+case = {case!r}
+op = case.split(":")[0]
+if case == "conv2d":
+    long_call = lambda x=big(16, 64, 192, 192), w=big(64, 64, 3, 3): fc.conv2d(x, w, padding=1, algorithm="direct")
     args, kw = (small(2, 3, 9, 8), small(4, 3, 3, 3)), dict(padding=1)
-elif op == "max_pool2d":
+elif case == "conv2d:winograd":
+    long_call = lambda x=big(32, 64, 192, 192), w=big(64, 64, 3, 3): fc.conv2d(x, w, padding=1, algorithm="winograd")
+    args, kw = (small(2, 3, 9, 8), small(4, 3, 3, 3)), dict(padding=1, algorithm="winograd")
+elif case == "conv2d_weight_grad:winograd":
+    long_call = lambda x=big(64, 64, 192, 192), dy=big(64, 64, 192, 192): fc.conv2d_weight_grad(
+        x, dy, (64, 64, 3, 3), padding=1, algorithm="winograd")
+    args, kw = (small(2, 3, 9, 8), small(2, 4, 9, 8), (4, 3, 3, 3)), dict(padding=1, algorithm="winograd")
+elif case == "conv2d:depthwise":
+    long_call = lambda x=big(128, 128, 128, 128), w=big(128, 1, 9, 9): fc.conv2d(x, w, padding=4, groups=128)
+    args, kw = (small(2, 4, 9, 8), small(4, 1, 3, 3)), dict(padding=1, groups=4)
+elif case == "conv2d_weight_grad:depthwise":
+    long_call = lambda x=big(128, 128, 128, 128), dy=big(128, 128, 128, 128): fc.conv2d_weight_grad(
+        x, dy, (128, 1, 9, 9), padding=4, groups=128)
+    args, kw = (small(2, 4, 9, 8), small(2, 4, 9, 8), (4, 1, 3, 3)), dict(padding=1, groups=4)
+elif case == "max_pool2d":
     long_call = lambda x=big(32, 64, 128, 128): fc.max_pool2d(x, 25, 1)
     args, kw = (small(2, 3, 9, 8), 3, 1), {{}}
 else:
@@ -49,9 +65,10 @@ print("next call correct")
 
 
 @pytest.mark.skipif("cpp" not in fc.available_backends(), reason="the cpp backend is not built")
-@pytest.mark.parametrize("op", ["conv2d", "max_pool2d", "unshared_conv2d"])
-def test_sigint_stops_a_long_kernel(op):
-    r = run_python("-c", SCRIPT.format(op=op), timeout=120)
+@pytest.mark.parametrize("case", ["conv2d", "conv2d:winograd", "conv2d_weight_grad:winograd", "conv2d:depthwise",
+                                  "conv2d_weight_grad:depthwise", "max_pool2d", "unshared_conv2d"])
+def test_sigint_stops_a_long_kernel(case):
+    r = run_python("-c", SCRIPT.format(case=case), timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = dict(line.split(" ", 1) for line in r.stdout.splitlines())
     # Measured on a loaded 2-core machine: 0.002-0.1 s; the bound is loose for noisy machines.
