@@ -1,6 +1,6 @@
 """nn.load on untrusted files: truncated, corrupted, garbage, crafted and too deeply nested files all raise
 one exception type (nn.ModelFileError, a ValueError) naming what is wrong; a file cannot make load allocate
-more than the arrays it holds; saved files get the umask's permissions."""
+more than the arrays it holds; saved files get the umask's permissions, and a failed save keeps the old file."""
 import io
 import json
 import os
@@ -134,3 +134,21 @@ def test_saved_files_get_the_umask_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o640
     assert isinstance(nn.load(tmp_path / "m.npz"), nn.Sequential)
+
+
+def test_a_failed_save_leaves_the_old_file_untouched(saved, monkeypatch):
+    """A save that fails half-way (here: the archive writer raises after writing some bytes, as a full disk
+    would) leaves the previous file byte for byte and no temporary file beside it."""
+    before = saved.read_bytes()
+
+    def half_written(f, **arrays):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        nn.save(pool_cnn(rng=1, dtype=np.float32), saved)
+    assert saved.read_bytes() == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
+    monkeypatch.undo()
+    assert isinstance(nn.load(saved), nn.Sequential)
