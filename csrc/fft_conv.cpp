@@ -1,0 +1,190 @@
+// fft_conv.cpp — convolution by FFT over n x n tiles (overlap-save): the forward of stride-1 layers
+// with large kernels, and single planes (correlate2d/convolve2d run the forward on a 1x1 layer).
+//
+// A tile of n x n inputs yields (n - k_eff + 1)² outputs of a correlation with a k_eff x k_eff kernel
+// (k_eff = (k - 1)·dilation + 1: a dilated kernel is an undilated one with zero taps): its circular
+// correlation with the kernel zero-padded to n x n, y = IDFT(DFT(x) · conj(DFT(w))), wraps only into the
+// other outputs. Zero padding costs nothing: tiles read zeros outside the input. Summed over input
+// channels, every bin is a complex matrix product  Y[o] = Σ_c conj(W[o, c]) · X[c]  over L tiles at a time.
+//
+// One task is one group of L tiles (consecutive along rows, tile rows and images): gather and transform
+// its tiles for every input channel, mix the channels bin by bin into blocks of output channels, and
+// transform each back into its outputs. The kernel's spectra are computed once per call. Every output
+// is computed by one task in a fixed order, so results do not depend on the thread count.
+#include "fft_conv.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "fft.h"
+#include "parallel.h"
+
+namespace fastconv {
+namespace {
+
+constexpr int kOutBlock = 4;  // output channels mixed at once: their accumulators stay in registers
+
+template <typename T, int n>
+struct FftTiling {
+    static constexpr int L = Vec<T>::lanes, E = n * (n / 2 + 1);
+    long kh, kw, mh, mw, th, tw, tiles, groups;  // dilated kernel, outputs per tile, tile grid
+    explicit FftTiling(const ConvShape& s)
+        : kh((s.kH - 1) * s.dil_h + 1), kw((s.kW - 1) * s.dil_w + 1), mh(n - kh + 1), mw(n - kw + 1),
+          th(ceil_div(s.H_out, mh)), tw(ceil_div(s.W_out, mw)), tiles(s.N * th * tw), groups(ceil_div(tiles, L)) {}
+};
+
+// Wt[((e·K + o)·C + c)·2 + {0, 1}] = conj(DFT(w[o, c]))[e] / (4 n²): the kernel's spectra, conjugated
+// for a correlation, with rfft2's doubling and the unscaled inverse folded in. L kernels per transform.
+template <typename T, int n>
+void kernel_spectra(const T* w, const ConvShape& s, const FftTiling<T, n>& tl, T* Wt) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes, E = FftTiling<T, n>::E;
+    const long K = s.C_out, C = s.C_in, pairs = K * C, tasks = ceil_div(pairs, L);
+    const T scale = T(1.0 / (4.0 * n * n));
+    const int rows = (int)round_up(tl.kh, 2), nt = threads_for(tasks, 10.0 * tasks * L * n * n * 8);
+    PerThread<V> work(nt, n * n + 2 * E + 2 * E);
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (long task = 0; task < tasks; ++task) {
+        V *x = work.get(), *f = x + n * n, *bins = f + 2 * E;
+        std::fill(x, x + n * n, V{});
+        const long p0 = task * L, np = std::min<long>(L, pairs - p0);
+        for (long l = 0; l < np; ++l)
+            for (long r = 0; r < s.kH; ++r)
+                for (long c = 0; c < s.kW; ++c) x[r * s.dil_h * n + c * s.dil_w][l] = w[((p0 + l) * s.kH + r) * s.kW + c];
+        rfft2<T, n>(x, rows, bins, 2, f);
+        for (long e = 0; e < E; ++e)
+            for (long l = 0; l < np; ++l) {
+                const long o = (p0 + l) / C, c = (p0 + l) % C;
+                Wt[((e * K + o) * C + c) * 2] = bins[2 * e][l] * scale;
+                Wt[((e * K + o) * C + c) * 2 + 1] = -bins[2 * e + 1][l] * scale;
+            }
+    }
+}
+
+// x_t (n x n, lanes = the group's tiles) := the inputs of tiles g·L .. g·L + L - 1 of channel c, zero outside
+// the plane and for tiles past the last. rows: scratch of L·n elements.
+template <typename T, int n>
+void gather(const T* x, const ConvShape& s, const FftTiling<T, n>& tl, long g, long c, typename Vec<T>::type* xt,
+            T* rows) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    for (int r = 0; r < n; ++r) {
+        for (int l = 0; l < L; ++l) {
+            T* row = rows + l * n;
+            const long t = g * L + l, j = t % tl.tw, i = t / tl.tw % tl.th, img = t / (tl.tw * tl.th);
+            const long h = i * tl.mh - s.ph + r, w0 = j * tl.mw - s.pw;
+            std::fill(row, row + n, T(0));
+            if (t >= tl.tiles || h < 0 || h >= s.H) continue;
+            const long lo = std::max(0L, -w0), hi = std::min<long>(n, s.W - w0);
+            if (hi > lo) std::memcpy(row + lo, x + ((img * s.C_in + c) * s.H + h) * s.W + w0 + lo, (hi - lo) * sizeof(T));
+        }
+        for (int c0 = 0; c0 < n; c0 += L) {
+            V v[L];
+            load_block<T>(rows + c0, n, L, L, v);
+            transpose<T>(v);
+            for (int k = 0; k < L; ++k) xt[r * n + c0 + k] = v[k];
+        }
+    }
+}
+
+// The valid outputs of the group's tiles, rows of x_t (lanes = tiles), plus bias, into channel o of y.
+template <typename T, int n>
+void scatter(const typename Vec<T>::type* xt, T bias, const ConvShape& s, const FftTiling<T, n>& tl, long g, long o,
+             T* y) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    const V vb = broadcast<V>(bias);
+    for (int r = 0; r < tl.mh; ++r)
+        for (int c0 = 0; c0 < tl.mw; c0 += L) {
+            alignas(64) T v[L][L];
+            V rowsv[L];
+            for (int k = 0; k < L; ++k) rowsv[k] = xt[r * n + c0 + k];
+            transpose<T>(rowsv);
+            for (int l = 0; l < L; ++l) store(v[l], rowsv[l] + vb);
+            for (int l = 0; l < L; ++l) {
+                const long t = g * L + l, j = t % tl.tw, i = t / tl.tw % tl.th, img = t / (tl.tw * tl.th);
+                const long h = i * tl.mh + r, w = j * tl.mw + c0;
+                if (t >= tl.tiles || h >= s.H_out) continue;
+                const long cnt = std::min({(long)L, tl.mw - c0, s.W_out - w});
+                T* dst = y + ((img * s.C_out + o) * s.H_out + h) * s.W_out + w;
+                for (long k = 0; k < cnt; ++k) dst[k] = v[l][k];
+            }
+        }
+}
+
+// out[j][2e], [2e+1] = Σ_c Wt[e, o0 + j, c] · xs[e, c] (complex) for j < OB, every bin e.
+template <typename T, int n, int OB>
+void mix(const T* Wt, const typename Vec<T>::type* xs, long K, long C, long o0, typename Vec<T>::type* out,
+         long out_stride) {
+    using V = typename Vec<T>::type;
+    constexpr int E = FftTiling<T, n>::E;
+    for (long e = 0; e < E; ++e) {
+        V ar[OB] = {}, ai[OB] = {};
+        const V* d = xs + e * C * 2;
+        const T* w = Wt + (e * K + o0) * C * 2;
+        for (long c = 0; c < C; ++c) {
+            const V dr = d[2 * c], di = d[2 * c + 1];
+#pragma GCC unroll 4
+            for (int j = 0; j < OB; ++j) {
+                const V a = broadcast<V>(w[(j * C + c) * 2]), b = broadcast<V>(w[(j * C + c) * 2 + 1]);
+                ar[j] += a * dr - b * di;
+                ai[j] += a * di + b * dr;
+            }
+        }
+        for (int j = 0; j < OB; ++j) out[j * out_stride + 2 * e] = ar[j], out[j * out_stride + 2 * e + 1] = ai[j];
+    }
+}
+
+}  // namespace
+
+template <typename T, int n>
+void conv2d_fft(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes, E = FftTiling<T, n>::E;
+    const FftTiling<T, n> tl(s);
+    const long K = s.C_out, C = s.C_in, OB = std::min<long>(kOutBlock, K);
+    Buffer<T> Wt(E * K * C * 2);
+    kernel_spectra<T, n>(w, s, tl, Wt.data());
+    const int out_rows = (int)round_up(tl.mh, 2);
+    const int nt = threads_for(tl.groups, s.flops() / 8);
+    const long xsize = n * n, fsize = 2 * E, xssize = 2 * E * C, ysize = 2 * E * OB;
+    PerThread<V> work(nt, xsize + fsize + xssize + ysize + ceil_div(L * n, L));
+    Stop stop;
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
+    for (long g = 0; g < tl.groups; ++g) {
+        if (stop()) continue;
+        V *xt = work.get(), *f = xt + xsize, *xs = f + fsize, *ys = xs + xssize;
+        T* rows = reinterpret_cast<T*>(ys + ysize);
+        for (long c = 0; c < C; ++c) {
+            gather<T, n>(x, s, tl, g, c, xt, rows);
+            rfft2<T, n>(xt, n, xs + 2 * c, 2 * C, f);
+        }
+        for (long o0 = 0; o0 < K; o0 += OB) {
+            const long ob = std::min(OB, K - o0);
+            switch (ob) {
+                case 4: mix<T, n, 4>(Wt.data(), xs, K, C, o0, ys, 2 * E); break;
+                case 3: mix<T, n, 3>(Wt.data(), xs, K, C, o0, ys, 2 * E); break;
+                case 2: mix<T, n, 2>(Wt.data(), xs, K, C, o0, ys, 2 * E); break;
+                default: mix<T, n, 1>(Wt.data(), xs, K, C, o0, ys, 2 * E); break;
+            }
+            for (long j = 0; j < ob; ++j) {
+                irfft2<T, n>(ys + j * 2 * E, xt, out_rows, f);
+                scatter<T, n>(xt, b ? b[o0 + j] : T(0), s, tl, g, o0 + j, y);
+            }
+        }
+    }
+}
+
+#define FASTCONV_INSTANTIATE(T, n) \
+    template void conv2d_fft<T, n>(const T*, const T*, const T*, T*, const ConvShape&);
+FASTCONV_INSTANTIATE(float, 16)
+FASTCONV_INSTANTIATE(float, 32)
+FASTCONV_INSTANTIATE(float, 64)
+FASTCONV_INSTANTIATE(float, 128)
+FASTCONV_INSTANTIATE(double, 16)
+FASTCONV_INSTANTIATE(double, 32)
+FASTCONV_INSTANTIATE(double, 64)
+FASTCONV_INSTANTIATE(double, 128)
+#undef FASTCONV_INSTANTIATE
+
+}  // namespace fastconv
