@@ -7,6 +7,7 @@
 // row a + i·b and separated by Hermitian symmetry. A real n x n tile has n·(n/2 + 1) independent bins.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 
 #include "simd.h"
@@ -60,60 +61,71 @@ inline void fft(typename Vec<T>::type* re, typename Vec<T>::type* im) {
     }
 }
 
-// The 2-D real transform of an n x n tile x (real, row r column c at x[r·n + c]) to its n·(n/2+1) bins:
-// bin (kr, kc), kc <= n/2, at out[(kr·(n/2+1) + kc)·ld] (real part) and [.. + 1] (imaginary), scaled by
-// 2 (the pairing's halving is left to the caller, which scales the kernel instead). Rows past `rows`
-// are zero and skipped. f: scratch of 2·n·(n/2+1) vectors.
-template <typename T, int n>
-void rfft2(const typename Vec<T>::type* x, int rows, typename Vec<T>::type* out, long ld, typename Vec<T>::type* f) {
+// The 2-D real transform of an n x n tile to its n·(n/2+1) bins: bin (kr, kc), kc <= n/2, at
+// out[(kc·n + kr)·ld] (real part) and [.. + 1] (imaginary), scaled by 2 (the pairing's halving is left to
+// the caller, which scales the kernel instead). Row r of the tile comes from rows(r, v) (v: n vectors,
+// column c at v[c]); rows from `rows` on are zero and not asked for. Bins are stored column by column, so
+// that the second pass runs in place on contiguous columns: no scratch tile, which keeps a group of L
+// tiles of n = 128 within the outer caches.
+template <typename T, int n, typename Rows>
+void rfft2(const Rows& rows_of, int rows, typename Vec<T>::type* out, long ld) {
     using V = typename Vec<T>::type;
     constexpr int h = n / 2 + 1;
     const int* rev = Twiddles<T, n>::get().rev;
-    V *fr = f, *fi = f + n * h;
     for (int r = 0; r < n; r += 2) {  // along the rows, two at a time
+        V zr[n], zi[n], a[n], b[n];
         if (r >= rows) {
-            for (int k = 0; k < 2 * h; ++k) fr[r * h + k] = V{}, fi[r * h + k] = V{};
+            for (int k = 0; k < h; ++k)
+                out[(k * n + r) * ld] = out[(k * n + r) * ld + 1] = out[(k * n + r + 1) * ld] = out[(k * n + r + 1) * ld + 1] = V{};
             continue;
         }
-        V zr[n], zi[n];
-        for (int c = 0; c < n; ++c) zr[rev[c]] = x[r * n + c], zi[rev[c]] = x[(r + 1) * n + c];
+        rows_of(r, a);
+        if (r + 1 < rows) rows_of(r + 1, b);
+        else std::fill(b, b + n, V{});
+        for (int c = 0; c < n; ++c) zr[rev[c]] = a[c], zi[rev[c]] = b[c];
         fft<T, n, false>(zr, zi);
         for (int k = 0; k < h; ++k) {
             const int nk = (n - k) & (n - 1);
-            fr[r * h + k] = zr[k] + zr[nk], fi[r * h + k] = zi[k] - zi[nk];
-            fr[(r + 1) * h + k] = zi[k] + zi[nk], fi[(r + 1) * h + k] = zr[nk] - zr[k];
+            V* o = out + (k * n + r) * ld;
+            o[0] = zr[k] + zr[nk], o[1] = zi[k] - zi[nk];
+            o[ld] = zi[k] + zi[nk], o[ld + 1] = zr[nk] - zr[k];
         }
     }
-    for (int k = 0; k < h; ++k) {  // along the columns
+    for (int k = 0; k < h; ++k) {  // along the columns, in place
         V zr[n], zi[n];
-        for (int r = 0; r < n; ++r) zr[rev[r]] = fr[r * h + k], zi[rev[r]] = fi[r * h + k];
+        V* col = out + k * n * ld;
+        for (int r = 0; r < n; ++r) zr[rev[r]] = col[r * ld], zi[rev[r]] = col[r * ld + 1];
         fft<T, n, false>(zr, zi);
-        for (int r = 0; r < n; ++r) out[(r * h + k) * ld] = zr[r], out[(r * h + k) * ld + 1] = zi[r];
+        for (int r = 0; r < n; ++r) col[r * ld] = zr[r], col[r * ld + 1] = zi[r];
     }
 }
 
-// The inverse of rfft2 for bins in (re, im) pairs at bins[2·e], e = kr·(n/2+1) + kc, unscaled (n² times
-// the inverse DFT): rows r < `rows` of x (rounded up to even) are written. f: as rfft2's.
-template <typename T, int n>
-void irfft2(const typename Vec<T>::type* bins, typename Vec<T>::type* x, int rows, typename Vec<T>::type* f) {
+// The inverse of rfft2, unscaled (n² times the inverse DFT), for bins stored as rfft2 stores them with
+// ld = 2 (overwritten: the first pass runs in place). Rows r < `rows` (rounded up to even) of the tile
+// go to rows(r, v) (v: n vectors, column c at v[c]).
+template <typename T, int n, typename Rows>
+void irfft2(typename Vec<T>::type* bins, int rows, const Rows& rows_to) {
     using V = typename Vec<T>::type;
     constexpr int h = n / 2 + 1;
     const int* rev = Twiddles<T, n>::get().rev;
-    V *fr = f, *fi = f + n * h;
-    for (int k = 0; k < h; ++k) {  // along the columns
+    for (int k = 0; k < h; ++k) {  // along the columns, in place
         V zr[n], zi[n];
-        for (int r = 0; r < n; ++r) zr[rev[r]] = bins[2 * (r * h + k)], zi[rev[r]] = bins[2 * (r * h + k) + 1];
+        V* col = bins + 2 * k * n;
+        for (int r = 0; r < n; ++r) zr[rev[r]] = col[2 * r], zi[rev[r]] = col[2 * r + 1];
         fft<T, n, true>(zr, zi);
-        for (int r = 0; r < rows; ++r) fr[r * h + k] = zr[r], fi[r * h + k] = zi[r];
+        for (int r = 0; r < rows; ++r) col[2 * r] = zr[r], col[2 * r + 1] = zi[r];
     }
     for (int r = 0; r < rows; r += 2) {  // rows r, r+1 from their half spectra a, b as one row a + i·b
         V zr[n], zi[n];
-        const V *ar = fr + r * h, *ai = fi + r * h, *br = ar + h, *bi = ai + h;
-        for (int k = 0; k < h; ++k) zr[rev[k]] = ar[k] - bi[k], zi[rev[k]] = ai[k] + br[k];
-        for (int k = h; k < n; ++k)  // a[k] = conj(a[n-k]), b likewise
-            zr[rev[k]] = ar[n - k] + bi[n - k], zi[rev[k]] = br[n - k] - ai[n - k];
+        for (int k = 0; k < n; ++k) {
+            const V* p = bins + 2 * ((k < h ? k : n - k) * n + r);  // (a, b)[k > n/2] = conj((a, b)[n - k])
+            const V ar = p[0], ai = p[1], br = p[2], bi = p[3];
+            zr[rev[k]] = k < h ? ar - bi : ar + bi;
+            zi[rev[k]] = k < h ? ai + br : br - ai;
+        }
         fft<T, n, true>(zr, zi);
-        for (int c = 0; c < n; ++c) x[r * n + c] = zr[c], x[(r + 1) * n + c] = zi[c];
+        rows_to(r, zr);
+        rows_to(r + 1, zi);
     }
 }
 

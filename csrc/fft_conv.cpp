@@ -42,16 +42,16 @@ void kernel_spectra(const T* w, const ConvShape& s, const FftTiling<T, n>& tl, T
     const long K = s.C_out, C = s.C_in, pairs = K * C, tasks = ceil_div(pairs, L);
     const T scale = T(1.0 / (4.0 * n * n));
     const int rows = (int)round_up(tl.kh, 2), nt = threads_for(tasks, 10.0 * tasks * L * n * n * 8);
-    PerThread<V> work(nt, n * n + 2 * E + 2 * E);
+    PerThread<V> work(nt, n * n + 2 * E);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (long task = 0; task < tasks; ++task) {
-        V *x = work.get(), *f = x + n * n, *bins = f + 2 * E;
+        V *x = work.get(), *bins = x + n * n;
         std::fill(x, x + n * n, V{});
         const long p0 = task * L, np = std::min<long>(L, pairs - p0);
         for (long l = 0; l < np; ++l)
             for (long r = 0; r < s.kH; ++r)
                 for (long c = 0; c < s.kW; ++c) x[r * s.dil_h * n + c * s.dil_w][l] = w[((p0 + l) * s.kH + r) * s.kW + c];
-        rfft2<T, n>(x, rows, bins, 2, f);
+        rfft2<T, n>([x](int r, V* v) { std::copy(x + r * n, x + (r + 1) * n, v); }, rows, bins, 2);
         for (long e = 0; e < E; ++e)
             for (long l = 0; l < np; ++l) {
                 const long o = (p0 + l) / C, c = (p0 + l) % C;
@@ -61,55 +61,67 @@ void kernel_spectra(const T* w, const ConvShape& s, const FftTiling<T, n>& tl, T
     }
 }
 
-// x_t (n x n, lanes = the group's tiles) := the inputs of tiles g·L .. g·L + L - 1 of channel c, zero outside
-// the plane and for tiles past the last. rows: scratch of L·n elements.
+// Where the tiles of group g lie: per lane (tile), its image, first output row and column, and how many
+// of its rows and columns of outputs fall inside the output (0 rows for lanes past the last tile).
+template <typename T>
+struct GroupTiles {
+    long img[Vec<T>::lanes], h0[Vec<T>::lanes], w0[Vec<T>::lanes], rows[Vec<T>::lanes], cols[Vec<T>::lanes];
+    template <typename Tiling>
+    GroupTiles(const ConvShape& s, const Tiling& tl, long g) {
+        for (int l = 0; l < Vec<T>::lanes; ++l) {
+            const long t = g * Vec<T>::lanes + l, j = t % tl.tw, i = t / tl.tw % tl.th;
+            img[l] = t / (tl.tw * tl.th), h0[l] = i * tl.mh, w0[l] = j * tl.mw;
+            rows[l] = t < tl.tiles ? std::min(tl.mh, s.H_out - h0[l]) : 0;
+            cols[l] = std::min(tl.mw, s.W_out - w0[l]);
+        }
+    }
+};
+
+// v := row r of the group's tiles (lanes = tiles) in channel c, zero outside the plane and for lanes
+// past the last tile. rows: scratch of L·n elements.
 template <typename T, int n>
-void gather(const T* x, const ConvShape& s, const FftTiling<T, n>& tl, long g, long c, typename Vec<T>::type* xt,
-            T* rows) {
-    using V = typename Vec<T>::type;
+void gather_row(const T* x, const ConvShape& s, const GroupTiles<T>& gt, long c, int r, typename Vec<T>::type* v,
+                T* rows) {
     constexpr int L = Vec<T>::lanes;
-    for (int r = 0; r < n; ++r) {
-        for (int l = 0; l < L; ++l) {
-            T* row = rows + l * n;
-            const long t = g * L + l, j = t % tl.tw, i = t / tl.tw % tl.th, img = t / (tl.tw * tl.th);
-            const long h = i * tl.mh - s.ph + r, w0 = j * tl.mw - s.pw;
+    for (int l = 0; l < L; ++l) {
+        T* row = rows + l * n;
+        const long h = gt.h0[l] - s.ph + r, w0 = gt.w0[l] - s.pw;
+        const long lo = std::max(0L, -w0), hi = std::min<long>(n, s.W - w0);
+        if (gt.rows[l] == 0 || h < 0 || h >= s.H || hi <= lo) {
             std::fill(row, row + n, T(0));
-            if (t >= tl.tiles || h < 0 || h >= s.H) continue;
-            const long lo = std::max(0L, -w0), hi = std::min<long>(n, s.W - w0);
-            if (hi > lo) std::memcpy(row + lo, x + ((img * s.C_in + c) * s.H + h) * s.W + w0 + lo, (hi - lo) * sizeof(T));
+            continue;
         }
-        for (int c0 = 0; c0 < n; c0 += L) {
-            V v[L];
-            load_block<T>(rows + c0, n, L, L, v);
-            transpose<T>(v);
-            for (int k = 0; k < L; ++k) xt[r * n + c0 + k] = v[k];
-        }
+        std::fill(row, row + lo, T(0));
+        std::memcpy(row + lo, x + ((gt.img[l] * s.C_in + c) * s.H + h) * s.W + w0 + lo, (hi - lo) * sizeof(T));
+        std::fill(row + hi, row + n, T(0));
+    }
+    for (int c0 = 0; c0 < n; c0 += L) {
+        load_block<T>(rows + c0, n, L, L, v + c0);
+        transpose<T>(v + c0);
     }
 }
 
-// The valid outputs of the group's tiles, rows of x_t (lanes = tiles), plus bias, into channel o of y.
+// Row r of the group's tiles (v, lanes = tiles), where inside their valid outputs, plus bias, into dst[l]
+// (channel o of tile l's outputs).
 template <typename T, int n>
-void scatter(const typename Vec<T>::type* xt, T bias, const ConvShape& s, const FftTiling<T, n>& tl, long g, long o,
-             T* y) {
-    using V = typename Vec<T>::type;
+void scatter_row(typename Vec<T>::type* v, int r, typename Vec<T>::type bias, long mw, long W_out,
+                 const GroupTiles<T>& gt, T* const* dst) {
     constexpr int L = Vec<T>::lanes;
-    const V vb = broadcast<V>(bias);
-    for (int r = 0; r < tl.mh; ++r)
-        for (int c0 = 0; c0 < tl.mw; c0 += L) {
-            alignas(64) T v[L][L];
-            V rowsv[L];
-            for (int k = 0; k < L; ++k) rowsv[k] = xt[r * n + c0 + k];
-            transpose<T>(rowsv);
-            for (int l = 0; l < L; ++l) store(v[l], rowsv[l] + vb);
-            for (int l = 0; l < L; ++l) {
-                const long t = g * L + l, j = t % tl.tw, i = t / tl.tw % tl.th, img = t / (tl.tw * tl.th);
-                const long h = i * tl.mh + r, w = j * tl.mw + c0;
-                if (t >= tl.tiles || h >= s.H_out) continue;
-                const long cnt = std::min({(long)L, tl.mw - c0, s.W_out - w});
-                T* dst = y + ((img * s.C_out + o) * s.H_out + h) * s.W_out + w;
-                for (long k = 0; k < cnt; ++k) dst[k] = v[l][k];
+    for (int c0 = 0; c0 < mw; c0 += L) {
+        transpose<T>(v + c0);
+        for (int l = 0; l < L; ++l) {
+            if (r >= gt.rows[l]) continue;
+            const long cnt = std::min<long>(L, gt.cols[l] - c0);
+            T* d = dst[l] + r * W_out + c0;
+            if (cnt == L) {
+                store(d, v[c0 + l] + bias);
+            } else if (cnt > 0) {
+                alignas(64) T part[L];
+                store(part, v[c0 + l] + bias);
+                std::memcpy(d, part, cnt * sizeof(T));
             }
         }
+    }
 }
 
 // out[j][2e], [2e+1] = Σ_c Wt[e, o0 + j, c] · xs[e, c] (complex) for j < OB, every bin e.
@@ -147,18 +159,17 @@ void conv2d_fft(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     kernel_spectra<T, n>(w, s, tl, Wt.data());
     const int out_rows = (int)round_up(tl.mh, 2);
     const int nt = threads_for(tl.groups, s.flops() / 8);
-    const long xsize = n * n, fsize = 2 * E, xssize = 2 * E * C, ysize = 2 * E * OB;
-    PerThread<V> work(nt, xsize + fsize + xssize + ysize + ceil_div(L * n, L));
+    const long xssize = 2 * E * C, ysize = 2 * E * OB;
+    PerThread<V> work(nt, xssize + ysize + n);
     Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long g = 0; g < tl.groups; ++g) {
         if (stop()) continue;
-        V *xt = work.get(), *f = xt + xsize, *xs = f + fsize, *ys = xs + xssize;
+        V *xs = work.get(), *ys = xs + xssize;
         T* rows = reinterpret_cast<T*>(ys + ysize);
-        for (long c = 0; c < C; ++c) {
-            gather<T, n>(x, s, tl, g, c, xt, rows);
-            rfft2<T, n>(xt, n, xs + 2 * c, 2 * C, f);
-        }
+        const GroupTiles<T> gt(s, tl, g);
+        for (long c = 0; c < C; ++c)
+            rfft2<T, n>([&](int r, V* v) { gather_row<T, n>(x, s, gt, c, r, v, rows); }, n, xs + 2 * c, 2 * C);
         for (long o0 = 0; o0 < K; o0 += OB) {
             const long ob = std::min(OB, K - o0);
             switch (ob) {
@@ -168,8 +179,12 @@ void conv2d_fft(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
                 default: mix<T, n, 1>(Wt.data(), xs, K, C, o0, ys, 2 * E); break;
             }
             for (long j = 0; j < ob; ++j) {
-                irfft2<T, n>(ys + j * 2 * E, xt, out_rows, f);
-                scatter<T, n>(xt, b ? b[o0 + j] : T(0), s, tl, g, o0 + j, y);
+                T* dst[L];
+                for (int l = 0; l < L; ++l)
+                    dst[l] = y + ((gt.img[l] * K + o0 + j) * s.H_out + gt.h0[l]) * s.W_out + gt.w0[l];
+                const V bias = broadcast<V>(b ? b[o0 + j] : T(0));
+                irfft2<T, n>(ys + j * 2 * E, out_rows,
+                             [&](int r, V* v) { scatter_row<T, n>(v, r, bias, tl.mw, s.W_out, gt, dst); });
             }
         }
     }

@@ -1,5 +1,5 @@
 // fft_conv.h — convolution by FFT over n x n tiles (fft_conv.cpp): what it computes, and the cost model
-// (in vector-instruction units, calibrated by measurement: docs/performance.md) the registry compares.
+// (calibrated by measurement: docs/performance.md) the registry compares with the direct kernels'.
 #pragma once
 
 #include <algorithm>
@@ -31,24 +31,22 @@ inline const char* fft_why_not(const ConvShape& s, int n, long elem) {
     return nullptr;
 }
 
-// Time of the FFT kernel on s with tile n, in vector-instruction units: per group of L tiles, the tile
-// transforms of every channel (n²·log2 n butterflies in all, about 4 units each, plus gather/scatter),
-// and per bin the channel mix (4 FMAs per channel pair at 2 per unit); plus the kernel's transforms.
+// Time of the FFT kernel on s with tile n, in units of about 2 ns of one core (fitted to single-thread
+// times of planes and layers with 3x3 to 31x31 kernels, docs/performance.md): per group of L tiles, the
+// 2-D transforms of every input and output channel (n² (log2 n + 4) each: butterflies, gathers and
+// scatters) and the channel mix (6 per bin and channel pair); plus the kernel's transforms.
 inline double fft_cost(const ConvShape& s, int n, int lanes) {
-    const double kh = fft_kernel_extent(s.kH, s.dil_h), kw = fft_kernel_extent(s.kW, s.dil_w);
-    const double tiles = s.N * (double)ceil_div(s.H_out, n - (long)kh + 1) * ceil_div(s.W_out, n - (long)kw + 1);
-    const double groups = std::ceil(tiles / lanes), log2n = __builtin_ctz(n), bins = n * (n / 2 + 1.0);
-    const double transform = 2.2 * n * n * log2n + 3.0 * n * n;
-    const double per_group = (s.C_in + s.C_out) * transform + 2.0 * bins * s.C_in * s.C_out;
-    return groups * per_group + std::ceil(s.C_in * s.C_out / (double)lanes) * transform;
+    const long kh = fft_kernel_extent(s.kH, s.dil_h), kw = fft_kernel_extent(s.kW, s.dil_w);
+    const double tiles = s.N * (double)ceil_div(s.H_out, n - kh + 1) * ceil_div(s.W_out, n - kw + 1);
+    const double transform = n * n * (__builtin_ctz(n) + 4.0), bins = n * (n / 2 + 1.0);
+    const double per_group = (s.C_in + s.C_out) * transform + 6.0 * bins * s.C_in * s.C_out;
+    return std::ceil(tiles / lanes) * per_group + std::ceil(s.C_in * s.C_out / (double)lanes) * transform;
 }
 
-// The direct kernels' time in the same units: multiply-adds at 2 vector FMAs per unit, less efficient
-// on thin GEMMs (few channels): a single plane runs far below the FMA peak.
+// The direct kernels' time in the same units: 0.2 per L multiply-adds (they run near the FMA peak on
+// planes and layers alike once the kernel is 7x7 or larger; smaller kernels never reach FFT's range).
 inline double direct_cost(const ConvShape& s, int lanes) {
-    const double fmas = s.N * (double)s.C_out * s.HW_out() * s.C_g() * s.kH * s.kW / lanes;
-    const double efficiency = std::min(1.0, 0.25 + (s.C_g() * s.kH * s.kW) / 1024.0);
-    return fmas / (2 * 0.8 * efficiency);
+    return 0.2 * s.N * (double)s.C_out * s.HW_out() * s.C_g() * s.kH * s.kW / lanes;
 }
 
 template <typename T, int n>
