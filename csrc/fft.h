@@ -73,15 +73,16 @@ void rfft2(const Rows& rows_of, int rows, typename Vec<T>::type* out, long ld) {
     constexpr int h = n / 2 + 1;
     const int* rev = Twiddles<T, n>::get().rev;
     for (int r = 0; r < n; r += 2) {  // along the rows, two at a time
-        V zr[n], zi[n], a[n], b[n];
         if (r >= rows) {
-            for (int k = 0; k < h; ++k)
-                out[(k * n + r) * ld] = out[(k * n + r) * ld + 1] = out[(k * n + r + 1) * ld] = out[(k * n + r + 1) * ld + 1] = V{};
+            for (int k = 0; k < h; ++k) {
+                V* o = out + (k * n + r) * ld;
+                o[0] = o[1] = o[ld] = o[ld + 1] = V{};
+            }
             continue;
         }
+        V zr[n], zi[n], a[n], b[n] = {};  // b stays zero past the last row
         rows_of(r, a);
         if (r + 1 < rows) rows_of(r + 1, b);
-        else std::fill(b, b + n, V{});
         for (int c = 0; c < n; ++c) zr[rev[c]] = a[c], zi[rev[c]] = b[c];
         fft<T, n, false>(zr, zi);
         for (int k = 0; k < h; ++k) {

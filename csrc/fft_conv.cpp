@@ -1,5 +1,6 @@
 // fft_conv.cpp — convolution by FFT over n x n tiles (overlap-save): the forward of stride-1 layers
-// with large kernels, and single planes (correlate2d/convolve2d run the forward on a 1x1 layer).
+// with large kernels, and single planes (correlate2d/convolve2d run the forward on a 1x1 layer); the
+// input gradient is that forward on dy with the rotated, transposed kernel (input_grad_as_forward).
 //
 // A tile of n x n inputs yields (n - k_eff + 1)² outputs of a correlation with a k_eff x k_eff kernel
 // (k_eff = (k - 1)·dilation + 1: a dilated kernel is an undilated one with zero taps): its circular
@@ -17,6 +18,7 @@
 #include <cstring>
 
 #include "fft.h"
+#include "implicit.h"
 #include "parallel.h"
 
 namespace fastconv {
@@ -34,9 +36,10 @@ struct FftTiling {
 };
 
 // Wt[((e·K + o)·C + c)·2 + {0, 1}] = conj(DFT(w[o, c]))[e] / (4 n²): the kernel's spectra, conjugated
-// for a correlation, with rfft2's doubling and the unscaled inverse folded in. L kernels per transform.
+// for a correlation, with rfft2's doubling and the unscaled inverse folded in; `flipped`: of w[c, o]
+// rotated by 180° (w then has shape (C, K, kH, kW)). L kernels per transform.
 template <typename T, int n>
-void kernel_spectra(const T* w, const ConvShape& s, const FftTiling<T, n>& tl, T* Wt) {
+void kernel_spectra(const T* w, const ConvShape& s, bool flipped, const FftTiling<T, n>& tl, T* Wt) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, E = FftTiling<T, n>::E;
     const long K = s.C_out, C = s.C_in, pairs = K * C, tasks = ceil_div(pairs, L);
@@ -48,9 +51,11 @@ void kernel_spectra(const T* w, const ConvShape& s, const FftTiling<T, n>& tl, T
         V *x = work.get(), *bins = x + n * n;
         std::fill(x, x + n * n, V{});
         const long p0 = task * L, np = std::min<long>(L, pairs - p0);
-        for (long l = 0; l < np; ++l)
-            for (long r = 0; r < s.kH; ++r)
-                for (long c = 0; c < s.kW; ++c) x[r * s.dil_h * n + c * s.dil_w][l] = w[((p0 + l) * s.kH + r) * s.kW + c];
+        for (long l = 0; l < np; ++l) {
+            const long o = (p0 + l) / C, c = (p0 + l) % C, kk = s.kH * s.kW;
+            const T* g = flipped ? w + (c * K + o) * kk : w + (o * C + c) * kk;
+            for (long i = 0; i < kk; ++i) x[i / s.kW * s.dil_h * n + i % s.kW * s.dil_w][l] = g[flipped ? kk - 1 - i : i];
+        }
         rfft2<T, n>([x](int r, V* v) { std::copy(x + r * n, x + (r + 1) * n, v); }, rows, bins, 2);
         for (long e = 0; e < E; ++e)
             for (long l = 0; l < np; ++l) {
@@ -149,14 +154,16 @@ void mix(const T* Wt, const typename Vec<T>::type* xs, long K, long C, long o0, 
 
 }  // namespace
 
+// y (N, K, H_out, W_out) = w ⋆ x + b, w (K, C, kH, kW) — or, `flipped`, w (C, K, kH, kW) rotated and
+// transposed.
 template <typename T, int n>
-void conv2d_fft(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
+static void fft_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s, bool flipped) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, E = FftTiling<T, n>::E;
     const FftTiling<T, n> tl(s);
     const long K = s.C_out, C = s.C_in, OB = std::min<long>(kOutBlock, K);
     Buffer<T> Wt(E * K * C * 2);
-    kernel_spectra<T, n>(w, s, tl, Wt.data());
+    kernel_spectra<T, n>(w, s, flipped, tl, Wt.data());
     const int out_rows = (int)round_up(tl.mh, 2);
     const int nt = threads_for(tl.groups, s.flops() / 8);
     const long xssize = 2 * E * C, ysize = 2 * E * OB;
@@ -190,8 +197,19 @@ void conv2d_fft(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     }
 }
 
-#define FASTCONV_INSTANTIATE(T, n) \
-    template void conv2d_fft<T, n>(const T*, const T*, const T*, T*, const ConvShape&);
+template <typename T, int n>
+void conv2d_fft(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
+    fft_forward<T, n>(x, w, b, y, s, false);
+}
+
+template <typename T, int n>
+void conv2d_input_grad_fft(const T* dy, const T* w, T* dx, const ConvShape& s) {
+    fft_forward<T, n>(dy, w, nullptr, dx, input_grad_as_forward(s), true);
+}
+
+#define FASTCONV_INSTANTIATE(T, n)                                                         \
+    template void conv2d_fft<T, n>(const T*, const T*, const T*, T*, const ConvShape&); \
+    template void conv2d_input_grad_fft<T, n>(const T*, const T*, T*, const ConvShape&);
 FASTCONV_INSTANTIATE(float, 16)
 FASTCONV_INSTANTIATE(float, 32)
 FASTCONV_INSTANTIATE(float, 64)

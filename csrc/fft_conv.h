@@ -51,5 +51,8 @@ inline double direct_cost(const ConvShape& s, int lanes) {
 
 template <typename T, int n>
 void conv2d_fft(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
+// The input gradient of a stride-1 layer: conv2d_fft on input_grad_as_forward(s) (implicit.h).
+template <typename T, int n>
+void conv2d_input_grad_fft(const T* dy, const T* w, T* dx, const ConvShape& s);
 
 }  // namespace fastconv

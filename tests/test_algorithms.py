@@ -69,10 +69,10 @@ def test_forced_algorithm_errors(rng):
     with pytest.raises(ValueError, match="winograd_f4x3 needs a 3x3 kernel"):
         fc.conv2d(x, w[:, :, :1, :1], algorithm="winograd")
     with pytest.raises(ValueError, match="has no fft implementation"):
-        fc.conv2d_input_grad(x, w, x.shape, padding=1, algorithm="fft")
-    with pytest.raises(ValueError, match="algorithm 'fft' does not apply.*fft_t16 needs stride 1"):
+        fc.conv2d_weight_grad(x, x, w.shape, padding=1, algorithm="fft")
+    with pytest.raises(ValueError, match="algorithm 'fft' does not apply.*fft_t32 needs stride 1"):
         fc.conv2d(x, w, stride=2, algorithm="fft")
-    with pytest.raises(ValueError, match="fft_t16 needs groups == 1"):
+    with pytest.raises(ValueError, match="fft_t32 needs groups == 1"):
         fc.conv2d(x, w[:, :2], groups=2, algorithm="fft")
     with pytest.raises(ValueError, match="fft_t16 does not apply: needs a .dilated. kernel no larger than its tile"):
         with fc.use_kernel("conv2d__fft_t16"):
@@ -153,19 +153,23 @@ FFT_CASES = [((1, 1, 13, 13), (1, 1, 13, 13), dict()), ((2, 3, 7, 11), (5, 3, 1,
 
 
 @pytest.mark.parametrize("dtype, bound", [(np.float32, 1e-5), (np.float64, 1e-13)])
+@pytest.mark.parametrize("op", ("conv2d", "conv2d_input_grad"))
 @pytest.mark.parametrize("case", FFT_CASES, ids=lambda c: "x".join(map(str, c[0] + c[1][2:])))
-def test_forced_fft_matches_the_reference_in_every_tile(case, dtype, bound, rng):
+def test_forced_fft_matches_the_reference_in_every_tile(case, op, dtype, bound, rng):
     xs, ws, kw = case
     if kw.get("padding") == "full":
         kw = dict(padding=(ws[2] - 1, ws[3] - 1))
     x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
-    exact = fc.conv2d(x, w, b, **kw, backend="numpy")
+    dy = rng.standard_normal(fc.conv2d(x, w, **kw, backend="numpy").shape)
+    args = (x, w, b) if op == "conv2d" else (dy, w, x.shape)
+    exact = getattr(fc, op)(*args, **kw, backend="numpy")
     ran = 0
     for n in FFT_TILES:
         if max((k - 1) * d + 1 for k, d in zip(ws[2:], np.broadcast_to(kw.get("dilation", 1), 2))) > n:
             continue
-        with fc.use_kernel(f"conv2d__fft_t{n}"):
-            got = fc.conv2d(*(a.astype(dtype) for a in (x, w, b)), **kw, algorithm="fft")
+        with fc.use_kernel(f"{op}__fft_t{n}"):
+            got = getattr(fc, op)(*(a.astype(dtype) if isinstance(a, np.ndarray) else a for a in args), **kw,
+                                  algorithm="fft")
         assert got.dtype == dtype and _rel_err(got, exact) < bound, (n, _rel_err(got, exact))
         ran += 1
     assert ran >= 3
@@ -203,13 +207,17 @@ ACCURACY_LAYERS += [(2, 512, 64, 14, dict(padding=1)), (1, 512, 512, 7, dict(pad
 
 @pytest.mark.parametrize("name", sorted(FFT_SHAPES))
 def test_accuracy_of_the_auto_choice_on_the_large_kernel_rows(name, rng):
-    """The bench's large-kernel rows (batch cut to 1: the per-element error does not depend on it)."""
+    """The bench's large-kernel rows, forward and input grad (batch cut to 1: the per-element error does
+    not depend on it)."""
     s = FFT_SHAPES[name].with_batch(1)
-    x, w = rng.standard_normal(s.x_shape), rng.standard_normal(s.w_shape)
-    exact = fc.conv2d(x, w, **s.kwargs, algorithm="direct")
-    assert fc.kernel_for("conv2d", x.astype(np.float32), w.astype(np.float32), **s.kwargs).algorithm == "fft"
-    assert _rel_err(fc.conv2d(x.astype(np.float32), w.astype(np.float32), **s.kwargs), exact) <= 1e-4
-    assert _rel_err(fc.conv2d(x, w, **s.kwargs, algorithm="fft"), exact) <= 1e-11
+    x, w, dy = rng.standard_normal(s.x_shape), rng.standard_normal(s.w_shape), rng.standard_normal(s.y_shape())
+    for op in ("conv2d", "conv2d_input_grad"):
+        args = _args(op, x, w, dy)
+        args32 = _args(op, *(a.astype(np.float32) for a in (x, w, dy)))
+        exact = getattr(fc, op)(*args, **s.kwargs, algorithm="direct")
+        assert fc.kernel_for(op, *args32, **s.kwargs).algorithm == "fft", op
+        assert _rel_err(getattr(fc, op)(*args32, **s.kwargs), exact) <= 1e-4
+        assert _rel_err(getattr(fc, op)(*args, **s.kwargs, algorithm="fft"), exact) <= 1e-11
 
 
 @pytest.mark.parametrize("layer", ACCURACY_LAYERS, ids=[f"{n}x{c}x{h}->{k}-d{kw.get('dilation', 1)}"
