@@ -93,21 +93,24 @@ def _torch_dense(op, s, x, w, dy):
     return lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw)
 
 
-def _algorithm(op, s, x, w, dy):
-    """What fastconv's call runs: its algorithm and tile (the cpp backend's registry choice)."""
+def _dense_args(op, x, w, dy):
+    return {"conv2d": (x, w), "conv2d_input_grad": (dy, w, x.shape), "conv2d_weight_grad": (x, dy, w.shape)}[op]
+
+
+def _algorithm(op, *args, **kwargs):
+    """What fastconv's call `op(*args, **kwargs)` runs: its algorithm and tile (the cpp registry's choice)."""
     if not _has("cpp"):
         return "direct"
-    k = fc.kernel_for(op, *{"conv2d": (x, w), "conv2d_input_grad": (dy, w, x.shape),
-                            "conv2d_weight_grad": (x, dy, w.shape)}[op], **s.kwargs)
+    k = fc.kernel_for(op, *args, **kwargs)
     return k.algorithm + (f" {k.tile}" if k.tile else "")
 
 
 def _forced_algorithms(op, s):
     """The algorithms besides 'direct' that apply to a row: Winograd on 3x3 stride-1 layers, FFT on the
-    forward of stride-1 layers with larger kernels."""
+    forward and input grad of stride-1 layers with larger kernels."""
     if not _has("cpp") or (s.stride, s.groups) != (1, 1):
         return ()
-    return ("winograd",) if s.k == 3 else ("fft",) if op in ("conv2d", "correlate2d") else ()
+    return ("winograd",) if s.k == 3 else ("fft",) if op != "conv2d_weight_grad" else ()
 
 
 def _forced(op, s, x, w, dy):
@@ -138,7 +141,7 @@ def dense_cases(names, numba=True, shapes=CONV_SHAPES, ops=DENSE_OPS):
             desc += "".join(f" {a}{v}" for a, v in (("s", s.stride), ("p", s.padding), ("d", s.dilation), ("g", s.groups))
                             if v not in (1, 0) or (a == "p" and v))
             out.append(Case(name, op, desc, "GFLOP/s", s.flops(), impls, _checker(run, s.flops(1), CHECK_BATCH),
-                            algorithm=_algorithm(op, s, x, w, dy)))
+                            algorithm=_algorithm(op, *_dense_args(op, x, w, dy), **s.kwargs)))
     return out
 
 
@@ -170,12 +173,8 @@ def plane_cases(names, numba=True):
 
         def run(be, n, image=image, kernel=kernel):
             return fc.correlate2d(image, kernel, "valid", backend=be)
-        algorithm = "direct"
-        if _has("cpp"):
-            k = fc.kernel_for("correlate2d", image, kernel, "valid")
-            algorithm = k.algorithm + (f" {k.tile}" if k.tile else "")
         out.append(Case(name, "correlate2d", f"{s.H}x{s.W} k{s.k} valid", "GFLOP/s", s.flops(), impls,
-                        _checker(run, s.flops(), 1), algorithm=algorithm))
+                        _checker(run, s.flops(), 1), algorithm=_algorithm("correlate2d", image, kernel, "valid")))
     return out
 
 
