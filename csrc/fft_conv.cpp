@@ -44,7 +44,8 @@ void kernel_spectra(const T* w, const ConvShape& s, bool flipped, const FftTilin
     constexpr int L = Vec<T>::lanes, E = FftTiling<T, n>::E;
     const long K = s.C_out, C = s.C_in, pairs = K * C, tasks = ceil_div(pairs, L);
     const T scale = T(1.0 / (4.0 * n * n));
-    const int rows = (int)round_up(tl.kh, 2), nt = threads_for(tasks, 10.0 * tasks * L * n * n * 8);
+    // about 5 n² log2 n flops per real 2-D transform, L transforms per task
+    const int rows = (int)round_up(tl.kh, 2), nt = threads_for(tasks, 5.0 * tasks * L * n * n * __builtin_ctz(n));
     PerThread<V> work(nt, n * n + 2 * E);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (long task = 0; task < tasks; ++task) {
@@ -54,7 +55,8 @@ void kernel_spectra(const T* w, const ConvShape& s, bool flipped, const FftTilin
         for (long l = 0; l < np; ++l) {
             const long o = (p0 + l) / C, c = (p0 + l) % C, kk = s.kH * s.kW;
             const T* g = flipped ? w + (c * K + o) * kk : w + (o * C + c) * kk;
-            for (long i = 0; i < kk; ++i) x[i / s.kW * s.dil_h * n + i % s.kW * s.dil_w][l] = g[flipped ? kk - 1 - i : i];
+            for (long i = 0; i < kk; ++i)
+                x[i / s.kW * s.dil_h * n + i % s.kW * s.dil_w][l] = g[flipped ? kk - 1 - i : i];
         }
         rfft2<T, n>([x](int r, V* v) { std::copy(x + r * n, x + (r + 1) * n, v); }, rows, bins, 2);
         for (long e = 0; e < E; ++e)
@@ -115,12 +117,12 @@ void scatter_row(typename Vec<T>::type* v, int r, typename Vec<T>::type bias, lo
     for (int c0 = 0; c0 < mw; c0 += L) {
         transpose<T>(v + c0);
         for (int l = 0; l < L; ++l) {
-            if (r >= gt.rows[l]) continue;
             const long cnt = std::min<long>(L, gt.cols[l] - c0);
+            if (r >= gt.rows[l] || cnt <= 0) continue;
             T* d = dst[l] + r * W_out + c0;
             if (cnt == L) {
                 store(d, v[c0 + l] + bias);
-            } else if (cnt > 0) {
+            } else {
                 alignas(64) T part[L];
                 store(part, v[c0 + l] + bias);
                 std::memcpy(d, part, cnt * sizeof(T));
@@ -187,8 +189,9 @@ static void fft_forward(const T* x, const T* w, const T* b, T* y, const ConvShap
             }
             for (long j = 0; j < ob; ++j) {
                 T* dst[L];
-                for (int l = 0; l < L; ++l)
-                    dst[l] = y + ((gt.img[l] * K + o0 + j) * s.H_out + gt.h0[l]) * s.W_out + gt.w0[l];
+                for (int l = 0; l < L; ++l)  // lanes past the last tile point nowhere (and are never written)
+                    dst[l] = gt.rows[l] ? y + ((gt.img[l] * K + o0 + j) * s.H_out + gt.h0[l]) * s.W_out + gt.w0[l]
+                                        : nullptr;
                 const V bias = broadcast<V>(b ? b[o0 + j] : T(0));
                 irfft2<T, n>(ys + j * 2 * E, out_rows,
                              [&](int r, V* v) { scatter_row<T, n>(v, r, bias, tl.mw, s.W_out, gt, dst); });
