@@ -3,6 +3,7 @@
 // (why_not) and where it does not pay (worth); ImplList::select takes the first that can and pays.
 // Compiled into every libfastconv_<isa>.so together with the kernels.
 #include "border_products.h"
+#include "fft_conv.h"
 #include "gemm.h"
 #include "implicit.h"
 #include "kernels.h"
@@ -78,6 +79,29 @@ template <int m>
 bool winograd_weight_grad_worth(const ConvShape& s) {
     return winograd_deep(s, 1024) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 4 : s.C_in / 16);
 }
+
+// FFT (fft_conv.cpp) pays where its cost model says the tile n is the cheapest FFT tile and cheaper than
+// the direct kernels: large kernels (on planes from about 15x15, on 16-channel layers from about 7x7).
+// Listed 32, 64, 128, 16: where none pays, a forced 'fft' takes the first that applies, and 32x32 tiles
+// measured best or near it on every plane and layer with kernels up to 32 (64 beyond).
+template <typename T, int n>
+const char* fft_why_not(const ConvShape& s) { return fft_why_not(s, n, sizeof(T)); }
+template <typename T, int n>
+bool fft_worth(const ConvShape& s) {
+    const double cost = fft_cost(s, n, Vec<T>::lanes);
+    for (int other : kFftTiles)
+        if (other != n && !fft_why_not(s, other, sizeof(T)) && fft_cost(s, other, Vec<T>::lanes) < cost) return false;
+    return cost < direct_cost(s, Vec<T>::lanes);
+}
+
+// The input gradient is an FFT forward with the rotated, transposed kernel (any padding: a negative one
+// just starts the tiles inside dy).
+template <typename T, int n>
+const char* fft_input_grad_why_not(const ConvShape& s) {
+    return s.sh != 1 || s.sw != 1 ? "needs stride 1" : fft_why_not<T, n>(input_grad_as_forward(s));
+}
+template <typename T, int n>
+bool fft_input_grad_worth(const ConvShape& s) { return fft_worth<T, n>(input_grad_as_forward(s)); }
 
 // --- tiled and unshared convolution -------------------------------------------------------------------
 
@@ -174,6 +198,11 @@ struct Lists {
          "winograd", "F(4x4,3x3)"},
         {"conv2d__winograd_f2x3", winograd_why_not, winograd_worth<2>, finite_forward<T, conv2d_winograd<T, 2>>,
          "winograd", "F(2x2,3x3)"},
+        {"conv2d__fft_t32", fft_why_not<T, 32>, fft_worth<T, 32>, finite_forward<T, conv2d_fft<T, 32>>, "fft", "32x32"},
+        {"conv2d__fft_t64", fft_why_not<T, 64>, fft_worth<T, 64>, finite_forward<T, conv2d_fft<T, 64>>, "fft", "64x64"},
+        {"conv2d__fft_t128", fft_why_not<T, 128>, fft_worth<T, 128>, finite_forward<T, conv2d_fft<T, 128>>, "fft",
+         "128x128"},
+        {"conv2d__fft_t16", fft_why_not<T, 16>, fft_worth<T, 16>, finite_forward<T, conv2d_fft<T, 16>>, "fft", "16x16"},
         {"conv2d__depthwise", depthwise_why_not, depthwise_worth, padding_forward<T, conv2d_depthwise<T>>},
         {"conv2d__implicit_gemm", implicit_why_not<T>, compact_reach, padding_forward<T, conv2d_implicit<T>>},
         {"conv2d__packed_gemm", always, nullptr, conv2d_packed_gemm<T>},
@@ -183,6 +212,14 @@ struct Lists {
          finite_input_grad<T, conv2d_input_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
         {"conv2d_input_grad__winograd_f2x3", winograd_input_grad_why_not, winograd_input_grad_worth<2>,
          finite_input_grad<T, conv2d_input_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
+        {"conv2d_input_grad__fft_t32", fft_input_grad_why_not<T, 32>, fft_input_grad_worth<T, 32>,
+         finite_input_grad<T, conv2d_input_grad_fft<T, 32>>, "fft", "32x32"},
+        {"conv2d_input_grad__fft_t64", fft_input_grad_why_not<T, 64>, fft_input_grad_worth<T, 64>,
+         finite_input_grad<T, conv2d_input_grad_fft<T, 64>>, "fft", "64x64"},
+        {"conv2d_input_grad__fft_t128", fft_input_grad_why_not<T, 128>, fft_input_grad_worth<T, 128>,
+         finite_input_grad<T, conv2d_input_grad_fft<T, 128>>, "fft", "128x128"},
+        {"conv2d_input_grad__fft_t16", fft_input_grad_why_not<T, 16>, fft_input_grad_worth<T, 16>,
+         finite_input_grad<T, conv2d_input_grad_fft<T, 16>>, "fft", "16x16"},
         {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_input_grad<T, conv2d_input_grad_depthwise<T>>},
         {"conv2d_input_grad__implicit_gemm", implicit_input_grad_why_not<T>, implicit_input_grad_worth<T>,

@@ -1,8 +1,9 @@
-"""Convolution algorithms (direct, Winograd): the `algorithm=` argument, set_algorithm and
+"""Convolution algorithms (direct, Winograd, FFT): the `algorithm=` argument, set_algorithm and
 FASTCONV_ALGORITHM, what kernel_for reports, the errors of a forced algorithm that does not apply, and
 the accuracy contract: against float64, float32 results of every 'auto' choice within 1e-4·max|y64|
-on the bench's 3x3 layers and on 3x3 layers with 512 input channels, float64 within 1e-11.
-(Every Winograd implementation also runs the registry's shape sweep by name: test_registry.py.)"""
+on the bench's 3x3 and large-kernel layers and on 3x3 layers with 512 input channels, float64 within
+1e-11. (Every Winograd and FFT implementation also runs the registry's shape sweep by name:
+test_registry.py, test_nonfinite.py.)"""
 import os
 
 import numpy as np
@@ -11,13 +12,14 @@ import pytest
 import fastconv as fc
 from fastconv import data, nn
 from _helpers import run_python
-from fastconv.benchmark.shapes import CONV_SHAPES, VGG_SHAPES
+from fastconv.benchmark.shapes import CONV_SHAPES, FFT_SHAPES, VGG_SHAPES
 
 if "cpp" not in fc.available_backends():
     pytest.skip("the cpp backend is not built", allow_module_level=True)
 
 OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad")
 TILES = ("f4x3", "f2x3")
+FFT_TILES = (16, 32, 64, 128)
 
 
 def _args(op, x, w, dy):
@@ -67,7 +69,14 @@ def test_forced_algorithm_errors(rng):
     with pytest.raises(ValueError, match="winograd_f4x3 needs a 3x3 kernel"):
         fc.conv2d(x, w[:, :, :1, :1], algorithm="winograd")
     with pytest.raises(ValueError, match="has no fft implementation"):
-        fc.conv2d(x, w, algorithm="fft")
+        fc.conv2d_weight_grad(x, x, w.shape, padding=1, algorithm="fft")
+    with pytest.raises(ValueError, match="algorithm 'fft' does not apply.*fft_t32 needs stride 1"):
+        fc.conv2d(x, w, stride=2, algorithm="fft")
+    with pytest.raises(ValueError, match="fft_t32 needs groups == 1"):
+        fc.conv2d(x, w[:, :2], groups=2, algorithm="fft")
+    with pytest.raises(ValueError, match="fft_t16 does not apply: needs a .dilated. kernel no larger than its tile"):
+        with fc.use_kernel("conv2d__fft_t16"):
+            fc.conv2d(x, w, dilation=8, padding=8)
     with pytest.raises(ValueError, match="algorithm: expected one of 'auto', 'direct', 'winograd', 'fft', got 'fast'"):
         fc.conv2d(x, w, algorithm="fast")
     with pytest.raises(ValueError, match="algorithm: expected one of"):
@@ -136,11 +145,79 @@ def test_plane_ops_and_layers_take_the_algorithm(rng):
         nn.Conv2d(4, 6, 3, algorithm="magic")
 
 
+# Kernel = input, 1x1, prime sizes, even kernels, paddings valid/same/full/ints, dilation, bias.
+FFT_CASES = [((1, 1, 13, 13), (1, 1, 13, 13), dict()), ((2, 3, 7, 11), (5, 3, 1, 1), dict(padding=(0, 2))),
+             ((1, 2, 31, 29), (3, 2, 7, 5), dict(padding="same")), ((2, 1, 17, 23), (1, 1, 6, 4), dict(padding="full")),
+             ((1, 4, 19, 37), (6, 4, 3, 3), dict(padding=(2, 1), dilation=(3, 2))),
+             ((3, 5, 40, 9), (7, 5, 9, 2), dict(padding=4))]
+
+
+@pytest.mark.parametrize("dtype, bound", [(np.float32, 1e-5), (np.float64, 1e-13)])
+@pytest.mark.parametrize("op", ("conv2d", "conv2d_input_grad"))
+@pytest.mark.parametrize("case", FFT_CASES, ids=lambda c: "x".join(map(str, c[0] + c[1][2:])))
+def test_forced_fft_matches_the_reference_in_every_tile(case, op, dtype, bound, rng):
+    xs, ws, kw = case
+    if kw.get("padding") == "full":
+        kw = dict(padding=(ws[2] - 1, ws[3] - 1))
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    dy = rng.standard_normal(fc.conv2d(x, w, **kw, backend="numpy").shape)
+    args = (x, w, b) if op == "conv2d" else (dy, w, x.shape)
+    exact = getattr(fc, op)(*args, **kw, backend="numpy")
+    ran = 0
+    for n in FFT_TILES:
+        if max((k - 1) * d + 1 for k, d in zip(ws[2:], np.broadcast_to(kw.get("dilation", 1), 2))) > n:
+            continue
+        with fc.use_kernel(f"{op}__fft_t{n}"):
+            got = getattr(fc, op)(*(a.astype(dtype) if isinstance(a, np.ndarray) else a for a in args), **kw,
+                                  algorithm="fft")
+        assert got.dtype == dtype and _rel_err(got, exact) < bound, (n, _rel_err(got, exact))
+        ran += 1
+    assert ran >= 3
+
+
+def test_plane_ops_by_fft_match_scipy(rng):
+    signal = pytest.importorskip("scipy.signal")
+    image, kernel = rng.standard_normal((45, 38)), rng.standard_normal((11, 9))
+    for mode in ("full", "same", "valid"):
+        for ours, theirs in ((fc.correlate2d, signal.correlate2d), (fc.convolve2d, signal.convolve2d)):
+            assert fc.kernel_for("correlate2d", image, kernel, mode, algorithm="fft").algorithm == "fft"
+            expected = theirs(image, kernel, mode)
+            for dtype, bound in ((np.float64, 1e-13), (np.float32, 1e-5)):
+                got = ours(image.astype(dtype), kernel.astype(dtype), mode, algorithm="fft")
+                assert _rel_err(got, expected) < bound, (ours.__name__, mode, dtype)
+
+
+def test_auto_picks_fft_for_large_kernels_only(rng):
+    for s in FFT_SHAPES.values():
+        x, w = np.zeros(s.x_shape, np.float32), np.zeros(s.w_shape, np.float32)
+        k = fc.kernel_for("conv2d", x, w, **s.kwargs)
+        assert k.algorithm == "fft" and k.tile == f"{k.name.split('_t')[-1]}x{k.name.split('_t')[-1]}", (s.name, k)
+        assert str(k).endswith(f", fft {k.tile})")
+    for s in CONV_SHAPES.values():  # the small-kernel layers stay direct or Winograd
+        x, w = np.zeros(s.x_shape, np.float32), np.zeros(s.w_shape, np.float32)
+        assert fc.kernel_for("conv2d", x, w, **s.kwargs).algorithm != "fft", s.name
+
+
 # The bench's 3x3 layers (batch cut to keep the suite fast: the per-element error does not depend on
 # the batch; S5 is dilated) and 3x3 layers with 512 input channels.
 ACCURACY_LAYERS = [(2, s.C_in, s.C_out, s.H, dict(padding=s.padding, dilation=s.dilation))
                    for s in (*CONV_SHAPES.values(), *VGG_SHAPES.values()) if s.k == 3 and s.groups == 1]
 ACCURACY_LAYERS += [(2, 512, 64, 14, dict(padding=1)), (1, 512, 512, 7, dict(padding=1))]
+
+
+@pytest.mark.parametrize("name", sorted(FFT_SHAPES))
+def test_accuracy_of_the_auto_choice_on_the_large_kernel_rows(name, rng):
+    """The bench's large-kernel rows, forward and input grad (batch cut to 1: the per-element error does
+    not depend on it)."""
+    s = FFT_SHAPES[name].with_batch(1)
+    x, w, dy = rng.standard_normal(s.x_shape), rng.standard_normal(s.w_shape), rng.standard_normal(s.y_shape())
+    for op in ("conv2d", "conv2d_input_grad"):
+        args = _args(op, x, w, dy)
+        args32 = _args(op, *(a.astype(np.float32) for a in (x, w, dy)))
+        exact = getattr(fc, op)(*args, **s.kwargs, algorithm="direct")
+        assert fc.kernel_for(op, *args32, **s.kwargs).algorithm == "fft", op
+        assert _rel_err(getattr(fc, op)(*args32, **s.kwargs), exact) <= 1e-4
+        assert _rel_err(getattr(fc, op)(*args, **s.kwargs, algorithm="fft"), exact) <= 1e-11
 
 
 @pytest.mark.parametrize("layer", ACCURACY_LAYERS, ids=[f"{n}x{c}x{h}->{k}-d{kw.get('dilation', 1)}"

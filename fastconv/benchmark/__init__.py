@@ -19,8 +19,8 @@ import time
 from . import machine
 from .cases import all_cases
 
-IMPLS = ("fastconv", "numba", "torch", "scipy", "dense", "direct", "winograd")
-FORCED = ("direct", "winograd")  # fastconv with one algorithm forced: 'auto' is held to the best of them
+IMPLS = ("fastconv", "numba", "torch", "scipy", "dense", "direct", "winograd", "fft")
+FORCED = ("direct", "winograd", "fft")  # fastconv with one algorithm forced: 'auto' is held to the best of them
 
 
 def measure(cases, repeat, log=print, timer=machine.interleaved_times):
@@ -110,7 +110,8 @@ def target(row):
     """The ratio a row is held to (the speed targets): 1x PyTorch on dense rows (0.9x where PyTorch runs
     above 90% of the GEMM peak), 2x on the S1/S6 input grads, 3x depthwise, 5x single plane, max-pool
     and unshared, 1.5x unpool; T1 within 1.5x of the dense conv's time; with Winograd, 1.6x on the S3/S4
-    forward and input grads and the VGG rows, 1.3x on the S3/S4 weight grads."""
+    forward and input grads and the VGG rows, 1.3x on the S3/S4 weight grads; with FFT, 10x on F1 and 2x
+    on F2."""
     if row.get("ratio_vs") == "dense":
         return 2 / 3
     if row.get("ratio_vs") == "ab":  # the dispatched kernels cost nothing measurable against another build
@@ -124,7 +125,7 @@ def target(row):
         return 1.3
     if group in ("S1", "S2", "S3", "S4", "S5", "S6"):
         return 0.9 if row.get("torch_pct_peak", 0) > 90 else 1.0
-    return {"S7": 3.0, "S8": 5.0, "U1": 5.0}.get(group, 1.5 if op == "max_unpool2d" else 5.0)
+    return {"S7": 3.0, "S8": 5.0, "U1": 5.0, "F1": 10.0, "F2": 2.0}.get(group, 1.5 if op == "max_unpool2d" else 5.0)
 
 
 def chart(rows, path):
@@ -182,7 +183,7 @@ def run(only=None, repeat=1, threads=2, numba=True, json_path=None, png_path=Non
     print("rates in GFLOP/s (conv: direct-convolution flops / time, also for Winograd) or GB/s (pool); numpy = the "
           "reference on a reduced batch; ratio = torch time / fastconv time (T1: 'd' = fastconv dense conv time / "
           "tiled time); %peak of GEMM peak or copy bandwidth; auto/best = fastconv's time / the best of 'direct' "
-          "and 'winograd' forced (3x3 stride-1 rows); algorithm = what fastconv ran")
+          "and 'winograd' or 'fft' forced (stride-1 rows they apply to); algorithm = what fastconv ran")
     print(HEADER)
     cases = all_cases(only, numba and not ab)
     if ab:

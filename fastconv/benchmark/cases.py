@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 import fastconv as fc
-from .shapes import CONV_SHAPES, TILED_SHAPES, PLANE_SHAPES, POOL_SHAPES, VGG_SHAPES
+from .shapes import CONV_SHAPES, LARGE_KERNEL_SHAPES, TILED_SHAPES, PLANE_SHAPES, POOL_SHAPES, VGG_SHAPES
 
 CHECK_BATCH = 2          # images the reference sees when it validates a row
 
@@ -93,21 +93,32 @@ def _torch_dense(op, s, x, w, dy):
     return lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw)
 
 
-def _algorithm(op, s, x, w, dy):
-    """What fastconv's call runs: its algorithm and tile (the cpp backend's registry choice)."""
+def _dense_args(op, x, w, dy):
+    return {"conv2d": (x, w), "conv2d_input_grad": (dy, w, x.shape), "conv2d_weight_grad": (x, dy, w.shape)}[op]
+
+
+def _algorithm(op, *args, **kwargs):
+    """What fastconv's call `op(*args, **kwargs)` runs: its algorithm and tile (the cpp registry's choice)."""
     if not _has("cpp"):
         return "direct"
-    k = fc.kernel_for(op, *{"conv2d": (x, w), "conv2d_input_grad": (dy, w, x.shape),
-                            "conv2d_weight_grad": (x, dy, w.shape)}[op], **s.kwargs)
+    k = fc.kernel_for(op, *args, **kwargs)
     return k.algorithm + (f" {k.tile}" if k.tile else "")
 
 
+def _forced_algorithms(op, s):
+    """The algorithms besides 'direct' that apply to a row: Winograd on 3x3 stride-1 layers, FFT on the
+    forward and input grad of stride-1 layers with larger kernels."""
+    if not _has("cpp") or (s.stride, s.groups) != (1, 1):
+        return ()
+    return ("winograd",) if s.k == 3 else ("fft",) if op != "conv2d_weight_grad" else ()
+
+
 def _forced(op, s, x, w, dy):
-    """Extra impls 'direct' and 'winograd' (forced) on the rows where Winograd applies, so that the table
-    can hold 'auto' to the best of them."""
-    if not _has("cpp") or (s.k, s.stride, s.groups) != (3, 1, 1):
-        return {}
-    return {alg: (lambda call=dense_call(op, s, x, w, dy, alg): call("cpp")) for alg in ("direct", "winograd")}
+    """Extra impls, fastconv with each algorithm that applies forced ('direct' among them), so that the
+    table can hold 'auto' to the best of them."""
+    algorithms = _forced_algorithms(op, s)
+    return {alg: (lambda call=dense_call(op, s, x, w, dy, alg): call("cpp"))
+            for alg in ("direct",) + algorithms} if algorithms else {}
 
 
 def dense_cases(names, numba=True, shapes=CONV_SHAPES, ops=DENSE_OPS):
@@ -130,34 +141,41 @@ def dense_cases(names, numba=True, shapes=CONV_SHAPES, ops=DENSE_OPS):
             desc += "".join(f" {a}{v}" for a, v in (("s", s.stride), ("p", s.padding), ("d", s.dilation), ("g", s.groups))
                             if v not in (1, 0) or (a == "p" and v))
             out.append(Case(name, op, desc, "GFLOP/s", s.flops(), impls, _checker(run, s.flops(1), CHECK_BATCH),
-                            algorithm=_algorithm(op, s, x, w, dy)))
+                            algorithm=_algorithm(op, *_dense_args(op, x, w, dy), **s.kwargs)))
     return out
 
 
 # --- single plane, large kernel ------------------------------------------------------------------------
 
-def plane_cases(numba=True):
-    s = PLANE_SHAPES["S8"]
-    image, kernel = _rng_arrays([(s.H, s.W), (s.k, s.k)])
-    impls = {"fastconv": lambda: fc.correlate2d(image, kernel, "valid")}
-    if numba and _has("numba"):
-        impls["numba"] = lambda: fc.correlate2d(image, kernel, "valid", backend="numba")
-    torch = _torch()
-    if torch is not None:
-        import torch.nn.functional as F
-        ti, tk = torch.from_numpy(image)[None, None], torch.from_numpy(kernel)[None, None]
-        impls["torch"] = lambda: F.conv2d(ti, tk)
-    try:
-        from scipy import signal
-        flipped = np.ascontiguousarray(kernel[::-1, ::-1])
-        impls["scipy"] = lambda: signal.fftconvolve(image, flipped, mode="valid")
-    except ImportError:
-        pass
+def plane_cases(names, numba=True):
+    out = []
+    for name in names:
+        s = PLANE_SHAPES[name]
+        image, kernel = _rng_arrays([(s.H, s.W), (s.k, s.k)])
+        impls = {"fastconv": lambda image=image, kernel=kernel: fc.correlate2d(image, kernel, "valid")}
+        if numba and _has("numba"):
+            impls["numba"] = lambda image=image, kernel=kernel: fc.correlate2d(image, kernel, "valid", backend="numba")
+        torch = _torch()
+        if torch is not None:
+            import torch.nn.functional as F
+            ti, tk = torch.from_numpy(image)[None, None], torch.from_numpy(kernel)[None, None]
+            impls["torch"] = lambda ti=ti, tk=tk: F.conv2d(ti, tk)
+        try:
+            from scipy import signal
+            flipped = np.ascontiguousarray(kernel[::-1, ::-1])
+            impls["scipy"] = lambda image=image, flipped=flipped: signal.fftconvolve(image, flipped, mode="valid")
+        except ImportError:
+            pass
+        algorithms = _forced_algorithms("correlate2d", s)
+        for alg in ("direct",) + algorithms if algorithms else ():
+            impls[alg] = lambda alg=alg, image=image, kernel=kernel: fc.correlate2d(image, kernel, "valid",
+                                                                                   algorithm=alg, backend="cpp")
 
-    def run(be, n):
-        return fc.correlate2d(image, kernel, "valid", backend=be)
-    return [Case("S8", "correlate2d", f"{s.H}x{s.W} k{s.k} valid", "GFLOP/s", s.flops(), impls,
-                 _checker(run, s.flops(), 1))]
+        def run(be, n, image=image, kernel=kernel):
+            return fc.correlate2d(image, kernel, "valid", backend=be)
+        out.append(Case(name, "correlate2d", f"{s.H}x{s.W} k{s.k} valid", "GFLOP/s", s.flops(), impls,
+                        _checker(run, s.flops(), 1), algorithm=_algorithm("correlate2d", image, kernel, "valid")))
+    return out
 
 
 # --- pooling with switches, unpooling ------------------------------------------------------------------
@@ -269,7 +287,8 @@ def all_cases(only=None, numba=True):
     want = (lambda g: only is None or g in only)
     rows = dense_cases([n for n in CONV_SHAPES if want(n)], numba)
     rows += dense_cases([n for n in VGG_SHAPES if want(n)], False, VGG_SHAPES, ("conv2d",))
-    rows += plane_cases(numba) if want("S8") else []
+    rows += dense_cases([n for n in LARGE_KERNEL_SHAPES if want(n)], False, LARGE_KERNEL_SHAPES, ("conv2d",))
+    rows += plane_cases([n for n in PLANE_SHAPES if want(n)], numba)
     rows += pool_cases(numba) if want("P1") else []
     rows += tiled_cases([n for n in TILED_SHAPES if want(n)], numba)
     return rows

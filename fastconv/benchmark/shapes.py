@@ -1,4 +1,4 @@
-"""Named benchmark shapes (the issue's S1–S8, P1, U1, T1, X1): plain data shared by `fastconv bench`,
+"""Named benchmark shapes (the issue's S1–S8, V1–V3, F1–F2, P1, U1, T1, X1): plain data shared by `fastconv bench`,
 the pytest-benchmark suites in bench/ and the tests.
 
 Conv shapes are small-CNN layers (CIFAR-sized through ImageNet-stem-sized); the flop count is the
@@ -91,8 +91,16 @@ VGG_SHAPES = {
     "V3": ConvBench("V3", 8, 512, 512, 14, 14, 3, padding=1, note="VGG-16 conv5_x"),
 }
 
-# One 512x512 plane, 9x9 kernel, 'valid' (correlate2d / conv2d on a 1x1 plane).
-PLANE_SHAPES = {"S8": ConvBench("S8", 1, 1, 1, 512, 512, 9, note="single plane, large kernel")}
+# Single planes, 'valid' (correlate2d / conv2d on a 1x1 plane): 512x512 with a 9x9 kernel, and 1024x1024
+# with a 31x31 kernel, where FFT convolution pays.
+PLANE_SHAPES = {"S8": ConvBench("S8", 1, 1, 1, 512, 512, 9, note="single plane, large kernel"),
+                "F1": ConvBench("F1", 1, 1, 1, 1024, 1024, 31, note="single plane, 31x31 kernel")}
+
+# A layer with 11x11 kernels ('same'), the other row where FFT convolution pays.
+LARGE_KERNEL_SHAPES = {"F2": ConvBench("F2", 8, 16, 16, 128, 128, 11, padding=5, note="11x11 layer")}
+
+# The rows where 'auto' is expected to choose FFT.
+FFT_SHAPES = {"F1": PLANE_SHAPES["F1"], **LARGE_KERNEL_SHAPES}
 
 POOL_SHAPES = {
     "P1": PoolBench("P1", 64, 64, 32, 32, 2, 2),
