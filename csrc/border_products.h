@@ -47,18 +47,15 @@ inline auto tiled_grid(const TiledShape& t) {
 }
 inline long dense_grid(long, long) { return 0; }
 
-// Whether tap a of an output row i reads padding: i*s + a*d - p outside [0, n).
-inline bool pads(long i, long a, long s, long d, long p, long n) {
-    const long h = i * s + a * d - p;
-    return h < 0 || h >= n;
+// Whether tap (a, b) of output position (i, j) reads padding, and the input position (h, v) it reads.
+inline bool pads(const ConvShape& s, long i, long j, long a, long b, long& h, long& v) {
+    h = i * s.sh + a * s.dil_h - s.ph;
+    v = j * s.sw + b * s.dil_w - s.pw;
+    return h < 0 || h >= s.H || v < 0 || v >= s.W;
 }
-
-// Whether some tap of output row i (column: the same with the width's numbers) reads padding.
-inline std::vector<char> border_rows(long n_out, long k, long s, long d, long p, long n) {
-    std::vector<char> border(n_out, 0);
-    for (long i = 0; i < n_out; ++i)
-        for (long a = 0; a < k; ++a) border[i] |= pads(i, a, s, d, p, n);
-    return border;
+inline bool pads(const ConvShape& s, long i, long j, long a, long b) {
+    long h, v;
+    return pads(s, i, j, a, b, h, v);
 }
 
 // Forward: y[n, o, i, j] = bias(o, i, j) + Σ over real taps of w(i, j)[o, c, a, b] · x[n, c, h, v] wherever a
@@ -67,29 +64,22 @@ template <typename T, typename Grid, typename Bias>
 void forward_border_products(const T* x, const T* w, T* y, const ConvShape& s, long count, Grid grid, Bias bias) {
     const long K = s.K(), C_g = s.C_g(), kk = s.kH * s.kW, HWo = s.HW_out();
     if (all_finite(w, count * s.C_out * K)) return;
-    const std::vector<char> rows = border_rows(s.H_out, s.kH, s.sh, s.dil_h, s.ph, s.H);
-    const std::vector<char> cols = border_rows(s.W_out, s.kW, s.sw, s.dil_w, s.pw, s.W);
     for (long i = 0; i < s.H_out; ++i)
         for (long j = 0; j < s.W_out; ++j) {
-            if (!rows[i] && !cols[j]) continue;
+            if (!pads(s, i, j, 0, 0) && !pads(s, i, j, s.kH - 1, s.kW - 1)) continue;  // no tap reads padding
             const T* wk = w + grid(i, j) * s.C_out * K;
-            auto real = [&](long a, long b) {
-                return !pads(i, a, s.sh, s.dil_h, s.ph, s.H) && !pads(j, b, s.sw, s.dil_w, s.pw, s.W);
-            };
             for (long o = 0; o < s.C_out; ++o) {
                 const T* wo = wk + o * K;
                 bool redo = false;
-                for (long k = 0; k < K && !redo; ++k) redo = !std::isfinite(wo[k]) && !real(k % kk / s.kW, k % s.kW);
+                for (long k = 0; k < K && !redo; ++k)
+                    redo = !std::isfinite(wo[k]) && pads(s, i, j, k % kk / s.kW, k % s.kW);
                 if (!redo) continue;
                 const long c0 = o / s.M_g() * C_g;
                 for (long n = 0; n < s.N; ++n) {
                     T acc = bias(o, i, j);
-                    for (long k = 0; k < K; ++k) {
-                        const long c = k / kk, a = k % kk / s.kW, b = k % s.kW;
-                        if (!real(a, b)) continue;
-                        const long h = i * s.sh + a * s.dil_h - s.ph, v = j * s.sw + b * s.dil_w - s.pw;
-                        acc += wo[k] * x[((n * s.C_in + c0 + c) * s.H + h) * s.W + v];
-                    }
+                    for (long k = 0, h, v; k < K; ++k)
+                        if (!pads(s, i, j, k % kk / s.kW, k % s.kW, h, v))
+                            acc += wo[k] * x[((n * s.C_in + c0 + k / kk) * s.H + h) * s.W + v];
                     y[(n * s.C_out + o) * HWo + i * s.W_out + j] = acc;
                 }
             }
@@ -98,43 +88,36 @@ void forward_border_products(const T* x, const T* w, T* y, const ConvShape& s, l
 
 // Weight gradient: dw(t)[o, c, a, b] = Σ over the real products dy[n, o, i, j] · x[n, c, h, v] of the
 // positions (i, j) that use kernel t, wherever a non-finite dy[n, o, i, j] of such a position meets the
-// padding at tap (a, b). Any non-finite dy leaves a non-finite entry in its dw(t)[o] (through a real
-// input or a multiplied padding), so a finite dw needs no search.
+// padding at tap (a, b). A non-finite dy leaves a non-finite entry in its dw(t)[o], through a real input
+// or a multiplied padding, so a finite dw needs no search.
 template <typename T, typename Grid>
 void weight_grad_border_products(const T* x, const T* dy, T* dw, const ConvShape& s, long count, Grid grid) {
     const long K = s.K(), C_g = s.C_g(), kk = s.kH * s.kW, HWo = s.HW_out();
     if (all_finite(dw, count * s.C_out * K)) return;
-    std::vector<char> redo(count * s.C_out * kk, 0);  // (kernel, o, a, b)
-    bool any = false;
+    std::vector<char> redo(count * s.C_out * kk, 0);  // per (kernel, o, a, b), for every c
     for (long n = 0; n < s.N; ++n)
         for (long o = 0; o < s.C_out; ++o)
             for (long p = 0; p < HWo; ++p) {
                 if (std::isfinite(dy[(n * s.C_out + o) * HWo + p])) continue;
-                const long i = p / s.W_out, j = p % s.W_out, t = grid(i, j);
-                for (long a = 0; a < s.kH; ++a)
-                    for (long b = 0; b < s.kW; ++b)
-                        if (pads(i, a, s.sh, s.dil_h, s.ph, s.H) || pads(j, b, s.sw, s.dil_w, s.pw, s.W))
-                            redo[(t * s.C_out + o) * kk + a * s.kW + b] = any = true;
+                const long i = p / s.W_out, j = p % s.W_out;
+                for (long ab = 0; ab < kk; ++ab)
+                    if (pads(s, i, j, ab / s.kW, ab % s.kW)) redo[(grid(i, j) * s.C_out + o) * kk + ab] = 1;
             }
-    if (!any) return;
+    auto entry = [&](long e, long c) -> T& { return dw[(e / kk * C_g + c) * kk + e % kk]; };
     for (long e = 0; e < count * s.C_out * kk; ++e)
-        if (redo[e])
-            for (long c = 0; c < C_g; ++c) dw[(e / kk * C_g + c) * kk + e % kk] = 0;
+        for (long c = 0; c < C_g && redo[e]; ++c) entry(e, c) = 0;
     for (long i = 0; i < s.H_out; ++i)
         for (long j = 0; j < s.W_out; ++j)
-            for (long o = 0, t = grid(i, j); o < s.C_out; ++o)
-                for (long a = 0; a < s.kH; ++a)
-                    for (long b = 0; b < s.kW; ++b) {
-                        const long e = (t * s.C_out + o) * kk + a * s.kW + b;
-                        if (!redo[e] || pads(i, a, s.sh, s.dil_h, s.ph, s.H) || pads(j, b, s.sw, s.dil_w, s.pw, s.W))
-                            continue;
-                        const long h = i * s.sh + a * s.dil_h - s.ph, v = j * s.sw + b * s.dil_w - s.pw;
-                        const long c0 = o / s.M_g() * C_g;
-                        for (long c = 0; c < C_g; ++c)
-                            for (long n = 0; n < s.N; ++n)
-                                dw[(e / kk * C_g + c) * kk + e % kk] +=
-                                    dy[(n * s.C_out + o) * HWo + i * s.W_out + j] * x[((n * s.C_in + c0 + c) * s.H + h) * s.W + v];
-                    }
+            for (long o = 0; o < s.C_out; ++o)
+                for (long ab = 0, h, v; ab < kk; ++ab) {
+                    const long e = (grid(i, j) * s.C_out + o) * kk + ab;
+                    if (!redo[e] || pads(s, i, j, ab / s.kW, ab % s.kW, h, v)) continue;
+                    const long c0 = o / s.M_g() * C_g;
+                    for (long c = 0; c < C_g; ++c)
+                        for (long n = 0; n < s.N; ++n)
+                            entry(e, c) += dy[(n * s.C_out + o) * HWo + i * s.W_out + j] *
+                                           x[((n * s.C_in + c0 + c) * s.H + h) * s.W + v];
+                }
 }
 
 // Whether each tap (c, a, b), c < C_g, is non-finite in any of `count` kernels (C_out, C_g, kH, kW).

@@ -3,7 +3,8 @@
 One einsum (or one plain loop) per op, a formula in each docstring, no speed tricks. Same function
 table as every backend: inputs are validated and contiguous, outputs preallocated by ops.py.
 Notation: stride s, padding (top, left) p, dilation d, groups G; channels of group g are
-c ∈ [g·C_in/G, (g+1)·C_in/G), o ∈ [g·C_out/G, (g+1)·C_out/G).
+c ∈ [g·C_in/G, (g+1)·C_in/G), o ∈ [g·C_out/G, (g+1)·C_out/G). The convolutions sum over taps inside the
+input only: padding contributes nothing, not 0 × w (NaN for a NaN or infinite w), as in PyTorch's oneDNN path.
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -47,8 +48,7 @@ def _span(t, out, n, s, p, d):
 
 def _taps(k_hw, out_hw, in_hw, stride, pad, dilation):
     """Per kernel tap (a, b) that reads the input somewhere: a, b, the (rows, cols) of the output rectangle
-    whose tap lands inside the input, and the (rows, cols) of the input it reads there. Padding is never
-    read: it contributes nothing, not 0 × w (which is NaN for w = NaN or ±Inf), as in PyTorch's oneDNN path."""
+    whose tap lands inside the input, and the (rows, cols) of the input it reads there."""
     for a in range(k_hw[0]):
         rows = _span(a, out_hw[0], in_hw[0], stride[0], pad[0], dilation[0])
         for b in range(k_hw[1]):
@@ -62,8 +62,8 @@ def conv2d(x, w, b, y, stride, pad, dilation, groups, algorithm="auto"):
     h = i·s_h + a·d_h − p_h ∈ [0, H), v = j·s_w + b·d_w − p_w ∈ [0, W)."""
     xg, wg = _grouped(x, groups), _grouped(w, groups, 0)
     out = np.zeros(_grouped(y, groups).shape, y.dtype)
-    for a, b_, (i, j), (h, v) in _taps(w.shape[2:], y.shape[2:], x.shape[2:], stride, pad, dilation):
-        out[..., i, j] += np.einsum("ngchw,goc->ngohw", xg[..., h, v], wg[..., a, b_])
+    for a, bb, (i, j), (h, v) in _taps(w.shape[2:], y.shape[2:], x.shape[2:], stride, pad, dilation):
+        out[..., i, j] += np.einsum("ngchw,goc->ngohw", xg[..., h, v], wg[..., a, bb])
     y[...] = out.reshape(y.shape)
     if b is not None:
         y += b[None, :, None, None]
@@ -75,13 +75,14 @@ def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups, algorithm="auto"
     dyg, wg = _grouped(dy, groups), _grouped(w, groups, 0)
     out = np.zeros(_grouped(dx, groups).shape, dx.dtype)
     for a, b, (i, j), (h, v) in _taps(w.shape[2:], dy.shape[2:], dx.shape[2:], stride, pad, dilation):
+        # the contribution of all of dy, cropped: einsum on the contiguous dy is faster than on its window
         out[..., h, v] += np.einsum("ngohw,goc->ngchw", dyg, wg[..., a, b])[..., i, j]
     dx[...] = out.reshape(dx.shape)
 
 
 def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups, algorithm="auto"):
     """dw[o,c,a,b] = Σ_{n,i,j} over taps inside the input of dy[n,o,i,j] · x[n,c,h,v],
-    h = i·s_h + a·d_h − p_h, v = j·s_w + b·d_w − p_w (a valid correlation of the input with the output delta)."""
+    h = i·s_h + a·d_h − p_h, v = j·s_w + b·d_w − p_w (a correlation of the input with the output delta)."""
     xg, dyg = _grouped(x, groups), _grouped(dy, groups)
     out = np.zeros(_grouped(dw, groups, 0).shape, dw.dtype)
     for a, b, (i, j), (h, v) in _taps(dw.shape[2:], dy.shape[2:], x.shape[2:], stride, pad, dilation):
@@ -123,17 +124,18 @@ def max_unpool2d(y, switches, out):
 
 
 def unshared_conv2d(x, w, b, y, stride, pad):
-    """y[n,o,i,j] = b[o,i,j] + Σ over taps inside the input of w[i,j,o,c,a,b] · x[n,c, i·s_h + a − p_h, j·s_w + b − p_w]
-    (a locally connected layer: every output position has its own kernel)."""
+    """y[n,o,i,j] = b[o,i,j] + Σ over taps inside the input of w[i,j,o,c,a,b] · x[n,c,h,v],
+    h = i·s_h + a − p_h, v = j·s_w + b − p_w (locally connected: every output position has its own kernel)."""
     y[...] = 0
-    for a, b_, (i, j), (h, v) in _taps(w.shape[4:], y.shape[2:], x.shape[2:], stride, pad, (1, 1)):
-        y[..., i, j] += np.einsum("nchw,hwoc->nohw", x[..., h, v], w[i, j, ..., a, b_])
+    for a, bb, (i, j), (h, v) in _taps(w.shape[4:], y.shape[2:], x.shape[2:], stride, pad, (1, 1)):
+        y[..., i, j] += np.einsum("nchw,hwoc->nohw", x[..., h, v], w[i, j, ..., a, bb])
     if b is not None:
         y += b[None]
 
 
 def unshared_conv2d_input_grad(dy, w, dx, stride, pad):
-    """dx[n,c,h,v] = Σ over taps inside the input of w[i,j,o,c,a,b] · dy[n,o,i,j], h = i·s_h + a − p_h, v = j·s_w + b − p_w."""
+    """dx[n,c,h,v] = Σ over taps inside the input of w[i,j,o,c,a,b] · dy[n,o,i,j],
+    h = i·s_h + a − p_h, v = j·s_w + b − p_w."""
     dx[...] = 0
     for a, b, (i, j), (h, v) in _taps(w.shape[4:], dy.shape[2:], dx.shape[2:], stride, pad, (1, 1)):
         dx[..., h, v] += np.einsum("nohw,hwoc->nchw", dy[..., i, j], w[i, j, ..., a, b])
