@@ -4,9 +4,11 @@
 // nothing, not 0 × w, which is NaN for a NaN or infinite w. The kernels multiply zero padding somewhere
 // (im2col, gathered columns, padded plane or row copies, the input gradient as a forward conv of the
 // zero-padded dy), so they agree for finite values only. The registry runs these repairs after them: each
-// first asks one vectorised all_finite pass over the weights (forward, input gradient) or the computed
-// weight gradient, so finite data pays nothing more, and only then recomputes, from real products, the
-// outputs where a non-finite value met the padding.
+// first asks one vectorised all_finite pass, so finite data pays nothing more, and only then recomputes,
+// from real products, the outputs where a non-finite value met the padding. The pass reads the smaller of
+// the factor that may be non-finite (w, or dy for the weight gradient) and the kernel's output: either
+// answers, since a non-finite factor that met the padding left NaN in the output (0 × NaN), and a
+// non-finite output with finite factors needs no repair.
 //
 // One repair per op for the dense, tiled and unshared convs: the kernels are `count` contiguous arrays
 // (C_out, C_g, kH, kW), and grid(i, j) is the index of the one output position (i, j) uses (tiled_grid).
@@ -63,7 +65,8 @@ inline bool pads(const ConvShape& s, long i, long j, long a, long b) {
 template <typename T, typename Grid, typename Bias>
 void forward_border_products(const T* x, const T* w, T* y, const ConvShape& s, long count, Grid grid, Bias bias) {
     const long K = s.K(), C_g = s.C_g(), kk = s.kH * s.kW, HWo = s.HW_out();
-    if (all_finite(w, count * s.C_out * K)) return;
+    const long nw = count * s.C_out * K, ny = s.N * s.C_out * HWo;
+    if ((ny < nw && all_finite(y, ny)) || all_finite(w, nw)) return;
     for (long i = 0; i < s.H_out; ++i)
         for (long j = 0; j < s.W_out; ++j) {
             if (!pads(s, i, j, 0, 0) && !pads(s, i, j, s.kH - 1, s.kW - 1)) continue;  // no tap reads padding
@@ -88,12 +91,12 @@ void forward_border_products(const T* x, const T* w, T* y, const ConvShape& s, l
 
 // Weight gradient: dw(t)[o, c, a, b] = Σ over the real products dy[n, o, i, j] · x[n, c, h, v] of the
 // positions (i, j) that use kernel t, wherever a non-finite dy[n, o, i, j] of such a position meets the
-// padding at tap (a, b). A non-finite dy leaves a non-finite entry in its dw(t)[o], through a real input
-// or a multiplied padding, so a finite dw needs no search.
+// padding at tap (a, b).
 template <typename T, typename Grid>
 void weight_grad_border_products(const T* x, const T* dy, T* dw, const ConvShape& s, long count, Grid grid) {
     const long K = s.K(), C_g = s.C_g(), kk = s.kH * s.kW, HWo = s.HW_out();
-    if (all_finite(dw, count * s.C_out * K)) return;
+    const long ndw = count * s.C_out * K, ndy = s.N * s.C_out * HWo;
+    if ((ndy < ndw && all_finite(dy, ndy)) || all_finite(dw, ndw)) return;
     std::vector<char> redo(count * s.C_out * kk, 0);  // per (kernel, o, a, b), for every c
     for (long n = 0; n < s.N; ++n)
         for (long o = 0; o < s.C_out; ++o)

@@ -134,11 +134,12 @@ void unpadded_input_grad(const T* dy, const T* w, T* dx, const Shape& s) {
 
 // Winograd's transforms mix a tile's inputs and a filter's taps, so one NaN or Inf would reach outputs whose
 // windows never read it. It then leaves a non-finite output too: one pass over the output (all_finite,
-// border_products.h) finds such calls, and the packed GEMM, which the reference defines, redoes them.
+// border_products.h) finds such calls, and the packed GEMM with its border repair redoes them.
 template <typename T, ConvForward<T> K>
 void finite_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     K(x, w, b, y, s);
-    if (!all_finite(y, s.N * s.C_out * s.HW_out())) unpadded_forward<T, ConvShape, conv2d_packed_gemm<T>>(x, w, b, y, s);
+    if (!all_finite(y, s.N * s.C_out * s.HW_out()))
+        unpadded_forward<T, ConvShape, conv2d_packed_gemm<T>>(x, w, b, y, s);
 }
 template <typename T, ConvBackward<T> K>
 void finite_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
@@ -148,7 +149,8 @@ void finite_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
 template <typename T, ConvBackward<T> K>
 void finite_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
     K(x, dy, dw, s);
-    if (!all_finite(dw, s.C_out * s.K())) unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_packed_gemm<T>>(x, dy, dw, s);
+    if (!all_finite(dw, s.C_out * s.K()))
+        unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_packed_gemm<T>>(x, dy, dw, s);
 }
 
 // --- the lists ----------------------------------------------------------------------------------------
@@ -169,8 +171,10 @@ struct Lists {
          "winograd", "F(4x4,3x3)"},
         {"conv2d__winograd_f2x3", winograd_why_not, winograd_worth<2>, finite_forward<T, conv2d_winograd<T, 2>>,
          "winograd", "F(2x2,3x3)"},
-        {"conv2d__depthwise", depthwise_why_not, depthwise_worth, unpadded_forward<T, ConvShape, conv2d_depthwise<T>>},
-        {"conv2d__implicit_gemm", implicit_why_not<T>, compact_reach, unpadded_forward<T, ConvShape, conv2d_implicit<T>>},
+        {"conv2d__depthwise", depthwise_why_not, depthwise_worth,
+         unpadded_forward<T, ConvShape, conv2d_depthwise<T>>},
+        {"conv2d__implicit_gemm", implicit_why_not<T>, compact_reach,
+         unpadded_forward<T, ConvShape, conv2d_implicit<T>>},
         {"conv2d__packed_gemm", always, nullptr, unpadded_forward<T, ConvShape, conv2d_packed_gemm<T>>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {
