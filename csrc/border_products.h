@@ -10,8 +10,8 @@
 // answers, since a non-finite factor that met the padding left NaN in the output (0 × NaN), and a
 // non-finite output with finite factors needs no repair.
 //
-// One repair per op for the dense, tiled and unshared convs: the kernels are `count` contiguous arrays
-// (C_out, C_g, kH, kW), and grid(i, j) is the index of the one output position (i, j) uses (tiled_grid).
+// One repair per op for the dense, tiled and unshared convs, told by a KernelGrid which kernel and bias
+// element each output position uses.
 #pragma once
 
 #include <cmath>
@@ -42,12 +42,19 @@ bool all_finite(const T* p, long n) {
     return sum == 0;
 }
 
-// The kernel grid of the tiled op: output position (i, j) uses kernel (i % T_h, j % T_w); the unshared
-// op's grid is the output itself.
-inline auto tiled_grid(const TiledShape& t) {
-    return [T_h = t.T_h, T_w = t.T_w](long i, long j) { return i % T_h * T_w + j % T_w; };
-}
-inline long dense_grid(long, long) { return 0; }
+// Which kernel and bias element output position (i, j) uses: the dense ops have one kernel (C_out, C_g,
+// kH, kW) and bias b[o]; the tiled op cycles T_h x T_w such kernels, stored one after another, over the
+// output (the unshared op's grid is the output itself), with bias b[o*b_o + i*b_i + j*b_j].
+struct KernelGrid {
+    ConvShape s;
+    long T_h = 1, T_w = 1, b_o = 1, b_i = 0, b_j = 0;
+
+    long count() const { return T_h * T_w; }
+    long kernel(long i, long j) const { return i % T_h * T_w + j % T_w; }
+    long bias(long o, long i, long j) const { return o * b_o + i * b_i + j * b_j; }
+};
+inline KernelGrid kernel_grid(const ConvShape& s) { return {s}; }
+inline KernelGrid kernel_grid(const TiledShape& t) { return {dense_shape(t), t.T_h, t.T_w, t.b_o, t.b_i, t.b_j}; }
 
 // Whether tap (a, b) of output position (i, j) reads padding, and the input position (h, v) it reads.
 inline bool pads(const ConvShape& s, long i, long j, long a, long b, long& h, long& v) {
@@ -60,17 +67,18 @@ inline bool pads(const ConvShape& s, long i, long j, long a, long b) {
     return pads(s, i, j, a, b, h, v);
 }
 
-// Forward: y[n, o, i, j] = bias(o, i, j) + Σ over real taps of w(i, j)[o, c, a, b] · x[n, c, h, v] wherever a
+// Forward: y[n, o, i, j] = b(o, i, j) + Σ over real taps of w(i, j)[o, c, a, b] · x[n, c, h, v] wherever a
 // non-finite tap of kernel w(i, j)[o] reads padding there.
-template <typename T, typename Grid, typename Bias>
-void forward_border_products(const T* x, const T* w, T* y, const ConvShape& s, long count, Grid grid, Bias bias) {
+template <typename T>
+void forward_border_products(const T* x, const T* w, const T* b, T* y, const KernelGrid& grid) {
+    const ConvShape& s = grid.s;
     const long K = s.K(), C_g = s.C_g(), kk = s.kH * s.kW, HWo = s.HW_out();
-    const long nw = count * s.C_out * K, ny = s.N * s.C_out * HWo;
+    const long nw = grid.count() * s.C_out * K, ny = s.N * s.C_out * HWo;
     if ((ny < nw && all_finite(y, ny)) || all_finite(w, nw)) return;
     for (long i = 0; i < s.H_out; ++i)
         for (long j = 0; j < s.W_out; ++j) {
             if (!pads(s, i, j, 0, 0) && !pads(s, i, j, s.kH - 1, s.kW - 1)) continue;  // no tap reads padding
-            const T* wk = w + grid(i, j) * s.C_out * K;
+            const T* wk = w + grid.kernel(i, j) * s.C_out * K;
             for (long o = 0; o < s.C_out; ++o) {
                 const T* wo = wk + o * K;
                 bool redo = false;
@@ -79,7 +87,7 @@ void forward_border_products(const T* x, const T* w, T* y, const ConvShape& s, l
                 if (!redo) continue;
                 const long c0 = o / s.M_g() * C_g;
                 for (long n = 0; n < s.N; ++n) {
-                    T acc = bias(o, i, j);
+                    T acc = b ? b[grid.bias(o, i, j)] : T(0);
                     for (long k = 0, h, v; k < K; ++k)
                         if (!pads(s, i, j, k % kk / s.kW, k % s.kW, h, v))
                             acc += wo[k] * x[((n * s.C_in + c0 + k / kk) * s.H + h) * s.W + v];
@@ -92,28 +100,29 @@ void forward_border_products(const T* x, const T* w, T* y, const ConvShape& s, l
 // Weight gradient: dw(t)[o, c, a, b] = Σ over the real products dy[n, o, i, j] · x[n, c, h, v] of the
 // positions (i, j) that use kernel t, wherever a non-finite dy[n, o, i, j] of such a position meets the
 // padding at tap (a, b).
-template <typename T, typename Grid>
-void weight_grad_border_products(const T* x, const T* dy, T* dw, const ConvShape& s, long count, Grid grid) {
+template <typename T>
+void weight_grad_border_products(const T* x, const T* dy, T* dw, const KernelGrid& grid) {
+    const ConvShape& s = grid.s;
     const long K = s.K(), C_g = s.C_g(), kk = s.kH * s.kW, HWo = s.HW_out();
-    const long ndw = count * s.C_out * K, ndy = s.N * s.C_out * HWo;
+    const long ndw = grid.count() * s.C_out * K, ndy = s.N * s.C_out * HWo;
     if ((ndy < ndw && all_finite(dy, ndy)) || all_finite(dw, ndw)) return;
-    std::vector<char> redo(count * s.C_out * kk, 0);  // per (kernel, o, a, b), for every c
+    std::vector<char> redo(grid.count() * s.C_out * kk, 0);  // per (kernel, o, a, b), for every c
     for (long n = 0; n < s.N; ++n)
         for (long o = 0; o < s.C_out; ++o)
             for (long p = 0; p < HWo; ++p) {
                 if (std::isfinite(dy[(n * s.C_out + o) * HWo + p])) continue;
                 const long i = p / s.W_out, j = p % s.W_out;
                 for (long ab = 0; ab < kk; ++ab)
-                    if (pads(s, i, j, ab / s.kW, ab % s.kW)) redo[(grid(i, j) * s.C_out + o) * kk + ab] = 1;
+                    if (pads(s, i, j, ab / s.kW, ab % s.kW)) redo[(grid.kernel(i, j) * s.C_out + o) * kk + ab] = 1;
             }
     auto entry = [&](long e, long c) -> T& { return dw[(e / kk * C_g + c) * kk + e % kk]; };
-    for (long e = 0; e < count * s.C_out * kk; ++e)
+    for (long e = 0; e < grid.count() * s.C_out * kk; ++e)
         for (long c = 0; c < C_g && redo[e]; ++c) entry(e, c) = 0;
     for (long i = 0; i < s.H_out; ++i)
         for (long j = 0; j < s.W_out; ++j)
             for (long o = 0; o < s.C_out; ++o)
                 for (long ab = 0, h, v; ab < kk; ++ab) {
-                    const long e = (grid(i, j) * s.C_out + o) * kk + ab;
+                    const long e = (grid.kernel(i, j) * s.C_out + o) * kk + ab;
                     if (!redo[e] || pads(s, i, j, ab / s.kW, ab % s.kW, h, v)) continue;
                     const long c0 = o / s.M_g() * C_g;
                     for (long c = 0; c < C_g; ++c)
@@ -138,9 +147,10 @@ std::vector<char> nonfinite_taps(const T* w, long count, const ConvShape& s) {
 // Input gradient: where a non-finite weight tap would read dy's padding, dx is recomputed from the real
 // contributions alone: dx[n, c, h, x] = Σ w(i, j)[o, c, a, b] · dy[n, o, i, j] over the (o, a, b) whose
 // (i, j) = ((h + ph - a*dh) / sh, (x + pw - b*dw) / sw) is a whole position inside dy.
-template <typename T, typename Grid>
-void input_grad_border_products(const T* dy, const T* w, T* dx, const ConvShape& s, long count, Grid grid) {
-    const std::vector<char> bad = nonfinite_taps(w, count, s);
+template <typename T>
+void input_grad_border_products(const T* dy, const T* w, T* dx, const KernelGrid& grid) {
+    const ConvShape& s = grid.s;
+    const std::vector<char> bad = nonfinite_taps(w, grid.count(), s);
     if (!bad[s.K()]) return;
     auto nonfinite = [&](long c, long a, long b) { return bad[(c * s.kH + a) * s.kW + b] != 0; };
     const long C_g = s.C_g(), M = s.M_g(), HWo = s.HW_out();
@@ -168,43 +178,15 @@ void input_grad_border_products(const T* dy, const T* w, T* dx, const ConvShape&
                     for (long a = 0, i, j; a < s.kH; ++a)
                         for (long b = 0; b < s.kW; ++b) {
                             if (!tap_row(h, a, i) || !tap_col(x, b, j)) continue;
-                            const T* wk = w + grid(i, j) * s.C_out * s.K();
+                            const T* wk = w + grid.kernel(i, j) * s.C_out * s.K();
                             for (long o = g * M; o < (g + 1) * M; ++o)
-                                acc += wk[((o * C_g + cg) * s.kH + a) * s.kW + b] * dy[(n * s.C_out + o) * HWo + i * s.W_out + j];
+                                acc += wk[((o * C_g + cg) * s.kH + a) * s.kW + b] *
+                                       dy[(n * s.C_out + o) * HWo + i * s.W_out + j];
                         }
                     dx[((n * s.C_in + c) * s.H + h) * s.W + x] = acc;
                 }
             }
     }
-}
-
-// The dense ops run the repairs with their one kernel, the tiled and unshared ops with their grid of
-// kernels and bias strides.
-template <typename T>
-void forward_border_products(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
-    forward_border_products(x, w, y, s, 1, dense_grid, [b](long o, long, long) { return b ? b[o] : T(0); });
-}
-template <typename T>
-void forward_border_products(const T* x, const T* w, const T* b, T* y, const TiledShape& t) {
-    forward_border_products(x, w, y, dense_shape(t), t.phases(), tiled_grid(t), [b, &t](long o, long i, long j) {
-        return b ? b[o * t.b_o + i * t.b_i + j * t.b_j] : T(0);
-    });
-}
-template <typename T>
-void weight_grad_border_products(const T* x, const T* dy, T* dw, const ConvShape& s) {
-    weight_grad_border_products(x, dy, dw, s, 1, dense_grid);
-}
-template <typename T>
-void weight_grad_border_products(const T* x, const T* dy, T* dw, const TiledShape& t) {
-    weight_grad_border_products(x, dy, dw, dense_shape(t), t.phases(), tiled_grid(t));
-}
-template <typename T>
-void input_grad_border_products(const T* dy, const T* w, T* dx, const ConvShape& s) {
-    input_grad_border_products(dy, w, dx, s, 1, dense_grid);
-}
-template <typename T>
-void input_grad_border_products(const T* dy, const T* w, T* dx, const TiledShape& t) {
-    input_grad_border_products(dy, w, dx, dense_shape(t), t.phases(), tiled_grid(t));
 }
 
 }  // namespace fastconv

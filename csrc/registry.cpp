@@ -119,17 +119,17 @@ bool streamed_worth(const UnpoolShape& s) { return unpool_streaming_pays(s, size
 template <typename T, typename Shape, void (*K)(const T*, const T*, const T*, T*, const Shape&)>
 void unpadded_forward(const T* x, const T* w, const T* b, T* y, const Shape& s) {
     K(x, w, b, y, s);
-    forward_border_products(x, w, b, y, s);
+    forward_border_products(x, w, b, y, kernel_grid(s));
 }
 template <typename T, typename Shape, void (*K)(const T*, const T*, T*, const Shape&)>
 void unpadded_weight_grad(const T* x, const T* dy, T* dw, const Shape& s) {
     K(x, dy, dw, s);
-    weight_grad_border_products(x, dy, dw, s);
+    weight_grad_border_products(x, dy, dw, kernel_grid(s));
 }
 template <typename T, typename Shape, void (*K)(const T*, const T*, T*, const Shape&)>
 void unpadded_input_grad(const T* dy, const T* w, T* dx, const Shape& s) {
     K(dy, w, dx, s);
-    input_grad_border_products(dy, w, dx, s);
+    input_grad_border_products(dy, w, dx, kernel_grid(s));
 }
 
 // Winograd's transforms mix a tile's inputs and a filter's taps, so one NaN or Inf would reach outputs whose
