@@ -110,8 +110,9 @@ def test_conv_transpose2d_with_nonfinite_weights_matches_pytorch(rng):
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 def test_conv2d_and_weight_grad_with_nonfinite_values_match_pytorch(rng):
     """The forward with NaN and Inf weight taps and the weight gradient with NaN and Inf in dy, against
-    PyTorch's oneDNN path (taken for these channel counts): outputs where only the padding meets them stay
-    finite. The second shape runs fastconv's Winograd forward, whose fallback must agree too."""
+    PyTorch's oneDNN path (taken for these shapes: batch 2, 16 or more channels): outputs where only the
+    padding meets them stay finite. The second shape runs fastconv's Winograd forward, whose fallback must
+    agree too."""
     torch = pytest.importorskip("torch")
     for xs, C_out in [((2, 16, 8, 8), 16), ((2, 32, 12, 12), 64)]:
         x = randn(rng, xs, np.float32)
