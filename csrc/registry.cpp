@@ -138,36 +138,32 @@ bool streamed_worth(const UnpoolShape& s) { return unpool_streaming_pays(s, size
 
 // --- non-finite values at the borders (border_products.h) ----------------------------------------------
 
-// Kernels that skip padded taps: the forward and weight gradient then add what 0 × NaN would have.
-template <typename T, ConvForward<T> K>
-void padding_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
+// Kernels that multiply zero padding (or read a zero-padded dy): the repairs then take out what 0 × NaN
+// added. One wrapper per op for the dense (ConvShape) and the tiled and unshared (TiledShape) kernels.
+template <typename T, typename Shape, void (*K)(const T*, const T*, const T*, T*, const Shape&)>
+void unpadded_forward(const T* x, const T* w, const T* b, T* y, const Shape& s) {
     K(x, w, b, y, s);
-    forward_border_products(w, y, s);
+    forward_border_products(x, w, b, y, kernel_grid(s));
 }
-template <typename T, ConvBackward<T> K>
-void padding_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
+template <typename T, typename Shape, void (*K)(const T*, const T*, T*, const Shape&)>
+void unpadded_weight_grad(const T* x, const T* dy, T* dw, const Shape& s) {
     K(x, dy, dw, s);
-    weight_grad_border_products(dy, dw, s);
+    weight_grad_border_products(x, dy, dw, kernel_grid(s));
 }
-// Kernels that read a zero-padded dy: the input gradient then drops what 0 × NaN added.
-template <typename T, ConvBackward<T> K>
-void unpadded_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
+template <typename T, typename Shape, void (*K)(const T*, const T*, T*, const Shape&)>
+void unpadded_input_grad(const T* dy, const T* w, T* dx, const Shape& s) {
     K(dy, w, dx, s);
-    input_grad_border_products(dy, w, dx, s);
-}
-template <typename T, TiledBackward<T> K>
-void unpadded_tiled_input_grad(const T* dy, const T* w, T* dx, const TiledShape& s) {
-    K(dy, w, dx, s);
-    tiled_input_grad_border_products(dy, w, dx, s);
+    input_grad_border_products(dy, w, dx, kernel_grid(s));
 }
 
 // Winograd's transforms mix a tile's inputs and a filter's taps, so one NaN or Inf would reach outputs whose
 // windows never read it. It then leaves a non-finite output too: one pass over the output (all_finite,
-// border_products.h) finds such calls, and the packed GEMM, which the reference defines, redoes them.
+// border_products.h) finds such calls, and the packed GEMM with its border repair redoes them.
 template <typename T, ConvForward<T> K>
 void finite_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
     K(x, w, b, y, s);
-    if (!all_finite(y, s.N * s.C_out * s.HW_out())) conv2d_packed_gemm<T>(x, w, b, y, s);
+    if (!all_finite(y, s.N * s.C_out * s.HW_out()))
+        unpadded_forward<T, ConvShape, conv2d_packed_gemm<T>>(x, w, b, y, s);
 }
 template <typename T, ConvBackward<T> K>
 void finite_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
@@ -177,7 +173,8 @@ void finite_input_grad(const T* dy, const T* w, T* dx, const ConvShape& s) {
 template <typename T, ConvBackward<T> K>
 void finite_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
     K(x, dy, dw, s);
-    if (!all_finite(dw, s.C_out * s.K())) conv2d_weight_grad_packed_gemm<T>(x, dy, dw, s);
+    if (!all_finite(dw, s.C_out * s.K()))
+        unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_packed_gemm<T>>(x, dy, dw, s);
 }
 
 // --- the lists ----------------------------------------------------------------------------------------
@@ -203,9 +200,11 @@ struct Lists {
         {"conv2d__fft_t128", fft_why_not<T, 128>, fft_worth<T, 128>, finite_forward<T, conv2d_fft<T, 128>>, "fft",
          "128x128"},
         {"conv2d__fft_t16", fft_why_not<T, 16>, fft_worth<T, 16>, finite_forward<T, conv2d_fft<T, 16>>, "fft", "16x16"},
-        {"conv2d__depthwise", depthwise_why_not, depthwise_worth, padding_forward<T, conv2d_depthwise<T>>},
-        {"conv2d__implicit_gemm", implicit_why_not<T>, compact_reach, padding_forward<T, conv2d_implicit<T>>},
-        {"conv2d__packed_gemm", always, nullptr, conv2d_packed_gemm<T>},
+        {"conv2d__depthwise", depthwise_why_not, depthwise_worth,
+         unpadded_forward<T, ConvShape, conv2d_depthwise<T>>},
+        {"conv2d__implicit_gemm", implicit_why_not<T>, compact_reach,
+         unpadded_forward<T, ConvShape, conv2d_implicit<T>>},
+        {"conv2d__packed_gemm", always, nullptr, unpadded_forward<T, ConvShape, conv2d_packed_gemm<T>>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {
         {"conv2d_input_grad__winograd_f4x3", winograd_input_grad_why_not, winograd_input_grad_worth<4>,
@@ -221,9 +220,9 @@ struct Lists {
         {"conv2d_input_grad__fft_t16", fft_input_grad_why_not<T, 16>, fft_input_grad_worth<T, 16>,
          finite_input_grad<T, conv2d_input_grad_fft<T, 16>>, "fft", "16x16"},
         {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth,
-         unpadded_input_grad<T, conv2d_input_grad_depthwise<T>>},
+         unpadded_input_grad<T, ConvShape, conv2d_input_grad_depthwise<T>>},
         {"conv2d_input_grad__implicit_gemm", implicit_input_grad_why_not<T>, implicit_input_grad_worth<T>,
-         unpadded_input_grad<T, conv2d_input_grad_implicit<T>>},
+         unpadded_input_grad<T, ConvShape, conv2d_input_grad_implicit<T>>},
         {"conv2d_input_grad__packed_gemm", always, nullptr, conv2d_input_grad_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_weight_grad[] = {
@@ -232,41 +231,47 @@ struct Lists {
         {"conv2d_weight_grad__winograd_f2x3", winograd_why_not, winograd_weight_grad_worth<2>,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
         {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth,
-         padding_weight_grad<T, conv2d_weight_grad_depthwise<T>>},
+         unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_depthwise<T>>},
         {"conv2d_weight_grad__implicit_gemm", always, implicit_weight_grad_worth<T>,
-         padding_weight_grad<T, conv2d_weight_grad_implicit<T>>},
-        {"conv2d_weight_grad__packed_gemm", always, nullptr, conv2d_weight_grad_packed_gemm<T>},
+         unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_implicit<T>>},
+        {"conv2d_weight_grad__packed_gemm", always, nullptr,
+         unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_packed_gemm<T>>},
     };
     static constexpr Impl<TiledShape, LF> tiled_conv2d[] = {
         {"tiled_conv2d__lane_weights", lane_weights_why_not<T>, lane_weights_forward_worth<T>,
-         tiled_conv2d_lane_weights<T>},
-        {"tiled_conv2d__phase_poly", always, phases_pay, tiled_conv2d_phase_poly<T>},
-        {"tiled_conv2d__gather_gemm", always, nullptr, tiled_conv2d_gather_gemm<T>},
+         unpadded_forward<T, TiledShape, tiled_conv2d_lane_weights<T>>},
+        {"tiled_conv2d__phase_poly", always, phases_pay,
+         unpadded_forward<T, TiledShape, tiled_conv2d_phase_poly<T>>},
+        {"tiled_conv2d__gather_gemm", always, nullptr, unpadded_forward<T, TiledShape, tiled_conv2d_gather_gemm<T>>},
     };
     static constexpr Impl<TiledShape, LB> tiled_conv2d_input_grad[] = {
         {"tiled_conv2d_input_grad__lane_weights", lane_weights_input_grad_why_not<T>,
-         lane_weights_input_grad_worth<T>, unpadded_tiled_input_grad<T, tiled_conv2d_input_grad_lane_weights<T>>},
+         lane_weights_input_grad_worth<T>, unpadded_input_grad<T, TiledShape, tiled_conv2d_input_grad_lane_weights<T>>},
         {"tiled_conv2d_input_grad__phase_poly", always, phases_pay, tiled_conv2d_input_grad_phase_poly<T>},
         {"tiled_conv2d_input_grad__gather_gemm", always, nullptr, tiled_conv2d_input_grad_gather_gemm<T>},
     };
     static constexpr Impl<TiledShape, LB> tiled_conv2d_weight_grad[] = {
         {"tiled_conv2d_weight_grad__phase_implicit", always, phase_implicit_worth<T>,
-         tiled_conv2d_weight_grad_phase_implicit<T>},
-        {"tiled_conv2d_weight_grad__gather_gemm", always, nullptr, tiled_conv2d_weight_grad_gather_gemm<T>},
+         unpadded_weight_grad<T, TiledShape, tiled_conv2d_weight_grad_phase_implicit<T>>},
+        {"tiled_conv2d_weight_grad__gather_gemm", always, nullptr,
+         unpadded_weight_grad<T, TiledShape, tiled_conv2d_weight_grad_gather_gemm<T>>},
     };
     // The unshared ops are tiled convs whose grid is the output (unshared_shape): the general tiled
     // kernel computes them too.
     static constexpr Impl<TiledShape, LF> unshared_conv2d[] = {
-        {"unshared_conv2d__batch_major", always, nullptr, unshared_conv2d_batch_major<T>},
-        {"unshared_conv2d__gather_gemm", always, nullptr, tiled_conv2d_gather_gemm<T>},
+        {"unshared_conv2d__batch_major", always, nullptr,
+         unpadded_forward<T, TiledShape, unshared_conv2d_batch_major<T>>},
+        {"unshared_conv2d__gather_gemm", always, nullptr, unpadded_forward<T, TiledShape, tiled_conv2d_gather_gemm<T>>},
     };
     static constexpr Impl<TiledShape, LB> unshared_conv2d_input_grad[] = {
         {"unshared_conv2d_input_grad__batch_major", always, nullptr, unshared_conv2d_input_grad_batch_major<T>},
         {"unshared_conv2d_input_grad__gather_gemm", always, nullptr, tiled_conv2d_input_grad_gather_gemm<T>},
     };
     static constexpr Impl<TiledShape, LB> unshared_conv2d_weight_grad[] = {
-        {"unshared_conv2d_weight_grad__batch_major", always, nullptr, unshared_conv2d_weight_grad_batch_major<T>},
-        {"unshared_conv2d_weight_grad__gather_gemm", always, nullptr, tiled_conv2d_weight_grad_gather_gemm<T>},
+        {"unshared_conv2d_weight_grad__batch_major", always, nullptr,
+         unpadded_weight_grad<T, TiledShape, unshared_conv2d_weight_grad_batch_major<T>>},
+        {"unshared_conv2d_weight_grad__gather_gemm", always, nullptr,
+         unpadded_weight_grad<T, TiledShape, tiled_conv2d_weight_grad_gather_gemm<T>>},
     };
     static constexpr Impl<PoolShape, PoolRun<T>> max_pool2d[] = {
         {"max_pool2d__phase_split", phase_split_why_not, phase_split_worth<T>, max_pool2d_phase_split<T>},

@@ -1,7 +1,8 @@
-"""IEEE semantics at the borders: with NaN or Inf in a weight, an input or an output gradient, every
-implementation of the registry (forced by name) gives what the NumPy reference gives: the forward and
-the weight gradient read a zero-padded input (0 × NaN is NaN there), the input gradient adds real
-contributions only (the padding of dy contributes nothing, as in PyTorch's conv_transpose2d).
+"""IEEE semantics at the borders: padded positions contribute nothing, not 0 × NaN. With NaN or Inf in a
+weight, an input or an output gradient, every implementation of the registry (forced by name) gives what
+the NumPy reference gives: every op sums real products only, so a non-finite weight tap (or output
+gradient) that meets only the padding leaves the output finite there, as in PyTorch's oneDNN path and its
+conv_transpose2d.
 
 The values go where the implementations differ: corner taps of the weight (which reach the padding at the
 borders of the output and of dx) and border pixels of x and dy."""
@@ -104,3 +105,23 @@ def test_conv_transpose2d_with_nonfinite_weights_matches_pytorch(rng):
         want = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
         assert np.isfinite(want).any() and not np.isfinite(want).all()
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_conv2d_and_weight_grad_with_nonfinite_values_match_pytorch(rng):
+    """The forward with NaN and Inf weight taps and the weight gradient with NaN and Inf in dy, against
+    PyTorch's oneDNN path (taken for these shapes: batch 2, 16 or more channels): outputs where only the
+    padding meets them stay finite. The second shape runs fastconv's Winograd forward, whose fallback must
+    agree too."""
+    torch = pytest.importorskip("torch")
+    for xs, C_out in [((2, 16, 8, 8), 16), ((2, 32, 12, 12), 64)]:
+        x = randn(rng, xs, np.float32)
+        w = _poison(randn(rng, (C_out, xs[1], 3, 3), np.float32), rng)
+        dy = _poison(randn(rng, (2, C_out) + xs[2:], np.float32), rng)
+        wt = torch.from_numpy(w).requires_grad_()
+        yt = torch.nn.functional.conv2d(torch.from_numpy(x), wt, padding=1)
+        yt.backward(torch.from_numpy(dy))
+        for got, want in [(fc.conv2d(x, w, padding=1), yt.detach().numpy()),
+                          (fc.conv2d_weight_grad(x, dy, w.shape, padding=1), wt.grad.numpy())]:
+            assert np.isfinite(want).any() and not np.isfinite(want).all()
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -3,7 +3,8 @@
 One einsum (or one plain loop) per op, a formula in each docstring, no speed tricks. Same function
 table as every backend: inputs are validated and contiguous, outputs preallocated by ops.py.
 Notation: stride s, padding (top, left) p, dilation d, groups G; channels of group g are
-c ∈ [g·C_in/G, (g+1)·C_in/G), o ∈ [g·C_out/G, (g+1)·C_out/G).
+c ∈ [g·C_in/G, (g+1)·C_in/G), o ∈ [g·C_out/G, (g+1)·C_out/G). The convolutions sum over taps inside the
+input only: padding contributes nothing, not 0 × w (NaN for a NaN or infinite w), as in PyTorch's oneDNN path.
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -37,38 +38,55 @@ def _grouped(a, groups, axis=1):
     return a.reshape(s[:axis] + (groups, s[axis] // groups) + s[axis + 1:])
 
 
+def _span(t, out, n, s, p, d):
+    """The outputs i ∈ [0, out) whose tap t reads inside an input of size n (0 ≤ i·s + t·d − p < n), as
+    (slice of outputs, slice of the inputs they read), or None when there are none."""
+    off = t * d - p
+    lo, hi = max(0, -(off // s)), min(out, (n - 1 - off) // s + 1)
+    return (slice(lo, hi), slice(lo * s + off, (hi - 1) * s + off + 1, s)) if lo < hi else None
+
+
+def _taps(k_hw, out_hw, in_hw, stride, pad, dilation):
+    """Per kernel tap (a, b) that reads the input somewhere: a, b, the (rows, cols) of the output rectangle
+    whose tap lands inside the input, and the (rows, cols) of the input it reads there."""
+    for a in range(k_hw[0]):
+        rows = _span(a, out_hw[0], in_hw[0], stride[0], pad[0], dilation[0])
+        for b in range(k_hw[1]):
+            cols = _span(b, out_hw[1], in_hw[1], stride[1], pad[1], dilation[1])
+            if rows and cols:
+                yield a, b, (rows[0], cols[0]), (rows[1], cols[1])
+
+
 def conv2d(x, w, b, y, stride, pad, dilation, groups, algorithm="auto"):
-    """y[n,o,i,j] = b[o] + Σ_{c∈g(o),a,b} w[o,c,a,b] · x[n,c, i·s_h + a·d_h − p_h, j·s_w + b·d_w − p_w]."""
-    win = _windows(x, pad, y.shape[2:], w.shape[2:], stride, dilation)
-    out = np.einsum("ngchwab,gocab->ngohw", _grouped(win, groups), _grouped(w, groups, 0))
+    """y[n,o,i,j] = b[o] + Σ over taps inside the input of w[o,c,a,b] · x[n,c,h,v], c ∈ g(o),
+    h = i·s_h + a·d_h − p_h ∈ [0, H), v = j·s_w + b·d_w − p_w ∈ [0, W)."""
+    xg, wg = _grouped(x, groups), _grouped(w, groups, 0)
+    out = np.zeros(_grouped(y, groups).shape, y.dtype)
+    for a, bb, (i, j), (h, v) in _taps(w.shape[2:], y.shape[2:], x.shape[2:], stride, pad, dilation):
+        out[..., i, j] += np.einsum("ngchw,goc->ngohw", xg[..., h, v], wg[..., a, bb])
     y[...] = out.reshape(y.shape)
     if b is not None:
         y += b[None, :, None, None]
 
 
 def conv2d_input_grad(dy, w, dx, stride, pad, dilation, groups, algorithm="auto"):
-    """dx[n,c,h,w] = Σ_{o,i,j,a,b : h = i·s_h + a·d_h − p_h, w = j·s_w + b·d_w − p_w} w[o,c,a,b] · dy[n,o,i,j]
-    (the adjoint of conv2d in x: for stride 1 a full correlation of dy with the rotated kernel)."""
-    H_out, W_out = dy.shape[2:]
-    kH, kW = w.shape[2:]
-    ext = _extent((H_out, W_out), (kH, kW), stride, dilation)
-    N, C, H, W = dx.shape
-    dxp = np.zeros((N, C, max(ext[0], pad[0] + H), max(ext[1], pad[1] + W)), dx.dtype)
+    """dx[n,c,h,v] = Σ over taps inside the input of w[o,c,a,b] · dy[n,o,i,j], o ∈ g(c),
+    h = i·s_h + a·d_h − p_h, v = j·s_w + b·d_w − p_w (the adjoint of conv2d in x)."""
     dyg, wg = _grouped(dy, groups), _grouped(w, groups, 0)
-    for a in range(kH):
-        for b in range(kW):
-            rows = slice(a * dilation[0], a * dilation[0] + stride[0] * (H_out - 1) + 1, stride[0])
-            cols = slice(b * dilation[1], b * dilation[1] + stride[1] * (W_out - 1) + 1, stride[1])
-            contrib = np.einsum("ngohw,goc->ngchw", dyg, wg[..., a, b])
-            dxp[:, :, rows, cols] += contrib.reshape(N, C, H_out, W_out)
-    dx[...] = dxp[:, :, pad[0]:pad[0] + H, pad[1]:pad[1] + W]
+    out = np.zeros(_grouped(dx, groups).shape, dx.dtype)
+    for a, b, (i, j), (h, v) in _taps(w.shape[2:], dy.shape[2:], dx.shape[2:], stride, pad, dilation):
+        # the contribution of all of dy, cropped: einsum on the contiguous dy is faster than on its window
+        out[..., h, v] += np.einsum("ngohw,goc->ngchw", dyg, wg[..., a, b])[..., i, j]
+    dx[...] = out.reshape(dx.shape)
 
 
 def conv2d_weight_grad(x, dy, dw, stride, pad, dilation, groups, algorithm="auto"):
-    """dw[o,c,a,b] = Σ_{n,i,j} dy[n,o,i,j] · x[n,c, i·s_h + a·d_h − p_h, j·s_w + b·d_w − p_w]
-    (a valid correlation of the input with the output delta)."""
-    win = _windows(x, pad, dy.shape[2:], dw.shape[2:], stride, dilation)
-    out = np.einsum("ngohw,ngchwab->gocab", _grouped(dy, groups), _grouped(win, groups))
+    """dw[o,c,a,b] = Σ_{n,i,j} over taps inside the input of dy[n,o,i,j] · x[n,c,h,v],
+    h = i·s_h + a·d_h − p_h, v = j·s_w + b·d_w − p_w (a correlation of the input with the output delta)."""
+    xg, dyg = _grouped(x, groups), _grouped(dy, groups)
+    out = np.zeros(_grouped(dw, groups, 0).shape, dw.dtype)
+    for a, b, (i, j), (h, v) in _taps(dw.shape[2:], dy.shape[2:], x.shape[2:], stride, pad, dilation):
+        out[..., a, b] = np.einsum("ngohw,ngchw->goc", dyg[..., i, j], xg[..., h, v])
     dw[...] = out.reshape(dw.shape)
 
 
@@ -106,33 +124,29 @@ def max_unpool2d(y, switches, out):
 
 
 def unshared_conv2d(x, w, b, y, stride, pad):
-    """y[n,o,i,j] = b[o,i,j] + Σ_{c,a,b} w[i,j,o,c,a,b] · x[n,c, i·s_h + a − p_h, j·s_w + b − p_w]
-    (a locally connected layer: every output position has its own kernel)."""
-    win = _windows(x, pad, y.shape[2:], w.shape[4:], stride, (1, 1))
-    y[...] = np.einsum("nchwab,hwocab->nohw", win, w)
+    """y[n,o,i,j] = b[o,i,j] + Σ over taps inside the input of w[i,j,o,c,a,b] · x[n,c,h,v],
+    h = i·s_h + a − p_h, v = j·s_w + b − p_w (locally connected: every output position has its own kernel)."""
+    y[...] = 0
+    for a, bb, (i, j), (h, v) in _taps(w.shape[4:], y.shape[2:], x.shape[2:], stride, pad, (1, 1)):
+        y[..., i, j] += np.einsum("nchw,hwoc->nohw", x[..., h, v], w[i, j, ..., a, bb])
     if b is not None:
         y += b[None]
 
 
 def unshared_conv2d_input_grad(dy, w, dx, stride, pad):
-    """dx[n,c,h,w] = Σ_{o,i,j,a,b : h = i·s_h + a − p_h, w = j·s_w + b − p_w} w[i,j,o,c,a,b] · dy[n,o,i,j]."""
-    H_out, W_out = dy.shape[2:]
-    kH, kW = w.shape[4:]
-    N, C, H, W = dx.shape
-    ext = _extent((H_out, W_out), (kH, kW), stride, (1, 1))
-    dxp = np.zeros((N, C, max(ext[0], pad[0] + H), max(ext[1], pad[1] + W)), dx.dtype)
-    for a in range(kH):
-        for b in range(kW):
-            rows = slice(a, a + stride[0] * (H_out - 1) + 1, stride[0])
-            cols = slice(b, b + stride[1] * (W_out - 1) + 1, stride[1])
-            dxp[:, :, rows, cols] += np.einsum("nohw,hwoc->nchw", dy, w[..., a, b])
-    dx[...] = dxp[:, :, pad[0]:pad[0] + H, pad[1]:pad[1] + W]
+    """dx[n,c,h,v] = Σ over taps inside the input of w[i,j,o,c,a,b] · dy[n,o,i,j],
+    h = i·s_h + a − p_h, v = j·s_w + b − p_w."""
+    dx[...] = 0
+    for a, b, (i, j), (h, v) in _taps(w.shape[4:], dy.shape[2:], dx.shape[2:], stride, pad, (1, 1)):
+        dx[..., h, v] += np.einsum("nohw,hwoc->nchw", dy[..., i, j], w[i, j, ..., a, b])
 
 
 def unshared_conv2d_weight_grad(x, dy, dw, stride, pad):
-    """dw[i,j,o,c,a,b] = Σ_n dy[n,o,i,j] · x[n,c, i·s_h + a − p_h, j·s_w + b − p_w]."""
-    win = _windows(x, pad, dy.shape[2:], dw.shape[4:], stride, (1, 1))
-    dw[...] = np.einsum("nohw,nchwab->hwocab", dy, win)
+    """dw[i,j,o,c,a,b] = Σ_n dy[n,o,i,j] · x[n,c, i·s_h + a − p_h, j·s_w + b − p_w] where that tap is inside
+    the input, else 0."""
+    dw[...] = 0
+    for a, b, (i, j), (h, v) in _taps(dw.shape[4:], dy.shape[2:], x.shape[2:], stride, pad, (1, 1)):
+        dw[i, j, ..., a, b] = np.einsum("nohw,nchw->hwoc", dy[..., i, j], x[..., h, v])
 
 
 def _tile_grid(w, out_hw):
