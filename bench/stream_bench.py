@@ -64,8 +64,8 @@ def child(args):
         ok = _same(vis.top_activations(model, np.asarray(first), LAYER, k=K), vis.top_activations(model, first, LAYER, k=K))
         data = np.asarray(x[:args.n])
     elif args.mode == "distributed":
-        from distributed import Client, LocalCluster
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        from distributed import Client
+        cluster = vis.local_cluster(n_workers=2, threads_per_worker=1)
         client = Client(cluster)
         data = x
     else:

@@ -45,7 +45,7 @@ def random_images():
 @pytest.fixture(scope="module")
 def cluster():
     """Two single-threaded worker processes, shared by the module's distributed tests."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+    with vis.local_cluster(n_workers=2) as c:
         yield c
 
 
@@ -158,6 +158,14 @@ def test_distributed_cluster_gives_the_same_result(cluster, random_images):
         _assert_same_top(vis.top_activations(model, da.from_array(x, chunks=(250, 3, 16, 16)), "5", k=9), ref)
         stats = vis.activation_stats(model, da.from_array(x, chunks=(250, 3, 16, 16)), "5")
     np.testing.assert_allclose(stats.mean, vis.activation_stats(model, x, "5").mean, rtol=1e-10)
+
+
+def test_local_cluster_workers_keep_the_adaptive_mmap_threshold(cluster):
+    """Dask's default worker environment pins glibc's mmap threshold (MALLOC_TRIM_THRESHOLD_); one thread
+    per worker stays (OMP_NUM_THREADS=1)."""
+    with distributed.Client(cluster) as client:
+        env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
+    assert len(env) == 2 and set(env.values()) == {(os.environ.get("MALLOC_TRIM_THRESHOLD_"), "1")}
 
 
 def test_a_worker_killed_mid_run_does_not_lose_the_result(cluster, random_images):

@@ -9,6 +9,7 @@ import time
 
 from .. import nn
 from ..vis import features, receptive
+from ..vis._stream import local_cluster
 from ..vis import image as I
 from ..vis.report import Report
 
@@ -30,7 +31,7 @@ def run_folder(model_path, images, out, layer=None, k=9, scheduler=None, chunk_s
     address) or, without one, a local cluster of one single-threaded worker process per core. `model_path`
     None: `digits_model()`. Writes the figure to `out` and the page beside it (same name, .html); returns
     both paths."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from .. import data
     model = nn.load(model_path) if model_path else digits_model()
@@ -43,8 +44,7 @@ def run_folder(model_path, images, out, layer=None, k=9, scheduler=None, chunk_s
         layer = next(name for name, lay in reversed(model.named_layers()) if isinstance(lay, nn.MaxPool2d))
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        cluster = None if scheduler else stack.enter_context(
-            LocalCluster(n_workers=os.cpu_count(), threads_per_worker=1, dashboard_address=None))
+        cluster = None if scheduler else stack.enter_context(local_cluster())
         client = stack.enter_context(Client(scheduler or cluster))
         top = features.top_activations(model, folder.x, layer, k=k, progress=progress)
         where = scheduler or f"a local cluster of {len(client.scheduler_info()['workers'])} worker processes"

@@ -163,6 +163,22 @@ def _dask_map_reduce(model, x, fn, merge, batch_size, progress, desc):
     return compute(parts[0], progress)
 
 
+def local_cluster(n_workers=None, threads_per_worker=1, **kwargs):
+    """A dask.distributed LocalCluster of `n_workers` worker processes (default: one per core) that keeps
+    glibc's adaptive mmap threshold. Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in its workers by default,
+    which in glibc also pins the mmap threshold at 128 KiB: every activation buffer of a forward pass is
+    then a fresh mmap whose pages fault in again, batch after batch (docs/performance.md has the cost).
+    Other keyword arguments go to LocalCluster; a cluster you start yourself can do the same with
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})."""
+    import os
+
+    import dask
+    from distributed import LocalCluster
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(n_workers=n_workers or os.cpu_count(), threads_per_worker=threads_per_worker,
+                            **{"dashboard_address": None, **kwargs})
+
+
 def client():
     """The connected dask.distributed Client, or None (distributed is not imported just to ask)."""
     if "distributed" not in sys.modules:
