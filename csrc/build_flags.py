@@ -3,7 +3,10 @@ package) and by builds of the C library alone (csrc/build_c_library.py, e.g. cro
 
 No -march=native anywhere: every level is compiled for a fixed instruction set, and the library picks
 the best level the running CPU supports (csrc/dispatch.cpp), so one binary runs on any CPU of its
-architecture. The names here are the FASTCONV_ISA values and the libfastconv_<isa>.so suffixes.
+architecture. The names here are the FASTCONV_ISA values and the libfastconv_<isa>.so suffixes. The x86
+levels are the psABI's microarchitecture levels (x86-64 baseline, x86-64-v3: AVX2, FMA, BMI1/2, F16C,
+LZCNT, MOVBE; x86-64-v4: v3 and AVX-512 F/BW/CD/DQ/VL), whose extra scalar instructions the compiler also
+uses in the kernels' index arithmetic, as it does under -march=native.
 """
 import glob
 import os
@@ -14,9 +17,8 @@ OPENMP = ["-fopenmp"]
 ISA_FLAGS = {
     "x86_64": {
         "sse2": ["-march=x86-64", "-mtune=generic"],
-        "avx2": ["-march=x86-64", "-mtune=generic", "-mavx2", "-mfma"],
-        "avx512": ["-march=x86-64", "-mtune=generic", "-mavx2", "-mfma", "-mavx512f", "-mavx512bw",
-                   "-mavx512vl", "-mavx512dq"],
+        "avx2": ["-march=x86-64-v3", "-mtune=generic"],
+        "avx512": ["-march=x86-64-v4", "-mtune=generic"],
     },
     "aarch64": {"neon": ["-march=armv8-a"]},
 }

@@ -17,12 +17,9 @@ namespace {
 // Whether the CPU (and the OS, which must save the wider registers) runs level `isa`.
 bool cpu_runs(const std::string& isa) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (isa == "avx2") return avx2;
-    if (isa == "avx512")
-        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    __builtin_cpu_init();   // the levels of build_flags.py; libgcc also checks that the OS saves the registers
+    if (isa == "avx2") return __builtin_cpu_supports("x86-64-v3");
+    if (isa == "avx512") return __builtin_cpu_supports("x86-64-v4");
 #endif
     return isa == isa_levels().front();  // the baseline runs everywhere
 }
