@@ -188,8 +188,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=
     if min(x.shape[1:]) < 1:
         raise ValueError(f"x: expected non-empty (C, H, W) (only the batch may be empty), got shape {x.shape}")
     g = V.pool_geometry(x.shape, kernel_size, stride, padding, bool(ceil_mode), dilation)
-    y = V.empty("x, kernel_size, stride, padding, dilation", x.shape[:2] + (g.H_out, g.W_out), x.dtype)
-    switches = V.empty("x, kernel_size, stride, padding, dilation", y.shape, np.int64)
+    args = "x, kernel_size, stride, padding, dilation"   # what sets the size of both outputs
+    y = V.empty(args, x.shape[:2] + (g.H_out, g.W_out), x.dtype)
+    switches = V.empty(args, y.shape, np.int64)
     if x.shape[0]:
         resolve(backend).max_pool2d(x, y, switches, g.kernel, g.stride, g.pad, g.dilation)
     return y, switches
