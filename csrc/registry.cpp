@@ -63,9 +63,9 @@ bool implicit_weight_grad_worth(const ConvShape& s) {
 // Winograd (winograd.cpp) pays once its (m+2)² GEMMs are deep and wide enough to outrun the transforms'
 // passes over x and y, and F(4x4) over F(2x2) once the tiles outnumber the input channels: each chunk
 // of tiles streams all (m+2)² transformed weight matrices. Thresholds measured on the bench layers and
-// a sweep of 3x3 layers (docs/performance.md). Dilated layers run split into their stride phases
-// (winograd_dilated.cpp), where the same model judges the phase batch; the dense kernels' own per-phase
-// transforms gather strided columns one by one, which measured slower than the direct kernels.
+// a sweep of 3x3 layers (docs/performance.md). Dilated layers stay direct: the dense kernels' own
+// per-phase transforms gather strided columns one by one, which measured slower than the direct kernels,
+// and the split kernels below no faster.
 inline long winograd_tiles(const ConvShape& s, int m) { return s.N * ceil_div(s.H_out, m) * ceil_div(s.W_out, m); }
 inline bool winograd_deep(const ConvShape& s, long product) {
     return s.dil_h == 1 && s.dil_w == 1 && s.C_in >= 16 && s.C_out >= 16 && s.C_in * s.C_out >= product;
@@ -82,23 +82,14 @@ bool winograd_weight_grad_worth(const ConvShape& s) {
     return winograd_deep(s, 1024) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 4 : s.C_in / 16);
 }
 
-// The split layers (winograd_split.h) pay where the dense kernels pay on the problem they become.
-template <int m>
-bool winograd_dilated_worth(const ConvShape& s) { return winograd_worth<m>(dilated_phase_shape(s)); }
-template <int m>
-bool winograd_dilated_input_grad_worth(const ConvShape& s) {
-    return winograd_worth<m>(dilated_phase_shape(input_grad_as_forward(s)));
+// The split layers (winograd_split.h) measured no faster than the direct kernels on the bench's S2 and S5
+// rows and on 5x5 layers of 14x14 to 56x56 planes (docs/performance.md): the dense kernels' transforms
+// on planes of 18 rows, and the copies, take what the fewer multiplies save. 'auto' leaves them out;
+// algorithm='winograd' or use_kernel runs them.
+template <typename S>
+bool never(const S&) {
+    return false;
 }
-template <int m>
-bool winograd_dilated_weight_grad_worth(const ConvShape& s) {
-    return winograd_weight_grad_worth<m>(dilated_phase_shape(s));
-}
-template <int m>
-bool winograd5_worth(const ConvShape& s) { return winograd_worth<m>(pieces_shape(s)); }
-template <int m>
-bool winograd5_input_grad_worth(const ConvShape& s) { return winograd_worth<m>(pieces_shape(input_grad_as_forward(s))); }
-template <int m>
-bool winograd5_weight_grad_worth(const ConvShape& s) { return winograd_weight_grad_worth<m>(pieces_shape(s)); }
 
 // FFT (fft_conv.cpp) pays where its cost model says the tile n is the cheapest FFT tile and cheaper than
 // the direct kernels: large kernels (on planes from about 15x15, on 16-channel layers from about 7x7).
@@ -211,22 +202,22 @@ struct Lists {
     using LF = TiledForward<T>;
     using LB = TiledBackward<T>;
     static constexpr Impl<ConvShape, CF> conv2d[] = {
+        {"conv2d__winograd_dilated_f4x3", winograd_dilated_why_not, never,
+         finite_forward<T, conv2d_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
+        {"conv2d__winograd_dilated_f2x3", winograd_dilated_why_not, never,
+         finite_forward<T, conv2d_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d__winograd_f4x3", winograd_why_not, winograd_worth<4>, finite_forward<T, conv2d_winograd<T, 4>>,
          "winograd", "F(4x4,3x3)"},
         {"conv2d__winograd_f2x3", winograd_why_not, winograd_worth<2>, finite_forward<T, conv2d_winograd<T, 2>>,
          "winograd", "F(2x2,3x3)"},
-        {"conv2d__winograd_dilated_f4x3", winograd_dilated_why_not, winograd_dilated_worth<4>,
-         finite_forward<T, conv2d_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
-        {"conv2d__winograd_dilated_f2x3", winograd_dilated_why_not, winograd_dilated_worth<2>,
-         finite_forward<T, conv2d_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d__fft_t32", fft_why_not<T, 32>, fft_worth<T, 32>, finite_forward<T, conv2d_fft<T, 32>>, "fft", "32x32"},
         {"conv2d__fft_t64", fft_why_not<T, 64>, fft_worth<T, 64>, finite_forward<T, conv2d_fft<T, 64>>, "fft", "64x64"},
         {"conv2d__fft_t128", fft_why_not<T, 128>, fft_worth<T, 128>, finite_forward<T, conv2d_fft<T, 128>>, "fft",
          "128x128"},
         {"conv2d__fft_t16", fft_why_not<T, 16>, fft_worth<T, 16>, finite_forward<T, conv2d_fft<T, 16>>, "fft", "16x16"},
-        {"conv2d__winograd5_f4x3", winograd5_why_not, winograd5_worth<4>, finite_forward<T, conv2d_winograd5<T, 4>>,
+        {"conv2d__winograd5_f4x3", winograd5_why_not, never, finite_forward<T, conv2d_winograd5<T, 4>>,
          "winograd", "F(4x4,3x3) 5x5 pieces"},
-        {"conv2d__winograd5_f2x3", winograd5_why_not, winograd5_worth<2>, finite_forward<T, conv2d_winograd5<T, 2>>,
+        {"conv2d__winograd5_f2x3", winograd5_why_not, never, finite_forward<T, conv2d_winograd5<T, 2>>,
          "winograd", "F(2x2,3x3) 5x5 pieces"},
         {"conv2d__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_forward<T, ConvShape, conv2d_depthwise<T>>},
@@ -235,14 +226,14 @@ struct Lists {
         {"conv2d__packed_gemm", always, nullptr, unpadded_forward<T, ConvShape, conv2d_packed_gemm<T>>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {
+        {"conv2d_input_grad__winograd_dilated_f4x3", winograd_dilated_why_not, never,
+         finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
+        {"conv2d_input_grad__winograd_dilated_f2x3", winograd_dilated_why_not, never,
+         finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d_input_grad__winograd_f4x3", winograd_input_grad_why_not, winograd_input_grad_worth<4>,
          finite_input_grad<T, conv2d_input_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
         {"conv2d_input_grad__winograd_f2x3", winograd_input_grad_why_not, winograd_input_grad_worth<2>,
          finite_input_grad<T, conv2d_input_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
-        {"conv2d_input_grad__winograd_dilated_f4x3", winograd_dilated_why_not, winograd_dilated_input_grad_worth<4>,
-         finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
-        {"conv2d_input_grad__winograd_dilated_f2x3", winograd_dilated_why_not, winograd_dilated_input_grad_worth<2>,
-         finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d_input_grad__fft_t32", fft_input_grad_why_not<T, 32>, fft_input_grad_worth<T, 32>,
          finite_input_grad<T, conv2d_input_grad_fft<T, 32>>, "fft", "32x32"},
         {"conv2d_input_grad__fft_t64", fft_input_grad_why_not<T, 64>, fft_input_grad_worth<T, 64>,
@@ -251,9 +242,9 @@ struct Lists {
          finite_input_grad<T, conv2d_input_grad_fft<T, 128>>, "fft", "128x128"},
         {"conv2d_input_grad__fft_t16", fft_input_grad_why_not<T, 16>, fft_input_grad_worth<T, 16>,
          finite_input_grad<T, conv2d_input_grad_fft<T, 16>>, "fft", "16x16"},
-        {"conv2d_input_grad__winograd5_f4x3", winograd5_why_not, winograd5_input_grad_worth<4>,
+        {"conv2d_input_grad__winograd5_f4x3", winograd5_why_not, never,
          finite_input_grad<T, conv2d_input_grad_winograd5<T, 4>>, "winograd", "F(4x4,3x3) 5x5 pieces"},
-        {"conv2d_input_grad__winograd5_f2x3", winograd5_why_not, winograd5_input_grad_worth<2>,
+        {"conv2d_input_grad__winograd5_f2x3", winograd5_why_not, never,
          finite_input_grad<T, conv2d_input_grad_winograd5<T, 2>>, "winograd", "F(2x2,3x3) 5x5 pieces"},
         {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_input_grad<T, ConvShape, conv2d_input_grad_depthwise<T>>},
@@ -262,17 +253,17 @@ struct Lists {
         {"conv2d_input_grad__packed_gemm", always, nullptr, conv2d_input_grad_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_weight_grad[] = {
+        {"conv2d_weight_grad__winograd_dilated_f4x3", winograd_dilated_why_not, never,
+         finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
+        {"conv2d_weight_grad__winograd_dilated_f2x3", winograd_dilated_why_not, never,
+         finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d_weight_grad__winograd_f4x3", winograd_why_not, winograd_weight_grad_worth<4>,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
         {"conv2d_weight_grad__winograd_f2x3", winograd_why_not, winograd_weight_grad_worth<2>,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
-        {"conv2d_weight_grad__winograd_dilated_f4x3", winograd_dilated_why_not, winograd_dilated_weight_grad_worth<4>,
-         finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
-        {"conv2d_weight_grad__winograd_dilated_f2x3", winograd_dilated_why_not, winograd_dilated_weight_grad_worth<2>,
-         finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
-        {"conv2d_weight_grad__winograd5_f4x3", winograd5_why_not, winograd5_weight_grad_worth<4>,
+        {"conv2d_weight_grad__winograd5_f4x3", winograd5_why_not, never,
          finite_weight_grad<T, conv2d_weight_grad_winograd5<T, 4>>, "winograd", "F(4x4,3x3) 5x5 pieces"},
-        {"conv2d_weight_grad__winograd5_f2x3", winograd5_why_not, winograd5_weight_grad_worth<2>,
+        {"conv2d_weight_grad__winograd5_f2x3", winograd5_why_not, never,
          finite_weight_grad<T, conv2d_weight_grad_winograd5<T, 2>>, "winograd", "F(2x2,3x3) 5x5 pieces"},
         {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_depthwise<T>>},

@@ -3,9 +3,9 @@
 //
 // Output phase (q, r) of a layer dilated by (d_h, d_w) holds the outputs (q + d_h·u, r + d_w·v); they read
 // only the input sub-image x[q − p_h + d_h·i, r − p_w + d_w·j], as an undilated 3x3 conv. Every phase's
-// sub-image is copied (gather_grids) into one batch of N·d_h·d_w images, all of the largest phase's size
-// (ceil(H_out / d_h) + 2 rows), the dense kernel runs on that batch once, and each phase's outputs go
-// back to their places; the extra rows and columns of the smaller phases are computed and dropped.
+// sub-image is copied (gather_grid) into one batch of N·d_h·d_w images (mosaic planes, winograd_split.h),
+// all of the largest phase's size (ceil(H_out / d_h) + 2 rows), the dense kernel runs on that batch once,
+// and each phase's outputs go back to their places; the extra outputs of the smaller phases are dropped.
 #include <vector>
 
 #include "winograd_split.h"
@@ -35,21 +35,33 @@ struct DilatedPhase {
     }
 };
 
-// x's sub-images of every phase into X (the batch of u = dilated_phase_shape(s), phase-major).
+// The columns of a phase image (the largest phase's outputs plus 2).
+inline long phase_columns(const ConvShape& s) { return ceil_div(s.W_out, s.dil_w) + 2; }
+
+// x's sub-images of every phase into X (the input of u = dilated_phase_shape(s)).
 template <typename T>
 void gather_phases(const T* x, const ConvShape& s, const ConvShape& u, T* X) {
-    for (long k = 0; k < s.dil_h * s.dil_w; ++k)
-        gather_grids(x, s.N, s.C_in, s.H, s.W, DilatedPhase(s, k).in, X + k * s.N * s.C_in * u.HW(), s.C_in, u.H, u.W);
+    const long phases = s.dil_h * s.dil_w, NC = s.N * s.C_in, Ws = phase_columns(s);
+    const Mosaic mo = input_mosaic(u, Ws);
+    zero_empty_cells(X, mo, s.N * phases, u.N, u.H, Ws);
+    for_each_grid(phases * NC, (double)phases * NC * u.H * Ws, [&](long j) {
+        const long k = j / NC, p = j % NC;
+        gather_grid(x + p * s.HW(), s.H, s.W, DilatedPhase(s, k).in, X + mo.offset(k * s.N + p / s.C_in, p % s.C_in),
+                    mo.row_stride, u.H, Ws);
+    });
 }
 
 // Y's outputs (u's) back into y (s's).
 template <typename T>
 void scatter_phases(const T* Y, const ConvShape& s, const ConvShape& u, T* y) {
-    for (long k = 0; k < s.dil_h * s.dil_w; ++k) {
+    const long phases = s.dil_h * s.dil_w, NK = s.N * s.C_out;
+    const Mosaic mo = output_mosaic(u, phase_columns(s));
+    for_each_grid(phases * NK, (double)s.N * s.C_out * s.HW_out(), [&](long j) {
+        const long k = j / NK, p = j % NK;
         const DilatedPhase ph(s, k);
-        scatter_grids(Y + k * s.N * s.C_out * u.HW_out(), s.C_out, u.H_out, u.W_out, ph.Hg, ph.Wg, y, s.N, s.C_out,
-                      s.H_out, s.W_out, ph.out);
-    }
+        scatter_grid(Y + mo.offset(k * s.N + p / s.C_out, p % s.C_out), mo.row_stride, ph.Hg, ph.Wg,
+                     y + p * s.HW_out(), s.W_out, ph.out);
+    });
 }
 
 }  // namespace
@@ -65,7 +77,7 @@ void conv2d_winograd_dilated(const T* x, const T* w, const T* b, T* y, const Con
 
 // The input gradient is the dilated forward t = input_grad_as_forward(s) on dy with the rotated,
 // transposed kernel: split as that forward, run as the dense input gradient whose forward is t's phase
-// problem (outputs Hg x Wg padded by 2, so that its forward has no padding).
+// problem (its outputs padded by 2, so that its forward has no padding).
 template <typename T, int m>
 void conv2d_input_grad_winograd_dilated(const T* dy, const T* w, T* dx, const ConvShape& s) {
     const ConvShape t = input_grad_as_forward(s), u = dilated_phase_shape(t);
@@ -76,16 +88,22 @@ void conv2d_input_grad_winograd_dilated(const T* dy, const T* w, T* dx, const Co
     scatter_phases(DX.data(), t, u, dx);
 }
 
-// dw sums over the phases as over images: the phase batch of x, and dy's phases (zero past each phase's
-// outputs, so the dropped rows add nothing).
+// dw sums over the phases as over images: the phase images of x, and dy's phases, zero past each
+// phase's outputs and in the dropped columns, so that nothing else adds to dw.
 template <typename T, int m>
 void conv2d_weight_grad_winograd_dilated(const T* x, const T* dy, T* dw, const ConvShape& s) {
     const ConvShape u = dilated_phase_shape(s);
+    const long Ws = phase_columns(s);
+    const Mosaic mo = output_mosaic(u, Ws);
     Buffer<T> X(u.N * u.C_in * u.HW()), DY(u.N * u.C_out * u.HW_out());
     gather_phases(x, s, u, X.data());
-    for (long k = 0; k < s.dil_h * s.dil_w; ++k)
-        gather_grids(dy, s.N, s.C_out, s.H_out, s.W_out, DilatedPhase(s, k).out, DY.data() + k * s.N * s.C_out * u.HW_out(),
-                     s.C_out, u.H_out, u.W_out);
+    std::fill(DY.data(), DY.data() + u.N * u.C_out * u.HW_out(), T(0));
+    const long NK = s.N * s.C_out;
+    for_each_grid(s.dil_h * s.dil_w * NK, (double)u.N * u.C_out * u.HW_out(), [&](long j) {
+        const long k = j / NK, p = j % NK;
+        gather_grid(dy + p * s.HW_out(), s.H_out, s.W_out, DilatedPhase(s, k).out,
+                    DY.data() + mo.offset(k * s.N + p / s.C_out, p % s.C_out), mo.row_stride, u.H_out, Ws - 2);
+    });
     conv2d_weight_grad_winograd<T, m>(X.data(), DY.data(), dw, u);
 }
 
