@@ -6,8 +6,6 @@
 // sub-image is copied (gather_grid) into one batch of N·d_h·d_w images (mosaic planes, winograd_split.h),
 // all of the largest phase's size (ceil(H_out / d_h) + 2 rows), the dense kernel runs on that batch once,
 // and each phase's outputs go back to their places; the extra outputs of the smaller phases are dropped.
-#include <vector>
-
 #include "winograd_split.h"
 
 namespace fastconv {
@@ -22,8 +20,8 @@ const char* winograd_dilated_why_not(const ConvShape& s) {
 
 namespace {
 
-// Phase k (q = k / d_w, r = k % d_w): where its grid lies in the plane of a dilated layer whose kernel
-// starts at (off_h, off_w) (minus the padding) — the input side — and how many outputs it has.
+// Phase k (q = k / d_w, r = k % d_w) of s: its Hg x Wg outputs, where its input sub-image lies in x's
+// planes (in) and where its outputs lie in y's (out).
 struct DilatedPhase {
     long Hg, Wg;
     PlaneMap in, out;

@@ -2,8 +2,9 @@
 // 3x3 stride-1 problems on sub-images: dilated 3x3 layers (winograd_dilated.cpp, one problem per stride
 // phase) and 5x5 layers (winograd5.cpp, four 3x3 pieces of the kernel zero-padded to 6x6). Each copies
 // its sub-images into one contiguous batch and runs the dense kernels of winograd.cpp on it once, so
-// their transforms read whole rows (the strided per-phase reads of the dense kernels measured slower
-// than the direct kernels) and one parallel region spans every phase or piece.
+// their transforms read whole rows (the dense kernels' strided per-phase reads measured slower than the
+// direct kernels) and one parallel region spans every phase or piece. They measured no faster than the
+// direct kernels on the bench's S2 and S5 rows either: only a forced 'winograd' runs them (registry.cpp).
 #pragma once
 
 #include <algorithm>
