@@ -10,6 +10,7 @@
 #include "parallel.h"
 #include "simd.h"
 #include "winograd.h"
+#include "winograd_split.h"
 
 namespace fastconv {
 namespace {
@@ -62,8 +63,9 @@ bool implicit_weight_grad_worth(const ConvShape& s) {
 // Winograd (winograd.cpp) pays once its (m+2)² GEMMs are deep and wide enough to outrun the transforms'
 // passes over x and y, and F(4x4) over F(2x2) once the tiles outnumber the input channels: each chunk
 // of tiles streams all (m+2)² transformed weight matrices. Thresholds measured on the bench layers and
-// a sweep of 3x3 layers (docs/performance.md). Dilated layers stay direct unless forced: their per-phase
-// transforms gather strided columns one by one, which measured slower than the direct kernels.
+// a sweep of 3x3 layers (docs/performance.md). Dilated layers stay direct: the dense kernels' own
+// per-phase transforms gather strided columns one by one, which measured slower than the direct kernels,
+// and the split kernels below no faster.
 inline long winograd_tiles(const ConvShape& s, int m) { return s.N * ceil_div(s.H_out, m) * ceil_div(s.W_out, m); }
 inline bool winograd_deep(const ConvShape& s, long product) {
     return s.dil_h == 1 && s.dil_w == 1 && s.C_in >= 16 && s.C_out >= 16 && s.C_in * s.C_out >= product;
@@ -78,6 +80,15 @@ bool winograd_input_grad_worth(const ConvShape& s) { return winograd_worth<m>(in
 template <int m>
 bool winograd_weight_grad_worth(const ConvShape& s) {
     return winograd_deep(s, 1024) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 4 : s.C_in / 16);
+}
+
+// The split layers (winograd_split.h) measured no faster than the direct kernels on the bench's S2 and S5
+// rows and on 5x5 layers of 14x14 to 56x56 planes (docs/performance.md): the dense kernels' transforms
+// on planes of 18 rows, and the copies, take what the fewer multiplies save. 'auto' leaves them out;
+// algorithm='winograd' or use_kernel runs them.
+template <typename S>
+bool never(const S&) {
+    return false;
 }
 
 // FFT (fft_conv.cpp) pays where its cost model says the tile n is the cheapest FFT tile and cheaper than
@@ -191,6 +202,10 @@ struct Lists {
     using LF = TiledForward<T>;
     using LB = TiledBackward<T>;
     static constexpr Impl<ConvShape, CF> conv2d[] = {
+        {"conv2d__winograd_dilated_f4x3", winograd_dilated_why_not, never,
+         finite_forward<T, conv2d_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
+        {"conv2d__winograd_dilated_f2x3", winograd_dilated_why_not, never,
+         finite_forward<T, conv2d_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d__winograd_f4x3", winograd_why_not, winograd_worth<4>, finite_forward<T, conv2d_winograd<T, 4>>,
          "winograd", "F(4x4,3x3)"},
         {"conv2d__winograd_f2x3", winograd_why_not, winograd_worth<2>, finite_forward<T, conv2d_winograd<T, 2>>,
@@ -200,6 +215,10 @@ struct Lists {
         {"conv2d__fft_t128", fft_why_not<T, 128>, fft_worth<T, 128>, finite_forward<T, conv2d_fft<T, 128>>, "fft",
          "128x128"},
         {"conv2d__fft_t16", fft_why_not<T, 16>, fft_worth<T, 16>, finite_forward<T, conv2d_fft<T, 16>>, "fft", "16x16"},
+        {"conv2d__winograd5_f4x3", winograd5_why_not, never, finite_forward<T, conv2d_winograd5<T, 4>>,
+         "winograd", "F(4x4,3x3) 5x5 pieces"},
+        {"conv2d__winograd5_f2x3", winograd5_why_not, never, finite_forward<T, conv2d_winograd5<T, 2>>,
+         "winograd", "F(2x2,3x3) 5x5 pieces"},
         {"conv2d__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_forward<T, ConvShape, conv2d_depthwise<T>>},
         {"conv2d__implicit_gemm", implicit_why_not<T>, compact_reach,
@@ -207,6 +226,10 @@ struct Lists {
         {"conv2d__packed_gemm", always, nullptr, unpadded_forward<T, ConvShape, conv2d_packed_gemm<T>>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {
+        {"conv2d_input_grad__winograd_dilated_f4x3", winograd_dilated_why_not, never,
+         finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
+        {"conv2d_input_grad__winograd_dilated_f2x3", winograd_dilated_why_not, never,
+         finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d_input_grad__winograd_f4x3", winograd_input_grad_why_not, winograd_input_grad_worth<4>,
          finite_input_grad<T, conv2d_input_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
         {"conv2d_input_grad__winograd_f2x3", winograd_input_grad_why_not, winograd_input_grad_worth<2>,
@@ -219,6 +242,10 @@ struct Lists {
          finite_input_grad<T, conv2d_input_grad_fft<T, 128>>, "fft", "128x128"},
         {"conv2d_input_grad__fft_t16", fft_input_grad_why_not<T, 16>, fft_input_grad_worth<T, 16>,
          finite_input_grad<T, conv2d_input_grad_fft<T, 16>>, "fft", "16x16"},
+        {"conv2d_input_grad__winograd5_f4x3", winograd5_why_not, never,
+         finite_input_grad<T, conv2d_input_grad_winograd5<T, 4>>, "winograd", "F(4x4,3x3) 5x5 pieces"},
+        {"conv2d_input_grad__winograd5_f2x3", winograd5_why_not, never,
+         finite_input_grad<T, conv2d_input_grad_winograd5<T, 2>>, "winograd", "F(2x2,3x3) 5x5 pieces"},
         {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_input_grad<T, ConvShape, conv2d_input_grad_depthwise<T>>},
         {"conv2d_input_grad__implicit_gemm", implicit_input_grad_why_not<T>, implicit_input_grad_worth<T>,
@@ -226,10 +253,18 @@ struct Lists {
         {"conv2d_input_grad__packed_gemm", always, nullptr, conv2d_input_grad_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_weight_grad[] = {
+        {"conv2d_weight_grad__winograd_dilated_f4x3", winograd_dilated_why_not, never,
+         finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
+        {"conv2d_weight_grad__winograd_dilated_f2x3", winograd_dilated_why_not, never,
+         finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d_weight_grad__winograd_f4x3", winograd_why_not, winograd_weight_grad_worth<4>,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
         {"conv2d_weight_grad__winograd_f2x3", winograd_why_not, winograd_weight_grad_worth<2>,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
+        {"conv2d_weight_grad__winograd5_f4x3", winograd5_why_not, never,
+         finite_weight_grad<T, conv2d_weight_grad_winograd5<T, 4>>, "winograd", "F(4x4,3x3) 5x5 pieces"},
+        {"conv2d_weight_grad__winograd5_f2x3", winograd5_why_not, never,
+         finite_weight_grad<T, conv2d_weight_grad_winograd5<T, 2>>, "winograd", "F(2x2,3x3) 5x5 pieces"},
         {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_depthwise<T>>},
         {"conv2d_weight_grad__implicit_gemm", always, implicit_weight_grad_worth<T>,

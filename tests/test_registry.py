@@ -23,7 +23,7 @@ def _conv(id, x, w, stride=1, padding=0, dilation=1, groups=1):
 
 
 # Besides the shared sweep: rows of whole vectors and deep channels (the vector and register-tile paths),
-# depthwise layers on wide rows, and four outputs per single-channel group.
+# depthwise layers on wide rows, four outputs per single-channel group, and a 5x5 stride-1 layer.
 CONV_SWEEP = CONV_CASES + [
     _conv("wide-32", (2, 8, 10, 32), (16, 8, 3, 3), padding=1),
     _conv("deep-stride2", (2, 32, 12, 12), (24, 32, 3, 3), stride=2, padding=1),
@@ -31,6 +31,7 @@ CONV_SWEEP = CONV_CASES + [
     _conv("dw-wide-same", (2, 3, 9, 32), (3, 1, 3, 3), padding="same", groups=3),
     _conv("dw-5x5-48", (1, 4, 8, 48), (4, 1, 5, 5), padding=2, groups=4),
     _conv("dw-4-per-group", (1, 2, 7, 9), (8, 1, 3, 3), padding=1, groups=2),
+    _conv("5x5-stride1", (2, 3, 7, 9), (4, 3, 5, 5), padding=2),
 ]
 # Besides the shared sweep: tile widths that divide the vector width on wide rows (lane weights) and
 # phases of at least 16 positions (polyphase copies, per-phase GEMMs).
