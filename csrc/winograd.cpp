@@ -78,13 +78,13 @@ inline long rows_for(const Tiling& tl, long channels, int a, long elem, long byt
 
 // Tiles per chunk of the forward's T tiles, at most P_max: the size whose chunks, dealt to nth threads as
 // they come free, leave the busiest thread the fewest GEMM columns. The micro-kernel computes whole
-// slivers of NR columns, so a chunk costs its tiles rounded up to NR, plus about a quarter sliver for
-// streaming the transformed weights once more; sizes tried are whole slivers and even shares.
-inline long chunk_tiles(long T, long P_max, long NR, long nth) {
+// slivers of NR columns, so a chunk costs its tiles rounded up to NR, plus c0 columns for streaming the
+// transformed weights once more; sizes tried are whole slivers and even shares.
+inline long chunk_tiles(long T, long P_max, long NR, long nth, long c0) {
     auto makespan = [&](long P) {
         std::vector<long> load(nth, 0);
         for (long t0 = 0; t0 < T; t0 += P)
-            *std::min_element(load.begin(), load.end()) += round_up(std::min(P, T - t0), NR) + NR / 4;
+            *std::min_element(load.begin(), load.end()) += round_up(std::min(P, T - t0), NR) + c0;
         return *std::max_element(load.begin(), load.end());
     };
     P_max = std::clamp(P_max, 1L, T);
@@ -161,8 +161,12 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
     const long K = s.C_out, C = s.C_in;
     const long phases = s.dil_h * s.dil_w, nth = get_num_threads();
     Tiling t0(s.N, Phase(s, 0), m);  // phase 0 is the largest: it sizes the buffers
-    const long P_max = std::max(t0.tw * rows_for(t0, K + C, a, sizeof(T), kChunkBytes), 4L * NR);
-    const long pc = chunk_tiles(t0.rows_total * t0.tw, P_max, NR, nth);
+    // Every chunk streams all of U: about a quarter sliver's work while U stays in the outer caches, a
+    // whole sliver's once it spills past them (V2, V3), where fewer, larger chunks then pay.
+    const bool big_u = a * a * K * C * (long)sizeof(T) > 2 * kChunkBytes;
+    const long c0 = big_u ? NR : NR / 4;
+    const long P_max = std::max(t0.tw * rows_for(t0, K + C, a, sizeof(T), kChunkBytes), (big_u ? 8L : 4L) * NR);
+    const long pc = chunk_tiles(t0.rows_total * t0.tw, P_max, NR, nth, c0);
     const long ap = packed_a_size<T>(K, C);
     Buffer<T> Ap(a * a * ap);
     transform_weights<T, m>(w, K, C, flipped, Ap.data(), ap);
@@ -174,7 +178,7 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
         const Phase ph(s, k);
         Tiling tl(s.N, ph, m);
         if (tl.rows_total == 0 || tl.tw == 0) continue;
-        const long tiles = tl.rows_total * tl.tw, P = k == 0 ? pc : chunk_tiles(tiles, pc, NR, nth);
+        const long tiles = tl.rows_total * tl.tw, P = k == 0 ? pc : chunk_tiles(tiles, pc, NR, nth, c0);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
         for (long chunk = 0; chunk < ceil_div(tiles, P); ++chunk) {
             if (stop()) continue;
