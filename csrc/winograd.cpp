@@ -64,11 +64,10 @@ struct Phase {
     }
 };
 
-// The tiling of one phase: tiles of m x m outputs, th x tw per image, in chunks of `rows` tile rows.
+// The tiling of one phase: tiles of m x m outputs, th x tw per image, rows_total tile rows in all.
 struct Tiling {
-    long th, tw, rows_total, rows = 1;
+    long th, tw, rows_total;
     Tiling(long N, const Phase& p, int m) : th(ceil_div(p.Hg, m)), tw(ceil_div(p.Wg, m)), rows_total(N * th) {}
-    long chunks() const { return ceil_div(rows_total, rows); }
 };
 
 // Tile rows per chunk whose transformed input plus GEMM output (channels in all) take about `bytes`.
@@ -94,8 +93,10 @@ inline long chunk_tiles(long T, long P_max, long NR, long nth, long c0) {
         if (cost < best_cost || (cost == best_cost && P > best)) best = P, best_cost = cost;
     };
     for (long P = NR; P < P_max; P += NR) consider(P);
-    for (long shares = nth; ceil_div(T, shares) >= NR / 2; shares += nth)
-        if (ceil_div(T, shares) <= P_max) consider(ceil_div(T, shares));
+    // Even shares from the fewest that fit P_max, a few rounds of nth (many tiles: the slivers balance).
+    const long fewest = nth * ceil_div(ceil_div(T, P_max), nth);
+    for (long shares = fewest; shares < fewest + 8 * nth && ceil_div(T, shares) >= NR / 2; shares += nth)
+        consider(ceil_div(T, shares));
     return best;
 }
 

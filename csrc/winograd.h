@@ -129,7 +129,7 @@ struct PlaneMap {
 // Scratch of the transforms of a chunk of P tiles, rows of tw (elements).
 template <typename T, int m>
 inline long transform_scratch(long P, long tw) {
-    return (m + 2) * (m + 2) * round_up(P, Vec<T>::lanes) + 2 * m * (tw + 1);
+    return (m + 2) * (m + 2) * round_up(P, Vec<T>::lanes) + m * (tw + 1);
 }
 
 // The tiles of one channel into the transform domain: for tiles t of the chunk,
