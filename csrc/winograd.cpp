@@ -64,16 +64,47 @@ struct Phase {
     }
 };
 
-// The tiling of one phase: tiles of m x m outputs, th x tw per image, in chunks of `rows` tile rows.
+// The tiling of one phase: tiles of m x m outputs, th x tw per image, rows_total tile rows in all.
 struct Tiling {
-    long th, tw, rows_total, rows = 1;
+    long th, tw, rows_total;
     Tiling(long N, const Phase& p, int m) : th(ceil_div(p.Hg, m)), tw(ceil_div(p.Wg, m)), rows_total(N * th) {}
-    long chunks() const { return ceil_div(rows_total, rows); }
 };
 
 // Tile rows per chunk whose transformed input plus GEMM output (channels in all) take about `bytes`.
 inline long rows_for(const Tiling& tl, long channels, int a, long elem, long bytes) {
     return std::clamp(bytes / (channels * a * a * tl.tw * elem), 1L, tl.rows_total);
+}
+
+// Tiles per chunk of the forward's T tiles, at most P_max: the size whose chunks, dealt to nth threads as
+// they come free, leave the busiest thread the fewest GEMM columns. The micro-kernel computes whole
+// slivers of NR columns, so a chunk costs its tiles rounded up to NR, plus c0 columns for streaming the
+// transformed weights once more; sizes tried are whole slivers and even shares.
+inline long chunk_tiles(long T, long P_max, long NR, long nth, long c0) {
+    auto makespan = [&](long P) {
+        std::vector<long> load(nth, 0);
+        for (long t0 = 0; t0 < T; t0 += P)
+            *std::min_element(load.begin(), load.end()) += round_up(std::min(P, T - t0), NR) + c0;
+        return *std::max_element(load.begin(), load.end());
+    };
+    P_max = std::clamp(P_max, 1L, T);
+    long best = P_max, best_cost = makespan(P_max);
+    auto consider = [&](long P) {
+        const long cost = makespan(P);
+        if (cost < best_cost || (cost == best_cost && P > best)) best = P, best_cost = cost;
+    };
+    for (long P = NR; P < P_max; P += NR) consider(P);
+    // Even shares from the fewest that fit P_max, a few rounds of nth (many tiles: the slivers balance).
+    const long fewest = nth * ceil_div(ceil_div(T, P_max), nth);
+    for (long shares = fewest; shares < fewest + 8 * nth && ceil_div(T, shares) >= NR / 2; shares += nth)
+        consider(ceil_div(T, shares));
+    return best;
+}
+
+// Chunk `chunk` of P tiles of a th x tw tile grid with rows_total rows: its tiles, in TileRows.
+inline TileRows chunk_rows(const Tiling& tl, long P, long chunk) {
+    const long t0 = chunk * P, t1 = std::min(t0 + P, tl.rows_total * tl.tw);
+    const long row0 = t0 / tl.tw, last = (t1 - 1) / tl.tw;
+    return {row0, last - row0 + 1, tl.th, tl.tw, t0 % tl.tw, tl.tw - 1 - (t1 - 1) % tl.tw};
 }
 
 // Ap = U[ξ] = (G g Gᵀ)[ξ] for every (o, i) pair of a K x C kernel g = w[o, i] — or, `flipped`, g = w[i, o]
@@ -131,8 +162,12 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
     const long K = s.C_out, C = s.C_in;
     const long phases = s.dil_h * s.dil_w, nth = get_num_threads();
     Tiling t0(s.N, Phase(s, 0), m);  // phase 0 is the largest: it sizes the buffers
-    const long pc = t0.tw * std::min(std::max(rows_for(t0, K + C, a, sizeof(T), kChunkBytes), ceil_div(4 * NR, t0.tw)),
-                                     ceil_div(t0.rows_total, nth));
+    // Every chunk streams all of U: about a quarter sliver's work while U stays in the outer caches, a
+    // whole sliver's once it spills past them (V2, V3), where fewer, larger chunks then pay.
+    const bool big_u = a * a * K * C * (long)sizeof(T) > 2 * kChunkBytes;
+    const long c0 = big_u ? NR : NR / 4;
+    const long P_max = std::max(t0.tw * rows_for(t0, K + C, a, sizeof(T), kChunkBytes), (big_u ? 8L : 4L) * NR);
+    const long pc = chunk_tiles(t0.rows_total * t0.tw, P_max, NR, nth, c0);
     const long ap = packed_a_size<T>(K, C);
     Buffer<T> Ap(a * a * ap);
     transform_weights<T, m>(w, K, C, flipped, Ap.data(), ap);
@@ -144,13 +179,12 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
         const Phase ph(s, k);
         Tiling tl(s.N, ph, m);
         if (tl.rows_total == 0 || tl.tw == 0) continue;
-        tl.rows = std::min(pc / tl.tw, ceil_div(tl.rows_total, nth));
+        const long tiles = tl.rows_total * tl.tw, P = k == 0 ? pc : chunk_tiles(tiles, pc, NR, nth, c0);
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
-        for (long chunk = 0; chunk < tl.chunks(); ++chunk) {
+        for (long chunk = 0; chunk < ceil_div(tiles, P); ++chunk) {
             if (stop()) continue;
             T *V = work.get(), *M = V + vsize, *Bp = M + msize, *buf = Bp + bsize;
-            const long row0 = chunk * tl.rows;
-            const TileRows tr{row0, std::min(tl.rows, tl.rows_total - row0), tl.th, tl.tw};
+            const TileRows tr = chunk_rows(tl, P, chunk);
             std::fill(M + msize - L, M + msize, T(0));  // read past by the last vector of the inverse
             for (long c = 0; c < C; ++c)
                 transform_tiles<T, Winograd<m>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr, V + c * pc,

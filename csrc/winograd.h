@@ -104,13 +104,19 @@ inline void store_first(T* p, typename Vec<T>::type v, long n) {
 #endif
 }
 
-// A chunk of the tile grid: tile rows row0 .. row0 + rows − 1, th rows of tw tiles per image, numbered
-// t = (row − row0)·tw + column; the transforms run along t, so vectors span tile rows and images alike.
+// A chunk of the tile grid: tile rows row0 .. row0 + rows − 1, th rows of tw tiles per image, less the
+// first `first` tiles of its first row and the last `cut` of its last (so that a chunk can hold a whole
+// number of GEMM column slivers), numbered t = (row − row0)·tw + column − first; the transforms run along
+// t, so vectors span tile rows and images alike.
 struct TileRows {
-    long row0, rows, th, tw;
-    long tiles() const { return rows * tw; }
+    long row0, rows, th, tw, first = 0, cut = 0;
+    long tiles() const { return rows * tw - first - cut; }
     long image(long rr) const { return (row0 + rr) / th; }
     long tile_row(long rr) const { return (row0 + rr) % th; }
+    // The columns of row rr in the chunk, [col_begin, col_end), and the t of its column 0.
+    long col_begin(long rr) const { return rr == 0 ? first : 0; }
+    long col_end(long rr) const { return rr == rows - 1 ? tw - cut : tw; }
+    long t_of(long rr) const { return rr * tw - first; }
 };
 
 // Where a tile grid lies in a plane: its row h is the plane's row h·step_h + off_h, its column w the
@@ -123,7 +129,7 @@ struct PlaneMap {
 // Scratch of the transforms of a chunk of P tiles, rows of tw (elements).
 template <typename T, int m>
 inline long transform_scratch(long P, long tw) {
-    return (m + 2) * (m + 2) * round_up(P, Vec<T>::lanes) + 2 * m * (tw + 1);
+    return (m + 2) * (m + 2) * round_up(P, Vec<T>::lanes) + m * (tw + 1);
 }
 
 // The tiles of one channel into the transform domain: for tiles t of the chunk,
@@ -131,15 +137,15 @@ inline long transform_scratch(long P, long tw) {
 // d_t the M.cols x M.cols patch at grid rows m·(tile row).., columns m·(tile column).. of the H x W plane
 // of its image (x + image·image_stride) placed by pm (zero outside the plane).
 // Input transform: M = Bᵀ (patch m+2); the weight gradient's dy transform: M = A (patch m).
-// Patch column c of every tile is first gathered into a row of its own (cols[r][c][t]): a row of the
-// plane split into its m column phases (element m·u + q to phase q at u) holds it at offset c / m of phase c % m.
+// Patch column c of every tile is first gathered into a row of its own (cols[r][c][t]) from a zero-padded
+// copy of the plane row, by strided loads: copying each run with memcpy cost a call per few tiles.
 template <typename T, const auto& M, int m>
 void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneMap& pm, const TileRows& tr, T* out,
                      long ld, T* buf) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, R = M.rows, Cn = M.cols;
     const long P = tr.tiles(), Pv = round_up(P, L), len = tr.tw + 1;
-    T *cols = buf, *phases = buf + Cn * Cn * Pv, *padded = phases + m * len;
+    T *cols = buf, *padded = buf + Cn * Cn * Pv;
     for (long rr = 0; rr < tr.rows; ++rr) {
         const T* plane = x + tr.image(rr) * image_stride;
         for (int r = 0; r < Cn; ++r) {
@@ -152,11 +158,11 @@ void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneM
                 for (long j = 0, col = pm.off_w; j < m * len; ++j, col += pm.step_w)
                     if (col >= 0 && col < W) padded[j] = plane[h * W + col];
             }
-            for (long u = 0; u < len; ++u)
-#pragma GCC unroll 8
-                for (int q = 0; q < m; ++q) phases[q * len + u] = padded[m * u + q];
-            for (int c = 0; c < Cn; ++c)
-                std::memcpy(cols + (r * Cn + c) * Pv + rr * tr.tw, phases + (c % m) * len + c / m, tr.tw * sizeof(T));
+            const long cb = tr.col_begin(rr), ce = tr.col_end(rr);
+            for (int c = 0; c < Cn; ++c) {
+                T* dst = cols + (r * Cn + c) * Pv + tr.t_of(rr);
+                for (long u = cb; u < ce; ++u) dst[u] = padded[m * u + c];
+            }
         }
     }
     for (int k = 0; k < Cn * Cn; ++k) std::fill(cols + k * Pv + P, cols + (k + 1) * Pv, T(0));
@@ -212,13 +218,14 @@ void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, 
         const long r0 = tr.tile_row(rr) * m;
         for (int i = 0; i < m && r0 + i < Hg; ++i) {
             T* row = y + tr.image(rr) * image_stride + ((r0 + i) * pm.step_h + pm.off_h) * W + pm.off_w;
-            const T* ph = buf + i * m * Pv + rr * tr.tw;
-            long u = 0;
+            const T* ph = buf + i * m * Pv + tr.t_of(rr);
+            const long ue = tr.col_end(rr);
+            long u = tr.col_begin(rr);
             if (pm.step_w == 1)
-                for (; m * u + m <= Wg; ++u)
+                for (; u < ue && m * u + m <= Wg; ++u)
 #pragma GCC unroll 8
                     for (int j = 0; j < m; ++j) row[m * u + j] = ph[j * Pv + u] + bias;
-            for (; m * u < Wg; ++u)
+            for (; u < ue && m * u < Wg; ++u)
                 for (int j = 0; j < m && m * u + j < Wg; ++j) row[(m * u + j) * pm.step_w] = ph[j * Pv + u] + bias;
         }
     }

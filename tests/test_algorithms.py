@@ -11,7 +11,7 @@ import pytest
 
 import fastconv as fc
 from fastconv import data, nn
-from _helpers import run_python
+from _helpers import num_threads, run_python
 from fastconv.benchmark.shapes import CONV_SHAPES, FFT_SHAPES, VGG_SHAPES
 
 if "cpp" not in fc.available_backends():
@@ -48,6 +48,23 @@ def test_forced_winograd_matches_direct_in_every_tile(op, rng):
             got = getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="winograd")
         assert _rel_err(got, exact) < 1e-13
     assert fc.kernel_for(op, *_args(op, x, w, dy), padding=1, algorithm="winograd").algorithm == "winograd"
+
+
+@pytest.mark.parametrize("dtype, bound", [(np.float32, 1e-5), (np.float64, 1e-13)])
+@pytest.mark.parametrize("op", ("conv2d", "conv2d_input_grad"))
+def test_winograd_chunks_that_split_tile_rows(op, dtype, bound, rng):
+    # 3 x 23 x 25 outputs: tile rows of 7 (F(4x4)) and 13 (F(2x2)) tiles, so that chunks of whole GEMM
+    # slivers begin and end inside rows and images; each output is computed alike in any chunk, so the
+    # result does not depend on the thread count that sizes the chunks.
+    x, w, dy = _problem(rng, 3, 6, 5, 23, 25, dtype)
+    exact = getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="direct")
+    for tile in TILES:
+        runs = []
+        for threads in (1, 2, 3):
+            with num_threads(threads), fc.use_kernel(f"{op}__winograd_{tile}"):
+                runs.append(getattr(fc, op)(*_args(op, x, w, dy), padding=1))
+        assert _rel_err(runs[0], exact) < bound
+        assert all(np.array_equal(run, runs[0]) for run in runs[1:])
 
 
 @pytest.mark.parametrize("kwargs, why", [(dict(stride=2), "needs stride 1"), (dict(groups=2), "needs groups == 1")])
