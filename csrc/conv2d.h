@@ -52,8 +52,8 @@ void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape
 template <typename T>
 void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShape& s);
 
-// Depthwise (groups == C_in == C_out) vectorised across channels (depthwise_channels_last.cpp), for maps
-// whose rows are too narrow for the plane kernels.
+// Depthwise (groups == C_in == C_out) vectorised across channels (depthwise_channels_last.cpp), for
+// strided layers and rows narrower than a vector, where the plane kernels above lose their vectors.
 template <typename T>
 void conv2d_depthwise_channels_last(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
 template <typename T>
