@@ -110,7 +110,7 @@ void conv2d_depthwise_channels_last(const T* x, const T* w, const T* b, T* y, co
             for (long j = 0; j < s.W_out; ++j)
                 over_channels<T>(cn, [&](long c, auto lanes) {
                     constexpr int L = decltype(lanes)::value;
-                    Lanes<T, L> acc = Lanes<T, L>{} + (b ? load_lanes<T, L>(b + c0 + c) : Lanes<T, L>{});
+                    Lanes<T, L> acc = b ? load_lanes<T, L>(b + c0 + c) : Lanes<T, L>{};
                     for (long a = 0; a < s.kH; ++a) {
                         const T* row = xp + ((i * s.sh + a * s.dil_h) * k.Wq + j * s.sw) * cb + c;
                         for (long q = 0; q < s.kW; ++q)
