@@ -52,4 +52,21 @@ void conv2d_input_grad_depthwise(const T* dy, const T* w, T* dx, const ConvShape
 template <typename T>
 void conv2d_weight_grad_depthwise(const T* x, const T* dy, T* dw, const ConvShape& s);
 
+// Depthwise (groups == C_in == C_out) vectorised across channels (depthwise_channels_last.cpp), for
+// strided layers and rows narrower than a vector, where the plane kernels above lose their vectors.
+template <typename T>
+void conv2d_depthwise_channels_last(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
+template <typename T>
+void conv2d_input_grad_depthwise_channels_last(const T* dy, const T* w, T* dx, const ConvShape& s);
+template <typename T>
+void conv2d_weight_grad_depthwise_channels_last(const T* x, const T* dy, T* dw, const ConvShape& s);
+
+// 1x1 stride-1 ungrouped convs as one GEMM over all images' positions (pointwise.cpp), for small maps.
+template <typename T>
+void conv2d_pointwise_folded(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
+template <typename T>
+void conv2d_input_grad_pointwise_folded(const T* dy, const T* w, T* dx, const ConvShape& s);
+template <typename T>
+void conv2d_weight_grad_pointwise_folded(const T* x, const T* dy, T* dw, const ConvShape& s);
+
 }  // namespace fastconv

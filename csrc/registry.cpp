@@ -37,6 +37,29 @@ bool compact_reach(const ConvShape& s) {
 // With four or more outputs per group a GEMM is no longer too thin.
 bool depthwise_worth(const ConvShape& s) { return s.M_g() < 4 && compact_reach(s); }
 
+// Channels-last depthwise (depthwise_channels_last.cpp) pays, given a vector of channels, on strided
+// layers, where the plane kernels copy column phases (forward) or scatter-add (input gradient), and for
+// the weight gradient also on rows narrower than a vector. Measured on the MobileNet layers of
+// bench/torch_interop.py (docs/performance.md).
+const char* channels_last_why_not(const ConvShape& s) {
+    return s.C_g() == 1 && s.M_g() == 1 ? nullptr : "needs one input and one output channel per group";
+}
+template <typename T>
+bool channels_last_worth(const ConvShape& s) {
+    return s.C_in >= Vec<T>::lanes && (s.sh > 1 || s.sw > 1) && compact_reach(s);
+}
+template <typename T>
+bool channels_last_weight_grad_worth(const ConvShape& s) {
+    return channels_last_worth<T>(s) || (s.C_in >= Vec<T>::lanes && s.W_out < Vec<T>::lanes && compact_reach(s));
+}
+
+// Batch folded into the GEMM columns: pays where one image's positions fill few register tiles.
+const char* pointwise_folded_why_not(const ConvShape& s) {
+    return s.is_pointwise() && s.groups == 1 ? nullptr : "needs a 1x1, stride-1, unpadded conv with groups == 1";
+}
+template <typename T>
+bool pointwise_folded_worth(const ConvShape& s) { return s.HW() < 2 * GemmBlock<T>::NR; }
+
 // The implicit kernels' vector layouts hold output rows of at least about a vector (or planes whose
 // flattened rows waste few lanes); on narrower rows they compute wrong results, so this gates them.
 template <typename T>
@@ -219,8 +242,11 @@ struct Lists {
          "winograd", "F(4x4,3x3) 5x5 pieces"},
         {"conv2d__winograd5_f2x3", winograd5_why_not, never, finite_forward<T, conv2d_winograd5<T, 2>>,
          "winograd", "F(2x2,3x3) 5x5 pieces"},
+        {"conv2d__depthwise_channels_last", channels_last_why_not, channels_last_worth<T>,
+         unpadded_forward<T, ConvShape, conv2d_depthwise_channels_last<T>>},
         {"conv2d__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_forward<T, ConvShape, conv2d_depthwise<T>>},
+        {"conv2d__pointwise_folded", pointwise_folded_why_not, pointwise_folded_worth<T>, conv2d_pointwise_folded<T>},
         {"conv2d__implicit_gemm", implicit_why_not<T>, compact_reach,
          unpadded_forward<T, ConvShape, conv2d_implicit<T>>},
         {"conv2d__packed_gemm", always, nullptr, unpadded_forward<T, ConvShape, conv2d_packed_gemm<T>>},
@@ -246,8 +272,12 @@ struct Lists {
          finite_input_grad<T, conv2d_input_grad_winograd5<T, 4>>, "winograd", "F(4x4,3x3) 5x5 pieces"},
         {"conv2d_input_grad__winograd5_f2x3", winograd5_why_not, never,
          finite_input_grad<T, conv2d_input_grad_winograd5<T, 2>>, "winograd", "F(2x2,3x3) 5x5 pieces"},
+        {"conv2d_input_grad__depthwise_channels_last", channels_last_why_not, channels_last_worth<T>,
+         unpadded_input_grad<T, ConvShape, conv2d_input_grad_depthwise_channels_last<T>>},
         {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_input_grad<T, ConvShape, conv2d_input_grad_depthwise<T>>},
+        {"conv2d_input_grad__pointwise_folded", pointwise_folded_why_not, pointwise_folded_worth<T>,
+         conv2d_input_grad_pointwise_folded<T>},
         {"conv2d_input_grad__implicit_gemm", implicit_input_grad_why_not<T>, implicit_input_grad_worth<T>,
          unpadded_input_grad<T, ConvShape, conv2d_input_grad_implicit<T>>},
         {"conv2d_input_grad__packed_gemm", always, nullptr, conv2d_input_grad_packed_gemm<T>},
@@ -265,8 +295,12 @@ struct Lists {
          finite_weight_grad<T, conv2d_weight_grad_winograd5<T, 4>>, "winograd", "F(4x4,3x3) 5x5 pieces"},
         {"conv2d_weight_grad__winograd5_f2x3", winograd5_why_not, never,
          finite_weight_grad<T, conv2d_weight_grad_winograd5<T, 2>>, "winograd", "F(2x2,3x3) 5x5 pieces"},
+        {"conv2d_weight_grad__depthwise_channels_last", channels_last_why_not, channels_last_weight_grad_worth<T>,
+         unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_depthwise_channels_last<T>>},
         {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth,
          unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_depthwise<T>>},
+        {"conv2d_weight_grad__pointwise_folded", pointwise_folded_why_not, pointwise_folded_worth<T>,
+         conv2d_weight_grad_pointwise_folded<T>},
         {"conv2d_weight_grad__implicit_gemm", always, implicit_weight_grad_worth<T>,
          unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_implicit<T>>},
         {"conv2d_weight_grad__packed_gemm", always, nullptr,

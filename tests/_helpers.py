@@ -39,6 +39,20 @@ def assert_close(actual, expected, dtype):
     np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
 
 
+def central_diff(f, a, eps=1e-3):
+    """Central differences of scalar f() in every element of a (modified in place and restored)."""
+    g = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+        old = a[idx]
+        a[idx] = old + eps
+        fp = f()
+        a[idx] = old - eps
+        fm = f()
+        a[idx] = old
+        g[idx] = (fp - fm) / (2 * eps)
+    return g
+
+
 def randn(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
 

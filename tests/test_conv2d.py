@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from _helpers import assert_close, naive_conv2d, noncontiguous, randn
+from _helpers import assert_close, central_diff, naive_conv2d, noncontiguous, randn
 from shapes import CONV_ARGS, CONV_CASES, DTYPES, TRANSPOSE_CASES
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -115,19 +115,6 @@ FD_GEOMETRIES = [
 ]
 
 
-def _central_diff(f, a, eps=1e-3):
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        fp = f()
-        a[idx] = old - eps
-        fm = f()
-        a[idx] = old
-        g[idx] = (fp - fm) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("geo", FD_GEOMETRIES, ids=lambda g: f"s{g['stride']}-p{g['padding']}-d{g['dilation']}-g{g['groups']}")
 def test_grads_vs_finite_differences(any_backend, geo, rng):
     """Both gradients of L = <conv2d(x, w), dy> by central differences (float64)."""
@@ -140,8 +127,8 @@ def test_grads_vs_finite_differences(any_backend, geo, rng):
 
     dx = fc.conv2d_input_grad(dy, w, x.shape, **args, backend=any_backend)
     dw = fc.conv2d_weight_grad(x, dy, w.shape, **args, backend=any_backend)
-    np.testing.assert_allclose(dx, _central_diff(loss, x), rtol=1e-7, atol=1e-8)
-    np.testing.assert_allclose(dw, _central_diff(loss, w), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(dx, central_diff(loss, x), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(dw, central_diff(loss, w), rtol=1e-7, atol=1e-8)
     assert np.abs(dx).max() > 0 and np.abs(dw).max() > 0
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from _helpers import assert_close, randn, run_python
+from _helpers import assert_close, central_diff, randn, run_python
 from shapes import CONV_ARGS, CONV_CASES, DTYPES, TILED_CASES, POOL_CASES
 
 if "cpp" not in fc.available_backends():
@@ -32,6 +32,14 @@ CONV_SWEEP = CONV_CASES + [
     _conv("dw-5x5-48", (1, 4, 8, 48), (4, 1, 5, 5), padding=2, groups=4),
     _conv("dw-4-per-group", (1, 2, 7, 9), (8, 1, 3, 3), padding=1, groups=2),
     _conv("5x5-stride1", (2, 3, 7, 9), (4, 3, 5, 5), padding=2),
+    # channels-last depthwise: whole vectors of channels and a tail, strides, dilation, maps down to 1x1
+    _conv("dw-21-small", (2, 21, 5, 6), (21, 1, 3, 3), padding=1, groups=21),
+    _conv("dw-19-stride-dil", (3, 19, 9, 7), (19, 1, 3, 2), stride=(2, 3), padding=(2, 1), dilation=(2, 1), groups=19),
+    _conv("dw-40-2x2-stride2", (3, 40, 2, 2), (40, 1, 3, 3), stride=2, padding=1, groups=40),
+    _conv("dw-33-same-dil2", (2, 33, 4, 3), (33, 1, 3, 3), padding="same", dilation=2, groups=33),
+    # batch-folded pointwise: odd channel counts, tiles past MR rows, more columns than one GEMM block
+    _conv("pointwise-2x3", (3, 37, 2, 3), (45, 37, 1, 1)),
+    _conv("pointwise-many-columns", (40, 24, 4, 4), (19, 24, 1, 1)),
 ]
 # Besides the shared sweep: tile widths that divide the vector width on wide rows (lane weights) and
 # phases of at least 16 positions (polyphase copies, per-phase GEMMs).
@@ -122,6 +130,26 @@ def test_every_implementation_matches_the_reference(op, impl, dtype, rng):
     assert ran > 0, f"{impl} computed no problem of the sweep"
 
 
+@pytest.mark.parametrize("variant, geo", [
+    ("depthwise_channels_last", dict(x=(2, 17, 4, 3), w=(17, 1, 3, 3), stride=2, padding=1, dilation=1, groups=17)),
+    ("depthwise_channels_last", dict(x=(1, 18, 5, 4), w=(18, 1, 2, 3), stride=1, padding="same", dilation=2, groups=18)),
+    ("pointwise_folded", dict(x=(3, 5, 2, 3), w=(7, 5, 1, 1), stride=1, padding=0, dilation=1, groups=1)),
+], ids=["dw-stride2", "dw-same-dil2", "pointwise"])
+def test_forced_gradients_vs_finite_differences(variant, geo, rng):
+    """Both gradient kernels of a family against central differences of its own forward (float64)."""
+    kw = {k: geo[k] for k in CONV_ARGS}
+    x, w = rng.standard_normal(geo["x"]), rng.standard_normal(geo["w"])
+    dy = rng.standard_normal(fc.conv2d(x, w, **kw, backend="numpy").shape)
+    with fc.use_kernel(*(f"{op}__{variant}" for op in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad"))):
+        def loss():
+            return float(np.sum(fc.conv2d(x, w, **kw, backend="cpp") * dy))
+
+        dx = fc.conv2d_input_grad(dy, w, x.shape, **kw, backend="cpp")
+        dw = fc.conv2d_weight_grad(x, dy, w.shape, **kw, backend="cpp")
+        np.testing.assert_allclose(dx, central_diff(loss, x), rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(dw, central_diff(loss, w), rtol=1e-7, atol=1e-8)
+
+
 def test_the_last_implementation_of_every_op_runs_every_problem(rng):
     """select() falls back on the last entry: it must never refuse a problem."""
     for op, names in IMPLS.items():
@@ -133,7 +161,9 @@ def test_the_last_implementation_of_every_op_runs_every_problem(rng):
 @pytest.mark.parametrize("op, args, kwargs, expected", [
     ("conv2d", [(2, 8, 10, 32), (16, 8, 3, 3)], dict(padding=1), "conv2d__implicit_gemm"),
     ("conv2d", [(2, 4, 9, 9), (4, 1, 3, 3)], dict(padding=1, groups=4), "conv2d__depthwise"),
-    ("conv2d", [(2, 16, 5, 5), (8, 16, 1, 1)], {}, "conv2d__packed_gemm"),
+    ("conv2d", [(2, 16, 9, 9), (8, 16, 1, 1)], {}, "conv2d__packed_gemm"),
+    ("conv2d", [(2, 16, 2, 2), (8, 16, 1, 1)], {}, "conv2d__pointwise_folded"),
+    ("conv2d", [(2, 32, 8, 8), (32, 1, 3, 3)], dict(stride=2, padding=1, groups=32), "conv2d__depthwise_channels_last"),
     ("correlate2d", [(40, 40), (9, 9)], {}, "conv2d__depthwise"),
     ("conv_transpose2d", [(2, 32, 8, 32), (32, 16, 3, 3)], dict(padding=1), "conv2d_input_grad__implicit_gemm"),
     ("conv2d_input_grad", [(2, 16, 7, 7), (16, 8, 3, 3), (2, 8, 9, 9)], dict(stride=1), "conv2d_input_grad__packed_gemm"),
@@ -163,7 +193,7 @@ def test_forcing_errors(rng):
             assert fc.kernel_for("conv2d", x[:, :1], w[:1, :1]).name == "conv2d__depthwise"
             with pytest.raises(ValueError, match="needs stride 1"):
                 fc.conv2d_input_grad(randn(rng, (1, 4, 2, 2), np.float32), w, x.shape, stride=2)
-    assert fc.kernel_for("conv2d", x, w[:, :, :1, :1]).name == "conv2d__packed_gemm"  # pointwise: a plain GEMM
+    assert fc.kernel_for("conv2d", x[:, :, :1, :2], w[:, :, :1, :1]).name == "conv2d__pointwise_folded"
     with pytest.raises(ValueError, match="op_name"):
         fc.kernel_for("not_an_op", x)
 

@@ -1,0 +1,204 @@
+// depthwise_channels_last.cpp — depthwise convolution (one input and one output channel per group) on
+// small maps, forward and both gradients, vectorised across channels instead of along rows.
+//
+// The plane kernels of depthwise.cpp put a vector along an output row; rows narrower than a vector (the
+// 8x8 and smaller maps of a MobileNet's later layers), and strided rows that first need their column
+// phases copied, leave them in scalar tails and per-plane overhead. Here each task copies a block of
+// channels of one image into a zero-padded channels-last buffer, xp[r][q][c]; then every tap of every
+// output is a unit-stride vector over the channels, whatever the stride, dilation or map size. The input
+// gradient scatter-adds w·dy into such a buffer and crops it; the weight gradient sums dy·xp products per
+// tap over positions, in fixed slices of the batch added in slice order (independent of the thread count).
+#include <algorithm>
+
+#include "conv2d.h"
+#include "parallel.h"
+#include "simd.h"
+
+namespace fastconv {
+namespace {
+
+// Channels per task: enough vectors to amortise a task, few enough that a padded block stays in L2.
+constexpr long kChannelBlock = 128;
+// The weight gradient's batch slices (partial sums of dw, added in order).
+constexpr long kWgradSlices = 8;
+
+// The padded channels-last buffer of a task: Hq x Wq positions of cb channels, covering every row and
+// column the windows reach and every position of the (shifted) input.
+struct Block {
+    long Hq, Wq, cb;
+    explicit Block(const ConvShape& s, long cb_)
+        : Hq(std::max((s.H_out - 1) * s.sh + (s.kH - 1) * s.dil_h + 1, s.ph + s.H)),
+          Wq(std::max((s.W_out - 1) * s.sw + (s.kW - 1) * s.dil_w + 1, s.pw + s.W)), cb(cb_) {}
+    long size() const { return Hq * Wq * cb; }
+};
+
+// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: L x L register transposes for whole
+// vectors of rows, element by element for the rest (a strided scalar copy of a block that outgrows L1
+// costs more than the convolution itself).
+template <typename T>
+void transpose_block(const T* src, long lds, long rows, long cols, T* dst, long ldd) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    long i0 = 0;
+    for (; i0 + L <= rows; i0 += L)
+        for (long j0 = 0; j0 < cols; j0 += L) {
+            const long c = std::min<long>(L, cols - j0);
+            V v[L];
+            load_block<T>(src + i0 * lds + j0, lds, L, c, v);
+            transpose<T>(v);
+            for (long t = 0; t < c; ++t) store(dst + (j0 + t) * ldd + i0, v[t]);
+        }
+    for (long j = 0; j < cols; ++j)
+        for (long i = i0; i < rows; ++i) dst[j * ldd + i] = src[i * lds + j];
+}
+
+// xp[(i + ph) * Wq + j + pw][c] = x[c][i][j] for the block's cn channels (x: first plane of the block).
+template <typename T>
+void to_padded(const T* x, const ConvShape& s, const Block& k, long cn, T* xp) {
+    for (long i = 0; i < s.H; ++i) transpose_block(x + i * s.W, s.HW(), cn, s.W, xp + ((i + s.ph) * k.Wq + s.pw) * k.cb, k.cb);
+}
+
+// x[c][i][j] = xp[(i + ph) * Wq + j + pw][c]: the inverse of to_padded, cropping the padding.
+template <typename T>
+void from_padded(const T* xp, const ConvShape& s, const Block& k, long cn, T* x) {
+    for (long i = 0; i < s.H; ++i) transpose_block(xp + ((i + s.ph) * k.Wq + s.pw) * k.cb, k.cb, s.W, cn, x + i * s.W, s.HW());
+}
+
+// wt[tap][c] = w[c][tap]: a tap's weights across channels.
+template <typename T>
+void taps_across_channels(const T* w, long C, long kk, T* wt) {
+    for (long c = 0; c < C; ++c)
+        for (long t = 0; t < kk; ++t) wt[t * C + c] = w[c * kk + t];
+}
+
+// f(c0, lanes) over [0, cn) in whole vectors, then single lanes: the channel loop every kernel shares.
+template <typename T, typename F>
+inline void over_channels(long cn, const F& f) {
+    constexpr int L = Vec<T>::lanes;
+    long c = 0;
+    for (; c + L <= cn; c += L) f(c, std::integral_constant<int, L>{});
+    for (; c < cn; ++c) f(c, std::integral_constant<int, 1>{});
+}
+
+template <typename T, int L>
+using Lanes = std::conditional_t<L == 1, T, typename Vec<T>::type>;
+
+template <typename T, int L>
+inline Lanes<T, L> load_lanes(const T* p) {
+    if constexpr (L == 1) return *p; else return load<Lanes<T, L>>(p);
+}
+template <typename T, int L>
+inline void store_lanes(T* p, Lanes<T, L> v) {
+    if constexpr (L == 1) *p = v; else store(p, v);
+}
+
+}  // namespace
+
+// y[n, c] = b[c] + Σ_{a,b} w[c, a, b] · xpad[n, c, i*sh + a*dh, j*sw + b*dw]   one task per (image, channel block)
+template <typename T>
+void conv2d_depthwise_channels_last(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
+    const long C = s.C_in, kk = s.kH * s.kW, HWo = s.HW_out(), cb = std::min(C, kChannelBlock), ncb = ceil_div(C, cb);
+    const Block k(s, cb);
+    Buffer<T> wt(kk * C);
+    taps_across_channels(w, C, kk, wt.data());
+    parallel_tasks<T>(s.N * ncb, s.flops(), k.size() + HWo * cb, [&](long task, T* xp) {
+        const long n = task / ncb, c0 = task % ncb * cb, cn = std::min(cb, C - c0);
+        T* yr = xp + k.size();
+        std::fill(xp, xp + k.size(), T(0));
+        to_padded(x + (n * C + c0) * s.HW(), s, k, cn, xp);
+        for (long i = 0; i < s.H_out; ++i)
+            for (long j = 0; j < s.W_out; ++j)
+                over_channels<T>(cn, [&](long c, auto lanes) {
+                    constexpr int L = decltype(lanes)::value;
+                    Lanes<T, L> acc = b ? load_lanes<T, L>(b + c0 + c) : Lanes<T, L>{};
+                    for (long a = 0; a < s.kH; ++a) {
+                        const T* row = xp + ((i * s.sh + a * s.dil_h) * k.Wq + j * s.sw) * cb + c;
+                        for (long q = 0; q < s.kW; ++q)
+                            acc += load_lanes<T, L>(wt.data() + (a * s.kW + q) * C + c0 + c) *
+                                   load_lanes<T, L>(row + q * s.dil_w * cb);
+                    }
+                    store_lanes<T, L>(yr + (i * s.W_out + j) * cb + c, acc);
+                });
+        transpose_block(yr, cb, HWo, cn, y + (n * C + c0) * HWo, HWo);
+    });
+}
+
+// dx[n, c] = crop(Σ_{i,j,a,b} w[c, a, b] · dy[n, c, i, j] scattered to (i*sh + a*dh, j*sw + b*dw))
+template <typename T>
+void conv2d_input_grad_depthwise_channels_last(const T* dy, const T* w, T* dx, const ConvShape& s) {
+    const long C = s.C_in, kk = s.kH * s.kW, HWo = s.HW_out(), cb = std::min(C, kChannelBlock), ncb = ceil_div(C, cb);
+    const Block k(s, cb);
+    Buffer<T> wt(kk * C);
+    taps_across_channels(w, C, kk, wt.data());
+    parallel_tasks<T>(s.N * ncb, s.flops(), k.size() + HWo * cb, [&](long task, T* dxp) {
+        const long n = task / ncb, c0 = task % ncb * cb, cn = std::min(cb, C - c0);
+        T* dyr = dxp + k.size();
+        std::fill(dxp, dxp + k.size(), T(0));
+        transpose_block(dy + (n * C + c0) * HWo, HWo, cn, HWo, dyr, cb);
+        for (long i = 0; i < s.H_out; ++i)
+            for (long j = 0; j < s.W_out; ++j)
+                over_channels<T>(cn, [&](long c, auto lanes) {
+                    constexpr int L = decltype(lanes)::value;
+                    const Lanes<T, L> d = load_lanes<T, L>(dyr + (i * s.W_out + j) * cb + c);
+                    for (long a = 0; a < s.kH; ++a) {
+                        T* row = dxp + ((i * s.sh + a * s.dil_h) * k.Wq + j * s.sw) * cb + c;
+                        for (long q = 0; q < s.kW; ++q) {
+                            T* p = row + q * s.dil_w * cb;
+                            store_lanes<T, L>(p, load_lanes<T, L>(p) + d * load_lanes<T, L>(wt.data() + (a * s.kW + q) * C + c0 + c));
+                        }
+                    }
+                });
+        from_padded(dxp, s, k, cn, dx + (n * C + c0) * s.HW());
+    });
+}
+
+// dw[c, a, b] = Σ_n Σ_{i,j} dy[n, c, i, j] · xpad[n, c, i*sh + a*dh, j*sw + b*dw]; tasks (batch slice,
+// channel block) sum into their slice's partial dw[tap][c], then the slices are added in order.
+template <typename T>
+void conv2d_weight_grad_depthwise_channels_last(const T* x, const T* dy, T* dw, const ConvShape& s) {
+    const long C = s.C_in, kk = s.kH * s.kW, HWo = s.HW_out(), cb = std::min(C, kChannelBlock), ncb = ceil_div(C, cb);
+    const long S = std::min(s.N, kWgradSlices);
+    const Block k(s, cb);
+    Buffer<T> partial(S * kk * C);
+    parallel_tasks<T>(S * ncb, s.flops(), k.size() + HWo * cb, [&](long task, T* xp) {
+        const long sl = task / ncb, c0 = task % ncb * cb, cn = std::min(cb, C - c0);
+        T* dyr = xp + k.size();
+        T* acc_dw = partial.data() + sl * kk * C + c0;  // acc_dw[tap * C + c]
+        for (long t = 0; t < kk; ++t) std::fill(acc_dw + t * C, acc_dw + t * C + cn, T(0));
+        std::fill(xp, xp + k.size(), T(0));  // the padding stays zero; each image refills the rest
+        for (long n = s.N * sl / S; n < s.N * (sl + 1) / S; ++n) {
+            to_padded(x + (n * C + c0) * s.HW(), s, k, cn, xp);
+            transpose_block(dy + (n * C + c0) * HWo, HWo, cn, HWo, dyr, cb);
+            over_channels<T>(cn, [&](long c, auto lanes) {
+                constexpr int L = decltype(lanes)::value;
+                for (long a = 0; a < s.kH; ++a)
+                    for (long q = 0; q < s.kW; ++q) {
+                        Lanes<T, L> acc = load_lanes<T, L>(acc_dw + (a * s.kW + q) * C + c);
+                        for (long i = 0; i < s.H_out; ++i) {
+                            const T* row = xp + ((i * s.sh + a * s.dil_h) * k.Wq + q * s.dil_w) * cb + c;
+                            for (long j = 0; j < s.W_out; ++j)
+                                acc += load_lanes<T, L>(dyr + (i * s.W_out + j) * cb + c) *
+                                       load_lanes<T, L>(row + j * s.sw * cb);
+                        }
+                        store_lanes<T, L>(acc_dw + (a * s.kW + q) * C + c, acc);
+                    }
+            });
+        }
+    });
+    for (long c = 0; c < C; ++c)
+        for (long t = 0; t < kk; ++t) {
+            T acc = partial.data()[t * C + c];
+            for (long sl = 1; sl < S; ++sl) acc += partial.data()[(sl * kk + t) * C + c];
+            dw[c * kk + t] = acc;
+        }
+}
+
+#define FASTCONV_INSTANTIATE(T)                                                                                 \
+    template void conv2d_depthwise_channels_last<T>(const T*, const T*, const T*, T*, const ConvShape&);        \
+    template void conv2d_input_grad_depthwise_channels_last<T>(const T*, const T*, T*, const ConvShape&);       \
+    template void conv2d_weight_grad_depthwise_channels_last<T>(const T*, const T*, T*, const ConvShape&);
+FASTCONV_INSTANTIATE(float)
+FASTCONV_INSTANTIATE(double)
+#undef FASTCONV_INSTANTIATE
+
+}  // namespace fastconv
