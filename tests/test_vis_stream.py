@@ -161,11 +161,15 @@ def test_distributed_cluster_gives_the_same_result(cluster, random_images):
 
 
 def test_local_cluster_workers_keep_the_adaptive_mmap_threshold(cluster):
-    """Dask's default worker environment pins glibc's mmap threshold (MALLOC_TRIM_THRESHOLD_); one thread
-    per worker stays (OMP_NUM_THREADS=1)."""
+    """Dask's default worker environment pins glibc's mmap threshold (MALLOC_TRIM_THRESHOLD_) and its
+    workers sample their stacks; one thread per worker stays (OMP_NUM_THREADS=1)."""
+    def worker_settings():
+        import dask
+        return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
+                dask.config.get("distributed.worker.profile.enabled"))
     with distributed.Client(cluster) as client:
-        env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
-    assert len(env) == 2 and set(env.values()) == {(os.environ.get("MALLOC_TRIM_THRESHOLD_"), "1")}
+        env = client.run(worker_settings)
+    assert len(env) == 2 and set(env.values()) == {(os.environ.get("MALLOC_TRIM_THRESHOLD_"), "1", False)}
 
 
 def test_a_worker_killed_mid_run_does_not_lose_the_result(cluster, random_images):

@@ -163,18 +163,24 @@ def _dask_map_reduce(model, x, fn, merge, batch_size, progress, desc):
     return compute(parts[0], progress)
 
 
+# What local_cluster changes in Dask's defaults for its workers (see its docstring).
+LOCAL_CLUSTER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                        "distributed.worker.profile.enabled": False}
+
+
 def local_cluster(n_workers=None, threads_per_worker=1, **kwargs):
-    """A dask.distributed LocalCluster of `n_workers` worker processes (default: one per core) that keeps
-    glibc's adaptive mmap threshold. Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in its workers by default,
-    which in glibc also pins the mmap threshold at 128 KiB: every activation buffer of a forward pass is
-    then a fresh mmap whose pages fault in again, batch after batch (docs/performance.md has the cost).
-    Other keyword arguments go to LocalCluster; a cluster you start yourself can do the same with
-    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})."""
+    """A dask.distributed LocalCluster of `n_workers` worker processes (default: one per core, no
+    dashboard) tuned for long numeric tasks. Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in its workers by
+    default, which in glibc also pins the mmap threshold at 128 KiB: every activation buffer of a forward
+    pass is then a fresh mmap whose pages fault in again, batch after batch (docs/performance.md has the
+    cost); and each worker samples its threads' stacks every 10 ms for the dashboard's profile. Both are
+    off here (LOCAL_CLUSTER_CONFIG); a cluster you create inside dask.config.set(LOCAL_CLUSTER_CONFIG)
+    gets the same. Other keyword arguments go to LocalCluster."""
     import os
 
     import dask
     from distributed import LocalCluster
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
         return LocalCluster(n_workers=n_workers or os.cpu_count(), threads_per_worker=threads_per_worker,
                             **{"dashboard_address": None, **kwargs})
 
