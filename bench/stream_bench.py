@@ -9,8 +9,9 @@ a two-process dask.distributed cluster vs the threaded scheduler.
         deletes the store.
     python bench/stream_bench.py distributed [--dir DIR] [--images 20000]
         the same streamed run (3×32×32 images, chunks of 512) on the threaded scheduler and on a LocalCluster
-        of 2 single-threaded worker processes; prints both times (medians of --repeat runs after a warm-up
-        run) and their ratio.
+        of 2 single-threaded worker processes, in --pairs alternating pairs of fresh processes (each timing
+        the median of --repeat runs after a warm-up run, so that a change in the machine's load between
+        the two modes shows as the spread of the pairs' ratios); prints each pair and the median ratio.
 
 Every run validates before it reports: the streamed result equals the in-memory one on the first images.
 """
@@ -104,8 +105,9 @@ def main(argv=None):
     p.add_argument("--dir", default=None, help="where the Zarr store is written (default: the temp directory)")
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--in-memory", type=int, default=10000, help="images of the in-memory run (memory)")
-    p.add_argument("--repeat", type=int, default=None, help="timed runs per mode, the median reported "
-                                                            "(default: 1 for memory, 5 for distributed)")
+    p.add_argument("--repeat", type=int, default=None, help="timed runs per process, the median reported "
+                                                            "(default: 1 for memory, 3 for distributed)")
+    p.add_argument("--pairs", type=int, default=5, help="alternating threaded/distributed processes (distributed)")
     p.add_argument("--store"), p.add_argument("--mode"), p.add_argument("--n", type=int), p.add_argument("--check", type=int)
     args = p.parse_args(argv)
     if args.what == "_child":
@@ -123,19 +125,24 @@ def main(argv=None):
         write_store(store, n, size, chunk)
         print(f"wrote {n} images {3}x{size}x{size} float32 ({need / 1e9:.2f} GB) chunked {chunk} in "
               f"{time.perf_counter() - start:.0f} s")
-        modes = ["streamed", "distributed"] + (["memory"] if args.what == "memory" else [])
-        repeat = args.repeat or (1 if args.what == "memory" else 5)
-        rows = {m: run_child(store, m, min(args.in_memory, n) if m == "memory" else n, repeat) for m in modes}
+        if args.what == "memory":
+            rows = [run_child(store, m, min(args.in_memory, n) if m == "memory" else n, args.repeat or 1)
+                    for m in ("streamed", "distributed", "memory")]
+        else:
+            rows = [run_child(store, m, n, args.repeat or 3) for _ in range(args.pairs)
+                    for m in ("streamed", "distributed")]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for r in rows.values():
+    for r in rows:
         check = "" if r["validated"] is None else f", streamed == in-memory on the first 1024 images: {r['validated']}"
         workers = "" if r["worker_peak_rss_mb"] is None else f" (client; each worker ≤ {r['worker_peak_rss_mb']:.0f} MB)"
         print(f"{r['mode']:>11}: {r['images']} images in {r['seconds']:.1f} s = {r['images_per_s']:.0f} images/s, "
               f"peak RSS {r['peak_rss_mb']:.0f} MB{workers}{check}")
-    if "distributed" in rows:
-        print(f"distributed / threaded time: {rows['distributed']['seconds'] / rows['streamed']['seconds']:.2f}; "
-              f"same result: {rows['distributed']['digest'] == rows['streamed']['digest']}")
+    threaded, dist = ([r for r in rows if r["mode"] == m] for m in ("streamed", "distributed"))
+    ratios = [d["seconds"] / t["seconds"] for t, d in zip(threaded, dist)]
+    print(f"distributed / threaded time: {np.median(ratios):.2f}"
+          + (f" (pairs: {', '.join(f'{q:.2f}' for q in ratios)})" if len(ratios) > 1 else "")
+          + f"; same result: {len({r['digest'] for r in threaded + dist}) == 1}")
 
 
 if __name__ == "__main__":

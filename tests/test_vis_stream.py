@@ -144,6 +144,21 @@ def test_the_model_is_one_key_that_every_chunk_task_reads(monkeypatch, random_im
     assert all(holders[0] in node.dependencies for node in chunk_tasks)
 
 
+def test_take_reads_only_the_chunks_that_hold_wanted_images(monkeypatch, random_images):
+    """The winners fetched by index: in any order, repeated, from uneven chunks; one task per chunk read."""
+    from fastconv.vis import _stream
+    x = da.from_array(random_images, chunks=((300, 700, 1, 999),) + random_images.shape[1:])
+    indices = np.array([[1999, 0, 1000], [0, 299, 300], [1000, 1000, 5]])
+    graphs = []
+    real = _stream.compute
+    monkeypatch.setattr(_stream, "compute", lambda obj, progress=False: graphs.append(dict(obj.__dask_graph__()))
+                        or real(obj, progress))
+    np.testing.assert_array_equal(_stream.take(x, indices), random_images[indices])
+    assert sum("take" in str(key) for key in graphs[0]) == 4   # chunks 0, 1, 2 and 3 (1999)
+    np.testing.assert_array_equal(_stream.take(x, [7, 7]), random_images[[7, 7]])
+    assert sum("take" in str(key) for key in graphs[1]) == 1
+
+
 def test_get_num_threads_reports_what_the_kernels_use():
     env = {k: v for k, v in os.environ.items() if k != "FASTCONV_NUM_THREADS"}
     out = run_python("-c", "import fastconv; print(fastconv.get_num_threads())", env={**env, "OMP_NUM_THREADS": "1"})

@@ -219,7 +219,15 @@ def take(x, indices):
     if not is_dask(x):
         return np.asarray(x[indices])
     unique, inverse = np.unique(indices, return_inverse=True)
-    return np.asarray(compute(x[unique]))[inverse.reshape(indices.shape)]
+    # One task per chunk that holds a wanted image, reading it and keeping those images; Dask plans a
+    # fancy index over the whole array as a shuffle, with two tasks per chunk.
+    import dask
+    bounds = np.cumsum((0,) + x.chunks[0])
+    block = np.searchsorted(bounds, unique, side="right") - 1
+    blocks = x.to_delayed().ravel()
+    pick = dask.delayed(np.take, pure=True)
+    parts = [pick(blocks[b], unique[block == b] - bounds[b], axis=0) for b in np.unique(block)]
+    return compute(dask.delayed(np.concatenate)(parts))[inverse.reshape(indices.shape)]
 
 
 def concat(parts):
