@@ -12,6 +12,9 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <utility>
+
+#include "scratch.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -101,30 +104,38 @@ class Stop {
 inline long ceil_div(long a, long b) { return (a + b - 1) / b; }
 inline long round_up(long a, long b) { return ceil_div(a, b) * b; }
 
-// A 64-byte-aligned scratch array (cache-line and vector aligned); uninitialised, owns its memory.
+// A 64-byte-aligned scratch array (cache-line and vector aligned); uninitialised, owns its memory, which
+// comes from and goes back to the scratch cache (scratch.h).
 template <typename T>
 class Buffer {
   public:
     Buffer() = default;
     explicit Buffer(size_t n) { resize(n); }
+    Buffer(Buffer&& o) noexcept : p_(o.p_), n_(o.n_), bytes_(o.bytes_) { o.p_ = nullptr, o.n_ = o.bytes_ = 0; }
+    Buffer& operator=(Buffer&& o) noexcept {
+        std::swap(p_, o.p_), std::swap(n_, o.n_), std::swap(bytes_, o.bytes_);
+        return *this;
+    }
+    ~Buffer() { release(); }
     void resize(size_t n) {
         if (n <= n_) return;
         if (n > ((size_t)1 << 60) / sizeof(T)) throw std::bad_alloc();
         size_t bytes = round_up((long)(n * sizeof(T)), 64);
-        void* p = std::aligned_alloc(64, bytes);
-        if (!p) throw std::bad_alloc();
-        p_.reset(static_cast<T*>(p));
+        void* p = scratch_cache().acquire(bytes);
+        release();
+        p_ = static_cast<T*>(p);
         n_ = n;
+        bytes_ = bytes;
     }
-    T* data() { return p_.get(); }
-    const T* data() const { return p_.get(); }
+    T* data() { return p_; }
+    const T* data() const { return p_; }
 
   private:
-    struct Free {
-        void operator()(T* p) const { std::free(p); }
-    };
-    std::unique_ptr<T, Free> p_;
-    size_t n_ = 0;
+    void release() {
+        if (p_) scratch_cache().release(p_, bytes_);
+    }
+    T* p_ = nullptr;
+    size_t n_ = 0, bytes_ = 0;
 };
 
 // Runs task(t, scratch) for every t in [0, ntasks) on threads_for(ntasks, work) threads, dynamically

@@ -83,10 +83,12 @@ bool implicit_weight_grad_worth(const ConvShape& s) {
     return !s.is_pointwise() && implicit_weight_grad_bytes<T>(s) <= kImplicitCopyBytes;
 }
 
-// Winograd (winograd.cpp) pays once its (m+2)² GEMMs are deep and wide enough to outrun the transforms'
-// passes over x and y, and F(4x4) over F(2x2) once the tiles outnumber the input channels: each chunk
-// of tiles streams all (m+2)² transformed weight matrices. Thresholds measured on the bench layers and
-// a sweep of 3x3 layers (docs/performance.md). Dilated layers stay direct: the dense kernels' own
+// Winograd (winograd.cpp) pays once its (m+2)² GEMMs are deep and wide enough to outrun the transforms of
+// x, y and the weights: F(2x2) from 32 tiles and one per 16 input channels, F(4x4) over it from one tile
+// per 8 input channels (each chunk of tiles streams all (m+2)² transformed weight matrices, 36/16 as many
+// for F(4x4)). Thresholds measured on the bench layers and a sweep of 3x3 layers, and again on 7x7 to
+// 28x28 layers of 128 to 512 channels at batch 1 to 32 once large scratch stayed mapped across calls
+// (scratch.h; docs/performance.md). Dilated layers stay direct: the dense kernels' own
 // per-phase transforms gather strided columns one by one, which measured slower than the direct kernels,
 // and the split kernels below no faster.
 inline long winograd_tiles(const ConvShape& s, int m) { return s.N * ceil_div(s.H_out, m) * ceil_div(s.W_out, m); }
@@ -95,7 +97,7 @@ inline bool winograd_deep(const ConvShape& s, long product) {
 }
 template <int m>
 bool winograd_worth(const ConvShape& s) {
-    return winograd_deep(s, 2048) && winograd_tiles(s, m) >= (m == 4 ? s.C_in : s.C_in / 4);
+    return winograd_deep(s, 2048) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 8 : std::max(32L, s.C_in / 16));
 }
 template <int m>
 bool winograd_input_grad_worth(const ConvShape& s) { return winograd_worth<m>(input_grad_as_forward(s)); }

@@ -108,27 +108,30 @@ inline TileRows chunk_rows(const Tiling& tl, long P, long chunk) {
 }
 
 // Ap = U[ξ] = (G g Gᵀ)[ξ] for every (o, i) pair of a K x C kernel g = w[o, i] — or, `flipped`, g = w[i, o]
-// rotated by 180° (the input gradient's kernel) — packed as gemm.h's A per ξ (ap elements each),
-// written straight into the packed layout: a task computes one MR-row sliver for L input channels,
-// vectorised over the channels, and each ξ's block of it is one contiguous run of the packed A.
+// rotated by 180° (the input gradient's kernel) — packed as gemm.h's A per ξ (ap elements each). In the
+// packed layout one MR-row sliver of one KC block is a contiguous run, element (i, o) at (i - pc)·MR + o - o0:
+// each lane of a vector takes the kernel of the pair it lands on, so every ξ's result is stored whole,
+// with no transpose. A task is one sliver of one KC block.
 template <typename T, int m>
 void transform_weights(const T* w, long K, long C, bool flipped, T* Ap, long ap) {
     using V = typename Vec<T>::type;
     constexpr int a = m + 2, L = Vec<T>::lanes, MR = GemmBlock<T>::MR;
     constexpr long KC = GemmBlock<T>::KC;  // the depth of pack_a's blocks, which gemm_packed reads
-    const long Kpad = round_up(K, MR), blocks = ceil_div(C, L), tasks = Kpad / MR * blocks;
+    const long Kpad = round_up(K, MR), kblocks = ceil_div(C, KC), tasks = Kpad / MR * kblocks;
 #pragma omp parallel for schedule(static) num_threads(threads_for(tasks, 100.0 * K * C))
     for (long task = 0; task < tasks; ++task) {
-        const long o0 = task / blocks * MR, i0 = task % blocks * L, n = std::min<long>(L, C - i0);
-        alignas(64) T u[a * a][MR][L];
-        for (int r = 0; r < MR; ++r) {
-            const long o = o0 + r;
+        const long o0 = task / kblocks * MR, pc = task % kblocks * KC, run = std::min(KC, C - pc) * MR;
+        T* const dst = Ap + pc * Kpad + o0 * (run / MR);
+        for (long q0 = 0; q0 < run; q0 += L) {
+            const long n = std::min<long>(L, run - q0);
             alignas(64) T g[3][3][L] = {};
-            for (long l = 0; l < n && o < K; ++l)
+            for (long l = 0; l < n; ++l) {
+                const long i = pc + (q0 + l) / MR, o = o0 + (q0 + l) % MR;
+                if (o >= K) continue;  // the sliver's padding rows stay zero
                 for (int kr = 0; kr < 3; ++kr)
                     for (int kc = 0; kc < 3; ++kc)
-                        g[kr][kc][l] = flipped ? w[((i0 + l) * K + o) * 9 + (2 - kr) * 3 + 2 - kc]
-                                               : w[((o * C + i0 + l) * 3 + kr) * 3 + kc];
+                        g[kr][kc][l] = flipped ? w[(i * K + o) * 9 + (2 - kr) * 3 + 2 - kc] : w[((o * C + i) * 3 + kr) * 3 + kc];
+            }
             V cols[3][a];  // G · column kc of g
             for (int kc = 0; kc < 3; ++kc) {
                 V in[3] = {load<V>(g[0][kc]), load<V>(g[1][kc]), load<V>(g[2][kc])};
@@ -137,15 +140,12 @@ void transform_weights(const T* w, long K, long C, bool flipped, T* Ap, long ap)
             for (int xi = 0; xi < a; ++xi) {
                 V in[3] = {cols[0][xi], cols[1][xi], cols[2][xi]}, out[a];
                 mat_apply<T, Winograd<m>::G>(in, out);
-                for (int eta = 0; eta < a; ++eta) store(u[xi * a + eta][r], out[eta]);
+                for (int eta = 0; eta < a; ++eta) {
+                    T* p = dst + (xi * a + eta) * ap + q0;
+                    if (n == L) store(p, out[eta]);
+                    else store_first(p, out[eta], n);
+                }
             }
-        }
-        const long pc = i0 / KC * KC, kc = std::min(KC, C - pc);
-        for (int k = 0; k < a * a; ++k) {
-            T* dst = Ap + k * ap + pc * Kpad + o0 * kc + (i0 - pc) * MR;
-            for (long p = 0; p < n; ++p)
-#pragma GCC unroll 16
-                for (int r = 0; r < MR; ++r) dst[p * MR + r] = u[k][r][p];
         }
     }
 }
