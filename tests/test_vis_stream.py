@@ -259,10 +259,11 @@ def test_cli_visualize_images_top_on_a_cluster(tmp_path, cluster):
 def test_cli_visualize_images_without_a_model_uses_the_digits_cnn(tmp_path, cluster, capsys):
     from fastconv.app.folder import digits_model
     _write_pngs(tmp_path / "photos", 20)
-    out = tmp_path / "top.png"
+    out = tmp_path / "report"                                            # a directory, like --torch-model's
     assert cli.main(["visualize", "--images", str(tmp_path / "photos"), "--method", "top", "--k", "3",
                      "--scheduler", cluster.scheduler_address, "--out", str(out)]) == 0
-    html = (tmp_path / "top.html").read_text(encoding="utf-8")
+    assert (out / "top.png").is_file()
+    html = (out / "top.html").read_text(encoding="utf-8")
     assert "the seed CNN trained on the digits" in html and "over 20 images" in html
     files = data.list_images(tmp_path / "photos")[0]
     ref = vis.top_activations(digits_model(), data.load_images(files, 16, channels=1), "5", k=3)

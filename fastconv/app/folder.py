@@ -29,9 +29,13 @@ def digits_model(epochs=4, seed=0):
 def run_folder(model_path, images, out, layer=None, k=9, scheduler=None, chunk_size=256, progress=True):
     """top_activations of `layer` over every image under `images`, on the Dask cluster at `scheduler` (an
     address) or, without one, a local cluster of one single-threaded worker process per core. `model_path`
-    None: `digits_model()`. Writes the figure to `out` and the page beside it (same name, .html); returns
-    both paths."""
+    None: `digits_model()`. Writes the figure to `out` and the page beside it (same name, .html), or, where
+    `out` is a directory or has no extension, top.png and top.html in that directory; returns both paths."""
     from distributed import Client
+    out = os.fspath(out)
+    if os.path.isdir(out) or not os.path.splitext(out)[1]:
+        out = os.path.join(out, "top.png")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
 
     from .. import data
     model = nn.load(model_path) if model_path else digits_model()
@@ -62,4 +66,4 @@ def run_folder(model_path, images, out, layer=None, k=9, scheduler=None, chunk_s
               [(int(ch), f"{v:.3f}", os.path.relpath(folder.files[i], images))
                for ch, v, i in zip(top.channels, top.values[:, 0], top.indices[:, 0])],
               caption="The strongest image of each channel.")
-    return png, rep.write(os.path.splitext(os.fspath(out))[0] + ".html")
+    return png, rep.write(os.path.splitext(out)[0] + ".html")
