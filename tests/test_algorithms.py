@@ -67,6 +67,25 @@ def test_winograd_chunks_that_split_tile_rows(op, dtype, bound, rng):
         assert all(np.array_equal(run, runs[0]) for run in runs[1:])
 
 
+@pytest.mark.parametrize("dtype, bound", [(np.float32, 1e-5), (np.float64, 1e-13)])
+@pytest.mark.parametrize("op", ("conv2d", "conv2d_input_grad"))
+@pytest.mark.parametrize("N, C, K, H, W", [(1, 20, 41, 6, 7), (2, 9, 70, 5, 5), (1, 3, 17, 3, 9)])
+def test_winograd_with_more_output_channels_than_tiles(op, N, C, K, H, W, dtype, bound, rng):
+    # Few tiles, so one or two chunks of them, each through GEMMs with partial slivers of output channels;
+    # the result is the same at any thread count.
+    x, w, dy = _problem(rng, N, C, K, H, W, dtype)
+    if op == "conv2d_input_grad":   # the input grad runs as a forward conv from K to C channels
+        x, w, dy = _problem(rng, N, K, C, H, W, dtype)
+    exact = getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="direct")
+    for tile in TILES:
+        runs = []
+        for threads in (1, 2, 3, 4):
+            with num_threads(threads), fc.use_kernel(f"{op}__winograd_{tile}"):
+                runs.append(getattr(fc, op)(*_args(op, x, w, dy), padding=1))
+        assert _rel_err(runs[0], exact) < bound
+        assert all(np.array_equal(run, runs[0]) for run in runs[1:])
+
+
 @pytest.mark.parametrize("kwargs, why", [(dict(stride=2), "needs stride 1"), (dict(groups=2), "needs groups == 1")])
 @pytest.mark.parametrize("op", OPS)
 def test_forced_winograd_that_does_not_apply_names_why(op, kwargs, why, rng):
