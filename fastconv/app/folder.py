@@ -8,8 +8,7 @@ import os
 import time
 
 from .. import nn
-from ..vis import features, receptive
-from ..vis._stream import local_cluster
+from ..vis import features, local_cluster, receptive
 from ..vis import image as I
 from ..vis.report import Report
 
