@@ -59,10 +59,6 @@ class ScratchCache {
         std::free(p);
     }
 
-    ~ScratchCache() {
-        for (Block& b : slots_) std::free(b.p);
-    }
-
   private:
     struct Block {
         void* p = nullptr;
@@ -81,9 +77,11 @@ class ScratchCache {
     Block slots_[kSlots];
 };
 
+// Never destroyed: its blocks go back to the system with the process, and a kernel still running in
+// another thread while the process exits never returns a block to a destroyed cache.
 inline ScratchCache& scratch_cache() {
-    static ScratchCache cache;
-    return cache;
+    static ScratchCache* cache = new ScratchCache;
+    return *cache;
 }
 
 }  // namespace fastconv
