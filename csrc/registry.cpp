@@ -38,15 +38,16 @@ bool compact_reach(const ConvShape& s) {
 bool depthwise_worth(const ConvShape& s) { return s.M_g() < 4 && compact_reach(s); }
 
 // Channels-last depthwise (depthwise_channels_last.cpp) pays, given a vector of channels, on strided
-// layers, where the plane kernels copy column phases (forward) or scatter-add (input gradient), and for
-// the weight gradient also on rows narrower than a vector. Measured on the MobileNet layers of
+// layers, where the plane kernels copy column phases (forward) or scatter-add (input gradient), and on
+// output rows of half a vector or less, where the plane kernels' vectors are mostly empty (for the
+// weight gradient on rows narrower than a vector). Measured on the MobileNet layers of
 // bench/torch_interop.py (docs/performance.md).
 const char* channels_last_why_not(const ConvShape& s) {
     return s.C_g() == 1 && s.M_g() == 1 ? nullptr : "needs one input and one output channel per group";
 }
 template <typename T>
 bool channels_last_worth(const ConvShape& s) {
-    return s.C_in >= Vec<T>::lanes && (s.sh > 1 || s.sw > 1) && compact_reach(s);
+    return s.C_in >= Vec<T>::lanes && (s.sh > 1 || s.sw > 1 || 2 * s.W_out <= Vec<T>::lanes) && compact_reach(s);
 }
 template <typename T>
 bool channels_last_weight_grad_worth(const ConvShape& s) {

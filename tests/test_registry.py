@@ -164,6 +164,7 @@ def test_the_last_implementation_of_every_op_runs_every_problem(rng):
     ("conv2d", [(2, 16, 9, 9), (8, 16, 1, 1)], {}, "conv2d__packed_gemm"),
     ("conv2d", [(2, 16, 2, 2), (8, 16, 1, 1)], {}, "conv2d__pointwise_folded"),
     ("conv2d", [(2, 32, 8, 8), (32, 1, 3, 3)], dict(stride=2, padding=1, groups=32), "conv2d__depthwise_channels_last"),
+    ("conv2d", [(2, 32, 2, 2), (32, 1, 3, 3)], dict(padding=1, groups=32), "conv2d__depthwise_channels_last"),
     ("correlate2d", [(40, 40), (9, 9)], {}, "conv2d__depthwise"),
     ("conv_transpose2d", [(2, 32, 8, 32), (32, 16, 3, 3)], dict(padding=1), "conv2d_input_grad__implicit_gemm"),
     ("conv2d_input_grad", [(2, 16, 7, 7), (16, 8, 3, 3), (2, 8, 9, 9)], dict(stride=1), "conv2d_input_grad__packed_gemm"),
