@@ -32,29 +32,40 @@ struct Block {
     long size() const { return Hq * Wq * cb; }
 };
 
-// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: L x L register transposes for whole
-// vectors of rows, element by element for the rest (a strided scalar copy of a block that outgrows L1
-// costs more than the convolution itself).
-template <typename T>
-void transpose_block(const T* src, long lds, long rows, long cols, T* dst, long ldd) {
+// dst_row(j)[i] = src[i * lds + j] for i < rows, j < cols: L x L register transposes, the last block of
+// rows and of columns partial (a strided scalar copy of a block that outgrows L1 costs more than the
+// convolution itself, and planes of a few positions are all partial blocks).
+template <typename T, typename DstRow>
+void transpose_block(const T* src, long lds, long rows, long cols, const DstRow& dst_row) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes;
-    long i0 = 0;
-    for (; i0 + L <= rows; i0 += L)
+    for (long i0 = 0; i0 < rows; i0 += L) {
+        const long n = std::min<long>(L, rows - i0);
         for (long j0 = 0; j0 < cols; j0 += L) {
             const long c = std::min<long>(L, cols - j0);
             V v[L];
-            load_block<T>(src + i0 * lds + j0, lds, L, c, v);
+            load_block<T>(src + i0 * lds + j0, lds, n, c, v);
             transpose<T>(v);
-            for (long t = 0; t < c; ++t) store(dst + (j0 + t) * ldd + i0, v[t]);
+            for (long t = 0; t < c; ++t) {
+                if (n == L) store(dst_row(j0 + t) + i0, v[t]);
+                else store_first(dst_row(j0 + t) + i0, v[t], n);
+            }
         }
-    for (long j = 0; j < cols; ++j)
-        for (long i = i0; i < rows; ++i) dst[j * ldd + i] = src[i * lds + j];
+    }
+}
+template <typename T>
+void transpose_block(const T* src, long lds, long rows, long cols, T* dst, long ldd) {
+    transpose_block(src, lds, rows, cols, [=](long j) { return dst + j * ldd; });
 }
 
-// xp[(i + ph) * Wq + j + pw][c] = x[c][i][j] for the block's cn channels (x: first plane of the block).
+// xp[(i + ph) * Wq + j + pw][c] = x[c][i][j] for the block's cn channels (x: first plane of the block): row
+// by row, or, for rows narrower than a vector, whole planes at once.
 template <typename T>
 void to_padded(const T* x, const ConvShape& s, const Block& k, long cn, T* xp) {
+    if (s.W < Vec<T>::lanes) {
+        transpose_block(x, s.HW(), cn, s.HW(), [&](long p) { return xp + ((p / s.W + s.ph) * k.Wq + p % s.W + s.pw) * k.cb; });
+        return;
+    }
     for (long i = 0; i < s.H; ++i) transpose_block(x + i * s.W, s.HW(), cn, s.W, xp + ((i + s.ph) * k.Wq + s.pw) * k.cb, k.cb);
 }
 

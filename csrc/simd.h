@@ -121,6 +121,25 @@ inline typename Vec<T>::type shift_lanes(typename Vec<T>::type lo, typename Vec<
     }
 }
 
+// p[0:n) = the first n lanes of v (n < lanes): a masked store where the ISA has one, since a
+// variable-length copy per vector costs more than the transform it stores.
+template <typename T>
+inline void store_first(T* p, typename Vec<T>::type v, long n) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(T) == 4) _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+    else _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), (__m512d)v);
+#elif defined(__AVX2__)
+    using I = typename Vec<T>::itype;
+    I lane{}, mask;
+    for (int l = 0; l < Vec<T>::lanes; ++l) lane[l] = l;
+    mask = lane < (typename Vec<T>::int_t)n;
+    if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(p, (__m256i)mask, (__m256)v);
+    else _mm256_maskstore_pd(p, (__m256i)mask, (__m256d)v);
+#else
+    for (long l = 0; l < n; ++l) p[l] = v[l];
+#endif
+}
+
 // v[r] = the first `cols` elements of row r of src (row stride ld) for r < rows, zero everywhere else
 // (rows, cols <= L): an L x L block for transpose(), read without touching anything past it.
 template <typename T>

@@ -85,25 +85,6 @@ inline void mat_apply(const typename Vec<T>::type* in, typename Vec<T>::type* ou
     mat_apply<T, M>(in, out, std::make_index_sequence<M.rows>{});
 }
 
-// p[0:n) = the first n lanes of v (n < lanes): a masked store where the ISA has one, since a
-// variable-length copy per vector costs more than the transform it stores.
-template <typename T>
-inline void store_first(T* p, typename Vec<T>::type v, long n) {
-#if defined(__AVX512F__)
-    if constexpr (sizeof(T) == 4) _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
-    else _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), (__m512d)v);
-#elif defined(__AVX2__)
-    using I = typename Vec<T>::itype;
-    I lane{}, mask;
-    for (int l = 0; l < Vec<T>::lanes; ++l) lane[l] = l;
-    mask = lane < (typename Vec<T>::int_t)n;
-    if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(p, (__m256i)mask, (__m256)v);
-    else _mm256_maskstore_pd(p, (__m256i)mask, (__m256d)v);
-#else
-    for (long l = 0; l < n; ++l) p[l] = v[l];
-#endif
-}
-
 // A chunk of the tile grid: tile rows row0 .. row0 + rows − 1, th rows of tw tiles per image, less the
 // first `first` tiles of its first row and the last `cut` of its last (so that a chunk can hold a whole
 // number of GEMM column slivers), numbered t = (row − row0)·tw + column − first; the transforms run along
