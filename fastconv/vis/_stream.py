@@ -145,12 +145,17 @@ def _merge_task(merge, *parts):
     return merge(list(parts))
 
 
+def _chunk_bounds(x):
+    """The dataset index where each chunk of a Dask array begins, and the length of the array last."""
+    return np.cumsum((0,) + x.chunks[0])
+
+
 def _dask_map_reduce(model, x, fn, merge, batch_size, progress, desc):
     import dask
     if any(n % batch_size for n in x.chunks[0][:-1]):   # chunks of whole batches (see the module docstring)
         x = x.rechunk({0: batch_size * max(1, round(max(x.chunks[0]) / batch_size))})
     blocks = x.to_delayed().ravel()
-    starts = np.concatenate([[0], np.cumsum(x.chunks[0])[:-1]])
+    starts = _chunk_bounds(x)[:-1]
     model_key = dask.delayed(model, traverse=False)   # one key: shipped once to each worker that needs it
     task = dask.delayed(_chunk_task, pure=True)
     parts = [task(fn, merge, model_key, b, int(s), batch_size)
@@ -222,7 +227,7 @@ def take(x, indices):
     # One task per chunk that holds a wanted image, reading it and keeping those images; Dask plans a
     # fancy index over the whole array as a shuffle, with two tasks per chunk.
     import dask
-    bounds = np.cumsum((0,) + x.chunks[0])
+    bounds = _chunk_bounds(x)
     block = np.searchsorted(bounds, unique, side="right") - 1
     blocks = x.to_delayed().ravel()
     pick = dask.delayed(np.take, pure=True)
