@@ -84,6 +84,16 @@ struct GroupTiles {
     }
 };
 
+// v[c] := column c of L rows of n (rows[l·n + c] into lane l).
+template <typename T, int n>
+void rows_to_lanes(const T* rows, typename Vec<T>::type* v) {
+    constexpr int L = Vec<T>::lanes;
+    for (int c0 = 0; c0 < n; c0 += L) {
+        load_block<T>(rows + c0, n, L, L, v + c0);
+        transpose<T>(v + c0);
+    }
+}
+
 // v := row r of the group's tiles (lanes = tiles) in channel c, zero outside the plane and for lanes
 // past the last tile. rows: scratch of L·n elements.
 template <typename T, int n>
@@ -102,10 +112,24 @@ void gather_row(const T* x, const ConvShape& s, const GroupTiles<T>& gt, long c,
         std::memcpy(row + lo, x + ((gt.img[l] * s.C_in + c) * s.H + h) * s.W + w0 + lo, (hi - lo) * sizeof(T));
         std::fill(row + hi, row + n, T(0));
     }
-    for (int c0 = 0; c0 < n; c0 += L) {
-        load_block<T>(rows + c0, n, L, L, v + c0);
-        transpose<T>(v + c0);
+    rows_to_lanes<T, n>(rows, v);
+}
+
+// v := row r of the group's tiles of dy (lanes = tiles) in channel o: the tiles' own outputs, zero past
+// them (their neighbours' outputs, the plane's edge, lanes past the last tile). rows: scratch of L·n.
+template <typename T, int n>
+void gather_dy_row(const T* dy, const ConvShape& s, const GroupTiles<T>& gt, long o, int r,
+                   typename Vec<T>::type* v, T* rows) {
+    constexpr int L = Vec<T>::lanes;
+    for (int l = 0; l < L; ++l) {
+        T* row = rows + l * n;
+        const long cols = r < gt.rows[l] ? gt.cols[l] : 0;
+        if (cols > 0)
+            std::memcpy(row, dy + ((gt.img[l] * s.C_out + o) * s.H_out + gt.h0[l] + r) * s.W_out + gt.w0[l],
+                        cols * sizeof(T));
+        std::fill(row + cols, row + n, T(0));
     }
+    rows_to_lanes<T, n>(rows, v);
 }
 
 // Row r of the group's tiles (v, lanes = tiles), where inside their valid outputs, plus bias, into dst[l]
@@ -210,9 +234,92 @@ void conv2d_input_grad_fft(const T* dy, const T* w, T* dx, const ConvShape& s) {
     fft_forward<T, n>(dy, w, nullptr, dx, input_grad_as_forward(s), true);
 }
 
-#define FASTCONV_INSTANTIATE(T, n)                                                         \
-    template void conv2d_fft<T, n>(const T*, const T*, const T*, T*, const ConvShape&); \
-    template void conv2d_input_grad_fft<T, n>(const T*, const T*, T*, const ConvShape&);
+// The weight gradient. A tile's n x n inputs x_t (as the forward gathers them) and its mh x mw outputs'
+// dy_t (zero-padded to n x n) give every tap: dw[o, c](i, j) = Σ_t Σ_(r, q) dy_t[o](r, q) · x_t[c](r + i·dh,
+// q + j·dw), and r + i·dh < mh + k_eff - 1 = n, so the circular correlation does not wrap:
+// dw[o, c] = IDFT(Σ_t conj(DY_t[o]) · X_t[c]) at the taps. Per bin e a complex matrix product that
+// reduces over the tiles, DW_e = conj(DY_e)ᵀ X_e, with the tiles in the lanes: register blocks of
+// OB x CB channel pairs accumulate per lane, and sum_lanes reduces each block once per chunk of groups.
+//
+// In chunks of G tile groups (their spectra within kFftChunkBytes): transform every channel of x and dy
+// (a task per group and channel), then the products (a task per bin), added to DW; after the last chunk
+// one inverse transform per L channel pairs. Each bin's sums run in a fixed order on one thread, so the
+// result does not depend on the thread count.
+constexpr double kFftChunkBytes = 64.0 * (1 << 20);
+
+template <typename T, int n>
+void conv2d_weight_grad_fft(const T* x, const T* dy, T* dw, const ConvShape& s) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes, E = FftTiling<T, n>::E, CB = 2, OB = L >= 16 ? 4 : 2, A = 2 * OB * CB;
+    static_assert(A % L == 0, "a register block's sums fill whole vectors");
+    const FftTiling<T, n> tl(s);
+    const long K = s.C_out, C = s.C_in, Kp = round_up(K, OB), P = Kp + round_up(C, CB);
+    // spectra[((e·G + g)·P + channel)·2 + {re, im}]: dy's channels 0 .. Kp, x's from Kp; padding stays zero
+    const long G = std::clamp<long>((long)(kFftChunkBytes / (E * 2.0 * P * sizeof(V))), 1, tl.groups), ld = G * P * 2;
+    Buffer<V> spectra(E * ld);
+    for (long eg = 0; eg < E * G; ++eg) {
+        std::fill(spectra.data() + eg * P * 2 + 2 * K, spectra.data() + eg * P * 2 + 2 * Kp, V{});
+        std::fill(spectra.data() + eg * P * 2 + 2 * (Kp + C), spectra.data() + (eg + 1) * P * 2, V{});
+    }
+    // DW[((p / L · E + e)·2 + {re, im})·L + p % L] for the channel pair p = o·C + c: irfft2's layout
+    const long pairs = K * C, pgroups = ceil_div(pairs, L);
+    Buffer<T> DW(pgroups * E * 2 * L);
+    std::fill(DW.data(), DW.data() + pgroups * E * 2 * L, T(0));
+    const double transform_flops = 5.0 * L * n * n * __builtin_ctz(n);
+    for (long g0 = 0; g0 < tl.groups; g0 += G) {
+        const long gn = std::min(G, tl.groups - g0);
+        parallel_tasks<T>(gn * (K + C), gn * (K + C) * transform_flops, L * n, [&](long task, T* rows) {
+            const long g = task / (K + C), ch = task % (K + C);
+            const GroupTiles<T> gt(s, tl, g0 + g);
+            if (ch < K)
+                rfft2<T, n>([&](int r, V* v) { gather_dy_row<T, n>(dy, s, gt, ch, r, v, rows); }, (int)tl.mh,
+                            spectra.data() + (g * P + ch) * 2, ld);
+            else
+                rfft2<T, n>([&](int r, V* v) { gather_row<T, n>(x, s, gt, ch - K, r, v, rows); }, n,
+                            spectra.data() + (g * P + Kp + ch - K) * 2, ld);
+        });
+        parallel_tasks<T>(E, 8.0 * E * Kp * P * gn * L, 0, [&](long e, T*) {
+            const V* S = spectra.data() + e * ld;
+            for (long o0 = 0; o0 < Kp; o0 += OB)
+                for (long c0 = Kp; c0 < P; c0 += CB) {
+                    V acc[A] = {};  // acc[((j·CB + i)·2 + {re, im}]: output o0 + j, input channel c0 - Kp + i
+                    for (long g = 0; g < gn; ++g) {
+                        const V *d = S + (g * P + o0) * 2, *xs = S + (g * P + c0) * 2;
+#pragma GCC unroll 4
+                        for (int j = 0; j < OB; ++j)
+#pragma GCC unroll 2
+                            for (int i = 0; i < CB; ++i) {
+                                acc[(j * CB + i) * 2] += d[2 * j] * xs[2 * i] + d[2 * j + 1] * xs[2 * i + 1];
+                                acc[(j * CB + i) * 2 + 1] += d[2 * j] * xs[2 * i + 1] - d[2 * j + 1] * xs[2 * i];
+                            }
+                    }
+                    for (int a0 = 0; a0 < A; a0 += L) {
+                        const V sums = sum_lanes<T>(acc + a0);
+                        for (int l = 0; l < L; ++l) {
+                            const int a = a0 + l, j = a / (2 * CB), i = a / 2 % CB;
+                            const long o = o0 + j, c = c0 - Kp + i, p = o * C + c;
+                            if (o < K && c < C) DW.data()[((p / L * E + e) * 2 + a % 2) * L + p % L] += sums[l];
+                        }
+                    }
+                }
+        });
+    }
+    const T scale = T(1.0 / (4.0 * n * n));  // rfft2's doubling of both spectra, irfft2's unscaled inverse
+    const long kk = s.kH * s.kW;
+    parallel_tasks<T>(pgroups, pgroups * transform_flops, 0, [&](long pg, T*) {
+        const long p0 = pg * L, np = std::min<long>(L, pairs - p0);
+        irfft2<T, n>(reinterpret_cast<V*>(DW.data() + pg * E * 2 * L), (int)round_up(tl.kh, 2), [&](int r, V* v) {
+            if (r % s.dil_h || r / s.dil_h >= s.kH) return;
+            for (long j = 0; j < s.kW; ++j)
+                for (long l = 0; l < np; ++l) dw[(p0 + l) * kk + r / s.dil_h * s.kW + j] = v[j * s.dil_w][l] * scale;
+        });
+    });
+}
+
+#define FASTCONV_INSTANTIATE(T, n)                                                           \
+    template void conv2d_fft<T, n>(const T*, const T*, const T*, T*, const ConvShape&);   \
+    template void conv2d_input_grad_fft<T, n>(const T*, const T*, T*, const ConvShape&); \
+    template void conv2d_weight_grad_fft<T, n>(const T*, const T*, T*, const ConvShape&);
 FASTCONV_INSTANTIATE(float, 16)
 FASTCONV_INSTANTIATE(float, 32)
 FASTCONV_INSTANTIATE(float, 64)

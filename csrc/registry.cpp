@@ -123,11 +123,13 @@ bool never(const S&) {
 // measured best or near it on every plane and layer with kernels up to 32 (64 beyond).
 template <typename T, int n>
 const char* fft_why_not(const ConvShape& s) { return fft_why_not(s, n, sizeof(T)); }
-template <typename T, int n>
+template <typename T, int n, bool weight_grad = false>
 bool fft_worth(const ConvShape& s) {
-    const double cost = fft_cost(s, n, Vec<T>::lanes);
+    const double cost = fft_cost(s, n, Vec<T>::lanes, weight_grad);
     for (int other : kFftTiles)
-        if (other != n && !fft_why_not(s, other, sizeof(T)) && fft_cost(s, other, Vec<T>::lanes) < cost) return false;
+        if (other != n && !fft_why_not(s, other, sizeof(T), weight_grad) &&
+            fft_cost(s, other, Vec<T>::lanes, weight_grad) < cost)
+            return false;
     return cost < direct_cost(s, Vec<T>::lanes);
 }
 
@@ -139,6 +141,13 @@ const char* fft_input_grad_why_not(const ConvShape& s) {
 }
 template <typename T, int n>
 bool fft_input_grad_worth(const ConvShape& s) { return fft_worth<T, n>(input_grad_as_forward(s)); }
+
+// The weight gradient transforms the same tiles of x and dy as the forward, and multiplies as many bins
+// and channel pairs.
+template <typename T, int n>
+const char* fft_weight_grad_why_not(const ConvShape& s) { return fft_why_not(s, n, sizeof(T), true); }
+template <typename T, int n>
+bool fft_weight_grad_worth(const ConvShape& s) { return fft_worth<T, n, true>(s); }
 
 // --- tiled and unshared convolution -------------------------------------------------------------------
 
@@ -294,6 +303,14 @@ struct Lists {
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
         {"conv2d_weight_grad__winograd_f2x3", winograd_why_not, winograd_weight_grad_worth<2>,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
+        {"conv2d_weight_grad__fft_t32", fft_weight_grad_why_not<T, 32>, fft_weight_grad_worth<T, 32>,
+         finite_weight_grad<T, conv2d_weight_grad_fft<T, 32>>, "fft", "32x32"},
+        {"conv2d_weight_grad__fft_t64", fft_weight_grad_why_not<T, 64>, fft_weight_grad_worth<T, 64>,
+         finite_weight_grad<T, conv2d_weight_grad_fft<T, 64>>, "fft", "64x64"},
+        {"conv2d_weight_grad__fft_t128", fft_weight_grad_why_not<T, 128>, fft_weight_grad_worth<T, 128>,
+         finite_weight_grad<T, conv2d_weight_grad_fft<T, 128>>, "fft", "128x128"},
+        {"conv2d_weight_grad__fft_t16", fft_weight_grad_why_not<T, 16>, fft_weight_grad_worth<T, 16>,
+         finite_weight_grad<T, conv2d_weight_grad_fft<T, 16>>, "fft", "16x16"},
         {"conv2d_weight_grad__winograd5_f4x3", winograd5_why_not, never,
          finite_weight_grad<T, conv2d_weight_grad_winograd5<T, 4>>, "winograd", "F(4x4,3x3) 5x5 pieces"},
         {"conv2d_weight_grad__winograd5_f2x3", winograd5_why_not, never,

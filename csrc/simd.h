@@ -171,6 +171,15 @@ inline void transpose(typename Vec<T>::type* r) {
     if constexpr (Vec<T>::lanes > 1) transpose_stage<T, Vec<T>::lanes / 2>(r);
 }
 
+// Lane j of the result := the sum of r[j]'s lanes, for L = lanes vectors r (left transposed).
+template <typename T>
+inline typename Vec<T>::type sum_lanes(typename Vec<T>::type* r) {
+    transpose<T>(r);
+    typename Vec<T>::type sum = r[0];
+    for (int i = 1; i < Vec<T>::lanes; ++i) sum += r[i];
+    return sum;
+}
+
 // dst[0:n) = src[0:n) (bytes), stored around the caches (non-temporal stores) from dst's first vector
 // boundary on. For an output far larger than the caches an ordinary store first reads each line in
 // (read-for-ownership), which costs as much memory traffic as the write itself. The stores are weakly

@@ -104,8 +104,8 @@ def test_forced_algorithm_errors(rng):
     x, w, _ = _problem(rng, 1, 4, 4, 9)
     with pytest.raises(ValueError, match="winograd_f4x3 needs a 3x3 kernel"):
         fc.conv2d(x, w[:, :, :1, :1], algorithm="winograd")
-    with pytest.raises(ValueError, match="has no fft implementation"):
-        fc.conv2d_weight_grad(x, x, w.shape, padding=1, algorithm="fft")
+    with pytest.raises(ValueError, match="algorithm 'fft' does not apply.*fft_t32 needs stride 1"):
+        fc.conv2d_weight_grad(x, x[:, :, ::2, ::2], w.shape, padding=1, stride=2, algorithm="fft")
     with pytest.raises(ValueError, match="algorithm 'fft' does not apply.*fft_t32 needs stride 1"):
         fc.conv2d(x, w, stride=2, algorithm="fft")
     with pytest.raises(ValueError, match="fft_t32 needs groups == 1"):
@@ -189,7 +189,7 @@ FFT_CASES = [((1, 1, 13, 13), (1, 1, 13, 13), dict()), ((2, 3, 7, 11), (5, 3, 1,
 
 
 @pytest.mark.parametrize("dtype, bound", [(np.float32, 1e-5), (np.float64, 1e-13)])
-@pytest.mark.parametrize("op", ("conv2d", "conv2d_input_grad"))
+@pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("case", FFT_CASES, ids=lambda c: "x".join(map(str, c[0] + c[1][2:])))
 def test_forced_fft_matches_the_reference_in_every_tile(case, op, dtype, bound, rng):
     xs, ws, kw = case
@@ -197,7 +197,7 @@ def test_forced_fft_matches_the_reference_in_every_tile(case, op, dtype, bound, 
         kw = dict(padding=(ws[2] - 1, ws[3] - 1))
     x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
     dy = rng.standard_normal(fc.conv2d(x, w, **kw, backend="numpy").shape)
-    args = (x, w, b) if op == "conv2d" else (dy, w, x.shape)
+    args = (x, w, b) if op == "conv2d" else _args(op, x, w, dy)
     exact = getattr(fc, op)(*args, **kw, backend="numpy")
     ran = 0
     for n in FFT_TILES:
@@ -209,6 +209,18 @@ def test_forced_fft_matches_the_reference_in_every_tile(case, op, dtype, bound, 
         assert got.dtype == dtype and _rel_err(got, exact) < bound, (n, _rel_err(got, exact))
         ran += 1
     assert ran >= 3
+
+
+@pytest.mark.parametrize("dtype, bound", [(np.float32, 1e-5), (np.float64, 1e-13)])
+def test_fft_weight_grad_in_chunks_of_tile_groups(dtype, bound, rng):
+    # 7 images of 36 16x16 tiles, 128 channels in and out: the spectra of all tile groups exceed the
+    # kernel's chunk (64 MiB) at every vector width, so it sums the bins' products chunk by chunk; the
+    # weight gradient is a sum over the images, and one image's tiles fit one chunk.
+    x, dy = rng.standard_normal((7, 128, 86, 86)).astype(dtype), rng.standard_normal((7, 128, 84, 84)).astype(dtype)
+    with fc.use_kernel("conv2d_weight_grad__fft_t16"):
+        got = fc.conv2d_weight_grad(x, dy, (128, 128, 3, 3))
+        per_image = sum(fc.conv2d_weight_grad(x[i:i + 1], dy[i:i + 1], (128, 128, 3, 3)) for i in range(7))
+    assert _rel_err(got, per_image) < bound
 
 
 def test_plane_ops_by_fft_match_scipy(rng):
@@ -223,15 +235,16 @@ def test_plane_ops_by_fft_match_scipy(rng):
                 assert _rel_err(got, expected) < bound, (ours.__name__, mode, dtype)
 
 
-def test_auto_picks_fft_for_large_kernels_only(rng):
+@pytest.mark.parametrize("op", OPS)
+def test_auto_picks_fft_for_large_kernels_only(op):
     for s in FFT_SHAPES.values():
-        x, w = np.zeros(s.x_shape, np.float32), np.zeros(s.w_shape, np.float32)
-        k = fc.kernel_for("conv2d", x, w, **s.kwargs)
+        x, w, dy = (np.zeros(shape, np.float32) for shape in (s.x_shape, s.w_shape, s.y_shape()))
+        k = fc.kernel_for(op, *_args(op, x, w, dy), **s.kwargs)
         assert k.algorithm == "fft" and k.tile == f"{k.name.split('_t')[-1]}x{k.name.split('_t')[-1]}", (s.name, k)
         assert str(k).endswith(f", fft {k.tile})")
     for s in CONV_SHAPES.values():  # the small-kernel layers stay direct or Winograd
-        x, w = np.zeros(s.x_shape, np.float32), np.zeros(s.w_shape, np.float32)
-        assert fc.kernel_for("conv2d", x, w, **s.kwargs).algorithm != "fft", s.name
+        x, w, dy = (np.zeros(shape, np.float32) for shape in (s.x_shape, s.w_shape, s.y_shape()))
+        assert fc.kernel_for(op, *_args(op, x, w, dy), **s.kwargs).algorithm != "fft", s.name
 
 
 # The bench's 3x3 layers (batch cut to keep the suite fast: the per-element error does not depend on
@@ -243,11 +256,11 @@ ACCURACY_LAYERS += [(2, 512, 64, 14, dict(padding=1)), (1, 512, 512, 7, dict(pad
 
 @pytest.mark.parametrize("name", sorted(FFT_SHAPES))
 def test_accuracy_of_the_auto_choice_on_the_large_kernel_rows(name, rng):
-    """The bench's large-kernel rows, forward and input grad (batch cut to 1: the per-element error does
-    not depend on it)."""
+    """The bench's large-kernel rows, every op (batch cut to 1: the per-element error of the forward and
+    input grad does not depend on it; the weight grad's sum over the batch grows like its exact value)."""
     s = FFT_SHAPES[name].with_batch(1)
     x, w, dy = rng.standard_normal(s.x_shape), rng.standard_normal(s.w_shape), rng.standard_normal(s.y_shape())
-    for op in ("conv2d", "conv2d_input_grad"):
+    for op in OPS:
         args = _args(op, x, w, dy)
         args32 = _args(op, *(a.astype(np.float32) for a in (x, w, dy)))
         exact = getattr(fc, op)(*args, **s.kwargs, algorithm="direct")

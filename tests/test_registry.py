@@ -134,7 +134,8 @@ def test_every_implementation_matches_the_reference(op, impl, dtype, rng):
     ("depthwise_channels_last", dict(x=(2, 17, 4, 3), w=(17, 1, 3, 3), stride=2, padding=1, dilation=1, groups=17)),
     ("depthwise_channels_last", dict(x=(1, 18, 5, 4), w=(18, 1, 2, 3), stride=1, padding="same", dilation=2, groups=18)),
     ("pointwise_folded", dict(x=(3, 5, 2, 3), w=(7, 5, 1, 1), stride=1, padding=0, dilation=1, groups=1)),
-], ids=["dw-stride2", "dw-same-dil2", "pointwise"])
+    ("fft_t16", dict(x=(2, 3, 13, 11), w=(4, 3, 5, 4), stride=1, padding=(2, 1), dilation=(1, 2), groups=1)),
+], ids=["dw-stride2", "dw-same-dil2", "pointwise", "fft"])
 def test_forced_gradients_vs_finite_differences(variant, geo, rng):
     """Both gradient kernels of a family against central differences of its own forward (float64)."""
     kw = {k: geo[k] for k in CONV_ARGS}

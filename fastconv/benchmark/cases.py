@@ -106,11 +106,11 @@ def _algorithm(op, *args, **kwargs):
 
 
 def _forced_algorithms(op, s):
-    """The algorithms besides 'direct' that apply to a row: Winograd on 3x3 stride-1 layers, FFT on the
-    forward and input grad of stride-1 layers with larger kernels."""
+    """The algorithms besides 'direct' that apply to a row: Winograd on 3x3 stride-1 layers, FFT on every
+    op of stride-1 layers with larger kernels."""
     if not _has("cpp") or (s.stride, s.groups) != (1, 1):
         return ()
-    return ("winograd",) if s.k == 3 else ("fft",) if op != "conv2d_weight_grad" else ()
+    return ("winograd",) if s.k == 3 else ("fft",)
 
 
 def _forced(op, s, x, w, dy):
@@ -287,7 +287,7 @@ def all_cases(only=None, numba=True):
     want = (lambda g: only is None or g in only)
     rows = dense_cases([n for n in CONV_SHAPES if want(n)], numba)
     rows += dense_cases([n for n in VGG_SHAPES if want(n)], False, VGG_SHAPES, ("conv2d",))
-    rows += dense_cases([n for n in LARGE_KERNEL_SHAPES if want(n)], False, LARGE_KERNEL_SHAPES, ("conv2d",))
+    rows += dense_cases([n for n in LARGE_KERNEL_SHAPES if want(n)], False, LARGE_KERNEL_SHAPES)
     rows += plane_cases([n for n in PLANE_SHAPES if want(n)], numba)
     rows += pool_cases(numba) if want("P1") else []
     rows += tiled_cases([n for n in TILED_SHAPES if want(n)], numba)
