@@ -121,6 +121,32 @@ inline typename Vec<T>::type shift_lanes(typename Vec<T>::type lo, typename Vec<
     }
 }
 
+// s[c] := the elements p[m·u + c], u < lanes, for c < m (m = 1, 2 or 4): m vectors from m consecutive ones,
+// deinterleaved in halves by two-source shuffles (m = 4: twice).
+template <typename T, int m>
+inline void load_strided(const T* p, typename Vec<T>::type* s) {
+    using V = typename Vec<T>::type;
+    using I = typename Vec<T>::itype;
+    constexpr int L = Vec<T>::lanes;
+    static_assert(m == 1 || m == 2 || m == 4, "strides 1, 2 and 4");
+    if constexpr (m == 1) {
+        s[0] = load<V>(p);
+    } else {
+        I even, odd;
+        for (int l = 0; l < L; ++l) even[l] = 2 * l, odd[l] = 2 * l + 1;
+        const V a = load<V>(p), b = load<V>(p + L);
+        if constexpr (m == 2) {
+            s[0] = __builtin_shuffle(a, b, even), s[1] = __builtin_shuffle(a, b, odd);
+        } else {
+            const V c = load<V>(p + 2 * L), d = load<V>(p + 3 * L);
+            const V e0 = __builtin_shuffle(a, b, even), o0 = __builtin_shuffle(a, b, odd);
+            const V e1 = __builtin_shuffle(c, d, even), o1 = __builtin_shuffle(c, d, odd);
+            s[0] = __builtin_shuffle(e0, e1, even), s[2] = __builtin_shuffle(e0, e1, odd);
+            s[1] = __builtin_shuffle(o0, o1, even), s[3] = __builtin_shuffle(o0, o1, odd);
+        }
+    }
+}
+
 // p[0:n) = the first n lanes of v (n < lanes): a masked store where the ISA has one, since a
 // variable-length copy per vector costs more than the transform it stores.
 template <typename T>
@@ -138,6 +164,33 @@ inline void store_first(T* p, typename Vec<T>::type v, long n) {
 #else
     for (long l = 0; l < n; ++l) p[l] = v[l];
 #endif
+}
+
+// p[m·u + c] := s[c] lane u, for c < m, u < n <= lanes (m = 1, 2 or 4): load_strided's inverse, m vectors
+// interleaved in halves by two-source shuffles and stored whole (the last ones masked when n < lanes).
+template <typename T, int m>
+inline void store_interleaved(T* p, const typename Vec<T>::type* s, long n = Vec<T>::lanes) {
+    using V = typename Vec<T>::type;
+    using I = typename Vec<T>::itype;
+    constexpr int L = Vec<T>::lanes;
+    static_assert(m == 1 || m == 2 || m == 4, "strides 1, 2 and 4");
+    auto put = [&](int k, V v) {  // vector k of the m·n elements
+        const long count = m * n - k * L;
+        if (count >= L) store(p + k * L, v);
+        else if (count > 0) store_first<T>(p + k * L, v, count);
+    };
+    I lo, hi;  // the zip of the first (second) halves of two vectors
+    for (int l = 0; l < L; ++l) lo[l] = (l % 2 ? L : 0) + l / 2, hi[l] = lo[l] + L / 2;
+    if constexpr (m == 1) {
+        put(0, s[0]);
+    } else if constexpr (m == 2) {
+        put(0, __builtin_shuffle(s[0], s[1], lo)), put(1, __builtin_shuffle(s[0], s[1], hi));
+    } else {
+        const V e0 = __builtin_shuffle(s[0], s[2], lo), e1 = __builtin_shuffle(s[0], s[2], hi);
+        const V o0 = __builtin_shuffle(s[1], s[3], lo), o1 = __builtin_shuffle(s[1], s[3], hi);
+        put(0, __builtin_shuffle(e0, o0, lo)), put(1, __builtin_shuffle(e0, o0, hi));
+        put(2, __builtin_shuffle(e1, o1, lo)), put(3, __builtin_shuffle(e1, o1, hi));
+    }
 }
 
 // v[r] = the first `cols` elements of row r of src (row stride ld) for r < rows, zero everywhere else

@@ -110,7 +110,7 @@ struct PlaneMap {
 // Scratch of the transforms of a chunk of P tiles, rows of tw (elements).
 template <typename T, int m>
 inline long transform_scratch(long P, long tw) {
-    return (m + 2) * (m + 2) * round_up(P, Vec<T>::lanes) + m * (tw + 1);
+    return (m + 2) * (m + 2) * round_up(P, Vec<T>::lanes) + m * (tw + 1 + Vec<T>::lanes);
 }
 
 // The tiles of one channel into the transform domain: for tiles t of the chunk,
@@ -119,14 +119,17 @@ inline long transform_scratch(long P, long tw) {
 // of its image (x + image·image_stride) placed by pm (zero outside the plane).
 // Input transform: M = Bᵀ (patch m+2); the weight gradient's dy transform: M = A (patch m).
 // Patch column c of every tile is first gathered into a row of its own (cols[r][c][t]) from a zero-padded
-// copy of the plane row, by strided loads: copying each run with memcpy cost a call per few tiles.
+// copy of the plane row, L tiles at a time by deinterleaving shuffles (load_strided): the patch columns c
+// and m + c of tiles u.. are the elements m·u + c of the row and of the row one tile on.
 template <typename T, const auto& M, int m>
 void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneMap& pm, const TileRows& tr, T* out,
                      long ld, T* buf) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, R = M.rows, Cn = M.cols;
+    static_assert(Cn <= 2 * m, "a patch spans at most two tiles' columns");
     const long P = tr.tiles(), Pv = round_up(P, L), len = tr.tw + 1;
     T *cols = buf, *padded = buf + Cn * Cn * Pv;
+    std::fill(padded + m * len, padded + m * (len + L), T(0));  // read into the lanes past the row's last tile
     for (long rr = 0; rr < tr.rows; ++rr) {
         const T* plane = x + tr.image(rr) * image_stride;
         for (int r = 0; r < Cn; ++r) {
@@ -135,14 +138,28 @@ void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneM
             if (h >= 0 && h < H && pm.step_w == 1) {
                 const long lo = std::max(0L, -pm.off_w), hi = std::min(m * len, W - pm.off_w);
                 if (hi > lo) std::memcpy(padded + lo, plane + h * W + lo + pm.off_w, (hi - lo) * sizeof(T));
-            } else if (h >= 0 && h < H) {
-                for (long j = 0, col = pm.off_w; j < m * len; ++j, col += pm.step_w)
-                    if (col >= 0 && col < W) padded[j] = plane[h * W + col];
+            } else if (h >= 0 && h < H) {  // a dilated layer's phase: every step_w-th column
+                const long st = pm.step_w, lo = std::max(0L, ceil_div(-pm.off_w, st));
+                const long hi = std::min(m * len, ceil_div(W - pm.off_w, st));
+                long j = lo;
+                if (st == 2)  // whole vectors while their pairs lie inside the row
+                    for (V pair[2]; j + L <= hi && pm.off_w + 2 * (j + L) <= W; j += L) {
+                        load_strided<T, 2>(plane + h * W + pm.off_w + 2 * j, pair);
+                        store(padded + j, pair[0]);
+                    }
+                for (; j < hi; ++j) padded[j] = plane[h * W + pm.off_w + j * st];
             }
-            const long cb = tr.col_begin(rr), ce = tr.col_end(rr);
-            for (int c = 0; c < Cn; ++c) {
-                T* dst = cols + (r * Cn + c) * Pv + tr.t_of(rr);
-                for (long u = cb; u < ce; ++u) dst[u] = padded[m * u + c];
+            const long ce = tr.col_end(rr);
+            for (long u0 = tr.col_begin(rr); u0 < ce; u0 += L) {
+                V s[2 * m];
+                load_strided<T, m>(padded + m * u0, s);
+                if constexpr (Cn > m) load_strided<T, m>(padded + m * u0 + m, s + m);
+                const long n = std::min<long>(L, ce - u0);
+                for (int c = 0; c < Cn; ++c) {
+                    T* dst = cols + (r * Cn + c) * Pv + tr.t_of(rr) + u0;
+                    if (n == L) store(dst, s[c]);
+                    else store_first<T>(dst, s[c], n);
+                }
             }
         }
     }
@@ -202,10 +219,13 @@ void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, 
             const T* ph = buf + i * m * Pv + tr.t_of(rr);
             const long ue = tr.col_end(rr);
             long u = tr.col_begin(rr);
-            if (pm.step_w == 1)
-                for (; u < ue && m * u + m <= Wg; ++u)
-#pragma GCC unroll 8
-                    for (int j = 0; j < m; ++j) row[m * u + j] = ph[j * Pv + u] + bias;
+            if (pm.step_w == 1)  // up to a vector of the tiles whose m columns lie inside the grid
+                for (V s[m]; u < ue && m * u + m <= Wg;) {
+                    const long n = std::min<long>({L, ue - u, Wg / m - u});
+                    for (int j = 0; j < m; ++j) s[j] = load<V>(ph + j * Pv + u) + broadcast<V>(bias);
+                    store_interleaved<T, m>(row + m * u, s, n);
+                    u += n;
+                }
             for (; u < ue && m * u < Wg; ++u)
                 for (int j = 0; j < m && m * u + j < Wg; ++j) row[(m * u + j) * pm.step_w] = ph[j * Pv + u] + bias;
         }

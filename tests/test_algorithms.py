@@ -39,15 +39,21 @@ def _rel_err(got, exact):
     return float(np.abs(got - exact).max() / np.abs(exact).max())
 
 
+# Rows of a few tiles and of more tiles than a vector holds (the transforms' gathers and scatters run
+# a vector of tiles at a time, the last one partial), undilated and dilated (the stride phases' rows).
 @pytest.mark.parametrize("op", OPS)
-def test_forced_winograd_matches_direct_in_every_tile(op, rng):
-    x, w, dy = _problem(rng, 2, 5, 7, 11, 13, np.float64)
-    exact = getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="direct")
+@pytest.mark.parametrize("W, kw", [(13, dict(padding=1)), (75, dict(padding=1)), (83, dict(padding=2, dilation=2)),
+                                   (70, dict(padding=(1, 3), dilation=(1, 2)))], ids=["13", "75", "83-d2", "70-d12"])
+def test_forced_winograd_matches_direct_in_every_tile(op, W, kw, rng):
+    x, w, dy = _problem(rng, 2, 5, 7, 11, W, np.float64, **kw)
+    exact = getattr(fc, op)(*_args(op, x, w, dy), **kw, algorithm="direct")
     for tile in TILES:
-        with fc.use_kernel(f"{op}__winograd_{tile}"):
-            got = getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="winograd")
-        assert _rel_err(got, exact) < 1e-13
-    assert fc.kernel_for(op, *_args(op, x, w, dy), padding=1, algorithm="winograd").algorithm == "winograd"
+        for dtype, bound in ((np.float64, 1e-13), (np.float32, 1e-5)):
+            with fc.use_kernel(f"{op}__winograd_{tile}"):
+                got = getattr(fc, op)(*(a.astype(dtype) if isinstance(a, np.ndarray) else a
+                                        for a in _args(op, x, w, dy)), **kw, algorithm="winograd")
+            assert got.dtype == dtype and _rel_err(got, exact) < bound
+    assert fc.kernel_for(op, *_args(op, x, w, dy), **kw, algorithm="winograd").algorithm == "winograd"
 
 
 @pytest.mark.parametrize("dtype, bound", [(np.float32, 1e-5), (np.float64, 1e-13)])
