@@ -173,29 +173,34 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
     transform_weights<T, m>(w, K, C, flipped, Ap.data(), ap);
     const int nt = threads_for(ceil_div(t0.rows_total * t0.tw, pc) * phases, s.flops() / 4);
     const long vsize = a * a * C * pc, msize = a * a * K * pc + L, bsize = packed_b_size<T>(C, pc);
-    PerThread<T> work(nt, vsize + msize + bsize + transform_scratch<T, m>(pc, t0.tw));
-    Stop stop;
+    PerThread<T> work(nt, vsize + msize + bsize + transform_scratch<T, m>(pc));
+    // The chunks of every phase in one parallel loop: phase k's are tasks first[k] .. first[k + 1] - 1.
+    std::vector<long> first(phases + 1, 0), chunk_size(phases, 1);
     for (long k = 0; k < phases; ++k) {
-        const Phase ph(s, k);
-        Tiling tl(s.N, ph, m);
-        if (tl.rows_total == 0 || tl.tw == 0) continue;
-        const long tiles = tl.rows_total * tl.tw, P = k == 0 ? pc : chunk_tiles(tiles, pc, NR, nth, c0);
+        const Tiling tl(s.N, Phase(s, k), m);
+        const long tiles = tl.rows_total * tl.tw;
+        chunk_size[k] = k == 0 ? pc : chunk_tiles(std::max(tiles, 1L), pc, NR, nth, c0);
+        first[k + 1] = first[k] + ceil_div(tiles, chunk_size[k]);
+    }
+    Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
-        for (long chunk = 0; chunk < ceil_div(tiles, P); ++chunk) {
-            if (stop()) continue;
-            T *V = work.get(), *M = V + vsize, *Bp = M + msize, *buf = Bp + bsize;
-            const TileRows tr = chunk_rows(tl, P, chunk);
-            std::fill(M + msize - L, M + msize, T(0));  // read past by the last vector of the inverse
-            for (long c = 0; c < C; ++c)
-                transform_tiles<T, Winograd<m>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr, V + c * pc,
-                                                       C * pc, buf);
-            for (int e = 0; e < a * a; ++e)
-                gemm_packed(K, tr.tiles(), C, Ap.data() + e * ap, StridedB<T>{V + e * C * pc, pc, 1}, Bp,
-                            M + e * K * pc, pc, false);
-            for (long o = 0; o < K; ++o)
-                inverse_tiles<T, m>(M + o * pc, K * pc, tr, b ? b[o] : T(0), y + o * s.HW_out(), K * s.HW_out(), ph.Hg,
-                                    ph.Wg, s.W_out, ph.out, buf);
-        }
+    for (long task = 0; task < first[phases]; ++task) {
+        if (stop()) continue;
+        const long k = std::upper_bound(first.begin(), first.end(), task) - first.begin() - 1;
+        const Phase ph(s, k);
+        const Tiling tl(s.N, ph, m);
+        T *V = work.get(), *M = V + vsize, *Bp = M + msize, *buf = Bp + bsize;
+        const TileRows tr = chunk_rows(tl, chunk_size[k], task - first[k]);
+        std::fill(M + msize - L, M + msize, T(0));  // read past by the last vector of the inverse
+        for (long c = 0; c < C; ++c)
+            transform_tiles<T, Winograd<m>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr, V + c * pc,
+                                                   C * pc, buf);
+        for (int e = 0; e < a * a; ++e)
+            gemm_packed(K, tr.tiles(), C, Ap.data() + e * ap, StridedB<T>{V + e * C * pc, pc, 1}, Bp,
+                        M + e * K * pc, pc, false);
+        for (long o = 0; o < K; ++o)
+            inverse_tiles<T, m>(M + o * pc, K * pc, tr, b ? b[o] : T(0), y + o * s.HW_out(), K * s.HW_out(), ph.Hg,
+                                ph.Wg, s.W_out, ph.out, buf);
     }
 }
 
@@ -230,7 +235,7 @@ void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape
     Buffer<T> Z(S * zsize);
     const int nt = threads_for(S, s.flops() / 4);
     const long vsize = a * a * C * pc, ysize = a * a * K * pc, ap = packed_a_size<T>(K, pc);
-    const long bsize = packed_b_size<T>(pc, C), scratch = transform_scratch<T, m>(pc, t0.tw);
+    const long bsize = packed_b_size<T>(pc, C), scratch = transform_scratch<T, m>(pc);
     PerThread<T> work(nt, vsize + ysize + ap + bsize + scratch);
     Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)

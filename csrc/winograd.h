@@ -107,10 +107,42 @@ struct PlaneMap {
     long step_h, step_w, off_h, off_w;
 };
 
-// Scratch of the transforms of a chunk of P tiles, rows of tw (elements).
+// Scratch of the transforms of a chunk of P tiles (elements): transform_tiles' copied rows, or
+// inverse_tiles' outputs and the vector it reads past them.
 template <typename T, int m>
-inline long transform_scratch(long P, long tw) {
-    return (m + 2) * (m + 2) * round_up(P, Vec<T>::lanes) + m * (tw + 1 + Vec<T>::lanes);
+inline long transform_scratch(long P) {
+    return std::max(2 * (m + 2) * m * round_up(P, Vec<T>::lanes), m * m * round_up(P, Vec<T>::lanes) + Vec<T>::lanes);
+}
+
+// dst[j - j0] := column j of a grid whose column j is the plane row's column off + j·step (zero outside
+// [0, W)), for j0 <= j < j1; src: the plane row, or nullptr (a row outside the plane: zeros). By step 2,
+// whole vectors of the even elements of pairs inside the row (or the odd ones of the pairs one element
+// back).
+template <typename T>
+inline void grid_row(const T* src, long W, long off, long step, long j0, long j1, T* dst) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes;
+    const long lo = src ? std::clamp(ceil_div(std::max(0L, -off), step), j0, j1) : j1;
+    const long hi = src ? std::clamp(W - off > 0 ? ceil_div(W - off, step) : 0L, lo, j1) : j1;
+    std::fill(dst, dst + (lo - j0), T(0));
+    std::fill(dst + (hi - j0), dst + (j1 - j0), T(0));
+    if (!src) return;
+    long j = lo;
+    if (step == 1)  // in vectors, not memcpy: the rows are a few vectors long, and a call costs more
+        for (; j + L <= hi; j += L) store(dst + (j - j0), load<V>(src + off + j));
+    for (V pair[2]; step == 2 && j + L <= hi; j += L) {
+        const long col = off + 2 * j;
+        if (col + 2 * L <= W) {
+            load_strided<T, 2>(src + col, pair);
+            store(dst + (j - j0), pair[0]);
+        } else if (col >= 1) {
+            load_strided<T, 2>(src + col - 1, pair);
+            store(dst + (j - j0), pair[1]);
+        } else {
+            break;
+        }
+    }
+    for (; j < hi; ++j) dst[j - j0] = src[off + j * step];
 }
 
 // The tiles of one channel into the transform domain: for tiles t of the chunk,
@@ -118,58 +150,36 @@ inline long transform_scratch(long P, long tw) {
 // d_t the M.cols x M.cols patch at grid rows m·(tile row).., columns m·(tile column).. of the H x W plane
 // of its image (x + image·image_stride) placed by pm (zero outside the plane).
 // Input transform: M = Bᵀ (patch m+2); the weight gradient's dy transform: M = A (patch m).
-// Patch column c of every tile is first gathered into a row of its own (cols[r][c][t]) from a zero-padded
-// copy of the plane row, L tiles at a time by deinterleaving shuffles (load_strided): the patch columns c
-// and m + c of tiles u.. are the elements m·u + c of the row and of the row one tile on.
+// Patch row r of every tile of the chunk is first copied into one row, cat[r][m·t + j] = the patch's
+// column j < m, and (patches of m+2 columns) its columns m.. into a second, from one tile on: a vector of
+// tiles' patch column c is then the elements m·t + c (c < m) of one or the other, deinterleaved by
+// shuffles (load_strided) whether the vector spans one tile row or several.
 template <typename T, const auto& M, int m>
 void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneMap& pm, const TileRows& tr, T* out,
                      long ld, T* buf) {
     using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes, R = M.rows, Cn = M.cols;
+    constexpr int L = Vec<T>::lanes, R = M.rows, Cn = M.cols, rows_per_patch = Cn > m ? 2 : 1;
     static_assert(Cn <= 2 * m, "a patch spans at most two tiles' columns");
-    const long P = tr.tiles(), Pv = round_up(P, L), len = tr.tw + 1;
-    T *cols = buf, *padded = buf + Cn * Cn * Pv;
-    std::fill(padded + m * len, padded + m * (len + L), T(0));  // read into the lanes past the row's last tile
+    const long P = tr.tiles(), Pv = round_up(P, L), len = m * Pv;  // elements of one copied row
+    T* const cat = buf;  // cat[(r·rows_per_patch + half)·len + m·t + j]
     for (long rr = 0; rr < tr.rows; ++rr) {
         const T* plane = x + tr.image(rr) * image_stride;
+        const long cb = tr.col_begin(rr), ce = tr.col_end(rr), at = m * (tr.t_of(rr) + cb);
         for (int r = 0; r < Cn; ++r) {
             const long h = (tr.tile_row(rr) * m + r) * pm.step_h + pm.off_h;
-            std::fill(padded, padded + m * len, T(0));  // grid column j of row h to padded[j]
-            if (h >= 0 && h < H && pm.step_w == 1) {
-                const long lo = std::max(0L, -pm.off_w), hi = std::min(m * len, W - pm.off_w);
-                if (hi > lo) std::memcpy(padded + lo, plane + h * W + lo + pm.off_w, (hi - lo) * sizeof(T));
-            } else if (h >= 0 && h < H) {  // a dilated layer's phase: every step_w-th column
-                const long st = pm.step_w, lo = std::max(0L, ceil_div(-pm.off_w, st));
-                const long hi = std::min(m * len, ceil_div(W - pm.off_w, st));
-                long j = lo;
-                if (st == 2)  // whole vectors while their pairs lie inside the row
-                    for (V pair[2]; j + L <= hi && pm.off_w + 2 * (j + L) <= W; j += L) {
-                        load_strided<T, 2>(plane + h * W + pm.off_w + 2 * j, pair);
-                        store(padded + j, pair[0]);
-                    }
-                for (; j < hi; ++j) padded[j] = plane[h * W + pm.off_w + j * st];
-            }
-            const long ce = tr.col_end(rr);
-            for (long u0 = tr.col_begin(rr); u0 < ce; u0 += L) {
-                V s[2 * m];
-                load_strided<T, m>(padded + m * u0, s);
-                if constexpr (Cn > m) load_strided<T, m>(padded + m * u0 + m, s + m);
-                const long n = std::min<long>(L, ce - u0);
-                for (int c = 0; c < Cn; ++c) {
-                    T* dst = cols + (r * Cn + c) * Pv + tr.t_of(rr) + u0;
-                    if (n == L) store(dst, s[c]);
-                    else store_first<T>(dst, s[c], n);
-                }
-            }
+            const T* src = h >= 0 && h < H ? plane + h * W : nullptr;
+            for (int half = 0; half < rows_per_patch; ++half)
+                grid_row(src, W, pm.off_w, pm.step_w, m * (cb + half), m * (ce + half),
+                         cat + (r * rows_per_patch + half) * len + at);
         }
     }
-    for (int k = 0; k < Cn * Cn; ++k) std::fill(cols + k * Pv + P, cols + (k + 1) * Pv, T(0));
+    for (int k = 0; k < Cn * rows_per_patch; ++k) std::fill(cat + k * len + m * P, cat + (k + 1) * len, T(0));
     for (long t0 = 0; t0 < P; t0 += L) {
         V rows[Cn][R];  // each patch row transformed along its columns
         for (int r = 0; r < Cn; ++r) {
-            V in[Cn];
-#pragma GCC unroll 8
-            for (int c = 0; c < Cn; ++c) in[c] = load<V>(cols + (r * Cn + c) * Pv + t0);
+            V in[2 * m];
+            load_strided<T, m>(cat + r * rows_per_patch * len + m * t0, in);
+            if constexpr (Cn > m) load_strided<T, m>(cat + (r * rows_per_patch + 1) * len + m * t0, in + m);
             mat_apply<T, M>(in, rows[r]);
         }
         const long n = std::min<long>(L, P - t0);
