@@ -89,23 +89,31 @@ bool implicit_weight_grad_worth(const ConvShape& s) {
 // per 8 input channels (each chunk of tiles streams all (m+2)² transformed weight matrices, 36/16 as many
 // for F(4x4)). Thresholds measured on the bench layers and a sweep of 3x3 layers, and again on 7x7 to
 // 28x28 layers of 128 to 512 channels at batch 1 to 32 once large scratch stayed mapped across calls
-// (scratch.h; docs/performance.md). Dilated layers stay direct: the dense kernels' own
-// per-phase transforms gather strided columns one by one, which measured slower than the direct kernels,
-// and the split kernels below no faster.
-inline long winograd_tiles(const ConvShape& s, int m) { return s.N * ceil_div(s.H_out, m) * ceil_div(s.W_out, m); }
-inline bool winograd_deep(const ConvShape& s, long product) {
-    return s.dil_h == 1 && s.dil_w == 1 && s.C_in >= 16 && s.C_out >= 16 && s.C_in * s.C_out >= product;
+// (scratch.h; docs/performance.md). Layers dilated by 2 run their forward and input grad on the stride
+// phases (whose every-second columns the transforms load and store as vectors): on the bench's S5
+// level with the direct kernels, on deeper ones (128 and 256 channels, 28x28 and 14x14) 1.1-1.5x faster.
+// Their weight gradient, and larger dilations (columns one by one), stay direct; so do the split kernels
+// below, which measured no faster.
+inline long winograd_tiles(const ConvShape& s, int m) {  // summed over the phases of a dilated layer
+    long rows = 0, cols = 0;
+    for (long q = 0; q < s.dil_h; ++q) rows += ceil_div(ceil_div(std::max(0L, s.H_out - q), s.dil_h), m);
+    for (long r = 0; r < s.dil_w; ++r) cols += ceil_div(ceil_div(std::max(0L, s.W_out - r), s.dil_w), m);
+    return s.N * rows * cols;
+}
+inline bool winograd_deep(const ConvShape& s, long product, long max_dilation) {
+    return s.dil_h <= max_dilation && s.dil_w <= max_dilation && s.C_in >= 16 && s.C_out >= 16 &&
+           s.C_in * s.C_out >= product;
 }
 template <int m>
 bool winograd_worth(const ConvShape& s) {
-    return winograd_deep(s, 2048) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 8 : std::max(32L, s.C_in / 16));
+    return winograd_deep(s, 2048, 2) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 8 : std::max(32L, s.C_in / 16));
 }
 template <int m>
 bool winograd_input_grad_worth(const ConvShape& s) { return winograd_worth<m>(input_grad_as_forward(s)); }
 // The weight gradient's GEMMs reduce over the tiles, so fewer tiles per channel still pay.
 template <int m>
 bool winograd_weight_grad_worth(const ConvShape& s) {
-    return winograd_deep(s, 1024) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 4 : s.C_in / 16);
+    return winograd_deep(s, 1024, 1) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 4 : s.C_in / 16);
 }
 
 // The split layers (winograd_split.h) measured no faster than the direct kernels on the bench's S2 and S5

@@ -166,6 +166,34 @@ inline void store_first(T* p, typename Vec<T>::type v, long n) {
 #endif
 }
 
+// p[2·i] := lane i of v for i < n <= lanes, leaving p[2·i + 1] unwritten: masked stores of v's lanes
+// spread to every second position where the ISA has them (another thread may be writing the odd ones).
+template <typename T>
+inline void store_every_other(T* p, typename Vec<T>::type v, long n) {
+#if defined(__AVX512F__) || defined(__AVX2__)
+    using I = typename Vec<T>::itype;
+    constexpr int L = Vec<T>::lanes;
+    for (int half = 0; half < 2 && n > half * L / 2; ++half) {
+        const long count = std::min<long>(L / 2, n - half * L / 2);  // lanes of v this half stores
+        I idx;
+        for (int l = 0; l < L; ++l) idx[l] = half * L / 2 + l / 2;
+        const typename Vec<T>::type spread = __builtin_shuffle(v, idx);
+#if defined(__AVX512F__)
+        const unsigned bits = 0x55555555u & ((1u << (2 * count - 1)) * 2 - 1);  // even lanes below 2·count
+        if constexpr (sizeof(T) == 4) _mm512_mask_storeu_ps(p + half * L, (__mmask16)bits, (__m512)spread);
+        else _mm512_mask_storeu_pd(p + half * L, (__mmask8)bits, (__m512d)spread);
+#else
+        I mask;
+        for (int l = 0; l < L; ++l) mask[l] = l % 2 == 0 && l / 2 < count ? -1 : 0;
+        if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(p + half * L, (__m256i)mask, (__m256)spread);
+        else _mm256_maskstore_pd(p + half * L, (__m256i)mask, (__m256d)spread);
+#endif
+    }
+#else
+    for (long i = 0; i < n; ++i) p[2 * i] = v[i];
+#endif
+}
+
 // p[m·u + c] := s[c] lane u, for c < m, u < n <= lanes (m = 1, 2 or 4): load_strided's inverse, m vectors
 // interleaved in halves by two-source shuffles and stored whole (the last ones masked when n < lanes).
 template <typename T, int m>

@@ -229,11 +229,18 @@ void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, 
             const T* ph = buf + i * m * Pv + tr.t_of(rr);
             const long ue = tr.col_end(rr);
             long u = tr.col_begin(rr);
-            if (pm.step_w == 1)  // up to a vector of the tiles whose m columns lie inside the grid
+            if (pm.step_w <= 2)  // up to a vector of the tiles whose m columns lie inside the grid
                 for (V s[m]; u < ue && m * u + m <= Wg;) {
                     const long n = std::min<long>({L, ue - u, Wg / m - u});
                     for (int j = 0; j < m; ++j) s[j] = load<V>(ph + j * Pv + u) + broadcast<V>(bias);
-                    store_interleaved<T, m>(row + m * u, s, n);
+                    if (pm.step_w == 1) {
+                        store_interleaved<T, m>(row + m * u, s, n);
+                    } else {  // a dilated layer's phase: every second column, spread from their sequence
+                        alignas(64) T seq[m * L];
+                        store_interleaved<T, m>(seq, s, n);
+                        for (long k = 0; k < m * n; k += L)
+                            store_every_other<T>(row + 2 * (m * u + k), load<V>(seq + k), std::min<long>(L, m * n - k));
+                    }
                     u += n;
                 }
             for (; u < ue && m * u < Wg; ++u)

@@ -166,6 +166,10 @@ def test_the_last_implementation_of_every_op_runs_every_problem(rng):
     ("conv2d", [(2, 16, 2, 2), (8, 16, 1, 1)], {}, "conv2d__pointwise_folded"),
     ("conv2d", [(2, 32, 8, 8), (32, 1, 3, 3)], dict(stride=2, padding=1, groups=32), "conv2d__depthwise_channels_last"),
     ("conv2d", [(2, 32, 2, 2), (32, 1, 3, 3)], dict(padding=1, groups=32), "conv2d__depthwise_channels_last"),
+    # dilated by 2: Winograd on the phases of deep layers, the direct kernels on shallow ones and beyond 2
+    ("conv2d", [(2, 128, 28, 28), (128, 128, 3, 3)], dict(padding=2, dilation=2), "conv2d__winograd_f4x3"),
+    ("conv2d", [(2, 32, 28, 28), (32, 32, 3, 3)], dict(padding=2, dilation=2), "conv2d__implicit_gemm"),
+    ("conv2d", [(2, 128, 28, 28), (128, 128, 3, 3)], dict(padding=3, dilation=3), "conv2d__implicit_gemm"),
     ("correlate2d", [(40, 40), (9, 9)], {}, "conv2d__depthwise"),
     ("conv_transpose2d", [(2, 32, 8, 32), (32, 16, 3, 3)], dict(padding=1), "conv2d_input_grad__implicit_gemm"),
     ("conv2d_input_grad", [(2, 16, 7, 7), (16, 8, 3, 3), (2, 8, 9, 9)], dict(stride=1), "conv2d_input_grad__packed_gemm"),
@@ -178,7 +182,7 @@ def test_kernel_for_names_what_runs(op, args, kwargs, expected, rng):
         arrays = [randn(rng, args[0], np.float32), randn(rng, args[1], np.float32), args[2]]
     k = fc.kernel_for(op, *arrays, **kwargs)
     assert k.name == expected and k.isa == fc.isa()
-    assert str(k) == f"{expected} ({fc.isa()})"
+    assert str(k) == f"{expected} ({fc.isa()}" + (f", {k.algorithm} {k.tile})" if k.tile else ")")
 
 
 def test_forcing_errors(rng):
