@@ -10,7 +10,7 @@
 // images) at a time, so that small planes fill the vectors as well as large ones.
 #pragma once
 
-#include <cstring>
+#include <algorithm>
 #include <utility>
 
 #include "conv2d.h"
