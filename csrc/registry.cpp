@@ -93,7 +93,10 @@ bool implicit_weight_grad_worth(const ConvShape& s) {
 // phases (whose every-second columns the transforms load and store as vectors): on the bench's S5
 // level with the direct kernels, on deeper ones (128 and 256 channels, 28x28 and 14x14) 1.1-1.5x faster.
 // Their weight gradient, and larger dilations (columns one by one), stay direct; so do the split kernels
-// below, which measured no faster.
+// below, which measured no faster. F(4x4,5x5) takes 4 multiplies per output and channel pair where the
+// direct kernels take 25; on a sweep of 5x5 layers (8x8 to 56x56 planes, 3 to 256 channels) its forward
+// and input grad paid from 16 x 32 channels, its weight gradient from 32 x 64 (docs/performance.md).
+// Dilated 5x5 layers stay direct: not measured.
 inline long winograd_tiles(const ConvShape& s, int m) {  // summed over the phases of a dilated layer
     long rows = 0, cols = 0;
     for (long q = 0; q < s.dil_h; ++q) rows += ceil_div(ceil_div(std::max(0L, s.H_out - q), s.dil_h), m);
@@ -115,11 +118,15 @@ template <int m>
 bool winograd_weight_grad_worth(const ConvShape& s) {
     return winograd_deep(s, 1024, 1) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 4 : s.C_in / 16);
 }
+bool winograd5_worth(const ConvShape& s) { return winograd_deep(s, 512, 1) && winograd_tiles(s, 4) >= s.C_in / 8; }
+bool winograd5_input_grad_worth(const ConvShape& s) { return winograd5_worth(input_grad_as_forward(s)); }
+bool winograd5_weight_grad_worth(const ConvShape& s) {
+    return winograd_deep(s, 2048, 1) && winograd_tiles(s, 4) >= s.C_in / 4;
+}
 
-// The split layers (winograd_split.h) measured no faster than the direct kernels on the bench's S2 and S5
-// rows and on 5x5 layers of 14x14 to 56x56 planes (docs/performance.md): the dense kernels' transforms
-// on planes of 18 rows, and the copies, take what the fewer multiplies save. 'auto' leaves them out;
-// algorithm='winograd' or use_kernel runs them.
+// The split dilated layers (winograd_split.h) measured no faster than the direct kernels on the bench's S5
+// row: the dense kernels' transforms on planes of 18 rows, and the copies, take what the fewer multiplies
+// save. 'auto' leaves them out; use_kernel runs them.
 template <typename S>
 bool never(const S&) {
     return false;
@@ -249,19 +256,17 @@ struct Lists {
          finite_forward<T, conv2d_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
         {"conv2d__winograd_dilated_f2x3", winograd_dilated_why_not, never,
          finite_forward<T, conv2d_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
-        {"conv2d__winograd_f4x3", winograd_why_not, winograd_worth<4>, finite_forward<T, conv2d_winograd<T, 4>>,
+        {"conv2d__winograd_f4x3", winograd_why_not<3>, winograd_worth<4>, finite_forward<T, conv2d_winograd<T, 4>>,
          "winograd", "F(4x4,3x3)"},
-        {"conv2d__winograd_f2x3", winograd_why_not, winograd_worth<2>, finite_forward<T, conv2d_winograd<T, 2>>,
+        {"conv2d__winograd_f2x3", winograd_why_not<3>, winograd_worth<2>, finite_forward<T, conv2d_winograd<T, 2>>,
          "winograd", "F(2x2,3x3)"},
+        {"conv2d__winograd_f4x5", winograd_why_not<5>, winograd5_worth, finite_forward<T, conv2d_winograd<T, 4, 5>>,
+         "winograd", "F(4x4,5x5)"},
         {"conv2d__fft_t32", fft_why_not<T, 32>, fft_worth<T, 32>, finite_forward<T, conv2d_fft<T, 32>>, "fft", "32x32"},
         {"conv2d__fft_t64", fft_why_not<T, 64>, fft_worth<T, 64>, finite_forward<T, conv2d_fft<T, 64>>, "fft", "64x64"},
         {"conv2d__fft_t128", fft_why_not<T, 128>, fft_worth<T, 128>, finite_forward<T, conv2d_fft<T, 128>>, "fft",
          "128x128"},
         {"conv2d__fft_t16", fft_why_not<T, 16>, fft_worth<T, 16>, finite_forward<T, conv2d_fft<T, 16>>, "fft", "16x16"},
-        {"conv2d__winograd5_f4x3", winograd5_why_not, never, finite_forward<T, conv2d_winograd5<T, 4>>,
-         "winograd", "F(4x4,3x3) 5x5 pieces"},
-        {"conv2d__winograd5_f2x3", winograd5_why_not, never, finite_forward<T, conv2d_winograd5<T, 2>>,
-         "winograd", "F(2x2,3x3) 5x5 pieces"},
         {"conv2d__depthwise_channels_last", channels_last_why_not, channels_last_worth<T>,
          unpadded_forward<T, ConvShape, conv2d_depthwise_channels_last<T>>},
         {"conv2d__depthwise", depthwise_why_not, depthwise_worth,
@@ -276,10 +281,12 @@ struct Lists {
          finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
         {"conv2d_input_grad__winograd_dilated_f2x3", winograd_dilated_why_not, never,
          finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
-        {"conv2d_input_grad__winograd_f4x3", winograd_input_grad_why_not, winograd_input_grad_worth<4>,
+        {"conv2d_input_grad__winograd_f4x3", winograd_input_grad_why_not<3>, winograd_input_grad_worth<4>,
          finite_input_grad<T, conv2d_input_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
-        {"conv2d_input_grad__winograd_f2x3", winograd_input_grad_why_not, winograd_input_grad_worth<2>,
+        {"conv2d_input_grad__winograd_f2x3", winograd_input_grad_why_not<3>, winograd_input_grad_worth<2>,
          finite_input_grad<T, conv2d_input_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
+        {"conv2d_input_grad__winograd_f4x5", winograd_input_grad_why_not<5>, winograd5_input_grad_worth,
+         finite_input_grad<T, conv2d_input_grad_winograd<T, 4, 5>>, "winograd", "F(4x4,5x5)"},
         {"conv2d_input_grad__fft_t32", fft_input_grad_why_not<T, 32>, fft_input_grad_worth<T, 32>,
          finite_input_grad<T, conv2d_input_grad_fft<T, 32>>, "fft", "32x32"},
         {"conv2d_input_grad__fft_t64", fft_input_grad_why_not<T, 64>, fft_input_grad_worth<T, 64>,
@@ -288,10 +295,6 @@ struct Lists {
          finite_input_grad<T, conv2d_input_grad_fft<T, 128>>, "fft", "128x128"},
         {"conv2d_input_grad__fft_t16", fft_input_grad_why_not<T, 16>, fft_input_grad_worth<T, 16>,
          finite_input_grad<T, conv2d_input_grad_fft<T, 16>>, "fft", "16x16"},
-        {"conv2d_input_grad__winograd5_f4x3", winograd5_why_not, never,
-         finite_input_grad<T, conv2d_input_grad_winograd5<T, 4>>, "winograd", "F(4x4,3x3) 5x5 pieces"},
-        {"conv2d_input_grad__winograd5_f2x3", winograd5_why_not, never,
-         finite_input_grad<T, conv2d_input_grad_winograd5<T, 2>>, "winograd", "F(2x2,3x3) 5x5 pieces"},
         {"conv2d_input_grad__depthwise_channels_last", channels_last_why_not, channels_last_worth<T>,
          unpadded_input_grad<T, ConvShape, conv2d_input_grad_depthwise_channels_last<T>>},
         {"conv2d_input_grad__depthwise", depthwise_why_not, depthwise_worth,
@@ -307,10 +310,12 @@ struct Lists {
          finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
         {"conv2d_weight_grad__winograd_dilated_f2x3", winograd_dilated_why_not, never,
          finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
-        {"conv2d_weight_grad__winograd_f4x3", winograd_why_not, winograd_weight_grad_worth<4>,
+        {"conv2d_weight_grad__winograd_f4x3", winograd_why_not<3>, winograd_weight_grad_worth<4>,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
-        {"conv2d_weight_grad__winograd_f2x3", winograd_why_not, winograd_weight_grad_worth<2>,
+        {"conv2d_weight_grad__winograd_f2x3", winograd_why_not<3>, winograd_weight_grad_worth<2>,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
+        {"conv2d_weight_grad__winograd_f4x5", winograd_why_not<5>, winograd5_weight_grad_worth,
+         finite_weight_grad<T, conv2d_weight_grad_winograd<T, 4, 5>>, "winograd", "F(4x4,5x5)"},
         {"conv2d_weight_grad__fft_t32", fft_weight_grad_why_not<T, 32>, fft_weight_grad_worth<T, 32>,
          finite_weight_grad<T, conv2d_weight_grad_fft<T, 32>>, "fft", "32x32"},
         {"conv2d_weight_grad__fft_t64", fft_weight_grad_why_not<T, 64>, fft_weight_grad_worth<T, 64>,
@@ -319,10 +324,6 @@ struct Lists {
          finite_weight_grad<T, conv2d_weight_grad_fft<T, 128>>, "fft", "128x128"},
         {"conv2d_weight_grad__fft_t16", fft_weight_grad_why_not<T, 16>, fft_weight_grad_worth<T, 16>,
          finite_weight_grad<T, conv2d_weight_grad_fft<T, 16>>, "fft", "16x16"},
-        {"conv2d_weight_grad__winograd5_f4x3", winograd5_why_not, never,
-         finite_weight_grad<T, conv2d_weight_grad_winograd5<T, 4>>, "winograd", "F(4x4,3x3) 5x5 pieces"},
-        {"conv2d_weight_grad__winograd5_f2x3", winograd5_why_not, never,
-         finite_weight_grad<T, conv2d_weight_grad_winograd5<T, 2>>, "winograd", "F(2x2,3x3) 5x5 pieces"},
         {"conv2d_weight_grad__depthwise_channels_last", channels_last_why_not, channels_last_weight_grad_worth<T>,
          unpadded_weight_grad<T, ConvShape, conv2d_weight_grad_depthwise_channels_last<T>>},
         {"conv2d_weight_grad__depthwise", depthwise_why_not, depthwise_worth,

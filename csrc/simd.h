@@ -121,36 +121,68 @@ inline typename Vec<T>::type shift_lanes(typename Vec<T>::type lo, typename Vec<
     }
 }
 
-// s[c] := the elements p[m·u + c], u < lanes, for c < m (m = 1, 2 or 4): m vectors from m consecutive ones,
+// s[c] := the elements m·u + c, u < lanes, of the m·lanes elements in v[0..m), for c < m (m = 1, 2 or 4):
 // deinterleaved in halves by two-source shuffles (m = 4: twice).
 template <typename T, int m>
-inline void load_strided(const T* p, typename Vec<T>::type* s) {
+inline void deinterleave(const typename Vec<T>::type* v, typename Vec<T>::type* s) {
     using V = typename Vec<T>::type;
     using I = typename Vec<T>::itype;
     constexpr int L = Vec<T>::lanes;
     static_assert(m == 1 || m == 2 || m == 4, "strides 1, 2 and 4");
     if constexpr (m == 1) {
-        s[0] = load<V>(p);
+        s[0] = v[0];
     } else {
         I even, odd;
         for (int l = 0; l < L; ++l) even[l] = 2 * l, odd[l] = 2 * l + 1;
-        const V a = load<V>(p), b = load<V>(p + L);
         if constexpr (m == 2) {
-            s[0] = __builtin_shuffle(a, b, even), s[1] = __builtin_shuffle(a, b, odd);
+            s[0] = __builtin_shuffle(v[0], v[1], even), s[1] = __builtin_shuffle(v[0], v[1], odd);
         } else {
-            const V c = load<V>(p + 2 * L), d = load<V>(p + 3 * L);
-            const V e0 = __builtin_shuffle(a, b, even), o0 = __builtin_shuffle(a, b, odd);
-            const V e1 = __builtin_shuffle(c, d, even), o1 = __builtin_shuffle(c, d, odd);
+            const V e0 = __builtin_shuffle(v[0], v[1], even), o0 = __builtin_shuffle(v[0], v[1], odd);
+            const V e1 = __builtin_shuffle(v[2], v[3], even), o1 = __builtin_shuffle(v[2], v[3], odd);
             s[0] = __builtin_shuffle(e0, e1, even), s[2] = __builtin_shuffle(e0, e1, odd);
             s[1] = __builtin_shuffle(o0, o1, even), s[3] = __builtin_shuffle(o0, o1, odd);
         }
     }
 }
 
-// p[0:n) = the first n lanes of v (n < lanes): a masked store where the ISA has one, since a
+// s[c] := the elements p[m·u + c], u < lanes, for c < m: m consecutive vectors, deinterleaved.
+template <typename T, int m>
+inline void load_strided(const T* p, typename Vec<T>::type* s) {
+    using V = typename Vec<T>::type;
+    V v[m];
+    for (int k = 0; k < m; ++k) v[k] = load<V>(p + k * Vec<T>::lanes);
+    deinterleave<T, m>(v, s);
+}
+
+// The first n elements of p (n <= 0: none; n >= lanes: a whole vector) in the first lanes, zeros after,
+// reading nothing past p + n: a masked load where the ISA has one.
+template <typename T>
+inline typename Vec<T>::type load_first(const T* p, long n) {
+    using V = typename Vec<T>::type;
+    if (n >= Vec<T>::lanes) return load<V>(p);
+    if (n <= 0) return V{};
+#if defined(__AVX512F__)
+    if constexpr (sizeof(T) == 4) return (V)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+    else return (V)_mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1), p);
+#elif defined(__AVX2__)
+    using I = typename Vec<T>::itype;
+    I lane{}, mask;
+    for (int l = 0; l < Vec<T>::lanes; ++l) lane[l] = l;
+    mask = lane < (typename Vec<T>::int_t)n;
+    if constexpr (sizeof(T) == 4) return (V)_mm256_maskload_ps(p, (__m256i)mask);
+    else return (V)_mm256_maskload_pd(p, (__m256i)mask);
+#else
+    alignas(64) T part[Vec<T>::lanes] = {};
+    if (n > 0) std::memcpy(part, p, n * sizeof(T));
+    return load<V>(part);
+#endif
+}
+
+// p[0:n) = the first n lanes of v (n <= lanes): a masked store where the ISA has one, since a
 // variable-length copy per vector costs more than the transform it stores.
 template <typename T>
 inline void store_first(T* p, typename Vec<T>::type v, long n) {
+    if (n >= Vec<T>::lanes) return store(p, v);
 #if defined(__AVX512F__)
     if constexpr (sizeof(T) == 4) _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
     else _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), (__m512d)v);

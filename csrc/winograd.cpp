@@ -1,4 +1,4 @@
-// winograd.cpp — dense 3x3 stride-1 convolution by Winograd's F(m x m, 3 x 3): forward, input gradient
+// winograd.cpp — dense r x r stride-1 convolution by Winograd's F(m x m, r x r): forward, input gradient
 // (the forward on dy with the rotated, transposed kernel) and weight gradient, side by side.
 //
 // The tiles are processed in chunks of whole tile rows, small enough that a chunk's transformed input
@@ -18,17 +18,20 @@
 
 namespace fastconv {
 
+template <int r>
 const char* winograd_why_not(const ConvShape& s) {
-    if (s.kH != 3 || s.kW != 3) return "needs a 3x3 kernel";
+    if (s.kH != r || s.kW != r) return r == 3 ? "needs a 3x3 kernel" : "needs a 5x5 kernel";
     if (s.sh != 1 || s.sw != 1) return "needs stride 1";
     if (s.groups != 1) return "needs groups == 1";
     return nullptr;
 }
 
+template <int r>
 const char* winograd_input_grad_why_not(const ConvShape& s) {
-    if (const char* why = winograd_why_not(s)) return why;
-    if (s.ph > 2 * s.dil_h || s.pw > 2 * s.dil_w)
-        return "needs padding <= 2 * dilation (the input grad is a forward conv with padding 2 * dilation - padding)";
+    if (const char* why = winograd_why_not<r>(s)) return why;
+    if (s.ph > (r - 1) * s.dil_h || s.pw > (r - 1) * s.dil_w)
+        return "needs padding <= dilation * (kernel size - 1) (the input grad is a forward conv with padding "
+               "dilation * (kernel size - 1) - padding)";
     return nullptr;
 }
 
@@ -51,7 +54,7 @@ struct TransposedB {
 };
 
 // Output phase k of a dilated layer (one phase when undilated): the outputs (q + d_h·u, r + d_w·v), an
-// Hg x Wg grid; an undilated 3x3 conv on the input's matching sub-image computes them. in/out place
+// Hg x Wg grid; an undilated conv on the input's matching sub-image computes them. in/out place
 // the grid in x (and dy's sub-image in the weight gradient: in) and y.
 struct Phase {
     long Hg, Wg;
@@ -107,15 +110,15 @@ inline TileRows chunk_rows(const Tiling& tl, long P, long chunk) {
     return {row0, last - row0 + 1, tl.th, tl.tw, t0 % tl.tw, tl.tw - 1 - (t1 - 1) % tl.tw};
 }
 
-// Ap = U[ξ] = (G g Gᵀ)[ξ] for every (o, i) pair of a K x C kernel g = w[o, i] — or, `flipped`, g = w[i, o]
-// rotated by 180° (the input gradient's kernel) — packed as gemm.h's A per ξ (ap elements each). In the
+// Ap = U[ξ] = (G g Gᵀ)[ξ] for every (o, i) pair of a K x C kernel g = w[o, i] (r x r) — or, `flipped`,
+// g = w[i, o] rotated by 180° (the input gradient's kernel) — packed as gemm.h's A per ξ (ap elements each). In the
 // packed layout one MR-row sliver of one KC block is a contiguous run, element (i, o) at (i - pc)·MR + o - o0:
 // each lane of a vector takes the kernel of the pair it lands on, so every ξ's result is stored whole,
 // with no transpose. A task is one sliver of one KC block.
-template <typename T, int m>
+template <typename T, int m, int r>
 void transform_weights(const T* w, long K, long C, bool flipped, T* Ap, long ap) {
     using V = typename Vec<T>::type;
-    constexpr int a = m + 2, L = Vec<T>::lanes, MR = GemmBlock<T>::MR;
+    constexpr int a = m + r - 1, L = Vec<T>::lanes, MR = GemmBlock<T>::MR;
     constexpr long KC = GemmBlock<T>::KC;  // the depth of pack_a's blocks, which gemm_packed reads
     const long Kpad = round_up(K, MR), kblocks = ceil_div(C, KC), tasks = Kpad / MR * kblocks;
 #pragma omp parallel for schedule(static) num_threads(threads_for(tasks, 100.0 * K * C))
@@ -124,22 +127,25 @@ void transform_weights(const T* w, long K, long C, bool flipped, T* Ap, long ap)
         T* const dst = Ap + pc * Kpad + o0 * (run / MR);
         for (long q0 = 0; q0 < run; q0 += L) {
             const long n = std::min<long>(L, run - q0);
-            alignas(64) T g[3][3][L] = {};
+            alignas(64) T g[r][r][L] = {};
             for (long l = 0; l < n; ++l) {
                 const long i = pc + (q0 + l) / MR, o = o0 + (q0 + l) % MR;
                 if (o >= K) continue;  // the sliver's padding rows stay zero
-                for (int kr = 0; kr < 3; ++kr)
-                    for (int kc = 0; kc < 3; ++kc)
-                        g[kr][kc][l] = flipped ? w[(i * K + o) * 9 + (2 - kr) * 3 + 2 - kc] : w[((o * C + i) * 3 + kr) * 3 + kc];
+                for (int kr = 0; kr < r; ++kr)
+                    for (int kc = 0; kc < r; ++kc)
+                        g[kr][kc][l] = flipped ? w[((i * K + o) * r + r - 1 - kr) * r + r - 1 - kc]
+                                               : w[((o * C + i) * r + kr) * r + kc];
             }
-            V cols[3][a];  // G · column kc of g
-            for (int kc = 0; kc < 3; ++kc) {
-                V in[3] = {load<V>(g[0][kc]), load<V>(g[1][kc]), load<V>(g[2][kc])};
-                mat_apply<T, Winograd<m>::G>(in, cols[kc]);
+            V cols[r][a];  // G · column kc of g
+            for (int kc = 0; kc < r; ++kc) {
+                V in[r];
+                for (int kr = 0; kr < r; ++kr) in[kr] = load<V>(g[kr][kc]);
+                mat_apply<T, Winograd<m, r>::G>(in, cols[kc]);
             }
             for (int xi = 0; xi < a; ++xi) {
-                V in[3] = {cols[0][xi], cols[1][xi], cols[2][xi]}, out[a];
-                mat_apply<T, Winograd<m>::G>(in, out);
+                V in[r], out[a];
+                for (int kc = 0; kc < r; ++kc) in[kc] = cols[kc][xi];
+                mat_apply<T, Winograd<m, r>::G>(in, out);
                 for (int eta = 0; eta < a; ++eta) {
                     T* p = dst + (xi * a + eta) * ap + q0;
                     if (n == L) store(p, out[eta]);
@@ -152,13 +158,13 @@ void transform_weights(const T* w, long K, long C, bool flipped, T* Ap, long ap)
 
 }  // namespace
 
-// y (N, K, H_out, W_out) = w ⋆ x + b, w (K, C, 3, 3) — or, `flipped`, w (C, K, 3, 3) read rotated and
+// y (N, K, H_out, W_out) = w ⋆ x + b, w (K, C, r, r) — or, `flipped`, w (C, K, r, r) read rotated and
 // transposed. Each task is one chunk of tile rows taken from input to output by one thread, on its own
 // buffers: no barrier between the passes, so one descheduled thread on a loaded machine holds up only
 // its own chunks. Chunks hold at least a few GEMM column slivers and at most a share of the tile rows.
-template <typename T, int m>
+template <typename T, int m, int r>
 static void winograd_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s, bool flipped) {
-    constexpr int a = m + 2, L = Vec<T>::lanes, NR = GemmBlock<T>::NR;
+    constexpr int a = m + r - 1, L = Vec<T>::lanes, NR = GemmBlock<T>::NR;
     const long K = s.C_out, C = s.C_in;
     const long phases = s.dil_h * s.dil_w, nth = get_num_threads();
     Tiling t0(s.N, Phase(s, 0), m);  // phase 0 is the largest: it sizes the buffers
@@ -170,10 +176,10 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
     const long pc = chunk_tiles(t0.rows_total * t0.tw, P_max, NR, nth, c0);
     const long ap = packed_a_size<T>(K, C);
     Buffer<T> Ap(a * a * ap);
-    transform_weights<T, m>(w, K, C, flipped, Ap.data(), ap);
+    transform_weights<T, m, r>(w, K, C, flipped, Ap.data(), ap);
     const int nt = threads_for(ceil_div(t0.rows_total * t0.tw, pc) * phases, s.flops() / 4);
     const long vsize = a * a * C * pc, msize = a * a * K * pc + L, bsize = packed_b_size<T>(C, pc);
-    PerThread<T> work(nt, vsize + msize + bsize + transform_scratch<T, m>(pc));
+    PerThread<T> work(nt, vsize + msize + bsize + transform_scratch<T, m, a>(pc));
     // The chunks of every phase in one parallel loop: phase k's are tasks first[k] .. first[k + 1] - 1.
     std::vector<long> first(phases + 1, 0), chunk_size(phases, 1);
     for (long k = 0; k < phases; ++k) {
@@ -193,35 +199,35 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
         const TileRows tr = chunk_rows(tl, chunk_size[k], task - first[k]);
         std::fill(M + msize - L, M + msize, T(0));  // read past by the last vector of the inverse
         for (long c = 0; c < C; ++c)
-            transform_tiles<T, Winograd<m>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr, V + c * pc,
-                                                   C * pc, buf);
+            transform_tiles<T, Winograd<m, r>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr, V + c * pc,
+                                                      C * pc, buf);
         for (int e = 0; e < a * a; ++e)
             gemm_packed(K, tr.tiles(), C, Ap.data() + e * ap, StridedB<T>{V + e * C * pc, pc, 1}, Bp,
                         M + e * K * pc, pc, false);
         for (long o = 0; o < K; ++o)
-            inverse_tiles<T, m>(M + o * pc, K * pc, tr, b ? b[o] : T(0), y + o * s.HW_out(), K * s.HW_out(), ph.Hg,
+            inverse_tiles<T, m, r>(M + o * pc, K * pc, tr, b ? b[o] : T(0), y + o * s.HW_out(), K * s.HW_out(), ph.Hg,
                                 ph.Wg, s.W_out, ph.out, buf);
     }
 }
 
-template <typename T, int m>
+template <typename T, int m, int r>
 void conv2d_winograd(const T* x, const T* w, const T* b, T* y, const ConvShape& s) {
-    winograd_forward<T, m>(x, w, b, y, s, false);
+    winograd_forward<T, m, r>(x, w, b, y, s, false);
 }
 
-template <typename T, int m>
+template <typename T, int m, int r>
 void conv2d_input_grad_winograd(const T* dy, const T* w, T* dx, const ConvShape& s) {
-    winograd_forward<T, m>(dy, w, nullptr, dx, input_grad_as_forward(s), true);
+    winograd_forward<T, m, r>(dy, w, nullptr, dx, input_grad_as_forward(s), true);
 }
 
-// dw (K, C, 3, 3) = Gᵀ [Σ_tiles (A dy Aᵀ) ⊙ (Bᵀ x Bᵀᵀ)] G: per ξ a GEMM Z[ξ] (K x C) += Ŷ[ξ] (K x tiles) · V[ξ]ᵀ.
+// dw (K, C, r, r) = Gᵀ [Σ_tiles (A dy Aᵀ) ⊙ (Bᵀ x Bᵀᵀ)] G: per ξ a GEMM Z[ξ] (K x C) += Ŷ[ξ] (K x tiles) · V[ξ]ᵀ.
 // The chunks of tiles (of every phase) are dealt in order to S slices, S fixed by the problem alone; a
 // slice's chunks run end to end on one thread into the slice's own Z, and the slices are added in
 // order: one parallel region, and results that do not depend on the thread count.
-template <typename T, int m>
+template <typename T, int m, int r>
 void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape& s) {
-    constexpr int a = m + 2;
-    const auto& G = Winograd<m>::G;
+    constexpr int a = m + r - 1;
+    const auto& G = Winograd<m, r>::G;
     const long K = s.C_out, C = s.C_in, zsize = a * a * K * C;
     Tiling t0(s.N, Phase(s, 0), m);
     const long pc = t0.tw * rows_for(t0, K + C, a, sizeof(T), kChunkBytes);
@@ -235,7 +241,7 @@ void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape
     Buffer<T> Z(S * zsize);
     const int nt = threads_for(S, s.flops() / 4);
     const long vsize = a * a * C * pc, ysize = a * a * K * pc, ap = packed_a_size<T>(K, pc);
-    const long bsize = packed_b_size<T>(pc, C), scratch = transform_scratch<T, m>(pc);
+    const long bsize = packed_b_size<T>(pc, C), scratch = transform_scratch<T, m, a>(pc);
     PerThread<T> work(nt, vsize + ysize + ap + bsize + scratch);
     Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
@@ -248,10 +254,10 @@ void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape
             const TileRows tr{row0, std::min(pc / tl.tw, tl.rows_total - row0), tl.th, tl.tw};
             const long P = tr.tiles();
             for (long c = 0; c < C; ++c)
-                transform_tiles<T, Winograd<m>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr, V + c * pc,
-                                                       C * pc, buf);
+                transform_tiles<T, Winograd<m, r>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr,
+                                                          V + c * pc, C * pc, buf);
             for (long o = 0; o < K; ++o)
-                transform_tiles<T, Winograd<m>::A, m>(dy + o * s.HW_out(), K * s.HW_out(), s.H_out, s.W_out, ph.out, tr,
+                transform_tiles<T, Winograd<m, r>::A, m>(dy + o * s.HW_out(), K * s.HW_out(), s.H_out, s.W_out, ph.out, tr,
                                                       Y + o * pc, K * pc, buf);
             for (long e = 0; e < a * a; ++e) {
                 pack_a(K, P, Y + e * K * pc, pc, 1, Ap);
@@ -268,30 +274,37 @@ void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape
 #pragma omp parallel for schedule(static) num_threads(threads_for(K, 300.0 * K * C))
     for (long o = 0; o < K; ++o)
         for (long i = 0; i < C; ++i) {
-            double zg[a][3];  // Z[ξ][η] · G, then Gᵀ · that
+            double zg[a][r];  // Z[ξ][η] · G, then Gᵀ · that
             for (int xi = 0; xi < a; ++xi)
-                for (int c = 0; c < 3; ++c) {
+                for (int c = 0; c < r; ++c) {
                     double acc = 0;
                     for (int eta = 0; eta < a; ++eta) acc += Z.data()[((xi * a + eta) * K + o) * C + i] * G.v[eta][c];
                     zg[xi][c] = acc;
                 }
-            for (int r = 0; r < 3; ++r)
-                for (int c = 0; c < 3; ++c) {
+            for (int k = 0; k < r; ++k)
+                for (int c = 0; c < r; ++c) {
                     double acc = 0;
-                    for (int xi = 0; xi < a; ++xi) acc += G.v[xi][r] * zg[xi][c];
-                    dw[((o * C + i) * 3 + r) * 3 + c] = T(acc);
+                    for (int xi = 0; xi < a; ++xi) acc += G.v[xi][k] * zg[xi][c];
+                    dw[((o * C + i) * r + k) * r + c] = T(acc);
                 }
         }
 }
 
-#define FASTCONV_INSTANTIATE(T, m)                                                                    \
-    template void conv2d_winograd<T, m>(const T*, const T*, const T*, T*, const ConvShape&);          \
-    template void conv2d_input_grad_winograd<T, m>(const T*, const T*, T*, const ConvShape&);         \
-    template void conv2d_weight_grad_winograd<T, m>(const T*, const T*, T*, const ConvShape&);
-FASTCONV_INSTANTIATE(float, 2)
-FASTCONV_INSTANTIATE(float, 4)
-FASTCONV_INSTANTIATE(double, 2)
-FASTCONV_INSTANTIATE(double, 4)
+template const char* winograd_why_not<3>(const ConvShape&);
+template const char* winograd_why_not<5>(const ConvShape&);
+template const char* winograd_input_grad_why_not<3>(const ConvShape&);
+template const char* winograd_input_grad_why_not<5>(const ConvShape&);
+
+#define FASTCONV_INSTANTIATE(T, m, r)                                                                 \
+    template void conv2d_winograd<T, m, r>(const T*, const T*, const T*, T*, const ConvShape&);       \
+    template void conv2d_input_grad_winograd<T, m, r>(const T*, const T*, T*, const ConvShape&);      \
+    template void conv2d_weight_grad_winograd<T, m, r>(const T*, const T*, T*, const ConvShape&);
+FASTCONV_INSTANTIATE(float, 2, 3)
+FASTCONV_INSTANTIATE(float, 4, 3)
+FASTCONV_INSTANTIATE(float, 4, 5)
+FASTCONV_INSTANTIATE(double, 2, 3)
+FASTCONV_INSTANTIATE(double, 4, 3)
+FASTCONV_INSTANTIATE(double, 4, 5)
 #undef FASTCONV_INSTANTIATE
 
 }  // namespace fastconv

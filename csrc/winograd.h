@@ -1,9 +1,9 @@
-// winograd.h — Winograd minimal filtering F(m x m, 3 x 3) (Lavin & Gray 2016): transform matrices,
-// the vectorised tile transforms, and the dense 3x3 stride-1 kernels built on them (winograd.cpp).
+// winograd.h — Winograd minimal filtering F(m x m, r x r) (Lavin & Gray 2016): transform matrices,
+// the vectorised tile transforms, and the dense r x r stride-1 kernels built on them (winograd.cpp).
 //
-// A 3x3 correlation over an output tile of m x m is  Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d Bᵀᵀ)] A  on the
-// (m+2) x (m+2) input patch d: (m+2)² multiplies instead of 9 m². Summed over input channels, each of
-// the (m+2)² transform points ξ is one GEMM  M[ξ] (C_out x tiles) = U[ξ] (C_out x C_in) · V[ξ] (C_in x tiles).
+// An r x r correlation over an output tile of m x m is  Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d Bᵀᵀ)] A  on the
+// a x a input patch d, a = m + r − 1: a² multiplies instead of r² m². Summed over input channels, each of
+// the a² transform points ξ is one GEMM  M[ξ] (C_out x tiles) = U[ξ] (C_out x C_in) · V[ξ] (C_in x tiles).
 // The weight gradient is the same bilinear form differentiated in g:  dg = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ V] G.
 //
 // The transforms are vectorised over tiles: L consecutive tiles of a chunk (across tile rows and
@@ -33,15 +33,16 @@ constexpr Mat<C, R> transposed(const Mat<R, C>& a) {
     return t;
 }
 
-// F(m, 3) with interpolation points 0, ±1, ±2 (m = 4) or 0, ±1 (m = 2), and ∞; alpha = m + 2.
-template <int m> struct Winograd;
-template <> struct Winograd<2> {
+// F(m, r) with interpolation points 0, ±1 (a = 4), 0, ±1, ±2 (a = 6) or 0, ±1, ±2, ±1/2 (a = 8), and ∞
+// (Toom–Cook: Bᵀ's rows the coefficients of Π(x − p_k) without one point, G's rows p_i^j / Π_k≠i (p_i − p_k)).
+template <int m, int r = 3> struct Winograd;
+template <> struct Winograd<2, 3> {
     static constexpr Mat<4, 4> BT{{{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}}};
     static constexpr Mat<4, 3> G{{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}};
     static constexpr Mat<2, 4> AT{{{1, 1, 1, 0}, {0, 1, -1, -1}}};
     static constexpr Mat<4, 2> A = transposed(AT);
 };
-template <> struct Winograd<4> {
+template <> struct Winograd<4, 3> {
     static constexpr Mat<6, 6> BT{{{4, 0, -5, 0, 1, 0},
                                    {0, -4, -4, 1, 1, 0},
                                    {0, 4, -4, -1, 1, 0},
@@ -56,6 +57,29 @@ template <> struct Winograd<4> {
                                   {0, 0, 1}}};
     static constexpr Mat<4, 6> AT{{{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}}};
     static constexpr Mat<6, 4> A = transposed(AT);
+};
+template <> struct Winograd<4, 5> {
+    static constexpr Mat<8, 8> BT{{{-1, 0, 21.0 / 4, 0, -21.0 / 4, 0, 1, 0},
+                                   {0, 1, 1, -17.0 / 4, -17.0 / 4, 1, 1, 0},
+                                   {0, -1, 1, 17.0 / 4, -17.0 / 4, -1, 1, 0},
+                                   {0, 1.0 / 2, 1.0 / 4, -5.0 / 2, -5.0 / 4, 2, 1, 0},
+                                   {0, -1.0 / 2, 1.0 / 4, 5.0 / 2, -5.0 / 4, -2, 1, 0},
+                                   {0, 2, 4, -5.0 / 2, -5, 1.0 / 2, 1, 0},
+                                   {0, -2, 4, 5.0 / 2, -5, -1.0 / 2, 1, 0},
+                                   {0, -1, 0, 21.0 / 4, 0, -21.0 / 4, 0, 1}}};
+    static constexpr Mat<8, 5> G{{{-1, 0, 0, 0, 0},
+                                  {-2.0 / 9, -2.0 / 9, -2.0 / 9, -2.0 / 9, -2.0 / 9},
+                                  {-2.0 / 9, 2.0 / 9, -2.0 / 9, 2.0 / 9, -2.0 / 9},
+                                  {1.0 / 90, 1.0 / 45, 2.0 / 45, 4.0 / 45, 8.0 / 45},
+                                  {1.0 / 90, -1.0 / 45, 2.0 / 45, -4.0 / 45, 8.0 / 45},
+                                  {32.0 / 45, 16.0 / 45, 8.0 / 45, 4.0 / 45, 2.0 / 45},
+                                  {32.0 / 45, -16.0 / 45, 8.0 / 45, -4.0 / 45, 2.0 / 45},
+                                  {0, 0, 0, 0, 1}}};
+    static constexpr Mat<4, 8> AT{{{1, 1, 1, 1, 1, 1, 1, 0},
+                                   {0, 1, -1, 2, -2, 1.0 / 2, -1.0 / 2, 0},
+                                   {0, 1, 1, 4, 4, 1.0 / 4, 1.0 / 4, 0},
+                                   {0, 1, -1, 8, -8, 1.0 / 8, -1.0 / 8, 1}}};
+    static constexpr Mat<8, 4> A = transposed(AT);
 };
 
 // acc + M[i][j]·x, with the zero and ±1 coefficients resolved at compile time (most of Bᵀ and Aᵀ).
@@ -107,51 +131,64 @@ struct PlaneMap {
     long step_h, step_w, off_h, off_w;
 };
 
-// Scratch of the transforms of a chunk of P tiles (elements): transform_tiles' copied rows, or
-// inverse_tiles' outputs and the vector it reads past them.
-template <typename T, int m>
+// Scratch of the transforms of a chunk of P tiles (elements): transform_tiles' copied rows (two per row of
+// an a x a patch), or inverse_tiles' outputs and the vector it reads past them.
+template <typename T, int m, int a>
 inline long transform_scratch(long P) {
-    return std::max(2 * (m + 2) * m * round_up(P, Vec<T>::lanes), m * m * round_up(P, Vec<T>::lanes) + Vec<T>::lanes);
+    return std::max(2 * a * m * round_up(P, Vec<T>::lanes), m * m * round_up(P, Vec<T>::lanes) + Vec<T>::lanes);
 }
 
-// dst[j - j0] := column j of a grid whose column j is the plane row's column off + j·step (zero outside
-// [0, W)), for j0 <= j < j1; src: the plane row, or nullptr (a row outside the plane: zeros). By step 2,
-// whole vectors of the even elements of pairs inside the row (or the odd ones of the pairs one element
-// back).
+// dst[0:n) := zeros, in vectors (the runs are a few elements, and a memset call costs more).
 template <typename T>
-inline void grid_row(const T* src, long W, long off, long step, long j0, long j1, T* dst) {
+inline void zero_run(T* dst, long n) {
+    using V = typename Vec<T>::type;
+    for (long k = 0; k < n; k += Vec<T>::lanes) store_first<T>(dst + k, V{}, std::min<long>(Vec<T>::lanes, n - k));
+}
+
+// A grid row's columns in a plane row of W columns: grid column j is the plane's column off + j·step;
+// the columns [lo, hi) lie inside the plane (worked out once per plane, not per row: two divisions).
+struct GridCols {
+    long off, step, lo, hi;
+    GridCols(long W, long off_, long step_)
+        : off(off_), step(step_), lo(ceil_div(std::max(0L, -off_), step_)),
+          hi(std::max(lo, W - off_ > 0 ? ceil_div(W - off_, step_) : 0L)) {}
+};
+
+// dst[j - j0] := column j of grid row src (placed by gc; zero outside the plane), for j0 <= j < j1;
+// src: the plane row, or nullptr (a row outside the plane: zeros). Whole vectors and one masked one at
+// the end (step 2: the even elements of pairs, deinterleaved), since the rows are a few vectors long
+// and element-wise copies of their edges cost as much as the transform.
+template <typename T>
+inline void grid_row(const T* src, const GridCols& gc, long j0, long j1, T* dst) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes;
-    const long lo = src ? std::clamp(ceil_div(std::max(0L, -off), step), j0, j1) : j1;
-    const long hi = src ? std::clamp(W - off > 0 ? ceil_div(W - off, step) : 0L, lo, j1) : j1;
-    std::fill(dst, dst + (lo - j0), T(0));
-    std::fill(dst + (hi - j0), dst + (j1 - j0), T(0));
-    if (!src) return;
-    long j = lo;
-    if (step == 1)  // in vectors, not memcpy: the rows are a few vectors long, and a call costs more
-        for (; j + L <= hi; j += L) store(dst + (j - j0), load<V>(src + off + j));
-    for (V pair[2]; step == 2 && j + L <= hi; j += L) {
-        const long col = off + 2 * j;
-        if (col + 2 * L <= W) {
-            load_strided<T, 2>(src + col, pair);
-            store(dst + (j - j0), pair[0]);
-        } else if (col >= 1) {
-            load_strided<T, 2>(src + col - 1, pair);
-            store(dst + (j - j0), pair[1]);
+    const long off = gc.off, step = gc.step;
+    const long lo = src ? std::clamp(gc.lo, j0, j1) : j1, hi = src ? std::clamp(gc.hi, lo, j1) : j1;
+    zero_run(dst, lo - j0);
+    zero_run(dst + (hi - j0), j1 - hi);
+    for (long j = lo; j < hi; j += L) {
+        const long n = std::min<long>(L, hi - j);
+        if (step == 1) {
+            store_first<T>(dst + (j - j0), load_first<T>(src + off + j, n), n);
+        } else if (step == 2) {  // elements off + 2j .. off + 2(j + n − 1)
+            const T* p = src + off + 2 * j;
+            const V v[2] = {load_first<T>(p, 2 * n - 1), 2 * n - 1 > L ? load_first<T>(p + L, 2 * n - 1 - L) : V{}};
+            V pair[2];
+            deinterleave<T, 2>(v, pair);
+            store_first<T>(dst + (j - j0), pair[0], n);
         } else {
-            break;
+            for (long k = j; k < j + n; ++k) dst[k - j0] = src[off + k * step];
         }
     }
-    for (; j < hi; ++j) dst[j - j0] = src[off + j * step];
 }
 
 // The tiles of one channel into the transform domain: for tiles t of the chunk,
 //   out[(ξ·R + η)·ld + t] = (M · d_t · Mᵀ)[ξ][η],   R = M.rows,
 // d_t the M.cols x M.cols patch at grid rows m·(tile row).., columns m·(tile column).. of the H x W plane
 // of its image (x + image·image_stride) placed by pm (zero outside the plane).
-// Input transform: M = Bᵀ (patch m+2); the weight gradient's dy transform: M = A (patch m).
+// Input transform: M = Bᵀ (patch m + r − 1); the weight gradient's dy transform: M = A (patch m).
 // Patch row r of every tile of the chunk is first copied into one row, cat[r][m·t + j] = the patch's
-// column j < m, and (patches of m+2 columns) its columns m.. into a second, from one tile on: a vector of
+// column j < m, and (patches of up to 2m columns) its columns m.. into a second, from one tile on: a vector of
 // tiles' patch column c is then the elements m·t + c (c < m) of one or the other, deinterleaved by
 // shuffles (load_strided) whether the vector spans one tile row or several.
 template <typename T, const auto& M, int m>
@@ -162,6 +199,7 @@ void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneM
     static_assert(Cn <= 2 * m, "a patch spans at most two tiles' columns");
     const long P = tr.tiles(), Pv = round_up(P, L), len = m * Pv;  // elements of one copied row
     T* const cat = buf;  // cat[(r·rows_per_patch + half)·len + m·t + j]
+    const GridCols gc(W, pm.off_w, pm.step_w);
     for (long rr = 0; rr < tr.rows; ++rr) {
         const T* plane = x + tr.image(rr) * image_stride;
         const long cb = tr.col_begin(rr), ce = tr.col_end(rr), at = m * (tr.t_of(rr) + cb);
@@ -169,11 +207,10 @@ void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneM
             const long h = (tr.tile_row(rr) * m + r) * pm.step_h + pm.off_h;
             const T* src = h >= 0 && h < H ? plane + h * W : nullptr;
             for (int half = 0; half < rows_per_patch; ++half)
-                grid_row(src, W, pm.off_w, pm.step_w, m * (cb + half), m * (ce + half),
-                         cat + (r * rows_per_patch + half) * len + at);
+                grid_row(src, gc, m * (cb + half), m * (ce + half), cat + (r * rows_per_patch + half) * len + at);
         }
     }
-    for (int k = 0; k < Cn * rows_per_patch; ++k) std::fill(cat + k * len + m * P, cat + (k + 1) * len, T(0));
+    for (int k = 0; k < Cn * rows_per_patch; ++k) zero_run(cat + k * len + m * P, len - m * P);
     for (long t0 = 0; t0 < P; t0 += L) {
         V rows[Cn][R];  // each patch row transformed along its columns
         for (int r = 0; r < Cn; ++r) {
@@ -200,11 +237,11 @@ void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneM
 // The inverse, for one output channel: o_t = Aᵀ · S_t · A with S_t[ξ][η] = src[(ξ·a + η)·stride + t] (read up
 // to a vector past the chunk's tiles), plus bias, written to the outputs of tile t inside the Hg x Wg grid,
 // placed by pm in the plane (of width W) of its image (y + image·image_stride).
-template <typename T, int m>
+template <typename T, int m, int r>
 void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, long image_stride, long Hg, long Wg,
                    long W, const PlaneMap& pm, T* buf) {
     using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes, a = m + 2;
+    constexpr int L = Vec<T>::lanes, a = m + r - 1;
     const long P = tr.tiles(), Pv = round_up(P, L);
     for (long t0 = 0; t0 < P; t0 += L) {
         V cols[a][m];  // each column η of S transformed along ξ
@@ -212,13 +249,13 @@ void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, 
             V in[a];
 #pragma GCC unroll 8
             for (int xi = 0; xi < a; ++xi) in[xi] = load<V>(src + (xi * a + eta) * stride + t0);
-            mat_apply<T, Winograd<m>::AT>(in, cols[eta]);
+            mat_apply<T, Winograd<m, r>::AT>(in, cols[eta]);
         }
         for (int i = 0; i < m; ++i) {
             V in[a], o[m];
 #pragma GCC unroll 8
             for (int eta = 0; eta < a; ++eta) in[eta] = cols[eta][i];
-            mat_apply<T, Winograd<m>::AT>(in, o);
+            mat_apply<T, Winograd<m, r>::AT>(in, o);
             for (int j = 0; j < m; ++j) store(buf + (i * m + j) * Pv + t0, o[j]);
         }
     }
@@ -249,14 +286,17 @@ void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, 
     }
 }
 
-// The kernels (winograd.cpp), for the problems winograd_why_not accepts. m = 2 or 4.
+// The kernels (winograd.cpp), for the problems winograd_why_not<r> accepts: F(2x2, 3x3), F(4x4, 3x3) and
+// F(4x4, 5x5).
+template <int r = 3>
 const char* winograd_why_not(const ConvShape& s);
+template <int r = 3>
 const char* winograd_input_grad_why_not(const ConvShape& s);
-template <typename T, int m>
+template <typename T, int m, int r = 3>
 void conv2d_winograd(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
-template <typename T, int m>
+template <typename T, int m, int r = 3>
 void conv2d_input_grad_winograd(const T* dy, const T* w, T* dx, const ConvShape& s);
-template <typename T, int m>
+template <typename T, int m, int r = 3>
 void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape& s);
 
 }  // namespace fastconv

@@ -1,10 +1,8 @@
-// winograd_split.h — layers that Winograd's F(m x m, 3 x 3) computes once they are split into undilated
-// 3x3 stride-1 problems on sub-images: dilated 3x3 layers (winograd_dilated.cpp, one problem per stride
-// phase) and 5x5 layers (winograd5.cpp, four 3x3 pieces of the kernel zero-padded to 6x6). Each copies
-// its sub-images into one contiguous batch and runs the dense kernels of winograd.cpp on it once, so
-// their transforms read whole rows (the dense kernels' strided per-phase reads measured slower than the
-// direct kernels) and one parallel region spans every phase or piece. They measured no faster than the
-// direct kernels on the bench's S2 and S5 rows either: only a forced 'winograd' runs them (registry.cpp).
+// winograd_split.h — dilated 3x3 layers split into undilated 3x3 stride-1 problems, one per stride phase
+// (winograd_dilated.cpp), which Winograd's F(m x m, 3 x 3) computes. The stride-phase sub-images are
+// copied into one contiguous batch and the dense kernels of winograd.cpp run on it once. This measured
+// no faster than the direct kernels on the bench's S5 row, nor than the dense kernels run on the phases
+// in place: only use_kernel runs it (registry.cpp).
 #pragma once
 
 #include <algorithm>
@@ -20,7 +18,7 @@ namespace fastconv {
 // Where the split problem keeps its images: B images of `rows` x cell_w, side by side, gw to a plane
 // (cells of rows x cell_w, rows of row_stride elements), planes ordered (plane, channel). The dense
 // kernels' transforms pay a fixed cost per tile row, which on small sub-images (the 18 x 18 phases
-// and pieces of the bench rows) outweighs the transform itself; cells side by side make rows of a few
+// of the bench's S5 row) outweighs the transform itself; cells side by side make rows of a few
 // hundred columns. A valid 3x3 conv over a plane computes every cell's outputs at the cell's own
 // corner; the two columns after each cell's outputs read the next cell and are dropped.
 struct Mosaic {
@@ -83,7 +81,7 @@ void scatter_grid(const T* grid, long row_stride, long Hg, long Wg, T* plane, lo
     }
 }
 
-// f(j) for j < count, copies of about `elements` in all: one parallel region for every phase or piece,
+// f(j) for j < count, copies of about `elements` in all: one parallel region for every phase,
 // and one thread below a few million elements: a copy is bound by memory, not by a core, and on a
 // loaded machine a second thread's start can take longer than the copy (docs/performance.md).
 template <typename F>
@@ -107,13 +105,7 @@ inline ConvShape dilated_phase_shape(const ConvShape& s) {
                         ceil_div(s.W_out, s.dil_w) + 2);
 }
 
-// The 3x3 problem that a 5x5 stride-1 layer becomes: 4·C_in input channels, one shifted copy of x per piece.
-inline ConvShape pieces_shape(const ConvShape& s) {
-    return mosaic_shape(s.N, 4 * s.C_in, s.C_out, s.H_out + 2, s.W_out + 2);
-}
-
 const char* winograd_dilated_why_not(const ConvShape& s);
-const char* winograd5_why_not(const ConvShape& s);
 
 // m = 2 or 4: the tile of the dense kernels that run the split problem.
 template <typename T, int m>
@@ -122,11 +114,5 @@ template <typename T, int m>
 void conv2d_input_grad_winograd_dilated(const T* dy, const T* w, T* dx, const ConvShape& s);
 template <typename T, int m>
 void conv2d_weight_grad_winograd_dilated(const T* x, const T* dy, T* dw, const ConvShape& s);
-template <typename T, int m>
-void conv2d_winograd5(const T* x, const T* w, const T* b, T* y, const ConvShape& s);
-template <typename T, int m>
-void conv2d_input_grad_winograd5(const T* dy, const T* w, T* dx, const ConvShape& s);
-template <typename T, int m>
-void conv2d_weight_grad_winograd5(const T* x, const T* dy, T* dw, const ConvShape& s);
 
 }  // namespace fastconv

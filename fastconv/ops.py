@@ -26,7 +26,8 @@ _ALGORITHM_DOC = """
     raises ValueError naming why. Error bounds, max|y − y64| / max|y64| on N(0,1) data, measured on the
     bench's 3x3 layers and 512-channel layers (tested: float32 ≤ 1e-4, float64 ≤ 1e-11): direct float32
     up to 1.6e-6; Winograd F(2x2,3x3) float32 up to 7e-7, float64 3e-15; F(4x4,3x3) float32 up to 1.2e-5,
-    float64 3e-14 (Winograd: 3x3, stride 1, groups 1; dilated layers run on the stride-phase sub-images);
+    float64 3e-14; F(4x4,5x5) float32 up to 1.7e-5, float64 2.7e-14 (Winograd: 3x3 and 5x5, stride 1,
+    groups 1; dilated layers run on the stride-phase sub-images);
     FFT over 16x16 to 128x128 tiles (the conv2d forward, both its gradients and the plane ops: stride 1,
     groups 1, any padding and dilation) float32 up to 4e-7, float64 2.6e-15 (on these and the 11x11 and
     31x31 bench rows; the weight gradient of the 31x31 row, a sum of a million products, 1.6e-14)."""

@@ -106,11 +106,11 @@ def _algorithm(op, *args, **kwargs):
 
 
 def _forced_algorithms(op, s):
-    """The algorithms besides 'direct' that apply to a row: Winograd on 3x3 stride-1 layers, FFT on every
-    op of stride-1 layers with larger kernels."""
+    """The algorithms besides 'direct' that apply to a row: Winograd on 3x3 stride-1 layers, Winograd and
+    FFT on 5x5 ones, FFT on every op of stride-1 layers with larger kernels."""
     if not _has("cpp") or (s.stride, s.groups) != (1, 1):
         return ()
-    return ("winograd",) if s.k == 3 else ("fft",)
+    return {3: ("winograd",), 5: ("winograd", "fft")}.get(s.k, ("fft",))
 
 
 def _forced(op, s, x, w, dy):
