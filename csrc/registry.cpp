@@ -89,14 +89,14 @@ bool implicit_weight_grad_worth(const ConvShape& s) {
 // per 8 input channels (each chunk of tiles streams all (m+2)² transformed weight matrices, 36/16 as many
 // for F(4x4)). Thresholds measured on the bench layers and a sweep of 3x3 layers, and again on 7x7 to
 // 28x28 layers of 128 to 512 channels at batch 1 to 32 once large scratch stayed mapped across calls
-// (scratch.h; docs/performance.md). Layers dilated by 2 run their forward and input grad on the stride
-// phases (whose every-second columns the transforms load and store as vectors): on the bench's S5
-// level with the direct kernels, on deeper ones (128 and 256 channels, 28x28 and 14x14) 1.1-1.5x faster.
-// Their weight gradient, and larger dilations (columns one by one), stay direct; so do the split kernels
-// below, which measured no faster. F(4x4,5x5) takes 4 multiplies per output and channel pair where the
-// direct kernels take 25; on a sweep of 5x5 layers (8x8 to 56x56 planes, 3 to 256 channels) its forward
-// and input grad paid from 16 x 32 channels, its weight gradient from 32 x 64 (docs/performance.md).
-// Dilated 5x5 layers stay direct: not measured.
+// (scratch.h; docs/performance.md). Layers dilated by 2 run on their stride phases, both column phases
+// of a row phase in one grid (each plane row copied and each output row stored once, as whole vectors):
+// on the bench's S5 and on 64- to 256-channel layers the forward and input grad measured 1.4-1.9x, the
+// weight grad 1.2-1.4x faster than the direct kernels, which keep 32-channel layers (weight grad: 32 x
+// 32), larger dilations (columns one by one) and the split kernels below, which measured no faster.
+// F(4x4,5x5) takes 4 multiplies per output and channel pair where the direct kernels take 25; on a sweep
+// of 5x5 layers (8x8 to 56x56 planes, 3 to 256 channels) its forward and input grad paid from 16 x 32
+// channels, its weight gradient from 32 x 64, dilated by 2 alike (docs/performance.md).
 inline long winograd_tiles(const ConvShape& s, int m) {  // summed over the phases of a dilated layer
     long rows = 0, cols = 0;
     for (long q = 0; q < s.dil_h; ++q) rows += ceil_div(ceil_div(std::max(0L, s.H_out - q), s.dil_h), m);
@@ -116,12 +116,13 @@ bool winograd_input_grad_worth(const ConvShape& s) { return winograd_worth<m>(in
 // The weight gradient's GEMMs reduce over the tiles, so fewer tiles per channel still pay.
 template <int m>
 bool winograd_weight_grad_worth(const ConvShape& s) {
-    return winograd_deep(s, 1024, 1) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 4 : s.C_in / 16);
+    const bool dilated = s.dil_h > 1 || s.dil_w > 1;
+    return winograd_deep(s, dilated ? 2048 : 1024, 2) && winograd_tiles(s, m) >= (m == 4 ? s.C_in / 4 : s.C_in / 16);
 }
-bool winograd5_worth(const ConvShape& s) { return winograd_deep(s, 512, 1) && winograd_tiles(s, 4) >= s.C_in / 8; }
+bool winograd5_worth(const ConvShape& s) { return winograd_deep(s, 512, 2) && winograd_tiles(s, 4) >= s.C_in / 8; }
 bool winograd5_input_grad_worth(const ConvShape& s) { return winograd5_worth(input_grad_as_forward(s)); }
 bool winograd5_weight_grad_worth(const ConvShape& s) {
-    return winograd_deep(s, 2048, 1) && winograd_tiles(s, 4) >= s.C_in / 4;
+    return winograd_deep(s, 2048, 2) && winograd_tiles(s, 4) >= s.C_in / 4;
 }
 
 // The split dilated layers (winograd_split.h) measured no faster than the direct kernels on the bench's S5

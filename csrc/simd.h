@@ -121,27 +121,25 @@ inline typename Vec<T>::type shift_lanes(typename Vec<T>::type lo, typename Vec<
     }
 }
 
-// s[c] := the elements m·u + c, u < lanes, of the m·lanes elements in v[0..m), for c < m (m = 1, 2 or 4):
-// deinterleaved in halves by two-source shuffles (m = 4: twice).
+// s[c] := the elements m·u + c, u < lanes, of the m·lanes elements in v[0..m), for c < m (m = 1, 2, 4 or
+// 8): each pair of vectors split into its even and odd elements by two-source shuffles, then the evens
+// and the odds deinterleaved by m/2 the same way.
 template <typename T, int m>
 inline void deinterleave(const typename Vec<T>::type* v, typename Vec<T>::type* s) {
     using V = typename Vec<T>::type;
     using I = typename Vec<T>::itype;
-    constexpr int L = Vec<T>::lanes;
-    static_assert(m == 1 || m == 2 || m == 4, "strides 1, 2 and 4");
+    static_assert(m == 1 || m == 2 || m == 4 || m == 8, "strides 1, 2, 4 and 8");
     if constexpr (m == 1) {
         s[0] = v[0];
     } else {
         I even, odd;
-        for (int l = 0; l < L; ++l) even[l] = 2 * l, odd[l] = 2 * l + 1;
-        if constexpr (m == 2) {
-            s[0] = __builtin_shuffle(v[0], v[1], even), s[1] = __builtin_shuffle(v[0], v[1], odd);
-        } else {
-            const V e0 = __builtin_shuffle(v[0], v[1], even), o0 = __builtin_shuffle(v[0], v[1], odd);
-            const V e1 = __builtin_shuffle(v[2], v[3], even), o1 = __builtin_shuffle(v[2], v[3], odd);
-            s[0] = __builtin_shuffle(e0, e1, even), s[2] = __builtin_shuffle(e0, e1, odd);
-            s[1] = __builtin_shuffle(o0, o1, even), s[3] = __builtin_shuffle(o0, o1, odd);
-        }
+        for (int l = 0; l < Vec<T>::lanes; ++l) even[l] = 2 * l, odd[l] = 2 * l + 1;
+        V e[m / 2], o[m / 2], se[m / 2], so[m / 2];
+        for (int i = 0; i < m / 2; ++i)
+            e[i] = __builtin_shuffle(v[2 * i], v[2 * i + 1], even), o[i] = __builtin_shuffle(v[2 * i], v[2 * i + 1], odd);
+        deinterleave<T, m / 2>(e, se);
+        deinterleave<T, m / 2>(o, so);
+        for (int c = 0; c < m / 2; ++c) s[2 * c] = se[c], s[2 * c + 1] = so[c];
     }
 }
 
@@ -198,59 +196,36 @@ inline void store_first(T* p, typename Vec<T>::type v, long n) {
 #endif
 }
 
-// p[2·i] := lane i of v for i < n <= lanes, leaving p[2·i + 1] unwritten: masked stores of v's lanes
-// spread to every second position where the ISA has them (another thread may be writing the odd ones).
-template <typename T>
-inline void store_every_other(T* p, typename Vec<T>::type v, long n) {
-#if defined(__AVX512F__) || defined(__AVX2__)
-    using I = typename Vec<T>::itype;
-    constexpr int L = Vec<T>::lanes;
-    for (int half = 0; half < 2 && n > half * L / 2; ++half) {
-        const long count = std::min<long>(L / 2, n - half * L / 2);  // lanes of v this half stores
-        I idx;
-        for (int l = 0; l < L; ++l) idx[l] = half * L / 2 + l / 2;
-        const typename Vec<T>::type spread = __builtin_shuffle(v, idx);
-#if defined(__AVX512F__)
-        const unsigned bits = 0x55555555u & ((1u << (2 * count - 1)) * 2 - 1);  // even lanes below 2·count
-        if constexpr (sizeof(T) == 4) _mm512_mask_storeu_ps(p + half * L, (__mmask16)bits, (__m512)spread);
-        else _mm512_mask_storeu_pd(p + half * L, (__mmask8)bits, (__m512d)spread);
-#else
-        I mask;
-        for (int l = 0; l < L; ++l) mask[l] = l % 2 == 0 && l / 2 < count ? -1 : 0;
-        if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(p + half * L, (__m256i)mask, (__m256)spread);
-        else _mm256_maskstore_pd(p + half * L, (__m256i)mask, (__m256d)spread);
-#endif
-    }
-#else
-    for (long i = 0; i < n; ++i) p[2 * i] = v[i];
-#endif
-}
-
-// p[m·u + c] := s[c] lane u, for c < m, u < n <= lanes (m = 1, 2 or 4): load_strided's inverse, m vectors
-// interleaved in halves by two-source shuffles and stored whole (the last ones masked when n < lanes).
+// v[0..m) := the m·lanes elements whose element m·u + c is s[c] lane u (m = 1, 2, 4 or 8): deinterleave's
+// inverse, the even and the odd s interleaved by m/2, then zipped in pairs.
 template <typename T, int m>
-inline void store_interleaved(T* p, const typename Vec<T>::type* s, long n = Vec<T>::lanes) {
+inline void interleave(const typename Vec<T>::type* s, typename Vec<T>::type* v) {
     using V = typename Vec<T>::type;
     using I = typename Vec<T>::itype;
     constexpr int L = Vec<T>::lanes;
-    static_assert(m == 1 || m == 2 || m == 4, "strides 1, 2 and 4");
-    auto put = [&](int k, V v) {  // vector k of the m·n elements
-        const long count = m * n - k * L;
-        if (count >= L) store(p + k * L, v);
-        else if (count > 0) store_first<T>(p + k * L, v, count);
-    };
-    I lo, hi;  // the zip of the first (second) halves of two vectors
-    for (int l = 0; l < L; ++l) lo[l] = (l % 2 ? L : 0) + l / 2, hi[l] = lo[l] + L / 2;
+    static_assert(m == 1 || m == 2 || m == 4 || m == 8, "strides 1, 2, 4 and 8");
     if constexpr (m == 1) {
-        put(0, s[0]);
-    } else if constexpr (m == 2) {
-        put(0, __builtin_shuffle(s[0], s[1], lo)), put(1, __builtin_shuffle(s[0], s[1], hi));
+        v[0] = s[0];
     } else {
-        const V e0 = __builtin_shuffle(s[0], s[2], lo), e1 = __builtin_shuffle(s[0], s[2], hi);
-        const V o0 = __builtin_shuffle(s[1], s[3], lo), o1 = __builtin_shuffle(s[1], s[3], hi);
-        put(0, __builtin_shuffle(e0, o0, lo)), put(1, __builtin_shuffle(e0, o0, hi));
-        put(2, __builtin_shuffle(e1, o1, lo)), put(3, __builtin_shuffle(e1, o1, hi));
+        I lo, hi;  // the zip of the first (second) halves of two vectors
+        for (int l = 0; l < L; ++l) lo[l] = (l % 2 ? L : 0) + l / 2, hi[l] = lo[l] + L / 2;
+        V se[m / 2], so[m / 2], e[m / 2], o[m / 2];
+        for (int c = 0; c < m / 2; ++c) se[c] = s[2 * c], so[c] = s[2 * c + 1];
+        interleave<T, m / 2>(se, e);
+        interleave<T, m / 2>(so, o);
+        for (int i = 0; i < m / 2; ++i)
+            v[2 * i] = __builtin_shuffle(e[i], o[i], lo), v[2 * i + 1] = __builtin_shuffle(e[i], o[i], hi);
     }
+}
+
+// p[m·u + c] := s[c] lane u, for c < m, u < n <= lanes: interleaved by shuffles and stored whole (the
+// last vectors masked when n < lanes).
+template <typename T, int m>
+inline void store_interleaved(T* p, const typename Vec<T>::type* s, long n = Vec<T>::lanes) {
+    constexpr int L = Vec<T>::lanes;
+    typename Vec<T>::type v[m];
+    interleave<T, m>(s, v);
+    for (int k = 0; k < m && m * n > k * L; ++k) store_first<T>(p + k * L, v[k], m * n - k * L);
 }
 
 // v[r] = the first `cols` elements of row r of src (row stride ld) for r < rows, zero everywhere else

@@ -55,22 +55,26 @@ struct TransposedB {
 
 // Output phase k of a dilated layer (one phase when undilated): the outputs (q + d_h·u, r + d_w·v), an
 // Hg x Wg grid; an undilated conv on the input's matching sub-image computes them. in/out place
-// the grid in x (and dy's sub-image in the weight gradient: in) and y.
+// the grid in x (and dy's sub-image in the weight gradient: in) and y. p = 2 (a layer dilated by 2 in
+// columns): phase k is row phase q = k with both column phases, interleaved as in the plane, in one
+// grid of W_out columns (transform_tiles<p = 2>).
 struct Phase {
     long Hg, Wg;
     PlaneMap in, out;
-    Phase(const ConvShape& s, long k) {
-        const long q = k / s.dil_w, r = k % s.dil_w;
-        Hg = std::max(0L, ceil_div(s.H_out - q, s.dil_h)), Wg = std::max(0L, ceil_div(s.W_out - r, s.dil_w));
-        in = {s.dil_h, s.dil_w, q - s.ph, r - s.pw};
-        out = {s.dil_h, s.dil_w, q, r};
+    Phase(const ConvShape& s, long k, int p = 1) {
+        const long dw = s.dil_w / p, q = k / dw, r = k % dw;
+        Hg = std::max(0L, ceil_div(s.H_out - q, s.dil_h)), Wg = std::max(0L, ceil_div(s.W_out - r, dw));
+        in = {s.dil_h, dw, q - s.ph, r - s.pw};
+        out = {s.dil_h, dw, q, r};
     }
 };
 
-// The tiling of one phase: tiles of m x m outputs, th x tw per image, rows_total tile rows in all.
+// The tiling of one phase: tiles of m x m outputs (of each of p column phases), th x tw per image,
+// rows_total tile rows in all.
 struct Tiling {
     long th, tw, rows_total;
-    Tiling(long N, const Phase& p, int m) : th(ceil_div(p.Hg, m)), tw(ceil_div(p.Wg, m)), rows_total(N * th) {}
+    Tiling(long N, const Phase& ph, int m, int p = 1)
+        : th(ceil_div(ph.Hg, m)), tw(ceil_div(ph.Wg, p * m)), rows_total(N * th) {}
 };
 
 // Tile rows per chunk whose transformed input plus GEMM output (channels in all) take about `bytes`.
@@ -162,30 +166,33 @@ void transform_weights(const T* w, long K, long C, bool flipped, T* Ap, long ap)
 // transposed. Each task is one chunk of tile rows taken from input to output by one thread, on its own
 // buffers: no barrier between the passes, so one descheduled thread on a loaded machine holds up only
 // its own chunks. Chunks hold at least a few GEMM column slivers and at most a share of the tile rows.
-template <typename T, int m, int r>
+// p = 2 for layers dilated by 2 in columns: a chunk's tiles of both column phases (P of each, 2P GEMM
+// columns) go through the passes together, each plane row copied and each output row stored once.
+template <typename T, int m, int r, int p>
 static void winograd_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s, bool flipped) {
     constexpr int a = m + r - 1, L = Vec<T>::lanes, NR = GemmBlock<T>::NR;
     const long K = s.C_out, C = s.C_in;
-    const long phases = s.dil_h * s.dil_w, nth = get_num_threads();
-    Tiling t0(s.N, Phase(s, 0), m);  // phase 0 is the largest: it sizes the buffers
+    const long phases = s.dil_h * s.dil_w / p, nth = get_num_threads();
+    Tiling t0(s.N, Phase(s, 0, p), m, p);  // phase 0 is the largest: it sizes the buffers
     // Every chunk streams all of U: about a quarter sliver's work while U stays in the outer caches, a
-    // whole sliver's once it spills past them (V2, V3), where fewer, larger chunks then pay.
+    // whole sliver's once it spills past them (V2, V3), where fewer, larger chunks then pay. Chunk sizes
+    // count tiles of every column phase (NR / p of them fill a sliver).
     const bool big_u = a * a * K * C * (long)sizeof(T) > 2 * kChunkBytes;
-    const long c0 = big_u ? NR : NR / 4;
-    const long P_max = std::max(t0.tw * rows_for(t0, K + C, a, sizeof(T), kChunkBytes), (big_u ? 8L : 4L) * NR);
-    const long pc = chunk_tiles(t0.rows_total * t0.tw, P_max, NR, nth, c0);
+    const long nr = NR / p, c0 = big_u ? nr : nr / 4;
+    const long P_max = std::max(t0.tw * rows_for(t0, K + C, a, p * sizeof(T), kChunkBytes), (big_u ? 8L : 4L) * nr);
+    const long pc = chunk_tiles(t0.rows_total * t0.tw, P_max, nr, nth, c0), cols = p * pc;
     const long ap = packed_a_size<T>(K, C);
     Buffer<T> Ap(a * a * ap);
     transform_weights<T, m, r>(w, K, C, flipped, Ap.data(), ap);
     const int nt = threads_for(ceil_div(t0.rows_total * t0.tw, pc) * phases, s.flops() / 4);
-    const long vsize = a * a * C * pc, msize = a * a * K * pc + L, bsize = packed_b_size<T>(C, pc);
-    PerThread<T> work(nt, vsize + msize + bsize + transform_scratch<T, m, a>(pc));
+    const long vsize = a * a * C * cols, msize = a * a * K * cols + L, bsize = packed_b_size<T>(C, cols);
+    PerThread<T> work(nt, vsize + msize + bsize + transform_scratch<T, m, a, p>(pc));
     // The chunks of every phase in one parallel loop: phase k's are tasks first[k] .. first[k + 1] - 1.
     std::vector<long> first(phases + 1, 0), chunk_size(phases, 1);
     for (long k = 0; k < phases; ++k) {
-        const Tiling tl(s.N, Phase(s, k), m);
+        const Tiling tl(s.N, Phase(s, k, p), m, p);
         const long tiles = tl.rows_total * tl.tw;
-        chunk_size[k] = k == 0 ? pc : chunk_tiles(std::max(tiles, 1L), pc, NR, nth, c0);
+        chunk_size[k] = k == 0 ? pc : chunk_tiles(std::max(tiles, 1L), pc, nr, nth, c0);
         first[k + 1] = first[k] + ceil_div(tiles, chunk_size[k]);
     }
     Stop stop;
@@ -193,21 +200,28 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
     for (long task = 0; task < first[phases]; ++task) {
         if (stop()) continue;
         const long k = std::upper_bound(first.begin(), first.end(), task) - first.begin() - 1;
-        const Phase ph(s, k);
-        const Tiling tl(s.N, ph, m);
+        const Phase ph(s, k, p);
+        const Tiling tl(s.N, ph, m, p);
         T *V = work.get(), *M = V + vsize, *Bp = M + msize, *buf = Bp + bsize;
         const TileRows tr = chunk_rows(tl, chunk_size[k], task - first[k]);
         std::fill(M + msize - L, M + msize, T(0));  // read past by the last vector of the inverse
         for (long c = 0; c < C; ++c)
-            transform_tiles<T, Winograd<m, r>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr, V + c * pc,
-                                                      C * pc, buf);
+            transform_tiles<T, Winograd<m, r>::BT, m, p>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr,
+                                                         V + c * cols, C * cols, buf);
         for (int e = 0; e < a * a; ++e)
-            gemm_packed(K, tr.tiles(), C, Ap.data() + e * ap, StridedB<T>{V + e * C * pc, pc, 1}, Bp,
-                        M + e * K * pc, pc, false);
+            gemm_packed(K, p * tr.tiles(), C, Ap.data() + e * ap, StridedB<T>{V + e * C * cols, cols, 1}, Bp,
+                        M + e * K * cols, cols, false);
         for (long o = 0; o < K; ++o)
-            inverse_tiles<T, m, r>(M + o * pc, K * pc, tr, b ? b[o] : T(0), y + o * s.HW_out(), K * s.HW_out(), ph.Hg,
-                                ph.Wg, s.W_out, ph.out, buf);
+            inverse_tiles<T, m, r, p>(M + o * cols, K * cols, tr, b ? b[o] : T(0), y + o * s.HW_out(),
+                                      K * s.HW_out(), ph.Hg, ph.Wg, s.W_out, ph.out, buf);
     }
+}
+
+// Layers dilated by 2 in columns take both column phases of a row phase at once.
+template <typename T, int m, int r>
+static void winograd_forward(const T* x, const T* w, const T* b, T* y, const ConvShape& s, bool flipped) {
+    if (s.dil_w == 2) winograd_forward<T, m, r, 2>(x, w, b, y, s, flipped);
+    else winograd_forward<T, m, r, 1>(x, w, b, y, s, flipped);
 }
 
 template <typename T, int m, int r>
@@ -223,45 +237,45 @@ void conv2d_input_grad_winograd(const T* dy, const T* w, T* dx, const ConvShape&
 // dw (K, C, r, r) = Gᵀ [Σ_tiles (A dy Aᵀ) ⊙ (Bᵀ x Bᵀᵀ)] G: per ξ a GEMM Z[ξ] (K x C) += Ŷ[ξ] (K x tiles) · V[ξ]ᵀ.
 // The chunks of tiles (of every phase) are dealt in order to S slices, S fixed by the problem alone; a
 // slice's chunks run end to end on one thread into the slice's own Z, and the slices are added in
-// order: one parallel region, and results that do not depend on the thread count.
-template <typename T, int m, int r>
-void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape& s) {
+// order: one parallel region, and results that do not depend on the thread count. p = 2: as the forward's.
+template <typename T, int m, int r, int p>
+static void winograd_weight_grad(const T* x, const T* dy, T* dw, const ConvShape& s) {
     constexpr int a = m + r - 1;
     const auto& G = Winograd<m, r>::G;
     const long K = s.C_out, C = s.C_in, zsize = a * a * K * C;
-    Tiling t0(s.N, Phase(s, 0), m);
-    const long pc = t0.tw * rows_for(t0, K + C, a, sizeof(T), kChunkBytes);
+    Tiling t0(s.N, Phase(s, 0, p), m, p);
+    const long pc = t0.tw * rows_for(t0, K + C, a, p * sizeof(T), kChunkBytes), cols = p * pc;
     std::vector<std::pair<long, long>> chunks;  // (phase, first tile row)
-    for (long k = 0; k < s.dil_h * s.dil_w; ++k) {
-        Tiling tl(s.N, Phase(s, k), m);
+    for (long k = 0; k < s.dil_h * s.dil_w / p; ++k) {
+        Tiling tl(s.N, Phase(s, k, p), m, p);
         for (long row0 = 0; tl.tw > 0 && row0 < tl.rows_total; row0 += pc / tl.tw) chunks.push_back({k, row0});
     }
     const long nchunks = (long)chunks.size();
     const long S = std::clamp(kPartialBytes / long(zsize * sizeof(T)), 1L, std::min(nchunks, 8L));
     Buffer<T> Z(S * zsize);
     const int nt = threads_for(S, s.flops() / 4);
-    const long vsize = a * a * C * pc, ysize = a * a * K * pc, ap = packed_a_size<T>(K, pc);
-    const long bsize = packed_b_size<T>(pc, C), scratch = transform_scratch<T, m, a>(pc);
+    const long vsize = a * a * C * cols, ysize = a * a * K * cols, ap = packed_a_size<T>(K, cols);
+    const long bsize = packed_b_size<T>(cols, C), scratch = transform_scratch<T, m, a, p>(pc);
     PerThread<T> work(nt, vsize + ysize + ap + bsize + scratch);
     Stop stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (long sl = 0; sl < S; ++sl) {
         T *V = work.get(), *Y = V + vsize, *Ap = Y + ysize, *Bp = Ap + ap, *buf = Bp + bsize, *Zs = Z.data() + sl * zsize;
         for (long c0 = nchunks * sl / S; c0 < nchunks * (sl + 1) / S && !stop(); ++c0) {
-            const Phase ph(s, chunks[c0].first);
-            const Tiling tl(s.N, ph, m);
+            const Phase ph(s, chunks[c0].first, p);
+            const Tiling tl(s.N, ph, m, p);
             const long row0 = chunks[c0].second;
             const TileRows tr{row0, std::min(pc / tl.tw, tl.rows_total - row0), tl.th, tl.tw};
-            const long P = tr.tiles();
+            const long P = p * tr.tiles();
             for (long c = 0; c < C; ++c)
-                transform_tiles<T, Winograd<m, r>::BT, m>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr,
-                                                          V + c * pc, C * pc, buf);
+                transform_tiles<T, Winograd<m, r>::BT, m, p>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr,
+                                                             V + c * cols, C * cols, buf);
             for (long o = 0; o < K; ++o)
-                transform_tiles<T, Winograd<m, r>::A, m>(dy + o * s.HW_out(), K * s.HW_out(), s.H_out, s.W_out, ph.out, tr,
-                                                      Y + o * pc, K * pc, buf);
+                transform_tiles<T, Winograd<m, r>::A, m, p>(dy + o * s.HW_out(), K * s.HW_out(), s.H_out, s.W_out,
+                                                            ph.out, tr, Y + o * cols, K * cols, buf);
             for (long e = 0; e < a * a; ++e) {
-                pack_a(K, P, Y + e * K * pc, pc, 1, Ap);
-                gemm_packed(K, C, P, Ap, TransposedB<T>{V + e * C * pc, pc}, Bp, Zs + e * K * C, C,
+                pack_a(K, P, Y + e * K * cols, cols, 1, Ap);
+                gemm_packed(K, C, P, Ap, TransposedB<T>{V + e * C * cols, cols}, Bp, Zs + e * K * C, C,
                             c0 > nchunks * sl / S);
             }
         }
@@ -288,6 +302,12 @@ void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape
                     dw[((o * C + i) * r + k) * r + c] = T(acc);
                 }
         }
+}
+
+template <typename T, int m, int r>
+void conv2d_weight_grad_winograd(const T* x, const T* dy, T* dw, const ConvShape& s) {
+    if (s.dil_w == 2) winograd_weight_grad<T, m, r, 2>(x, dy, dw, s);
+    else winograd_weight_grad<T, m, r, 1>(x, dy, dw, s);
 }
 
 template const char* winograd_why_not<3>(const ConvShape&);

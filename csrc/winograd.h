@@ -131,11 +131,11 @@ struct PlaneMap {
     long step_h, step_w, off_h, off_w;
 };
 
-// Scratch of the transforms of a chunk of P tiles (elements): transform_tiles' copied rows (two per row of
-// an a x a patch), or inverse_tiles' outputs and the vector it reads past them.
-template <typename T, int m, int a>
+// Scratch of the transforms of a chunk of P tiles (elements; p column phases each): transform_tiles' copied
+// rows (two per row of an a x a patch), or inverse_tiles' outputs and the vector it reads past them.
+template <typename T, int m, int a, int p = 1>
 inline long transform_scratch(long P) {
-    return std::max(2 * a * m * round_up(P, Vec<T>::lanes), m * m * round_up(P, Vec<T>::lanes) + Vec<T>::lanes);
+    return std::max(2 * a * p * m * round_up(P, Vec<T>::lanes), p * m * m * round_up(P, Vec<T>::lanes) + Vec<T>::lanes);
 }
 
 // dst[0:n) := zeros, in vectors (the runs are a few elements, and a memset call costs more).
@@ -155,30 +155,43 @@ struct GridCols {
 };
 
 // dst[j - j0] := column j of grid row src (placed by gc; zero outside the plane), for j0 <= j < j1;
-// src: the plane row, or nullptr (a row outside the plane: zeros). Whole vectors and one masked one at
-// the end (step 2: the even elements of pairs, deinterleaved), since the rows are a few vectors long
-// and element-wise copies of their edges cost as much as the transform.
+// src: the plane row, or nullptr (a row outside the plane: zeros). By step 1 in whole vectors and one
+// masked one at the end, since the rows are a few vectors long and element-wise copies of their edges
+// cost as much as the transform. (Layers dilated by 2 in columns read their rows by step 1 too, both
+// column phases at once; larger column steps, element by element.)
 template <typename T>
 inline void grid_row(const T* src, const GridCols& gc, long j0, long j1, T* dst) {
-    using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes;
     const long off = gc.off, step = gc.step;
     const long lo = src ? std::clamp(gc.lo, j0, j1) : j1, hi = src ? std::clamp(gc.hi, lo, j1) : j1;
     zero_run(dst, lo - j0);
     zero_run(dst + (hi - j0), j1 - hi);
-    for (long j = lo; j < hi; j += L) {
-        const long n = std::min<long>(L, hi - j);
-        if (step == 1) {
+    if (step == 1)
+        for (long j = lo; j < hi; j += L) {
+            const long n = std::min<long>(L, hi - j);
             store_first<T>(dst + (j - j0), load_first<T>(src + off + j, n), n);
-        } else if (step == 2) {  // elements off + 2j .. off + 2(j + n − 1)
-            const T* p = src + off + 2 * j;
-            const V v[2] = {load_first<T>(p, 2 * n - 1), 2 * n - 1 > L ? load_first<T>(p + L, 2 * n - 1 - L) : V{}};
-            V pair[2];
-            deinterleave<T, 2>(v, pair);
-            store_first<T>(dst + (j - j0), pair[0], n);
-        } else {
-            for (long k = j; k < j + n; ++k) dst[k - j0] = src[off + k * step];
         }
+    else
+        for (long j = lo; j < hi; ++j) dst[j - j0] = src[off + j * step];
+}
+
+// s[c] := column c of the vector of tiles whose columns start at q, q + w, ..., w = p·m, in a grid whose
+// columns interleave p column phases: phase ph's column c of a tile at element p·c + ph. One phase's
+// columns are every p-th element, picked by a shuffle per pair of vectors, then deinterleaved by m.
+template <typename T, int m, int p>
+inline void load_tile_columns(const T* q, int ph, typename Vec<T>::type* s) {
+    using V = typename Vec<T>::type;
+    if constexpr (p == 1) {
+        load_strided<T, m>(q, s);
+    } else {
+        static_assert(p == 2, "one or two column phases");
+        using I = typename Vec<T>::itype;
+        constexpr int L = Vec<T>::lanes;
+        I pick;
+        for (int l = 0; l < L; ++l) pick[l] = 2 * l + ph;
+        V v[m];
+        for (int i = 0; i < m; ++i) v[i] = __builtin_shuffle(load<V>(q + 2 * i * L), load<V>(q + (2 * i + 1) * L), pick);
+        deinterleave<T, m>(v, s);
     }
 }
 
@@ -191,97 +204,94 @@ inline void grid_row(const T* src, const GridCols& gc, long j0, long j1, T* dst)
 // column j < m, and (patches of up to 2m columns) its columns m.. into a second, from one tile on: a vector of
 // tiles' patch column c is then the elements m·t + c (c < m) of one or the other, deinterleaved by
 // shuffles (load_strided) whether the vector spans one tile row or several.
-template <typename T, const auto& M, int m>
+// p = 2: the grid holds a layer dilated by 2 in columns, both column phases interleaved as in the plane
+// (tiles of w = 2m grid columns, pm's column step 1); the tiles of phase 1 go to out's columns P + t.
+// Each plane row is then copied once for both phases, as whole vectors.
+template <typename T, const auto& M, int m, int p = 1>
 void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneMap& pm, const TileRows& tr, T* out,
                      long ld, T* buf) {
     using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes, R = M.rows, Cn = M.cols, rows_per_patch = Cn > m ? 2 : 1;
+    constexpr int L = Vec<T>::lanes, R = M.rows, Cn = M.cols, rows_per_patch = Cn > m ? 2 : 1, w = p * m;
     static_assert(Cn <= 2 * m, "a patch spans at most two tiles' columns");
-    const long P = tr.tiles(), Pv = round_up(P, L), len = m * Pv;  // elements of one copied row
-    T* const cat = buf;  // cat[(r·rows_per_patch + half)·len + m·t + j]
+    const long P = tr.tiles(), Pv = round_up(P, L), len = w * Pv;  // elements of one copied row
+    T* const cat = buf;  // cat[(r·rows_per_patch + half)·len + w·t + j]
     const GridCols gc(W, pm.off_w, pm.step_w);
     for (long rr = 0; rr < tr.rows; ++rr) {
         const T* plane = x + tr.image(rr) * image_stride;
-        const long cb = tr.col_begin(rr), ce = tr.col_end(rr), at = m * (tr.t_of(rr) + cb);
+        const long cb = tr.col_begin(rr), ce = tr.col_end(rr), at = w * (tr.t_of(rr) + cb);
         for (int r = 0; r < Cn; ++r) {
             const long h = (tr.tile_row(rr) * m + r) * pm.step_h + pm.off_h;
             const T* src = h >= 0 && h < H ? plane + h * W : nullptr;
             for (int half = 0; half < rows_per_patch; ++half)
-                grid_row(src, gc, m * (cb + half), m * (ce + half), cat + (r * rows_per_patch + half) * len + at);
+                grid_row(src, gc, w * (cb + half), w * (ce + half), cat + (r * rows_per_patch + half) * len + at);
         }
     }
-    for (int k = 0; k < Cn * rows_per_patch; ++k) zero_run(cat + k * len + m * P, len - m * P);
-    for (long t0 = 0; t0 < P; t0 += L) {
-        V rows[Cn][R];  // each patch row transformed along its columns
-        for (int r = 0; r < Cn; ++r) {
-            V in[2 * m];
-            load_strided<T, m>(cat + r * rows_per_patch * len + m * t0, in);
-            if constexpr (Cn > m) load_strided<T, m>(cat + (r * rows_per_patch + 1) * len + m * t0, in + m);
-            mat_apply<T, M>(in, rows[r]);
-        }
-        const long n = std::min<long>(L, P - t0);
-        for (int eta = 0; eta < R; ++eta) {
-            V in[Cn], o[R];
+    for (int k = 0; k < Cn * rows_per_patch; ++k) zero_run(cat + k * len + w * P, len - w * P);
+    for (long t0 = 0; t0 < P; t0 += L)
+        for (int ph = 0; ph < p; ++ph) {
+            V rows[Cn][R];  // each patch row transformed along its columns
+            for (int r = 0; r < Cn; ++r) {
+                V in[2 * m];
+                load_tile_columns<T, m, p>(cat + r * rows_per_patch * len + w * t0, ph, in);
+                if constexpr (Cn > m)
+                    load_tile_columns<T, m, p>(cat + (r * rows_per_patch + 1) * len + w * t0, ph, in + m);
+                mat_apply<T, M>(in, rows[r]);
+            }
+            const long n = std::min<long>(L, P - t0);
+            for (int eta = 0; eta < R; ++eta) {
+                V in[Cn], o[R];
 #pragma GCC unroll 8
-            for (int r = 0; r < Cn; ++r) in[r] = rows[r][eta];
-            mat_apply<T, M>(in, o);
-            for (int xi = 0; xi < R; ++xi) {
-                T* dst = out + (xi * R + eta) * ld + t0;
-                if (n == L) store(dst, o[xi]);
-                else store_first<T>(dst, o[xi], n);
+                for (int r = 0; r < Cn; ++r) in[r] = rows[r][eta];
+                mat_apply<T, M>(in, o);
+                for (int xi = 0; xi < R; ++xi) store_first<T>(out + (xi * R + eta) * ld + ph * P + t0, o[xi], n);
             }
         }
-    }
 }
 
 // The inverse, for one output channel: o_t = Aᵀ · S_t · A with S_t[ξ][η] = src[(ξ·a + η)·stride + t] (read up
 // to a vector past the chunk's tiles), plus bias, written to the outputs of tile t inside the Hg x Wg grid,
-// placed by pm in the plane (of width W) of its image (y + image·image_stride).
-template <typename T, int m, int r>
+// placed by pm in the plane (of width W) of its image (y + image·image_stride). p = 2: the grid of
+// transform_tiles<p = 2>, tile t's phase ph at src's column ph·P + t, its outputs interleaved with the
+// other phase's in the grid's (and, pm's column step 1, the plane's) columns.
+template <typename T, int m, int r, int p = 1>
 void inverse_tiles(const T* src, long stride, const TileRows& tr, T bias, T* y, long image_stride, long Hg, long Wg,
                    long W, const PlaneMap& pm, T* buf) {
     using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes, a = m + r - 1;
+    constexpr int L = Vec<T>::lanes, a = m + r - 1, w = p * m;
     const long P = tr.tiles(), Pv = round_up(P, L);
-    for (long t0 = 0; t0 < P; t0 += L) {
-        V cols[a][m];  // each column η of S transformed along ξ
-        for (int eta = 0; eta < a; ++eta) {
-            V in[a];
+    for (long t0 = 0; t0 < P; t0 += L)
+        for (int ph = 0; ph < p; ++ph) {
+            V cols[a][m];  // each column η of S transformed along ξ
+            for (int eta = 0; eta < a; ++eta) {
+                V in[a];
 #pragma GCC unroll 8
-            for (int xi = 0; xi < a; ++xi) in[xi] = load<V>(src + (xi * a + eta) * stride + t0);
-            mat_apply<T, Winograd<m, r>::AT>(in, cols[eta]);
-        }
-        for (int i = 0; i < m; ++i) {
-            V in[a], o[m];
+                for (int xi = 0; xi < a; ++xi) in[xi] = load<V>(src + (xi * a + eta) * stride + ph * P + t0);
+                mat_apply<T, Winograd<m, r>::AT>(in, cols[eta]);
+            }
+            for (int i = 0; i < m; ++i) {
+                V in[a], o[m];
 #pragma GCC unroll 8
-            for (int eta = 0; eta < a; ++eta) in[eta] = cols[eta][i];
-            mat_apply<T, Winograd<m, r>::AT>(in, o);
-            for (int j = 0; j < m; ++j) store(buf + (i * m + j) * Pv + t0, o[j]);
+                for (int eta = 0; eta < a; ++eta) in[eta] = cols[eta][i];
+                mat_apply<T, Winograd<m, r>::AT>(in, o);
+                for (int j = 0; j < m; ++j) store(buf + ((i * m + j) * p + ph) * Pv + t0, o[j]);
+            }
         }
-    }
-    for (long rr = 0; rr < tr.rows; ++rr) {  // interleave the phases back into output rows
+    for (long rr = 0; rr < tr.rows; ++rr) {  // interleave the columns (and phases) back into output rows
         const long r0 = tr.tile_row(rr) * m;
         for (int i = 0; i < m && r0 + i < Hg; ++i) {
             T* row = y + tr.image(rr) * image_stride + ((r0 + i) * pm.step_h + pm.off_h) * W + pm.off_w;
-            const T* ph = buf + i * m * Pv + tr.t_of(rr);
+            const T* outs = buf + i * w * Pv + tr.t_of(rr);  // grid column k of tile u at outs[k·Pv + u]
             const long ue = tr.col_end(rr);
             long u = tr.col_begin(rr);
-            if (pm.step_w <= 2)  // up to a vector of the tiles whose m columns lie inside the grid
-                for (V s[m]; u < ue && m * u + m <= Wg;) {
-                    const long n = std::min<long>({L, ue - u, Wg / m - u});
-                    for (int j = 0; j < m; ++j) s[j] = load<V>(ph + j * Pv + u) + broadcast<V>(bias);
-                    if (pm.step_w == 1) {
-                        store_interleaved<T, m>(row + m * u, s, n);
-                    } else {  // a dilated layer's phase: every second column, spread from their sequence
-                        alignas(64) T seq[m * L];
-                        store_interleaved<T, m>(seq, s, n);
-                        for (long k = 0; k < m * n; k += L)
-                            store_every_other<T>(row + 2 * (m * u + k), load<V>(seq + k), std::min<long>(L, m * n - k));
-                    }
+            if (pm.step_w == 1)  // up to a vector of the tiles whose w columns lie inside the grid
+                for (V s[w]; u < ue && w * u + w <= Wg;) {
+                    const long n = std::min<long>({L, ue - u, Wg / w - u});
+                    for (int k = 0; k < w; ++k) s[k] = load<V>(outs + k * Pv + u) + broadcast<V>(bias);
+                    store_interleaved<T, w>(row + w * u, s, n);
                     u += n;
                 }
-            for (; u < ue && m * u < Wg; ++u)
-                for (int j = 0; j < m && m * u + j < Wg; ++j) row[(m * u + j) * pm.step_w] = ph[j * Pv + u] + bias;
+            for (; u < ue && w * u < Wg; ++u)
+                for (int k = 0; k < w && w * u + k < Wg; ++k) row[(w * u + k) * pm.step_w] = outs[k * Pv + u] + bias;
         }
     }
 }

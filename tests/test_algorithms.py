@@ -58,17 +58,20 @@ def test_forced_winograd_matches_direct_in_every_tile(op, W, kw, rng):
 
 @pytest.mark.parametrize("dtype, bound", [(np.float32, 1e-5), (np.float64, 1e-13)])
 @pytest.mark.parametrize("op", ("conv2d", "conv2d_input_grad"))
-def test_winograd_chunks_that_split_tile_rows(op, dtype, bound, rng):
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=2, dilation=2), dict(padding=(1, 2), dilation=(1, 2))],
+                         ids=["d1", "d2", "d12"])
+def test_winograd_chunks_that_split_tile_rows(op, kw, dtype, bound, rng):
     # 3 x 23 x 25 outputs: tile rows of 7 (F(4x4)) and 13 (F(2x2)) tiles, so that chunks of whole GEMM
-    # slivers begin and end inside rows and images; each output is computed alike in any chunk, so the
+    # slivers begin and end inside rows and images (dilated by 2: phases of 11 or 12 rows, both column
+    # phases in one tile row of 4 or 7 tile pairs); each output is computed alike in any chunk, so the
     # result does not depend on the thread count that sizes the chunks.
-    x, w, dy = _problem(rng, 3, 6, 5, 23, 25, dtype)
-    exact = getattr(fc, op)(*_args(op, x, w, dy), padding=1, algorithm="direct")
+    x, w, dy = _problem(rng, 3, 6, 5, 23, 25, dtype, **kw)
+    exact = getattr(fc, op)(*_args(op, x, w, dy), **kw, algorithm="direct")
     for tile in TILES:
         runs = []
         for threads in (1, 2, 3):
             with num_threads(threads), fc.use_kernel(f"{op}__winograd_{tile}"):
-                runs.append(getattr(fc, op)(*_args(op, x, w, dy), padding=1))
+                runs.append(getattr(fc, op)(*_args(op, x, w, dy), **kw))
         assert _rel_err(runs[0], exact) < bound
         assert all(np.array_equal(run, runs[0]) for run in runs[1:])
 

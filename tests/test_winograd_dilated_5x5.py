@@ -93,25 +93,16 @@ def test_forced_split_that_does_not_apply_names_why(rng):
         fc.conv2d(x, w5, padding=2, stride=2, algorithm="winograd")
 
 
-def test_what_auto_and_winograd_pick_on_the_bench_rows():
-    """S2 (5x5, 32 -> 64 channels): F(4x4,5x5) for every op, 'auto' and forced alike. S5 (dilated by 2):
-    forward and input grad run the dense F(4x4,3x3) kernels on its stride phases (level with the direct
-    kernels at AVX-512, faster at AVX2 and on deeper layers), its weight grad stays direct and a forced
-    'winograd' takes the split kernel."""
-    for row in ("S2", "S5"):
-        s = CONV_SHAPES[row]
-        x, w, dy = (np.zeros(shape, np.float32) for shape in (s.x_shape, s.w_shape, s.y_shape()))
-        for op in OPS:
-            auto = fc.kernel_for(op, *_args(op, x, w, dy), **s.kwargs)
-            k = fc.kernel_for(op, *_args(op, x, w, dy), **s.kwargs, algorithm="winograd")
-            if row == "S2":
-                assert auto.name == k.name == f"{op}__winograd_f4x5", (auto, k)
-                assert k.tile == "F(4x4,5x5)"
-            elif op != "conv2d_weight_grad":
-                assert auto.name == k.name == f"{op}__winograd_f4x3", (auto, k)
-            else:
-                assert auto.algorithm == "direct"
-                assert (k.name, k.algorithm) == (f"{op}__winograd_dilated_f4x3", "winograd"), k
+@pytest.mark.parametrize("row, tile", [("S2", "f4x5"), ("S5", "f4x3")])
+def test_what_auto_and_winograd_pick_on_the_bench_rows(row, tile):
+    """S2 (5x5, 32 -> 64 channels): F(4x4,5x5) for every op. S5 (dilated by 2): the dense F(4x4,3x3)
+    kernels on its stride phases for every op, not the split kernel. 'auto' and a forced 'winograd' alike."""
+    s = CONV_SHAPES[row]
+    x, w, dy = (np.zeros(shape, np.float32) for shape in (s.x_shape, s.w_shape, s.y_shape()))
+    for op in OPS:
+        auto = fc.kernel_for(op, *_args(op, x, w, dy), **s.kwargs)
+        k = fc.kernel_for(op, *_args(op, x, w, dy), **s.kwargs, algorithm="winograd")
+        assert auto.name == k.name == f"{op}__winograd_{tile}", (auto, k)
 
 
 # The bench rows and layers with 512 input channels (5x5 and dilated 3x3).
