@@ -207,7 +207,7 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
         std::fill(M + msize - L, M + msize, T(0));  // read past by the last vector of the inverse
         for (long c = 0; c < C; ++c)
             transform_tiles<T, Winograd<m, r>::BT, m, p>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr,
-                                                         V + c * cols, C * cols, buf);
+                                                         V + c * cols, C * cols, buf, c + 1 < C ? s.HW() : 0);
         for (int e = 0; e < a * a; ++e)
             gemm_packed(K, p * tr.tiles(), C, Ap.data() + e * ap, StridedB<T>{V + e * C * cols, cols, 1}, Bp,
                         M + e * K * cols, cols, false);
@@ -269,10 +269,11 @@ static void winograd_weight_grad(const T* x, const T* dy, T* dw, const ConvShape
             const long P = p * tr.tiles();
             for (long c = 0; c < C; ++c)
                 transform_tiles<T, Winograd<m, r>::BT, m, p>(x + c * s.HW(), C * s.HW(), s.H, s.W, ph.in, tr,
-                                                             V + c * cols, C * cols, buf);
+                                                             V + c * cols, C * cols, buf, c + 1 < C ? s.HW() : 0);
             for (long o = 0; o < K; ++o)
                 transform_tiles<T, Winograd<m, r>::A, m, p>(dy + o * s.HW_out(), K * s.HW_out(), s.H_out, s.W_out,
-                                                            ph.out, tr, Y + o * cols, K * cols, buf);
+                                                            ph.out, tr, Y + o * cols, K * cols, buf,
+                                                            o + 1 < K ? s.HW_out() : 0);
             for (long e = 0; e < a * a; ++e) {
                 pack_a(K, P, Y + e * K * cols, cols, 1, Ap);
                 gemm_packed(K, C, P, Ap, TransposedB<T>{V + e * C * cols, cols}, Bp, Zs + e * K * C, C,

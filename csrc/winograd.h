@@ -207,9 +207,11 @@ inline void load_tile_columns(const T* q, int ph, typename Vec<T>::type* s) {
 // p = 2: the grid holds a layer dilated by 2 in columns, both column phases interleaved as in the plane
 // (tiles of w = 2m grid columns, pm's column step 1); the tiles of phase 1 go to out's columns P + t.
 // Each plane row is then copied once for both phases, as whole vectors.
+// next: where the caller's next plane lies from x (0: none), whose rows are prefetched as these are
+// copied: the copies otherwise wait on the outer caches for a third of the transform's time.
 template <typename T, const auto& M, int m, int p = 1>
 void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneMap& pm, const TileRows& tr, T* out,
-                     long ld, T* buf) {
+                     long ld, T* buf, long next = 0) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, R = M.rows, Cn = M.cols, rows_per_patch = Cn > m ? 2 : 1, w = p * m;
     static_assert(Cn <= 2 * m, "a patch spans at most two tiles' columns");
@@ -222,6 +224,7 @@ void transform_tiles(const T* x, long image_stride, long H, long W, const PlaneM
         for (int r = 0; r < Cn; ++r) {
             const long h = (tr.tile_row(rr) * m + r) * pm.step_h + pm.off_h;
             const T* src = h >= 0 && h < H ? plane + h * W : nullptr;
+            for (long k = 0; src && next && k < W; k += 64 / sizeof(T)) __builtin_prefetch(src + next + k);
             for (int half = 0; half < rows_per_patch; ++half)
                 grid_row(src, gc, w * (cb + half), w * (ce + half), cat + (r * rows_per_patch + half) * len + at);
         }
