@@ -131,19 +131,24 @@ void transform_weights(const T* w, long K, long C, bool flipped, T* Ap, long ap)
         T* const dst = Ap + pc * Kpad + o0 * (run / MR);
         for (long q0 = 0; q0 < run; q0 += L) {
             const long n = std::min<long>(L, run - q0);
-            alignas(64) T g[r][r][L] = {};
-            for (long l = 0; l < n; ++l) {
+            // g[k] lane l := tap k of lane l's kernel: each kernel's r² taps lie contiguous in w, so the
+            // lanes' kernels load as rows, L taps at a time, and a transpose turns them into taps.
+            V g[(r * r + L - 1) / L * L];
+            const T* kernel[L];
+            for (long l = 0; l < L; ++l) {
                 const long i = pc + (q0 + l) / MR, o = o0 + (q0 + l) % MR;
-                if (o >= K) continue;  // the sliver's padding rows stay zero
-                for (int kr = 0; kr < r; ++kr)
-                    for (int kc = 0; kc < r; ++kc)
-                        g[kr][kc][l] = flipped ? w[((i * K + o) * r + r - 1 - kr) * r + r - 1 - kc]
-                                               : w[((o * C + i) * r + kr) * r + kc];
+                // the sliver's padding rows (and lanes past the run) stay zero
+                kernel[l] = l < n && o < K ? w + (flipped ? i * K + o : o * C + i) * r * r : nullptr;
             }
-            V cols[r][a];  // G · column kc of g
+            for (int k0 = 0; k0 < r * r; k0 += L) {
+                V* rows = g + k0;
+                for (long l = 0; l < L; ++l) rows[l] = kernel[l] ? load_first<T>(kernel[l] + k0, r * r - k0) : V{};
+                transpose<T>(rows);
+            }
+            V cols[r][a];  // G · column kc of g (the input grad's kernel rotated by 180°: taps reversed)
             for (int kc = 0; kc < r; ++kc) {
                 V in[r];
-                for (int kr = 0; kr < r; ++kr) in[kr] = load<V>(g[kr][kc]);
+                for (int kr = 0; kr < r; ++kr) in[kr] = g[flipped ? r * r - 1 - (kr * r + kc) : kr * r + kc];
                 mat_apply<T, Winograd<m, r>::G>(in, cols[kc]);
             }
             for (int xi = 0; xi < a; ++xi) {
