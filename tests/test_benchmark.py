@@ -73,6 +73,22 @@ def test_measure_sweeps_the_table_and_takes_medians():
     assert a["passed"] and a["numpy"] == 0.5
 
 
+def test_auto_is_held_to_the_best_forced_algorithm_that_runs_another_kernel():
+    """auto/best per sweep: fastconv's time over the best of its own and each forced algorithm's, median
+    over sweeps; the forced algorithm whose kernel 'auto' runs is not timed a second time."""
+    from fastconv.benchmark import _row, cases
+    from fastconv.benchmark.shapes import CONV_SHAPES
+    case = SimpleNamespace(group="S3", op="conv2d", shape="s", unit="GFLOP/s", work=1e9, base=None, algorithm="w")
+    ts = {"fastconv": [1.0, 1.0, 1.0], "torch": [2.0] * 3, "direct": [2.0, 0.5, 0.8]}
+    assert _row(case, (True, 1.0), ts)["auto_vs_best"] == 1.25  # medians of 1, 2 and 1.25
+    if "cpp" in fc.available_backends():
+        import numpy as np
+        s = CONV_SHAPES["S3"]
+        x, w, dy = (np.zeros(shape, np.float32) for shape in (s.x_shape, s.w_shape, s.y_shape()))
+        assert fc.kernel_for("conv2d", x, w, **s.kwargs).algorithm == "winograd"
+        assert set(cases._forced("conv2d", s, x, w, dy)) == {"direct"}
+
+
 def test_small_call_times_the_op_and_the_kernel_alone():
     from fastconv.benchmark import machine
     out = machine.small_call(100.0)

@@ -115,10 +115,14 @@ def _forced_algorithms(op, s):
 
 def _forced(op, s, x, w, dy):
     """Extra impls, fastconv with each algorithm that applies forced ('direct' among them), so that the
-    table can hold 'auto' to the best of them."""
+    table can hold 'auto' to the best of them. The algorithm whose kernel 'auto' runs is left out: its
+    time is auto's own (timing one kernel twice would only measure the machine's noise)."""
     algorithms = _forced_algorithms(op, s)
+    args = _dense_args(op, x, w, dy)
+    auto = fc.kernel_for(op, *args, **s.kwargs).name if algorithms else None
     return {alg: (lambda call=dense_call(op, s, x, w, dy, alg): call("cpp"))
-            for alg in ("direct",) + algorithms} if algorithms else {}
+            for alg in ("direct",) + algorithms
+            if fc.kernel_for(op, *args, **s.kwargs, algorithm=alg).name != auto} if algorithms else {}
 
 
 def dense_cases(names, numba=True, shapes=CONV_SHAPES, ops=DENSE_OPS):
