@@ -126,8 +126,9 @@ bool winograd5_weight_grad_worth(const ConvShape& s) {
 }
 
 // The split dilated layers (winograd_split.h) measured no faster than the direct kernels on the bench's S5
-// row: the dense kernels' transforms on planes of 18 rows, and the copies, take what the fewer multiplies
-// save. 'auto' leaves them out; use_kernel runs them.
+// row (the copies take what the fewer multiplies save), and slower than the dense kernels on every
+// dilated layer measured. 'auto' leaves them out; they come after the dense kernels, so that a forced
+// 'winograd' takes them only where those do not apply (an input grad padded past 2·dilation).
 template <typename S>
 bool never(const S&) {
     return false;
@@ -253,16 +254,16 @@ struct Lists {
     using LF = TiledForward<T>;
     using LB = TiledBackward<T>;
     static constexpr Impl<ConvShape, CF> conv2d[] = {
-        {"conv2d__winograd_dilated_f4x3", winograd_dilated_why_not, never,
-         finite_forward<T, conv2d_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
-        {"conv2d__winograd_dilated_f2x3", winograd_dilated_why_not, never,
-         finite_forward<T, conv2d_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d__winograd_f4x3", winograd_why_not<3>, winograd_worth<4>, finite_forward<T, conv2d_winograd<T, 4>>,
          "winograd", "F(4x4,3x3)"},
         {"conv2d__winograd_f2x3", winograd_why_not<3>, winograd_worth<2>, finite_forward<T, conv2d_winograd<T, 2>>,
          "winograd", "F(2x2,3x3)"},
         {"conv2d__winograd_f4x5", winograd_why_not<5>, winograd5_worth, finite_forward<T, conv2d_winograd<T, 4, 5>>,
          "winograd", "F(4x4,5x5)"},
+        {"conv2d__winograd_dilated_f4x3", winograd_dilated_why_not, never,
+         finite_forward<T, conv2d_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
+        {"conv2d__winograd_dilated_f2x3", winograd_dilated_why_not, never,
+         finite_forward<T, conv2d_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d__fft_t32", fft_why_not<T, 32>, fft_worth<T, 32>, finite_forward<T, conv2d_fft<T, 32>>, "fft", "32x32"},
         {"conv2d__fft_t64", fft_why_not<T, 64>, fft_worth<T, 64>, finite_forward<T, conv2d_fft<T, 64>>, "fft", "64x64"},
         {"conv2d__fft_t128", fft_why_not<T, 128>, fft_worth<T, 128>, finite_forward<T, conv2d_fft<T, 128>>, "fft",
@@ -278,16 +279,16 @@ struct Lists {
         {"conv2d__packed_gemm", always, nullptr, unpadded_forward<T, ConvShape, conv2d_packed_gemm<T>>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_input_grad[] = {
-        {"conv2d_input_grad__winograd_dilated_f4x3", winograd_dilated_why_not, never,
-         finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
-        {"conv2d_input_grad__winograd_dilated_f2x3", winograd_dilated_why_not, never,
-         finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d_input_grad__winograd_f4x3", winograd_input_grad_why_not<3>, winograd_input_grad_worth<4>,
          finite_input_grad<T, conv2d_input_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
         {"conv2d_input_grad__winograd_f2x3", winograd_input_grad_why_not<3>, winograd_input_grad_worth<2>,
          finite_input_grad<T, conv2d_input_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
         {"conv2d_input_grad__winograd_f4x5", winograd_input_grad_why_not<5>, winograd5_input_grad_worth,
          finite_input_grad<T, conv2d_input_grad_winograd<T, 4, 5>>, "winograd", "F(4x4,5x5)"},
+        {"conv2d_input_grad__winograd_dilated_f4x3", winograd_dilated_why_not, never,
+         finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
+        {"conv2d_input_grad__winograd_dilated_f2x3", winograd_dilated_why_not, never,
+         finite_input_grad<T, conv2d_input_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d_input_grad__fft_t32", fft_input_grad_why_not<T, 32>, fft_input_grad_worth<T, 32>,
          finite_input_grad<T, conv2d_input_grad_fft<T, 32>>, "fft", "32x32"},
         {"conv2d_input_grad__fft_t64", fft_input_grad_why_not<T, 64>, fft_input_grad_worth<T, 64>,
@@ -307,16 +308,16 @@ struct Lists {
         {"conv2d_input_grad__packed_gemm", always, nullptr, conv2d_input_grad_packed_gemm<T>},
     };
     static constexpr Impl<ConvShape, CB> conv2d_weight_grad[] = {
-        {"conv2d_weight_grad__winograd_dilated_f4x3", winograd_dilated_why_not, never,
-         finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
-        {"conv2d_weight_grad__winograd_dilated_f2x3", winograd_dilated_why_not, never,
-         finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d_weight_grad__winograd_f4x3", winograd_why_not<3>, winograd_weight_grad_worth<4>,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 4>>, "winograd", "F(4x4,3x3)"},
         {"conv2d_weight_grad__winograd_f2x3", winograd_why_not<3>, winograd_weight_grad_worth<2>,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 2>>, "winograd", "F(2x2,3x3)"},
         {"conv2d_weight_grad__winograd_f4x5", winograd_why_not<5>, winograd5_weight_grad_worth,
          finite_weight_grad<T, conv2d_weight_grad_winograd<T, 4, 5>>, "winograd", "F(4x4,5x5)"},
+        {"conv2d_weight_grad__winograd_dilated_f4x3", winograd_dilated_why_not, never,
+         finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 4>>, "winograd", "F(4x4,3x3) phases"},
+        {"conv2d_weight_grad__winograd_dilated_f2x3", winograd_dilated_why_not, never,
+         finite_weight_grad<T, conv2d_weight_grad_winograd_dilated<T, 2>>, "winograd", "F(2x2,3x3) phases"},
         {"conv2d_weight_grad__fft_t32", fft_weight_grad_why_not<T, 32>, fft_weight_grad_worth<T, 32>,
          finite_weight_grad<T, conv2d_weight_grad_fft<T, 32>>, "fft", "32x32"},
         {"conv2d_weight_grad__fft_t64", fft_weight_grad_why_not<T, 64>, fft_weight_grad_worth<T, 64>,
