@@ -8,6 +8,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -182,6 +184,52 @@ py::object max_unpool2d(py::array y, py::array switches, py::array o, const std:
     });
 }
 
+bool channel_values(std::initializer_list<const py::array*> arrays, long C) {
+    return std::all_of(arrays.begin(), arrays.end(),
+                       [C](const py::array* a) { return a->ndim() == 1 && a->size() == C; });
+}
+
+// x (N, C, H, W) -> y of x's shape, mean and inv_std (C,); w, b (C,) or None.
+py::object batch_norm2d(py::array x, py::object w, py::object b, py::array y, py::array mean, py::array inv_std,
+                        double eps, const std::string& kernel, bool dry_run) {
+    need(x.ndim() == 4 && y.ndim() == 4 && std::equal(x.shape(), x.shape() + 4, y.shape()), "batch_norm2d",
+         "x and y must be 4-D, of one shape");
+    const fastconv::NormShape s{x.shape(0), x.shape(1), x.shape(2) * x.shape(3), eps};
+    fastconv::check_norm_shape(s);
+    const py::array wa = w.is_none() ? py::array() : py::array(w), ba = b.is_none() ? py::array() : py::array(b);
+    need(channel_values({&mean, &inv_std}, s.C) && (w.is_none() || wa.size() == s.C) && (b.is_none() || ba.size() == s.C),
+         "batch_norm2d", "w, b, mean and inv_std must have C values");
+    return by_dtype(x, [&](auto tag) {
+        using T = decltype(tag);
+        const auto& impl = dispatch::kernels().ops<T>().batch_norm2d.select(s, kernel.c_str());
+        const T *xp = in<T>(x, "x"), *wp = w.is_none() ? nullptr : in<T>(wa, "w"),
+                *bp = b.is_none() ? nullptr : in<T>(ba, "b");
+        T *yp = out<T>(y, "y"), *mp = out<T>(mean, "mean"), *ip = out<T>(inv_std, "inv_std");
+        return run_or_name(impl, dry_run, [&] { impl.run(xp, wp, bp, yp, mp, ip, s); });
+    });
+}
+
+// dy, x, dx (N, C, H, W); mean, inv_std, dw, db (C,); w (C,) or None.
+py::object batch_norm2d_grad(py::array dy, py::array x, py::array mean, py::array inv_std, py::object w,
+                             py::array dx, py::array dw, py::array db, const std::string& kernel, bool dry_run) {
+    need(x.ndim() == 4 && std::equal(x.shape(), x.shape() + 4, dy.shape()) && dy.ndim() == 4 && dx.ndim() == 4 &&
+             std::equal(x.shape(), x.shape() + 4, dx.shape()),
+         "batch_norm2d_grad", "dy, x and dx must be 4-D, of one shape");
+    const fastconv::NormShape s{x.shape(0), x.shape(1), x.shape(2) * x.shape(3), 0.0};
+    fastconv::check_norm_shape(s);
+    const py::array wa = w.is_none() ? py::array() : py::array(w);
+    need(channel_values({&mean, &inv_std, &dw, &db}, s.C) && (w.is_none() || wa.size() == s.C), "batch_norm2d_grad",
+         "w, mean, inv_std, dw and db must have C values");
+    return by_dtype(x, [&](auto tag) {
+        using T = decltype(tag);
+        const auto& impl = dispatch::kernels().ops<T>().batch_norm2d_grad.select(s, kernel.c_str());
+        const T *dyp = in<T>(dy, "dy"), *xp = in<T>(x, "x"), *mp = in<T>(mean, "mean"),
+                *ip = in<T>(inv_std, "inv_std"), *wp = w.is_none() ? nullptr : in<T>(wa, "w");
+        T *dxp = out<T>(dx, "dx"), *dwp = out<T>(dw, "dw"), *dbp = out<T>(db, "db");
+        return run_or_name(impl, dry_run, [&] { impl.run(dyp, xp, mp, ip, wp, dxp, dwp, dbp, s); });
+    });
+}
+
 // x (N, C_in, H, W), w (T_h, T_w, C_out, C_in, kH, kW), y (N, C_out, H_out, W_out) must agree.
 fastconv::TiledShape tiled_shape(const py::array& x, const py::array& w, const py::array& y, Pair st, Pair pad,
                                  bool unshared) {
@@ -271,6 +319,8 @@ py::dict implementations() {
     add("unshared_conv2d_weight_grad", k.unshared_conv2d_weight_grad);
     add("max_pool2d", k.max_pool2d);
     add("max_unpool2d", k.max_unpool2d);
+    add("batch_norm2d", k.batch_norm2d);
+    add("batch_norm2d_grad", k.batch_norm2d_grad);
     return d;
 }
 
@@ -315,6 +365,8 @@ PYBIND11_MODULE(_cpp, m) {
     m.def("max_pool2d", &max_pool2d, "window max into y, flat argmax h*W+w into switches");
     m.def("max_unpool2d", &max_unpool2d,
           "out = 0, then out[n,c].flat[switches] += y; returns how many switches lie outside a plane (skipped)");
+    m.def("batch_norm2d", &batch_norm2d, "y = (x - mean) * inv_std * w + b, the batch's mean and inv_std, into y, mean, inv_std");
+    m.def("batch_norm2d_grad", &batch_norm2d_grad, "dx, dw, db of batch_norm2d with the batch's statistics");
     m.def("tiled_conv2d", &tiled_forward<false>, "tiled conv into y (kernel w[i % T_h, j % T_w] at (i, j))");
     m.def("tiled_conv2d_input_grad", &tiled_input_grad<false>, "adjoint of tiled_conv2d in x, into dx");
     m.def("tiled_conv2d_weight_grad", &tiled_weight_grad<false>, "tiled_conv2d weight gradient, into dw");

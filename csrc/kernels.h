@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "batch_norm.h"
 #include "conv2d.h"
 #include "pool.h"
 #include "tiled_conv.h"
@@ -20,7 +21,7 @@
 namespace fastconv {
 
 // Bumped whenever the table's layout changes: the front refuses a library built with another.
-constexpr int kKernelTableVersion = 4;
+constexpr int kKernelTableVersion = 5;
 
 // One implementation of an op (XNNPACK-style name op__variant). why_not(s) is null when it computes s
 // correctly, else the reason it cannot; worth(s) (null: always) says whether it pays on s — false
@@ -88,8 +89,13 @@ template <typename T> using TiledForward = void (*)(const T* x, const T* w, cons
 template <typename T> using TiledBackward = void (*)(const T* a, const T* b, T* out, const TiledShape& s);
 template <typename T> using PoolRun = void (*)(const T* x, T* y, int64_t* switches, const PoolShape& s);
 template <typename T> using UnpoolRun = long (*)(const T* y, const int64_t* switches, T* out, const UnpoolShape& s);
+template <typename T>
+using NormForward = void (*)(const T* x, const T* w, const T* b, T* y, T* mean, T* inv_std, const NormShape& s);
+template <typename T>
+using NormBackward = void (*)(const T* dy, const T* x, const T* mean, const T* inv_std, const T* w, T* dx, T* dw,
+                          T* db, const NormShape& s);
 
-// One dtype's ops (signatures as in conv2d.h, tiled_conv.h, pool.h).
+// One dtype's ops (signatures as in conv2d.h, tiled_conv.h, pool.h, batch_norm.h).
 template <typename T>
 struct KernelOps {
     ImplList<ConvShape, ConvForward<T>> conv2d;
@@ -99,6 +105,8 @@ struct KernelOps {
         unshared_conv2d_input_grad, unshared_conv2d_weight_grad;
     ImplList<PoolShape, PoolRun<T>> max_pool2d;
     ImplList<UnpoolShape, UnpoolRun<T>> max_unpool2d;
+    ImplList<NormShape, NormForward<T>> batch_norm2d;
+    ImplList<NormShape, NormBackward<T>> batch_norm2d_grad;
 };
 
 struct KernelTable {

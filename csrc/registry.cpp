@@ -381,12 +381,19 @@ struct Lists {
         {"max_unpool2d__streamed", always, streamed_worth<T>, max_unpool2d_streamed<T>},
         {"max_unpool2d__in_place", always, nullptr, max_unpool2d_in_place<T>},
     };
+    static constexpr Impl<NormShape, NormForward<T>> batch_norm2d[] = {
+        {"batch_norm2d__channel_blocks", always, nullptr, batch_norm2d_channel_blocks<T>},
+    };
+    static constexpr Impl<NormShape, NormBackward<T>> batch_norm2d_grad[] = {
+        {"batch_norm2d_grad__channel_blocks", always, nullptr, batch_norm2d_grad_channel_blocks<T>},
+    };
 
     static constexpr KernelOps<T> ops() {
         return {list(conv2d),          list(conv2d_input_grad),          list(conv2d_weight_grad),
                 list(tiled_conv2d),    list(unshared_conv2d),            list(tiled_conv2d_input_grad),
                 list(tiled_conv2d_weight_grad), list(unshared_conv2d_input_grad), list(unshared_conv2d_weight_grad),
-                list(max_pool2d),      list(max_unpool2d)};
+                list(max_pool2d),      list(max_unpool2d),                list(batch_norm2d),
+                list(batch_norm2d_grad)};
     }
 };
 

@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "batch_norm.h"
 #include "conv2d.h"
 #include "pool.h"
 #include "tiled_conv.h"
@@ -25,6 +26,11 @@ void check_pool_shape(const PoolShape& s) {
     for (long d : dims)
         if (d < 1) throw std::invalid_argument("max_pool2d: sizes, kernel, stride and dilation must be >= 1");
     if (s.ph < 0 || s.pw < 0) throw std::invalid_argument("max_pool2d: padding must be >= 0");
+}
+
+void check_norm_shape(const NormShape& s) {
+    if (s.N < 1 || s.C < 1 || s.HW < 1) throw std::invalid_argument("batch_norm2d: sizes must be >= 1");
+    if (!(s.eps >= 0)) throw std::invalid_argument("batch_norm2d: eps must be >= 0");
 }
 
 void check_tiled_shape(const TiledShape& s) {

@@ -331,3 +331,69 @@ def unshared_conv2d_weight_grad(x, dy, weight_shape, *, stride=1, padding=0, pad
     """dL/dw of unshared_conv2d from x and dy (both batched or both unbatched, float32/float64); returns an
     array of `weight_shape` (H_out, W_out, C_out, C_in, kH, kW)."""
     return _tiled_weight_grad("unshared_conv2d", x, dy, weight_shape, stride, padding, padding_mode, backend)
+
+
+def _channel_values(name, a, C, dtype, optional=False):
+    """A (C,) array of the input's dtype (None passes through when optional)."""
+    if a is None and optional:
+        return None
+    a = V.float_array(name, a, dtype)
+    V.check_shape(name, a, (C,), "one value per channel")
+    return a
+
+
+def _moments_input(name, x):
+    x = V.float_array(name, x)
+    V.check_ndim(name, x, 4, _NCHW)
+    if x.shape[1] and 0 < x.size // x.shape[1] < 2:
+        raise ValueError(f"{name}: expected more than one value per channel (N·H·W >= 2) to take batch statistics "
+                         f"from, got shape {x.shape}")
+    return x
+
+
+def batch_norm2d(x, weight=None, bias=None, *, eps=1e-5, backend=None):
+    """Batch normalisation with the batch's own statistics (PyTorch's training mode): returns
+    (y, mean, inv_std), y = (x − mean)·inv_std·weight + bias per channel, with mean and
+    inv_std = 1/sqrt(var + eps) (biased variance) over the channel's N·H·W values.
+
+    x (N, C, H, W) float32/float64 with N·H·W >= 2 (as PyTorch requires; N = 0 gives empty y and NaN
+    statistics); weight, bias (C,) or None (1 and 0).
+    mean and inv_std (C,) are what batch_norm2d_grad takes and what running statistics are updated from
+    (the biased variance is 1/inv_std² − eps; PyTorch's running_var takes it times M/(M − 1)). The statistics
+    are summed in float64 whatever the dtype. Running statistics (eval mode) are a per-channel affine map,
+    which needs no kernel of its own."""
+    x = _moments_input("x", x)
+    C = x.shape[1]
+    weight = _channel_values("weight", weight, C, x.dtype, optional=True)
+    bias = _channel_values("bias", bias, C, x.dtype, optional=True)
+    eps = float(eps)
+    if not eps >= 0:
+        raise ValueError(f"eps: expected a number >= 0, got {eps}")
+    y = V.empty("x", x.shape, x.dtype)
+    mean, inv_std = np.empty(C, x.dtype), np.empty(C, x.dtype)
+    if x.size:
+        resolve(backend).batch_norm2d(x, weight, bias, y, mean, inv_std, eps)
+    else:
+        mean[...] = inv_std[...] = np.nan
+    return y, mean, inv_std
+
+
+def batch_norm2d_grad(dy, x, mean, inv_std, weight=None, *, backend=None):
+    """The gradient of batch_norm2d (batch statistics, which depend on x too): returns (dx, dweight, dbias),
+    dbias = Σ dy, dweight = Σ dy·x_hat, dx = weight·inv_std·(dy − dbias/M − x_hat·dweight/M) with
+    x_hat = (x − mean)·inv_std and sums over the M = N·H·W values of each channel.
+
+    dy, x (N, C, H, W) of one shape and dtype; mean, inv_std as batch_norm2d returned them; weight (C,) or None.
+    dweight and dbias are returned whether or not the forward had weight and bias."""
+    x = _moments_input("x", x)
+    dy = V.float_array("dy", dy, x.dtype)
+    V.check_shape("dy", dy, x.shape, "same as x")
+    C = x.shape[1]
+    mean = _channel_values("mean", mean, C, x.dtype)
+    inv_std = _channel_values("inv_std", inv_std, C, x.dtype)
+    weight = _channel_values("weight", weight, C, x.dtype, optional=True)
+    dx = V.empty("x", x.shape, x.dtype)
+    dw, db = np.zeros(C, x.dtype), np.zeros(C, x.dtype)
+    if x.size:
+        resolve(backend).batch_norm2d_grad(dy, x, mean, inv_std, weight, dx, dw, db)
+    return dx, dw, db

@@ -9,6 +9,7 @@ TRANSPOSE_CASES conv_transpose2d: x (N, C_in, H, W), w (C_in, C_out/groups, kH, 
 PLANE_CASES    convolve2d / correlate2d: image (H, W), kernel (kH, kW); run for every mode that scipy accepts.
 POOL_CASES     max_pool2d / max_unpool2d: x (N, C, H, W), kernel_size, stride, padding, ceil_mode.
 TILED_CASES    tiled / unshared conv: ((N, C_in, H, W), C_out, k, stride, padding, tile) tuples.
+NORM_SHAPES    batch_norm2d and its gradient: x (N, C, H, W).
 DTYPES         the dtypes every case runs in.
 """
 
@@ -115,3 +116,8 @@ TILED_CASES = [
     ((1, 2, 13, 5), 2, 3, (2, 1), (1, 2), (7, 1)),
     ((4, 3, 8, 8), 16, 3, 1, "full", (2, 3)),
 ]
+
+# batch_norm2d: 1x1 and prime planes, planes of at least one kernel chunk (1024 values: blocks of one channel),
+# many small planes (blocks of channels, the last one short), one channel, N = 1.
+NORM_SHAPES = [(2, 3, 1, 1), (1, 2, 2, 1), (3, 5, 7, 11), (2, 7, 13, 3), (1, 3, 40, 40), (2, 2, 33, 32), (4, 37, 2, 2),
+               (3, 130, 4, 4), (5, 1, 3, 3), (1, 1, 2, 3), (32, 64, 4, 4), (2, 300, 1, 1)]

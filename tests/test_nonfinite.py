@@ -69,12 +69,27 @@ def _pool(op, dtype, rng):
             yield lambda b: fc.max_unpool2d(y, sw, x.shape, backend=b)
 
 
+def _norm(op, dtype, rng):
+    """Batch norm: a non-finite value makes its channel's statistics non-finite (NaN in x and dy, and Inf in
+    x, make the whole channel NaN), also as the channel's first value, which the kernels' sums start from."""
+    for shape in ((3, 4, 5, 5), (2, 3, 40, 40), (4, 37, 2, 2)):
+        x, dy = _poison(randn(rng, shape, dtype), rng), _poison(randn(rng, shape, dtype), rng)
+        x[0, 0, 0, 0] = np.inf
+        w = randn(rng, shape[1:2], dtype)
+        mean, inv_std = fc.batch_norm2d(x, w, backend="numpy")[1:]
+        if op == "batch_norm2d":
+            yield lambda b: fc.batch_norm2d(x, w, backend=b)
+        else:
+            yield lambda b: fc.batch_norm2d_grad(dy, x, mean, inv_std, w, backend=b)
+
+
 @pytest.mark.skipif("cpp" not in fc.available_backends(), reason="the cpp backend is not built")
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the reference's inf - inf
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op, impl", PAIRS, ids=[name for _, name in PAIRS])
 def test_nonfinite_values_match_the_reference(op, impl, dtype, rng):
-    make = _dense if op.startswith("conv2d") else _pool if "pool" in op else _tiled
+    make = _dense if op.startswith("conv2d") else _norm if op.startswith("batch_norm") else _pool if "pool" in op \
+        else _tiled
     ran = 0
     for call in make(op, dtype, rng):
         with fc.use_kernel(impl):

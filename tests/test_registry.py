@@ -9,7 +9,7 @@ import pytest
 
 import fastconv as fc
 from _helpers import assert_close, central_diff, randn, run_python
-from shapes import CONV_ARGS, CONV_CASES, DTYPES, TILED_CASES, POOL_CASES
+from shapes import CONV_ARGS, CONV_CASES, DTYPES, NORM_SHAPES, TILED_CASES, POOL_CASES
 
 if "cpp" not in fc.available_backends():
     pytest.skip("the cpp backend is not built", allow_module_level=True)
@@ -104,9 +104,23 @@ def _pool(op, dtype, rng):
                    fc.max_unpool2d(y, sw, x.shape, backend="numpy"))
 
 
+def _norm(op, dtype, rng):
+    for shape in NORM_SHAPES:
+        x, dy = randn(rng, shape, dtype) + 3, randn(rng, shape, dtype)
+        w, b = randn(rng, shape[1:2], dtype), randn(rng, shape[1:2], dtype)
+        y, mean, inv_std = fc.batch_norm2d(x, w, b, backend="cpp")
+        if op == "batch_norm2d":
+            yield lambda: fc.batch_norm2d(x, w, b, backend="cpp"), fc.batch_norm2d(x, w, b, backend="numpy")
+        else:
+            yield (lambda: fc.batch_norm2d_grad(dy, x, mean, inv_std, w, backend="cpp"),
+                   fc.batch_norm2d_grad(dy, x, mean, inv_std, w, backend="numpy"))
+
+
 def problems(op, dtype, rng):
     if op.startswith("conv2d"):
         return _dense(op, dtype, rng)
+    if op.startswith("batch_norm2d"):
+        return _norm(op, dtype, rng)
     return _pool(op, dtype, rng) if "pool" in op else _tiled(op, dtype, rng)
 
 
@@ -121,9 +135,12 @@ def test_every_implementation_matches_the_reference(op, impl, dtype, rng):
             except ValueError as e:
                 assert str(e).startswith(f"{impl} does not apply: ")
                 continue
-        if isinstance(got, tuple):  # max_pool2d: values and switches exactly
+        if op == "max_pool2d":  # values and switches exactly
             for g, e in zip(got, expected):
                 np.testing.assert_array_equal(g, e)
+        elif isinstance(got, tuple):
+            for g, e in zip(got, expected):
+                assert_close(g, e, dtype)
         else:
             assert_close(got, expected, dtype)
         ran += 1

@@ -133,8 +133,9 @@ def test_patch_swaps_in_place_and_unpatch_restores(rng):
     params = [id(p) for p in model.parameters()]
     keys = list(model.state_dict())
     swapped = fct.patch(model)
-    assert list(swapped) == ["0", "3", "4", "5", "7"]    # the dilated max-pool (7) too
-    assert [type(m) for m in swapped.values()] == [fct.Conv2d, fct.MaxPool2d, fct.Conv2d, fct.Conv2d, fct.MaxPool2d]
+    assert list(swapped) == ["0", "1", "3", "4", "5", "7"]    # the dilated max-pool (7) too
+    assert [type(m) for m in swapped.values()] == [fct.Conv2d, fct.BatchNorm2d, fct.MaxPool2d, fct.Conv2d, fct.Conv2d,
+                                                   fct.MaxPool2d]
     assert swapped["0"] is model[0] and type(model[7]) is fct.MaxPool2d
     assert [id(p) for p in model.parameters()] == params and list(model.state_dict()) == keys
     _same(model(x), y_before)
@@ -158,8 +159,33 @@ def test_patched_model_trains_like_torch(rng):
             opt.zero_grad()
             F.cross_entropy(model(x), target).backward()
             opt.step()
-    for a, b in zip(patched.parameters(), reference.parameters()):
-        _same(a, b)
+    for a, b in zip(patched.state_dict().values(), reference.state_dict().values()):   # running statistics too
+        _same(a, b) if a.is_floating_point() else torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("momentum, affine, track", [(0.1, True, True), (None, True, True), (0.3, False, True),
+                                                     (0.1, True, False)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_batch_norm2d_is_torch_batch_norm2d(momentum, affine, track, dtype, rng):
+    """Training steps (outputs, gradients, running statistics and num_batches_tracked), then eval mode."""
+    kw = dict(momentum=momentum, affine=affine, track_running_stats=track, dtype=dtype)
+    ours, theirs = fct.BatchNorm2d(5, **kw), nn.BatchNorm2d(5, **kw)
+    if affine:
+        with torch.no_grad():
+            theirs.weight.uniform_(0.5, 2)
+            theirs.bias.uniform_(-1, 1)
+    ours.load_state_dict(theirs.state_dict())
+    for step in range(3):
+        x = torch.tensor(rng.standard_normal((4, 5, 3, 2)) * (step + 1) + step, dtype=dtype)
+        if dtype == torch.float64:
+            _twins_agree(ours, theirs, x)
+        else:
+            _same(ours(x), theirs(x))
+        for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+            _same(a, b) if a.is_floating_point() else torch.testing.assert_close(a, b, msg=name)
+    ours.eval(), theirs.eval()
+    _same(ours(x), theirs(x))
+    assert repr(ours) == repr(theirs)
 
 
 def test_patch_kinds_and_what_it_leaves_alone():
@@ -168,7 +194,7 @@ def test_patch_kinds_and_what_it_leaves_alone():
     assert list(fct.patch(model, kinds=["MaxPool2d"])) == ["1"]
     assert list(fct.patch(model, kinds=nn.Conv2d)) == ["0"]   # a subclass (2) and a float16 layer (3) stay
     assert fct.patch(model) == {} and list(fct.unpatch(model)) == ["0", "1"]
-    with pytest.raises(ValueError, match=r"^kinds: expected names from \['Conv2d'"):
+    with pytest.raises(ValueError, match=r"^kinds: expected names from \['BatchNorm2d', 'Conv2d'"):
         fct.patch(model, kinds=["Linear"])
     built = nn.Sequential(fct.Conv2d(1, 2, 3))
     assert fct.unpatch(built) == {} and type(built[0]) is fct.Conv2d   # built as fastconv layers: not patch's

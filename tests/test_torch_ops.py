@@ -151,6 +151,25 @@ def test_max_unpool2d_equals_torch_and_gradcheck(rng):
     _gradcheck(ours, (y,))
 
 
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm2d_equals_torch_and_gradcheck(affine, rng):
+    x = _randn(rng, (3, 4, 5, 2))
+    params = (_randn(rng, (4,)), _randn(rng, (4,))) if affine else ()
+    ours = lambda x, *wb: fct.batch_norm2d(x, *wb)[0]  # noqa: E731
+    theirs = lambda x, *wb: F.batch_norm(x, None, None, *wb, training=True)  # noqa: E731
+    _same_with_grads(ours, theirs, (x,) + params, rng)
+    _gradcheck(ours, (x,) + params)
+    _, mean, inv_std = fct.batch_norm2d(x, *params)
+    var, mean_t = torch.var_mean(x, (0, 2, 3), unbiased=False)
+    _same(mean, mean_t.detach())
+    _same(inv_std, (var + 1e-5).rsqrt().detach())
+    assert not mean.requires_grad and not inv_std.requires_grad
+    with pytest.raises(NotImplementedError, match="not differentiable"):
+        y = fct.batch_norm2d(x, *params)[0]
+        (g,) = torch.autograd.grad(y, x, torch.ones_like(y), create_graph=True)
+        torch.autograd.grad(g.sum(), x)
+
+
 def test_overlapping_unpool_accumulates_as_max_pool_backward(rng):
     """With overlapping windows a switch repeats: the sum over its outputs is max-pool's gradient."""
     x = torch.tensor(distinct(rng, (1, 2, 7, 7)), requires_grad=True)
@@ -187,6 +206,9 @@ def _op_samples(rng):
         "max_pool2d": (torch.tensor(distinct(rng, (2, 3, 7, 6)), requires_grad=True), [3, 3], [2, 2], [1, 1], True,
                        [1, 2]),
         "max_unpool2d": (t(2, 2, 3, 3), sw, [2, 2, 6, 6]),
+        "batch_norm2d": (t(2, 3, 4, 5), t(3), t(3), 1e-5),
+        # batch_norm2d_grad is not differentiable (its autograd formula raises): inputs without grad
+        "batch_norm2d_grad": tuple(_randn(rng, s, grad=False) for s in ((2, 3, 4, 5), (2, 3, 4, 5), (3,), (3,), (3,))),
     }
 
 

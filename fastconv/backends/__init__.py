@@ -26,6 +26,7 @@ OPS = (
     "max_pool2d", "max_unpool2d",
     "tiled_conv2d", "tiled_conv2d_input_grad", "tiled_conv2d_weight_grad",
     "unshared_conv2d", "unshared_conv2d_input_grad", "unshared_conv2d_weight_grad",
+    "batch_norm2d", "batch_norm2d_grad",
 )
 
 _loaded: dict = {}

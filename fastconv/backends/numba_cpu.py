@@ -15,6 +15,7 @@ import numpy as np
 from . import _numba_dense as _dense
 from . import _numba_tiled as _tiled
 from . import _numba_pool as _pool
+from . import _numba_norm as _norm
 
 
 def set_num_threads(n):
@@ -95,3 +96,15 @@ def unshared_conv2d(x, w, b, y, stride, pad):
 # The unshared gradients are the tiled ones with T = (H_out, W_out): the same kernels.
 unshared_conv2d_input_grad = tiled_conv2d_input_grad
 unshared_conv2d_weight_grad = tiled_conv2d_weight_grad
+
+
+@_memory_errors
+def batch_norm2d(x, w, b, y, mean, inv_std, eps):
+    (w, has_w), (b, has_b) = _bias(w, x.dtype, (x.shape[1],)), _bias(b, x.dtype, (x.shape[1],))
+    _norm.batch_norm2d(x, w, b, has_w, has_b, y, mean, inv_std, float(eps))
+
+
+@_memory_errors
+def batch_norm2d_grad(dy, x, mean, inv_std, w, dx, dw, db):
+    w, has_w = _bias(w, x.dtype, (x.shape[1],))
+    _norm.batch_norm2d_grad(dy, x, mean, inv_std, w, has_w, dx, dw, db)

@@ -178,3 +178,28 @@ def tiled_conv2d_weight_grad(x, dy, dw, stride, pad):
     for th in range(min(dw.shape[0], H_out)):
         for tw in range(min(dw.shape[1], W_out)):
             dw[th, tw] = full[th::dw.shape[0], tw::dw.shape[1]].sum(axis=(0, 1))
+
+
+def batch_norm2d(x, w, b, y, mean, inv_std, eps):
+    """Batch normalisation with the batch's statistics, per channel c over its N·H·W values:
+    mean[c] = E[x], inv_std[c] = 1 / sqrt(E[(x − mean)²] + eps) (biased variance),
+    y = (x − mean)·inv_std·w + b (w = 1, b = 0 when absent). Computed in float64."""
+    x64 = x.astype(np.float64)
+    m = x64.mean(axis=(0, 2, 3))
+    inv = 1.0 / np.sqrt(((x64 - m[:, None, None]) ** 2).mean(axis=(0, 2, 3)) + eps)
+    scale = inv if w is None else inv * w
+    shift = np.zeros_like(m) if b is None else b
+    y[...] = (x64 - m[:, None, None]) * scale[:, None, None] + shift[:, None, None]
+    mean[...], inv_std[...] = m, inv
+
+
+def batch_norm2d_grad(dy, x, mean, inv_std, w, dx, dw, db):
+    """The gradient of batch_norm2d, x_hat = (x − mean)·inv_std, M = N·H·W, sums over (n, h, w):
+    db = Σ dy, dw = Σ dy·x_hat, dx = w·inv_std·(dy − db/M − x_hat·dw/M) (the statistics depend on x too)."""
+    dy64 = dy.astype(np.float64)
+    x_hat = (x - mean[:, None, None]).astype(np.float64) * inv_std[:, None, None]
+    M = x.size // x.shape[1]
+    db[...] = s1 = dy64.sum(axis=(0, 2, 3))
+    dw[...] = s2 = (dy64 * x_hat).sum(axis=(0, 2, 3))
+    scale = inv_std if w is None else inv_std * w
+    dx[...] = scale[:, None, None] * (dy64 - s1[:, None, None] / M - x_hat * (s2 / M)[:, None, None])

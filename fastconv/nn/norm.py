@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ops
 from .base import Layer, _float_dtype, placeholder_params
 
 
@@ -34,32 +35,35 @@ class BatchNorm2d(Layer):
 
     def forward(self, x):
         x = self._check_input(x, ("N", self.num_features, "H", "W"))
-        if self.training:
-            mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
-            n = x.size // self.num_features
-            m = self.momentum
+        if self.training:   # the batch's statistics: ops.batch_norm2d, and its gradient in backward
+            y, mean, inv_std = ops.batch_norm2d(x, self.weight, self.bias, eps=self.eps)
+            n, m = x.size // self.num_features, self.momentum
+            var = np.maximum(1.0 / np.square(inv_std.astype(np.float64)) - self.eps, 0.0)
             self.running_mean[...] = (1 - m) * self.running_mean + m * mean
             self.running_var[...] = (1 - m) * self.running_var + m * var * (n / max(n - 1, 1))
             self.num_batches_tracked += 1
         else:
-            mean, var = self.running_mean, self.running_var
-        self.inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
-        self.x_hat = (x - mean[:, None, None]) * self.inv_std[:, None, None]
-        if self.weight is None:
-            return self.x_hat.copy()
-        return self.x_hat * self.weight[:, None, None] + self.bias[:, None, None]
+            mean = self.running_mean.astype(x.dtype)
+            inv_std = (1.0 / np.sqrt(self.running_var + self.eps)).astype(x.dtype)
+            y = (x - mean[:, None, None]) * inv_std[:, None, None]
+            if self.weight is not None:
+                y = y * self.weight[:, None, None] + self.bias[:, None, None]
+        self.x, self.mean, self.inv_std = x, mean, inv_std
+        return y
 
     def backward(self, dy):
-        x_hat = self._cached("x_hat")
+        x, mean, inv_std = self._cached("x"), self.mean, self.inv_std
+        if self.training:
+            dx, dw, db = ops.batch_norm2d_grad(dy, x, mean, inv_std, self.weight)
+        else:   # the statistics are constants: a per-channel affine map
+            scale = inv_std if self.weight is None else inv_std * self.weight
+            dx = dy * scale[:, None, None]
+            dw = (dy * (x - mean[:, None, None]) * inv_std[:, None, None]).sum(axis=(0, 2, 3))
+            db = dy.sum(axis=(0, 2, 3))
         if self.weight is not None:
-            self._set_grad("weight", (dy * x_hat).sum(axis=(0, 2, 3)))
-            self._set_grad("bias", dy.sum(axis=(0, 2, 3)))
-            dy = dy * self.weight[:, None, None]
-        if not self.training:   # the statistics are constants: a per-channel affine map
-            return dy * self.inv_std[:, None, None]
-        mean_dy = dy.mean(axis=(0, 2, 3), keepdims=True)
-        mean_dy_xhat = (dy * x_hat).mean(axis=(0, 2, 3), keepdims=True)
-        return (dy - mean_dy - x_hat * mean_dy_xhat) * self.inv_std[:, None, None]
+            self._set_grad("weight", dw)
+            self._set_grad("bias", db)
+        return dx
 
 
 def _channel_window_sum(a, before, after):

@@ -7,7 +7,8 @@ bilinear in their two tensors, so each one's gradient is another member of the s
   dx = f_input_grad(dy, w):   d(dy) = f(ddx, w),             d(w) = f_weight_grad(ddx, dy)
   dw = f_weight_grad(x, dy):  d(x)  = f_input_grad(dy, ddw), d(dy) = f(x, ddw)
 (from ⟨ddx, f_input_grad(dy, w)⟩ = ⟨f(ddx, w), dy⟩ = ⟨f_weight_grad(ddx, dy), w⟩). Max-pool's gradient is
-max-unpool through the switches; max-unpool's is the gather at the switches.
+max-unpool through the switches; max-unpool's is the gather at the switches. Batch norm's gradient is
+batch_norm2d_grad, itself not differentiable again.
 """
 from __future__ import annotations
 
@@ -119,3 +120,33 @@ def _max_unpool2d_backward(ctx, dout):
 
 
 _register("max_unpool2d", _max_unpool2d_setup, _max_unpool2d_backward)
+
+
+def _batch_norm2d_setup(ctx, inputs, output):
+    x, weight, bias, _ = inputs
+    _, mean, inv_std = output
+    ctx.mark_non_differentiable(mean, inv_std)
+    ctx.save_for_backward(x, weight, mean, inv_std)
+    ctx.affine = weight is not None, bias is not None
+
+
+def _batch_norm2d_backward(ctx, dy, _dmean, _dinv_std):
+    """The statistics are outputs for running averages and the gradient, not differentiable ones."""
+    x, weight, mean, inv_std = ctx.saved_tensors
+    dx, dw, db = OPS.batch_norm2d_grad.default(dy, x, mean, inv_std, weight)
+    need = ctx.needs_input_grad
+    return (dx if need[0] else None, dw if need[1] and ctx.affine[0] else None,
+            db if need[2] and ctx.affine[1] else None, None)
+
+
+def _batch_norm2d_grad_setup(ctx, inputs, output):
+    pass
+
+
+def _batch_norm2d_grad_backward(ctx, *grads):
+    raise NotImplementedError("fastconv::batch_norm2d_grad is not differentiable: batch_norm2d has no double "
+                              "backward (use torch.nn.functional.batch_norm for higher derivatives)")
+
+
+_register("batch_norm2d", _batch_norm2d_setup, _batch_norm2d_backward)
+_register("batch_norm2d_grad", _batch_norm2d_grad_setup, _batch_norm2d_grad_backward)

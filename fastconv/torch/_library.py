@@ -26,6 +26,8 @@ SCHEMAS = {
     "max_pool2d": "(Tensor x, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode, int[2] dilation) "
                   "-> (Tensor, Tensor)",
     "max_unpool2d": "(Tensor y, Tensor switches, SymInt[4] output_size) -> Tensor",
+    "batch_norm2d": "(Tensor x, Tensor? weight, Tensor? bias, float eps) -> (Tensor, Tensor, Tensor)",
+    "batch_norm2d_grad": "(Tensor dy, Tensor x, Tensor mean, Tensor inv_std, Tensor? weight) -> (Tensor, Tensor, Tensor)",
 }
 for _op in ("tiled_conv2d", "unshared_conv2d"):
     SCHEMAS[_op] = f"(Tensor x, Tensor weight, Tensor? bias, {_LOCAL}) -> Tensor"
@@ -171,3 +173,27 @@ def _max_pool2d_fake(x, kernel_size, stride, padding, ceil_mode, dilation):
 @_fake("max_unpool2d")
 def _max_unpool2d_fake(y, switches, output_size):
     return y.new_empty(output_size)
+
+
+# -- batch normalisation with the batch's statistics ----------------------------------------------------------
+@_cpu("batch_norm2d")
+def _batch_norm2d(x, weight, bias, eps):
+    return tuple(map(torch.from_numpy, ops.batch_norm2d(_np(x), _np(weight), _np(bias), eps=eps)))
+
+
+@_cpu("batch_norm2d_grad")
+def _batch_norm2d_grad(dy, x, mean, inv_std, weight):
+    return tuple(map(torch.from_numpy, ops.batch_norm2d_grad(_np(dy), _np(x), _np(mean), _np(inv_std), _np(weight))))
+
+
+@_fake("batch_norm2d")
+def _batch_norm2d_fake(x, weight, bias, eps):
+    V.check_ndim("x", x, 4, "(N, C, H, W)")
+    C = x.shape[1]
+    return x.new_empty(x.shape), x.new_empty(C), x.new_empty(C)
+
+
+@_fake("batch_norm2d_grad")
+def _batch_norm2d_grad_fake(dy, x, mean, inv_std, weight):
+    C = x.shape[1]
+    return x.new_empty(x.shape), x.new_empty(C), x.new_empty(C)

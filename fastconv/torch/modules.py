@@ -1,6 +1,6 @@
 """torch.nn modules computed by fastconv's kernels.
 
-Conv2d, ConvTranspose2d, MaxPool2d and MaxUnpool2d subclass their torch.nn namesakes and change only the
+Conv2d, ConvTranspose2d, BatchNorm2d, MaxPool2d and MaxUnpool2d subclass their torch.nn namesakes and change only the
 computation: constructors, parameters, initialisation, state-dict keys and repr are torch's, so
 `load_state_dict` moves weights either way and `patch` can swap a layer's class in place. TiledConv2d and
 LocallyConnected2d (which torch lacks) take fastconv.nn's constructors and weight layouts, the state-dict
@@ -39,6 +39,34 @@ class ConvTranspose2d(nn.ConvTranspose2d):
                                               self.dilation)
         return FC.conv_transpose2d(input, self.weight, self.bias, stride=self.stride, padding=self.padding,
                                    output_padding=output_padding, dilation=self.dilation, groups=self.groups)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """torch.nn.BatchNorm2d whose normalisation by the batch's statistics (training mode, or no running
+    statistics) runs on fastconv.batch_norm2d, forward and backward; running statistics, momentum (None: a
+    cumulative average) and num_batches_tracked are updated exactly as torch does. In eval mode with running
+    statistics the layer is a per-channel affine map, which stays torch's own; so do inputs the kernels do not
+    take (not CPU float32/float64 of the parameters' dtype, or not 4-D: torch raises for those)."""
+
+    def forward(self, input):
+        uses_batch = self.training or self.running_mean is None
+        params = [p for p in (self.weight, self.bias) if p is not None]
+        if not uses_batch or input.dim() != 4 or not input.is_cpu or input.dtype not in (torch.float32, torch.float64) \
+                or any(p.dtype != input.dtype or not p.is_cpu for p in params):
+            return super().forward(input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked)
+        y, mean, inv_std = FC.batch_norm2d(input, self.weight, self.bias, eps=self.eps)
+        M = input.numel() // max(1, input.shape[1])
+        if self.training and self.running_mean is not None and M > 0:
+            with torch.no_grad():   # torch's running_var is the unbiased variance
+                var = (inv_std.double().pow(-2) - self.eps).clamp_min(0) * (M / max(1, M - 1))
+                self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(var.to(self.running_var.dtype), alpha=factor)
+        return y
 
 
 class MaxPool2d(nn.MaxPool2d):

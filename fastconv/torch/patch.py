@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .modules import Conv2d, ConvTranspose2d, MaxPool2d, MaxUnpool2d
+from .modules import BatchNorm2d, Conv2d, ConvTranspose2d, MaxPool2d, MaxUnpool2d
 
-SWAPS = {nn.Conv2d: Conv2d, nn.ConvTranspose2d: ConvTranspose2d, nn.MaxPool2d: MaxPool2d, nn.MaxUnpool2d: MaxUnpool2d}
+SWAPS = {nn.Conv2d: Conv2d, nn.ConvTranspose2d: ConvTranspose2d, nn.BatchNorm2d: BatchNorm2d, nn.MaxPool2d: MaxPool2d,
+         nn.MaxUnpool2d: MaxUnpool2d}
 KINDS = {cls.__name__: cls for cls in SWAPS}
 _MARK = "_fastconv_patched"   # set on the layers patch swapped, so unpatch leaves fastconv.torch layers built as such
 
@@ -44,7 +45,7 @@ def _computable(module):
 
 def patch(model: nn.Module, kinds=None) -> dict:
     """Swap, in place, every layer of `model` (itself included) whose type is exactly one of torch.nn's Conv2d,
-    ConvTranspose2d, MaxPool2d, MaxUnpool2d — or only those named in `kinds` ("Conv2d" or nn.Conv2d, ...) —
+    ConvTranspose2d, BatchNorm2d, MaxPool2d, MaxUnpool2d — or only those named in `kinds` ("Conv2d" or nn.Conv2d, ...) —
     for its fastconv.torch subclass, same weights. Returns {qualified name: layer} of the layers swapped."""
     wanted = _kinds(kinds)
     swapped = {}

@@ -1,0 +1,158 @@
+// batch_norm.cpp — batch normalisation with the batch's statistics, forward and gradient, parallel over
+// blocks of channels.
+//
+// A channel's values are N planes of HW values, one per image, C*HW apart. Planes of a few values (the
+// 2x2 and 4x4 maps deep in a CNN) are too short to vectorise one at a time, so a task takes a block of B
+// consecutive channels, whose planes in one image are a single contiguous run of B*HW values, and keeps
+// one accumulator per position of that run (a slot); after the N runs each channel sums its HW slots.
+// Planes of kChunk values or more make blocks of one channel, walked in chunks of kChunk slots. A slot
+// always accumulates the same values in the same order whatever B is, so the results do not depend on
+// the thread count. Each task makes its reduction pass and then its elementwise pass over the same
+// block, which is then still in the cache. Sums are in double. Every difference x - mean is taken as
+// (x - x0) - (mean - x0), x0 the channel's first value: x - x0 is exact or rounded to the spread of the
+// values, not to their magnitude, so neither the one-pass variance (the mean square of x - x0 less the
+// square of its mean) nor x_hat loses digits to values far from zero.
+#include <algorithm>
+#include <cmath>
+
+#include "batch_norm.h"
+#include "parallel.h"
+
+namespace fastconv {
+namespace {
+
+constexpr long kChunk = 1024;
+// The passes are bound by memory, not arithmetic: per value they cost about what this many flops of a
+// compute-bound kernel do, which is what threads_for's threshold is counted in.
+constexpr double kWorkPerValue = 40;
+
+struct Blocks {
+    long B, chunk, tasks;
+};
+
+Blocks plan(const NormShape& s) {
+    if (s.HW >= kChunk) return {1, kChunk, s.C};
+    // Enough blocks for every thread to take a few, as long as a block's run fills a vector or so.
+    const long B =
+        std::max(1L, std::min(kChunk / s.HW, std::max(ceil_div(16, s.HW), ceil_div(s.C, 4L * get_num_threads()))));
+    return {B, B * s.HW, ceil_div(s.C, B)};
+}
+
+// For each image n, f(offset of a chunk of the block's run, its length) over the block's channels
+// [c0, c1): the runs split in chunks of at most k.chunk values, slot j of a chunk being its j-th value.
+template <typename F>
+void for_each_chunk(const NormShape& s, const Blocks& k, long c0, long c1, const F& f) {
+    const long len = (c1 - c0) * s.HW;
+    for (long n = 0; n < s.N; ++n)
+        for (long off = 0; off < len; off += k.chunk) f((n * s.C + c0) * s.HW + off, std::min(k.chunk, len - off));
+}
+
+// Per channel c of the block [c0, c1): f(c, first slot, number of slots, sum of its slots of a, ... of b).
+template <typename F>
+void channel_sums(const Blocks& k, long HW, long c0, long c1, const double* a, const double* b, const F& f) {
+    const long per = k.B == 1 ? k.chunk : HW;
+    for (long c = c0; c < c1; ++c) {
+        const long j0 = k.B == 1 ? 0 : (c - c0) * HW;
+        double sa = 0, sb = 0;
+        for (long j = j0; j < j0 + per; ++j) sa += a[j], sb += b[j];
+        f(c, j0, per, sa, sb);
+    }
+}
+
+// x0 of channel c: its first value, or 0 when that is not finite (then the sums are too, as the reference's).
+template <typename T>
+inline T channel_shift(const T* x, long HW, long c) {
+    const T x0 = x[c * HW];
+    return std::isfinite(x0) ? x0 : T(0);
+}
+
+// The slots the block [c0, c1) uses, and slot j's channel.
+inline long used_slots(const Blocks& k, long HW, long c0, long c1) { return std::min(k.chunk, (c1 - c0) * HW); }
+inline long slot_channel(const Blocks& k, long HW, long c0, long j) { return k.B == 1 ? c0 : c0 + j / HW; }
+
+}  // namespace
+
+template <typename T>
+void batch_norm2d_channel_blocks(const T* x, const T* w, const T* b, T* y, T* mean, T* inv_std, const NormShape& s) {
+    const Blocks k = plan(s);
+    const double M = (double)s.N * s.HW;
+    // Per thread: two double accumulators, then the slots' x0, mean - x0, scale and bias.
+    const long size = 2 * k.chunk + 4 * ceil_div(k.chunk * (long)sizeof(T), sizeof(double));
+    parallel_tasks<double>(k.tasks, kWorkPerValue * s.N * s.C * s.HW, size, [&](long t, double* ws) {
+        const long c0 = t * k.B, c1 = std::min(s.C, c0 + k.B), used = used_slots(k, s.HW, c0, c1);
+        double *sum = ws, *sq = ws + k.chunk;
+        T *shift = reinterpret_cast<T*>(ws + 2 * k.chunk), *off = shift + k.chunk, *scale = off + k.chunk,
+          *bias = scale + k.chunk;
+        for (long j = 0; j < used; ++j) {
+            shift[j] = channel_shift(x, s.HW, slot_channel(k, s.HW, c0, j));
+            sum[j] = sq[j] = 0;
+        }
+        for_each_chunk(s, k, c0, c1, [&](long at, long m) {
+            const T* xr = x + at;
+            for (long j = 0; j < m; ++j) {
+                const double d = (double)(xr[j] - shift[j]);
+                sum[j] += d, sq[j] += d * d;
+            }
+        });
+        channel_sums(k, s.HW, c0, c1, sum, sq, [&](long c, long j0, long per, double s1, double s2) {
+            const double mean_d = s1 / M, d2 = s2 / M - mean_d * mean_d, var = d2 < 0 ? 0.0 : d2;  // keeps NaN
+            const double m = (double)channel_shift(x, s.HW, c) + mean_d, inv = 1.0 / std::sqrt(var + s.eps);
+            mean[c] = (T)m, inv_std[c] = (T)inv;
+            for (long j = j0; j < j0 + per; ++j)
+                off[j] = (T)mean_d, scale[j] = (T)(w ? inv * w[c] : inv), bias[j] = b ? b[c] : T(0);
+        });
+        for_each_chunk(s, k, c0, c1, [&](long at, long m) {
+            const T* xr = x + at;
+            T* yr = y + at;
+            for (long j = 0; j < m; ++j) yr[j] = ((xr[j] - shift[j]) - off[j]) * scale[j] + bias[j];
+        });
+    });
+}
+
+template <typename T>
+void batch_norm2d_grad_channel_blocks(const T* dy, const T* x, const T* mean, const T* inv_std, const T* w, T* dx,
+                                      T* dw, T* db, const NormShape& s) {
+    const Blocks k = plan(s);
+    const double M = (double)s.N * s.HW;
+    const long size = 2 * k.chunk + 5 * ceil_div(k.chunk * (long)sizeof(T), sizeof(double));
+    parallel_tasks<double>(k.tasks, kWorkPerValue * s.N * s.C * s.HW, size, [&](long t, double* ws) {
+        const long c0 = t * k.B, c1 = std::min(s.C, c0 + k.B), used = used_slots(k, s.HW, c0, c1);
+        double *sdy = ws, *sdyx = ws + k.chunk;
+        T *shift = reinterpret_cast<T*>(ws + 2 * k.chunk), *off = shift + k.chunk, *scale = off + k.chunk,
+          *a = scale + k.chunk, *q = a + k.chunk;
+        for (long j = 0; j < used; ++j) {
+            const long c = slot_channel(k, s.HW, c0, j);
+            shift[j] = channel_shift(x, s.HW, c), off[j] = (T)((double)mean[c] - (double)shift[j]);
+            sdy[j] = sdyx[j] = 0;
+        }
+        for_each_chunk(s, k, c0, c1, [&](long at, long m) {
+            const T *dyr = dy + at, *xr = x + at;
+            for (long j = 0; j < m; ++j) {
+                const double g = (double)dyr[j];
+                sdy[j] += g, sdyx[j] += g * (double)((xr[j] - shift[j]) - off[j]);
+            }
+        });
+        // dx = scale * (dy - a - (x - mean) * q): scale = w * inv_std, a = the mean of dy, q = inv_std^2 times
+        // the mean of dy * (x - mean).
+        channel_sums(k, s.HW, c0, c1, sdy, sdyx, [&](long c, long j0, long per, double s1, double s2) {
+            const double inv = inv_std[c];
+            db[c] = (T)s1, dw[c] = (T)(s2 * inv);
+            for (long j = j0; j < j0 + per; ++j)
+                scale[j] = (T)(w ? inv * w[c] : inv), a[j] = (T)(s1 / M), q[j] = (T)(inv * inv * s2 / M);
+        });
+        for_each_chunk(s, k, c0, c1, [&](long at, long m) {
+            const T *dyr = dy + at, *xr = x + at;
+            T* dxr = dx + at;
+            for (long j = 0; j < m; ++j) dxr[j] = scale[j] * (dyr[j] - a[j] - ((xr[j] - shift[j]) - off[j]) * q[j]);
+        });
+    });
+}
+
+#define FASTCONV_INSTANTIATE(T)                                                                                   \
+    template void batch_norm2d_channel_blocks<T>(const T*, const T*, const T*, T*, T*, T*, const NormShape&);     \
+    template void batch_norm2d_grad_channel_blocks<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, \
+                                                      const NormShape&);
+FASTCONV_INSTANTIATE(float)
+FASTCONV_INSTANTIATE(double)
+
+}  // namespace fastconv
