@@ -22,9 +22,6 @@ namespace fastconv {
 namespace {
 
 constexpr long kChunk = 1024;
-// The passes are bound by memory, not arithmetic: per value they cost about what this many flops of a
-// compute-bound kernel do, which is what threads_for's threshold is counted in.
-constexpr double kWorkPerValue = 40;
 
 struct Blocks {
     long B, chunk, tasks;
@@ -78,7 +75,7 @@ void batch_norm2d_channel_blocks(const T* x, const T* w, const T* b, T* y, T* me
     const double M = (double)s.N * s.HW;
     // Per thread: two double accumulators, then the slots' x0, mean - x0, scale and bias.
     const long size = 2 * k.chunk + 4 * ceil_div(k.chunk * (long)sizeof(T), sizeof(double));
-    parallel_tasks<double>(k.tasks, kWorkPerValue * s.N * s.C * s.HW, size, [&](long t, double* ws) {
+    parallel_tasks<double>(k.tasks, moved_work(2.0 * s.N * s.C * s.HW), size, [&](long t, double* ws) {
         const long c0 = t * k.B, c1 = std::min(s.C, c0 + k.B), used = used_slots(k, s.HW, c0, c1);
         double *sum = ws, *sq = ws + k.chunk;
         T *shift = reinterpret_cast<T*>(ws + 2 * k.chunk), *off = shift + k.chunk, *scale = off + k.chunk,
@@ -115,7 +112,7 @@ void batch_norm2d_grad_channel_blocks(const T* dy, const T* x, const T* mean, co
     const Blocks k = plan(s);
     const double M = (double)s.N * s.HW;
     const long size = 2 * k.chunk + 5 * ceil_div(k.chunk * (long)sizeof(T), sizeof(double));
-    parallel_tasks<double>(k.tasks, kWorkPerValue * s.N * s.C * s.HW, size, [&](long t, double* ws) {
+    parallel_tasks<double>(k.tasks, moved_work(2.0 * s.N * s.C * s.HW), size, [&](long t, double* ws) {
         const long c0 = t * k.B, c1 = std::min(s.C, c0 + k.B), used = used_slots(k, s.HW, c0, c1);
         double *sdy = ws, *sdyx = ws + k.chunk;
         T *shift = reinterpret_cast<T*>(ws + 2 * k.chunk), *off = shift + k.chunk, *scale = off + k.chunk,

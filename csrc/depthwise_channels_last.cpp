@@ -17,6 +17,10 @@
 namespace fastconv {
 namespace {
 
+// Threads are counted from the work of the copies into and out of the channels-last blocks as well as
+// the products: on small maps the copies are most of it.
+double work(const ConvShape& s) { return s.flops() + moved_work(s.N * s.C_in * (double)(s.HW() + s.HW_out())); }
+
 // Channels per task: enough vectors to amortise a task, few enough that a padded block stays in L2.
 constexpr long kChannelBlock = 128;
 // The weight gradient's batch slices (partial sums of dw, added in order).
@@ -112,7 +116,7 @@ void conv2d_depthwise_channels_last(const T* x, const T* w, const T* b, T* y, co
     const Block k(s, cb);
     Buffer<T> wt(kk * C);
     taps_across_channels(w, C, kk, wt.data());
-    parallel_tasks<T>(s.N * ncb, s.flops(), k.size() + HWo * cb, [&](long task, T* xp) {
+    parallel_tasks<T>(s.N * ncb, work(s), k.size() + HWo * cb, [&](long task, T* xp) {
         const long n = task / ncb, c0 = task % ncb * cb, cn = std::min(cb, C - c0);
         T* yr = xp + k.size();
         std::fill(xp, xp + k.size(), T(0));
@@ -141,7 +145,7 @@ void conv2d_input_grad_depthwise_channels_last(const T* dy, const T* w, T* dx, c
     const Block k(s, cb);
     Buffer<T> wt(kk * C);
     taps_across_channels(w, C, kk, wt.data());
-    parallel_tasks<T>(s.N * ncb, s.flops(), k.size() + HWo * cb, [&](long task, T* dxp) {
+    parallel_tasks<T>(s.N * ncb, work(s), k.size() + HWo * cb, [&](long task, T* dxp) {
         const long n = task / ncb, c0 = task % ncb * cb, cn = std::min(cb, C - c0);
         T* dyr = dxp + k.size();
         std::fill(dxp, dxp + k.size(), T(0));
@@ -171,7 +175,7 @@ void conv2d_weight_grad_depthwise_channels_last(const T* x, const T* dy, T* dw, 
     const long S = std::min(s.N, kWgradSlices);
     const Block k(s, cb);
     Buffer<T> partial(S * kk * C);
-    parallel_tasks<T>(S * ncb, s.flops(), k.size() + HWo * cb, [&](long task, T* xp) {
+    parallel_tasks<T>(S * ncb, work(s), k.size() + HWo * cb, [&](long task, T* xp) {
         const long sl = task / ncb, c0 = task % ncb * cb, cn = std::min(cb, C - c0);
         T* dyr = xp + k.size();
         T* acc_dw = partial.data() + sl * kk * C + c0;  // acc_dw[tap * C + c]

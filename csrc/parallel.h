@@ -49,6 +49,12 @@ inline int threads_for(long tasks, double work) {
     return (int)std::max(1L, std::min<long>(threads_for(tasks), (long)(work / kWorkPerThread)));
 }
 
+// The work of kernels bound by moving values rather than by arithmetic (copies, transposes, one or two
+// passes of a few operations per value), in the flops of threads_for: per value moved they take about as
+// long as this many flops of a compute-bound kernel.
+constexpr double kWorkPerMovedValue = 20;
+inline double moved_work(double values) { return kWorkPerMovedValue * values; }
+
 // The calling thread's number inside a parallel region (0 outside, or without OpenMP).
 inline int omp_thread() {
 #ifdef _OPENMP

@@ -98,12 +98,15 @@ void conv2d_input_grad_pointwise_folded(const T* dy, const T* w, T* dx, const Co
 }
 
 // dw (C_out, C_in) = Σ_{n,j} dy[n, :, j] x[n, :, j]ᵀ. Tasks own disjoint (row block, column block)
-// tiles of dw and reduce over all positions in order, so dw does not depend on the thread count.
+// tiles of dw and reduce over all positions in order, so dw does not depend on the thread count. Every
+// task packs its column block of xᵀ (all P positions deep) itself, so the tasks split the columns first
+// (each block packed once) and the rows only where there are too few column blocks.
 template <typename T>
 void conv2d_weight_grad_pointwise_folded(const T* x, const T* dy, T* dw, const ConvShape& s) {
     constexpr long MR = GemmBlock<T>::MR, NR = GemmBlock<T>::NR;
     const long M = s.C_out, C = s.C_in, HW = s.HW(), P = s.N * HW;
-    const long cb = std::min(round_up(C, NR), GemmBlock<T>::NC), ncb = ceil_div(C, cb);
+    const long cb = std::min({round_up(C, NR), GemmBlock<T>::NC, round_up(ceil_div(C, 4L * get_num_threads()), NR)});
+    const long ncb = ceil_div(C, cb);
     const long rblocks = std::clamp(ceil_div(4L * get_num_threads(), ncb), 1L, ceil_div(M, MR));
     const long rb = round_up(ceil_div(M, rblocks), MR), nrb = ceil_div(M, rb), ap = packed_a_size<T>(rb, P);
     Buffer<T> xt(C * P), dyt(M * P), Ap(nrb * ap);
