@@ -100,6 +100,17 @@ fastconv::TiledShape tiled_shape(const fc_tiled_params* p, bool unshared) {
     return s;
 }
 
+fastconv::NormShape norm_shape(const fc_norm_params* p, double eps) {
+    require(p != nullptr, "params is NULL");
+    require(p->N >= 1 && p->C >= 1 && p->H >= 1 && p->W >= 1, "sizes must be >= 1");
+    require(wide(p->N) * p->H * p->W >= 2, "more than one value per channel (N*H*W >= 2) is needed");
+    require(wide(p->N) * p->C * p->H * p->W <= kMaxPaddedElements, "x exceeds 2**48 elements");
+    require(eps >= 0 && eps <= 1e300, "eps must be a finite number >= 0");
+    const fastconv::NormShape s{p->N, p->C, p->H * p->W, eps};
+    fastconv::check_norm_shape(s);
+    return s;
+}
+
 fastconv::PoolShape pool_shape(const fc_pool_params* p, int64_t dil_h = 1, int64_t dil_w = 1) {
     require(p != nullptr, "params is NULL");
     fastconv::PoolShape s{p->N, p->C, p->H, p->W, p->H_out, p->W_out,
@@ -237,6 +248,24 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
         });                                                                                             \
     }
 
+#define FC_NORM(SUF, T)                                                                                  \
+    int fc_batch_norm2d_##SUF(const fc_norm_params* p, double eps, const T* x, const T* w, const T* b, T* y, \
+                              T* mean, T* inv_std) {                                                        \
+        return guarded("fc_batch_norm2d_" #SUF, [&] {                                                       \
+            const auto s = norm_shape(p, eps);                                                              \
+            require_ptrs({x, y, mean, inv_std});                                                            \
+            run(kernel<T>().batch_norm2d, s, x, w, b, y, mean, inv_std);                                    \
+        });                                                                                                 \
+    }                                                                                                       \
+    int fc_batch_norm2d_grad_##SUF(const fc_norm_params* p, const T* dy, const T* x, const T* mean,         \
+                                   const T* inv_std, const T* w, T* dx, T* dw, T* db) {                     \
+        return guarded("fc_batch_norm2d_grad_" #SUF, [&] {                                                  \
+            const auto s = norm_shape(p, 0.0);                                                              \
+            require_ptrs({dy, x, mean, inv_std, dx, dw, db});                                               \
+            run(kernel<T>().batch_norm2d_grad, s, dy, x, mean, inv_std, w, dx, dw, db);                     \
+        });                                                                                                 \
+    }
+
 FC_DENSE(f32, float)
 FC_DENSE(f64, double)
 FC_TILED(tiled_conv2d, false, f32, float)
@@ -245,5 +274,7 @@ FC_TILED(unshared_conv2d, true, f32, float)
 FC_TILED(unshared_conv2d, true, f64, double)
 FC_POOL(f32, float)
 FC_POOL(f64, double)
+FC_NORM(f32, float)
+FC_NORM(f64, double)
 
 }  // extern "C"

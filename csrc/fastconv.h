@@ -92,6 +92,23 @@ int fc_max_pool2d_dilated_f64(const fc_pool_params* p, int64_t dilation_h, int64
                               double* y, int64_t* switches);
 int fc_max_unpool2d_f32(const fc_pool_params* p, const float* y, const int64_t* switches, float* out);
 int fc_max_unpool2d_f64(const fc_pool_params* p, const double* y, const int64_t* switches, double* out);
+
+/* Batch norm with the batch's statistics (training mode), per channel over its N*H*W >= 2 values:
+ * x, y (N, C, H, W); w, b (C) or NULL (1 and 0); mean, inv_std (C) are written, inv_std = 1/sqrt(var + eps)
+ * with the biased variance. Gradient: dy, x, dx (N, C, H, W); mean, inv_std as the forward wrote them; w (C)
+ * or NULL; dw = sum dy * (x - mean) * inv_std and db = sum dy (C) are written. */
+typedef struct {
+    int64_t N, C, H, W;
+} fc_norm_params;
+
+int fc_batch_norm2d_f32(const fc_norm_params* p, double eps, const float* x, const float* w, const float* b, float* y,
+                        float* mean, float* inv_std);
+int fc_batch_norm2d_f64(const fc_norm_params* p, double eps, const double* x, const double* w, const double* b,
+                        double* y, double* mean, double* inv_std);
+int fc_batch_norm2d_grad_f32(const fc_norm_params* p, const float* dy, const float* x, const float* mean,
+                             const float* inv_std, const float* w, float* dx, float* dw, float* db);
+int fc_batch_norm2d_grad_f64(const fc_norm_params* p, const double* dy, const double* x, const double* mean,
+                             const double* inv_std, const double* w, double* dx, double* dw, double* db);
 /* cffi-end */
 
 #ifdef __cplusplus

@@ -136,6 +136,33 @@ def test_dilated_pool_entry_point_and_ceil_mode_clipping(dtype, rng):
     assert rc == LIB.FC_EINVAL and msg.startswith(f"fc_max_pool2d_dilated_{suffix}: ") and "dilation" in msg
 
 
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_batch_norm_entry_points(dtype, rng):
+    x, dy = (rng.standard_normal((3, 5, 4, 3)).astype(dtype) for _ in range(2))
+    w, b = (rng.standard_normal(5).astype(dtype) for _ in range(2))
+    params = FFI.new("fc_norm_params *", list(x.shape))
+    suffix, ctype = DTYPES[dtype]
+    for ww, bb in ((w, b), (None, None)):
+        want = fc.batch_norm2d(x, ww, bb, eps=1e-3, backend="numpy")
+        y, mean, inv_std = np.empty_like(x), np.empty(5, dtype), np.empty(5, dtype)
+        rc, msg = _rc(getattr(LIB, f"fc_batch_norm2d_{suffix}"), params, 1e-3,
+                      *(ptr(a, ctype) for a in (x, ww, bb, y, mean, inv_std)))
+        assert rc == LIB.FC_OK, msg
+        for got, ref in zip((y, mean, inv_std), want):
+            close(got, ref, dtype)
+        dx, dw, db = np.empty_like(x), np.empty(5, dtype), np.empty(5, dtype)
+        call("batch_norm2d_grad", dtype, params, dy, x, mean, inv_std, ww, dx, dw, db)
+        for got, ref in zip((dx, dw, db), fc.batch_norm2d_grad(dy, x, mean, inv_std, ww, backend="numpy")):
+            close(got, ref, dtype)
+    one = FFI.new("fc_norm_params *", [1, 5, 1, 1])
+    rc, msg = _rc(getattr(LIB, f"fc_batch_norm2d_{suffix}"), one, 1e-5, *(ptr(a, ctype) for a in (x, w, b, y, mean,
+                                                                                                    inv_std)))
+    assert rc == LIB.FC_EINVAL and msg.startswith(f"fc_batch_norm2d_{suffix}: more than one value per channel")
+    rc, msg = _rc(getattr(LIB, f"fc_batch_norm2d_{suffix}"), params, -1.0, *(ptr(a, ctype) for a in (x, w, b, y, mean,
+                                                                                                      inv_std)))
+    assert rc == LIB.FC_EINVAL and "eps" in msg
+
+
 def _rc(fn, *args):
     rc = fn(*args)
     return rc, FFI.string(LIB.fc_last_error()).decode()
