@@ -100,7 +100,7 @@ void conv2d_packed_gemm(const T* x, const T* w, const T* b, T* y, const ConvShap
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out();
     const long ap = packed_a_size<T>(M, K);
     Buffer<T> Ap(G * ap);  // every group's weights packed once, shared read-only by all tasks
-    for (long g = 0; g < G; ++g) pack_a(M, K, w + g * M * K, K, 1, Ap.data() + g * ap);
+    for (long g = 0; g < G; ++g) pack_a_blocks(M, K, w + g * M * K, K, 1, Ap.data() + g * ap);
     const long nb = column_block<T>(HWo, s.N * G), nblk = ceil_div(HWo, nb), ntasks = s.N * G * nblk;
     const long bsize = packed_b_size<T>(K, nb);
     parallel_tasks<T>(ntasks, s.flops(), bsize + nb + GemmBlock<T>::NR, [&](long t, T* Bp) {

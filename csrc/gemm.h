@@ -89,6 +89,17 @@ inline void tile_product(long kc, const T* __restrict a, const T* __restrict b,
 template <typename T>
 void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap, long kcb = GemmBlock<T>::KC);
 
+// pack_a of the whole of A with its KC blocks on threads (each block of the packed layout is pack_a of
+// that slice of A's columns): weights packed once before a parallel GEMM, which would otherwise wait
+// for one thread to copy them (megabytes, for the 1x1 layers of a CNN's last stages).
+template <typename T>
+void pack_a_blocks(long M, long K, const T* A, long rsA, long csA, T* Ap) {
+    const long KC = GemmBlock<T>::KC, Mpad = round_up(M, GemmBlock<T>::MR), nb = ceil_div(K, KC);
+#pragma omp parallel for schedule(static) num_threads(threads_for(nb, moved_work((double)M * K)))
+    for (long blk = 0; blk < nb; ++blk)
+        pack_a(M, std::min(KC, K - blk * KC), A + blk * KC * csA, rsA, csA, Ap + blk * KC * Mpad);
+}
+
 // One KC x NC block of a strided B: B[p,j] = B[p*rsB + j*csB], p < kc, j < nc.
 template <typename T>
 void pack_b(long kc, long nc, const T* B, long rsB, long csB, T* Bp);

@@ -229,6 +229,28 @@ def test_weight_grad_thread_independent(case, rng):
     np.testing.assert_array_equal(outs[0], outs[2])
 
 
+@pytest.mark.parametrize("xs, C_out", [((8, 96, 2, 2), 160), ((4, 64, 4, 4), 24), ((2, 40, 4, 4), 300)],
+                         ids=["rows", "columns", "wide-dw"])
+def test_pointwise_folded_is_thread_independent(xs, C_out, rng):
+    """The batch-folded 1x1 kernels (forced: 'auto' may take another at narrow vectors) split rows or columns
+    of their GEMMs by the thread count: every op is bit-identical for 1, 2 and 3 threads."""
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal((C_out, xs[1], 1, 1)).astype(np.float32)
+    dy = rng.standard_normal((xs[0], C_out) + xs[2:]).astype(np.float32)
+    calls = {"conv2d": lambda: fc.conv2d(x, w, backend="cpp"),
+             "conv2d_input_grad": lambda: fc.conv2d_input_grad(dy, w, xs, backend="cpp"),
+             "conv2d_weight_grad": lambda: fc.conv2d_weight_grad(x, dy, w.shape, backend="cpp")}
+    for op, call in calls.items():
+        outs = []
+        for t in (1, 2, 3):
+            with num_threads(t), fc.use_kernel(op + "__pointwise_folded"):
+                outs.append(call())
+        np.testing.assert_array_equal(outs[0], outs[1])
+        np.testing.assert_array_equal(outs[0], outs[2])
+    assert_close(outs[0], fc.conv2d_weight_grad(x.astype(np.float64), dy.astype(np.float64), w.shape,
+                                                backend="numpy"), np.float32)
+
+
 @pytest.mark.parametrize("op, w_shape", [("conv2d_weight_grad", (3, 64, 3, 3)),
                                          ("tiled_conv2d_weight_grad", (2, 2, 3, 64, 3, 3))])
 def test_weight_grad_image_chunks(op, w_shape, rng):
