@@ -86,13 +86,17 @@ void taps_across_channels(const T* w, long C, long kk, T* wt) {
         for (long t = 0; t < kk; ++t) wt[t * C + c] = w[c * kk + t];
 }
 
-// f(c0, lanes) over [0, cn) in whole vectors, then single lanes: the channel loop every kernel shares.
+// f(c0, lanes, U) over [0, cn): blocks of U = 4 vectors, then single vectors, then single lanes, the
+// channel loop every kernel shares. Each vector of channels sums its taps (or positions) in one chain of
+// dependent FMAs, so one vector at a time waits on the FMA latency; four keep four chains in flight.
+constexpr int kVectorsPerBlock = 4;
 template <typename T, typename F>
 inline void over_channels(long cn, const F& f) {
-    constexpr int L = Vec<T>::lanes;
+    constexpr int L = Vec<T>::lanes, U = kVectorsPerBlock;
     long c = 0;
-    for (; c + L <= cn; c += L) f(c, std::integral_constant<int, L>{});
-    for (; c < cn; ++c) f(c, std::integral_constant<int, 1>{});
+    for (; c + U * L <= cn; c += U * L) f(c, std::integral_constant<int, L>{}, std::integral_constant<int, U>{});
+    for (; c + L <= cn; c += L) f(c, std::integral_constant<int, L>{}, std::integral_constant<int, 1>{});
+    for (; c < cn; ++c) f(c, std::integral_constant<int, 1>{}, std::integral_constant<int, 1>{});
 }
 
 template <typename T, int L>
@@ -123,16 +127,18 @@ void conv2d_depthwise_channels_last(const T* x, const T* w, const T* b, T* y, co
         to_padded(x + (n * C + c0) * s.HW(), s, k, cn, xp);
         for (long i = 0; i < s.H_out; ++i)
             for (long j = 0; j < s.W_out; ++j)
-                over_channels<T>(cn, [&](long c, auto lanes) {
-                    constexpr int L = decltype(lanes)::value;
-                    Lanes<T, L> acc = b ? load_lanes<T, L>(b + c0 + c) : Lanes<T, L>{};
+                over_channels<T>(cn, [&](long c, auto lanes, auto vectors) {
+                    constexpr int L = decltype(lanes)::value, U = decltype(vectors)::value;
+                    Lanes<T, L> acc[U];
+                    for (int u = 0; u < U; ++u) acc[u] = b ? load_lanes<T, L>(b + c0 + c + u * L) : Lanes<T, L>{};
                     for (long a = 0; a < s.kH; ++a) {
                         const T* row = xp + ((i * s.sh + a * s.dil_h) * k.Wq + j * s.sw) * cb + c;
-                        for (long q = 0; q < s.kW; ++q)
-                            acc += load_lanes<T, L>(wt.data() + (a * s.kW + q) * C + c0 + c) *
-                                   load_lanes<T, L>(row + q * s.dil_w * cb);
+                        for (long q = 0; q < s.kW; ++q) {
+                            const T *wq = wt.data() + (a * s.kW + q) * C + c0 + c, *xq = row + q * s.dil_w * cb;
+                            for (int u = 0; u < U; ++u) acc[u] += load_lanes<T, L>(wq + u * L) * load_lanes<T, L>(xq + u * L);
+                        }
                     }
-                    store_lanes<T, L>(yr + (i * s.W_out + j) * cb + c, acc);
+                    for (int u = 0; u < U; ++u) store_lanes<T, L>(yr + (i * s.W_out + j) * cb + c + u * L, acc[u]);
                 });
         transpose_block(yr, cb, HWo, cn, y + (n * C + c0) * HWo, HWo);
     });
@@ -152,14 +158,17 @@ void conv2d_input_grad_depthwise_channels_last(const T* dy, const T* w, T* dx, c
         transpose_block(dy + (n * C + c0) * HWo, HWo, cn, HWo, dyr, cb);
         for (long i = 0; i < s.H_out; ++i)
             for (long j = 0; j < s.W_out; ++j)
-                over_channels<T>(cn, [&](long c, auto lanes) {
-                    constexpr int L = decltype(lanes)::value;
-                    const Lanes<T, L> d = load_lanes<T, L>(dyr + (i * s.W_out + j) * cb + c);
+                over_channels<T>(cn, [&](long c, auto lanes, auto vectors) {
+                    constexpr int L = decltype(lanes)::value, U = decltype(vectors)::value;
+                    Lanes<T, L> d[U];
+                    for (int u = 0; u < U; ++u) d[u] = load_lanes<T, L>(dyr + (i * s.W_out + j) * cb + c + u * L);
                     for (long a = 0; a < s.kH; ++a) {
                         T* row = dxp + ((i * s.sh + a * s.dil_h) * k.Wq + j * s.sw) * cb + c;
                         for (long q = 0; q < s.kW; ++q) {
                             T* p = row + q * s.dil_w * cb;
-                            store_lanes<T, L>(p, load_lanes<T, L>(p) + d * load_lanes<T, L>(wt.data() + (a * s.kW + q) * C + c0 + c));
+                            const T* wq = wt.data() + (a * s.kW + q) * C + c0 + c;
+                            for (int u = 0; u < U; ++u)
+                                store_lanes<T, L>(p + u * L, load_lanes<T, L>(p + u * L) + d[u] * load_lanes<T, L>(wq + u * L));
                         }
                     }
                 });
@@ -184,18 +193,21 @@ void conv2d_weight_grad_depthwise_channels_last(const T* x, const T* dy, T* dw, 
         for (long n = s.N * sl / S; n < s.N * (sl + 1) / S; ++n) {
             to_padded(x + (n * C + c0) * s.HW(), s, k, cn, xp);
             transpose_block(dy + (n * C + c0) * HWo, HWo, cn, HWo, dyr, cb);
-            over_channels<T>(cn, [&](long c, auto lanes) {
-                constexpr int L = decltype(lanes)::value;
+            over_channels<T>(cn, [&](long c, auto lanes, auto vectors) {
+                constexpr int L = decltype(lanes)::value, U = decltype(vectors)::value;
                 for (long a = 0; a < s.kH; ++a)
                     for (long q = 0; q < s.kW; ++q) {
-                        Lanes<T, L> acc = load_lanes<T, L>(acc_dw + (a * s.kW + q) * C + c);
+                        T* dwq = acc_dw + (a * s.kW + q) * C + c;
+                        Lanes<T, L> acc[U];
+                        for (int u = 0; u < U; ++u) acc[u] = load_lanes<T, L>(dwq + u * L);
                         for (long i = 0; i < s.H_out; ++i) {
                             const T* row = xp + ((i * s.sh + a * s.dil_h) * k.Wq + q * s.dil_w) * cb + c;
-                            for (long j = 0; j < s.W_out; ++j)
-                                acc += load_lanes<T, L>(dyr + (i * s.W_out + j) * cb + c) *
-                                       load_lanes<T, L>(row + j * s.sw * cb);
+                            for (long j = 0; j < s.W_out; ++j) {
+                                const T *dyq = dyr + (i * s.W_out + j) * cb + c, *xq = row + j * s.sw * cb;
+                                for (int u = 0; u < U; ++u) acc[u] += load_lanes<T, L>(dyq + u * L) * load_lanes<T, L>(xq + u * L);
+                            }
                         }
-                        store_lanes<T, L>(acc_dw + (a * s.kW + q) * C + c, acc);
+                        for (int u = 0; u < U; ++u) store_lanes<T, L>(dwq + u * L, acc[u]);
                     }
             });
         }
