@@ -63,9 +63,26 @@ inline T channel_shift(const T* x, long HW, long c) {
     return std::isfinite(x0) ? x0 : T(0);
 }
 
-// The slots the block [c0, c1) uses, and slot j's channel.
-inline long used_slots(const Blocks& k, long HW, long c0, long c1) { return std::min(k.chunk, (c1 - c0) * HW); }
+// Slot j's channel in the block starting at c0.
 inline long slot_channel(const Blocks& k, long HW, long c0, long j) { return k.B == 1 ? c0 : c0 + j / HW; }
+
+// A task's workspace: two double accumulators per slot, then Arrays per-slot values of T, the first of
+// them each slot's x0. start() zeroes the accumulators and sets x0 for the slots of the block [c0, c1).
+template <typename T, int Arrays>
+struct Slots {
+    static long size(long chunk) { return 2 * chunk + Arrays * ceil_div(chunk * (long)sizeof(T), (long)sizeof(double)); }
+    Slots(double* ws, long chunk) : s1(ws), s2(ws + chunk) {
+        for (int i = 0; i < Arrays; ++i) v[i] = reinterpret_cast<T*>(ws + 2 * chunk) + i * chunk;
+    }
+    void start(const T* x, const NormShape& s, const Blocks& k, long c0, long c1) {
+        for (long j = 0; j < std::min(k.chunk, (c1 - c0) * s.HW); ++j) {
+            v[0][j] = channel_shift(x, s.HW, slot_channel(k, s.HW, c0, j));
+            s1[j] = s2[j] = 0;
+        }
+    }
+    double *s1, *s2;
+    T* v[Arrays];
+};
 
 }  // namespace
 
@@ -73,17 +90,13 @@ template <typename T>
 void batch_norm2d_channel_blocks(const T* x, const T* w, const T* b, T* y, T* mean, T* inv_std, const NormShape& s) {
     const Blocks k = plan(s);
     const double M = (double)s.N * s.HW;
-    // Per thread: two double accumulators, then the slots' x0, mean - x0, scale and bias.
-    const long size = 2 * k.chunk + 4 * ceil_div(k.chunk * (long)sizeof(T), sizeof(double));
-    parallel_tasks<double>(k.tasks, moved_work(2.0 * s.N * s.C * s.HW), size, [&](long t, double* ws) {
-        const long c0 = t * k.B, c1 = std::min(s.C, c0 + k.B), used = used_slots(k, s.HW, c0, c1);
-        double *sum = ws, *sq = ws + k.chunk;
-        T *shift = reinterpret_cast<T*>(ws + 2 * k.chunk), *off = shift + k.chunk, *scale = off + k.chunk,
-          *bias = scale + k.chunk;
-        for (long j = 0; j < used; ++j) {
-            shift[j] = channel_shift(x, s.HW, slot_channel(k, s.HW, c0, j));
-            sum[j] = sq[j] = 0;
-        }
+    using S = Slots<T, 4>;  // the slots' x0, mean - x0, scale and bias
+    parallel_tasks<double>(k.tasks, moved_work(2.0 * s.N * s.C * s.HW), S::size(k.chunk), [&](long t, double* ws) {
+        const long c0 = t * k.B, c1 = std::min(s.C, c0 + k.B);
+        S slots(ws, k.chunk);
+        slots.start(x, s, k, c0, c1);
+        double *sum = slots.s1, *sq = slots.s2;
+        T *shift = slots.v[0], *off = slots.v[1], *scale = slots.v[2], *bias = slots.v[3];
         for_each_chunk(s, k, c0, c1, [&](long at, long m) {
             const T* xr = x + at;
             for (long j = 0; j < m; ++j) {
@@ -111,17 +124,15 @@ void batch_norm2d_grad_channel_blocks(const T* dy, const T* x, const T* mean, co
                                       T* dw, T* db, const NormShape& s) {
     const Blocks k = plan(s);
     const double M = (double)s.N * s.HW;
-    const long size = 2 * k.chunk + 5 * ceil_div(k.chunk * (long)sizeof(T), sizeof(double));
-    parallel_tasks<double>(k.tasks, moved_work(2.0 * s.N * s.C * s.HW), size, [&](long t, double* ws) {
-        const long c0 = t * k.B, c1 = std::min(s.C, c0 + k.B), used = used_slots(k, s.HW, c0, c1);
-        double *sdy = ws, *sdyx = ws + k.chunk;
-        T *shift = reinterpret_cast<T*>(ws + 2 * k.chunk), *off = shift + k.chunk, *scale = off + k.chunk,
-          *a = scale + k.chunk, *q = a + k.chunk;
-        for (long j = 0; j < used; ++j) {
-            const long c = slot_channel(k, s.HW, c0, j);
-            shift[j] = channel_shift(x, s.HW, c), off[j] = (T)((double)mean[c] - (double)shift[j]);
-            sdy[j] = sdyx[j] = 0;
-        }
+    using S = Slots<T, 5>;  // the slots' x0, mean - x0, scale, a and q (below)
+    parallel_tasks<double>(k.tasks, moved_work(2.0 * s.N * s.C * s.HW), S::size(k.chunk), [&](long t, double* ws) {
+        const long c0 = t * k.B, c1 = std::min(s.C, c0 + k.B);
+        S slots(ws, k.chunk);
+        slots.start(x, s, k, c0, c1);
+        double *sdy = slots.s1, *sdyx = slots.s2;
+        T *shift = slots.v[0], *off = slots.v[1], *scale = slots.v[2], *a = slots.v[3], *q = slots.v[4];
+        for (long j = 0; j < std::min(k.chunk, (c1 - c0) * s.HW); ++j)
+            off[j] = (T)((double)mean[slot_channel(k, s.HW, c0, j)] - (double)shift[j]);
         for_each_chunk(s, k, c0, c1, [&](long at, long m) {
             const T *dyr = dy + at, *xr = x + at;
             for (long j = 0; j < m; ++j) {

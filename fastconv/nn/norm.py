@@ -39,8 +39,9 @@ class BatchNorm2d(Layer):
             y, mean, inv_std = ops.batch_norm2d(x, self.weight, self.bias, eps=self.eps)
             n, m = x.size // self.num_features, self.momentum
             var = np.maximum(1.0 / np.square(inv_std.astype(np.float64)) - self.eps, 0.0)
-            self.running_mean[...] = (1 - m) * self.running_mean + m * mean
-            self.running_var[...] = (1 - m) * self.running_var + m * var * (n / max(n - 1, 1))
+            if n:   # an empty batch leaves them as they are, as in PyTorch
+                self.running_mean[...] = (1 - m) * self.running_mean + m * mean
+                self.running_var[...] = (1 - m) * self.running_var + m * var * (n / max(n - 1, 1))
             self.num_batches_tracked += 1
         else:
             mean = self.running_mean.astype(x.dtype)

@@ -1,7 +1,7 @@
 """torch.nn modules computed by fastconv's kernels.
 
-Conv2d, ConvTranspose2d, BatchNorm2d, MaxPool2d and MaxUnpool2d subclass their torch.nn namesakes and change only the
-computation: constructors, parameters, initialisation, state-dict keys and repr are torch's, so
+Conv2d, ConvTranspose2d, BatchNorm2d, MaxPool2d and MaxUnpool2d subclass their torch.nn namesakes and change
+only the computation: constructors, parameters, initialisation, state-dict keys and repr are torch's, so
 `load_state_dict` moves weights either way and `patch` can swap a layer's class in place. TiledConv2d and
 LocallyConnected2d (which torch lacks) take fastconv.nn's constructors and weight layouts, the state-dict
 keys of fastconv.nn and of its torch twins (fastconv.nn.to_torch).
