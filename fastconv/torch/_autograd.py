@@ -1,7 +1,8 @@
 """Autograd formulas of the fastconv operators, each built from fastconv's own gradient kernels.
 
-Every formula calls the registered operators (torch.ops.fastconv.*), never NumPy, so a backward pass is
-itself traceable by torch.compile and differentiable again. The convolutions and their two gradients are
+Every formula calls the registered operators (torch.ops.fastconv.*, through _library._run: their CPU kernels
+directly where nothing observes the call), never NumPy, so a backward pass is itself traceable by
+torch.compile and differentiable again. The convolutions and their two gradients are
 bilinear in their two tensors, so each one's gradient is another member of the same triple:
   y  = f(x, w)          dx = f_input_grad(dy, w)      dw = f_weight_grad(x, dy)
   dx = f_input_grad(dy, w):   d(dy) = f(ddx, w),             d(w) = f_weight_grad(ddx, dy)
@@ -15,9 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import _library  # noqa: F401  (defines the operators given formulas here)
-
-OPS = torch.ops.fastconv
+from ._library import _run
 
 
 def _register(name, setup_context, backward):
@@ -26,7 +25,7 @@ def _register(name, setup_context, backward):
 
 def _family(op, bias_dims):
     """Formulas for op, op_input_grad and op_weight_grad; the trailing arguments (geometry) pass through."""
-    f, f_input_grad, f_weight_grad = (getattr(OPS, op + s).default for s in ("", "_input_grad", "_weight_grad"))
+    f, f_input_grad, f_weight_grad = op, op + "_input_grad", op + "_weight_grad"
 
     def setup(ctx, inputs, output):
         ctx.save_for_backward(*inputs[:2])
@@ -35,23 +34,23 @@ def _family(op, bias_dims):
     def forward_backward(ctx, dy):
         x, w = ctx.saved_tensors
         need, geo = ctx.needs_input_grad, ctx.geometry
-        dx = f_input_grad(dy, w, x.shape, *geo) if need[0] else None
-        dw = f_weight_grad(x, dy, w.shape, *geo) if need[1] else None
+        dx = _run(f_input_grad, dy, w, x.shape, *geo) if need[0] else None
+        dw = _run(f_weight_grad, x, dy, w.shape, *geo) if need[1] else None
         db = dy.sum(bias_dims) if need[2] else None
         return (dx, dw, db) + (None,) * len(geo)
 
     def input_grad_backward(ctx, ddx):
         dy, w = ctx.saved_tensors
         need, geo = ctx.needs_input_grad, ctx.geometry
-        d_dy = f(ddx, w, None, *geo) if need[0] else None
-        d_w = f_weight_grad(ddx, dy, w.shape, *geo) if need[1] else None
+        d_dy = _run(f, ddx, w, None, *geo) if need[0] else None
+        d_w = _run(f_weight_grad, ddx, dy, w.shape, *geo) if need[1] else None
         return (d_dy, d_w, None) + (None,) * len(geo)
 
     def weight_grad_backward(ctx, ddw):
         x, dy = ctx.saved_tensors
         need, geo = ctx.needs_input_grad, ctx.geometry
-        d_x = f_input_grad(dy, ddw, x.shape, *geo) if need[0] else None
-        d_dy = f(x, ddw, None, *geo) if need[1] else None
+        d_x = _run(f_input_grad, dy, ddw, x.shape, *geo) if need[0] else None
+        d_dy = _run(f, x, ddw, None, *geo) if need[1] else None
         return (d_x, d_dy, None) + (None,) * len(geo)
 
     _register(op, setup, forward_backward)
@@ -79,11 +78,11 @@ def _conv_transpose2d_backward(ctx, dy):
     need = ctx.needs_input_grad
     dx = dw = db = None
     if need[0]:
-        dx = OPS.conv2d.default(dy, w, None, stride, pads, dilation, groups)[:, :, :x.shape[2], :x.shape[3]]
+        dx = _run("conv2d", dy, w, None, stride, pads, dilation, groups)[:, :, :x.shape[2], :x.shape[3]]
     if need[1]:
         extra = [o // s for o, s in zip(output_padding, stride)]
         xp = F.pad(x, (0, extra[1], 0, extra[0])) if any(extra) else x
-        dw = OPS.conv2d_weight_grad.default(dy, xp, w.shape, stride, pads, dilation, groups)
+        dw = _run("conv2d_weight_grad", dy, xp, w.shape, stride, pads, dilation, groups)
     if need[2]:
         db = dy.sum((0, 2, 3))
     return dx, dw, db, None, None, None, None, None
@@ -101,7 +100,7 @@ def _max_pool2d_setup(ctx, inputs, output):
 
 def _max_pool2d_backward(ctx, dy, _dswitches):
     (switches,) = ctx.saved_tensors
-    return OPS.max_unpool2d.default(dy, switches, ctx.input_shape), None, None, None, None, None
+    return _run("max_unpool2d", dy, switches, ctx.input_shape), None, None, None, None, None
 
 
 _register("max_pool2d", _max_pool2d_setup, _max_pool2d_backward)
@@ -133,7 +132,7 @@ def _batch_norm2d_setup(ctx, inputs, output):
 def _batch_norm2d_backward(ctx, dy, _dmean, _dinv_std):
     """The statistics are outputs for running averages and the gradient, not differentiable ones."""
     x, weight, mean, inv_std = ctx.saved_tensors
-    dx, dw, db = OPS.batch_norm2d_grad.default(dy, x, mean, inv_std, weight)
+    dx, dw, db = _run("batch_norm2d_grad", dy, x, mean, inv_std, weight)
     need = ctx.needs_input_grad
     return (dx if need[0] else None, dw if need[1] and ctx.affine[0] else None,
             db if need[2] and ctx.affine[1] else None, None)

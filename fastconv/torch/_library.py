@@ -54,7 +54,7 @@ def _sides(padding):
     return (t, l) if t == b and l == r else ((t, b), (l, r))
 
 
-KERNELS = {}   # name -> CPU kernel, for the calls that may skip the dispatcher (functional._run)
+KERNELS = {}   # name -> CPU kernel, for the calls that may skip the dispatcher (_run)
 
 
 def _cpu(name):
@@ -197,3 +197,34 @@ def _batch_norm2d_fake(x, weight, bias, eps):
 def _batch_norm2d_grad_fake(dy, x, mean, inv_std, weight):
     C = x.shape[1]
     return x.new_empty(x.shape), x.new_empty(C), x.new_empty(C)
+
+
+# -- calls that skip the dispatcher ---------------------------------------------------------------------
+# A call that nothing could observe — no autograd graph to record (grad mode off or no input requiring grad),
+# no torch.compile / export / jit tracing, no torch-function or dispatch mode (fake tensors, vmap,
+# FlopCounter), no profiler, plain CPU tensors — runs the operator's CPU kernel directly: fastconv.torch's
+# functions and the autograd formulas' gradient calls (a backward pass without create_graph) take this path.
+_OVERLOADS = {name: getattr(torch.ops.fastconv, name).default for name in KERNELS}
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+_C = torch._C
+_is_compiling = torch.compiler.is_compiling
+
+
+def _unobserved(args):
+    """Whether no autograd graph, tracer, mode or profiler would see this call (see above)."""
+    if _is_compiling():   # first: under dynamo the rest is never traced
+        return False
+    grad = _C.is_grad_enabled()
+    for a in args:
+        if isinstance(a, torch.Tensor) and (type(a) not in _PLAIN or not a.is_cpu or grad and a.requires_grad):
+            return False
+    return not (_C._is_torch_function_mode_enabled() or _C._len_torch_dispatch_stack()
+                or _C._are_functorch_transforms_active() or _C._get_tracing_state()
+                or _C._autograd._profiler_enabled())
+
+
+def _run(name, *args):
+    """torch.ops.fastconv.<name>(*args), or its CPU kernel directly when nothing would observe the call."""
+    if _unobserved(args):
+        return KERNELS[name](*args)
+    return _OVERLOADS[name](*args)

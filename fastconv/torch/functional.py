@@ -5,10 +5,8 @@ Each function turns the argument forms fastconv accepts (ints or pairs, padding 
 into the canonical ones of the operator schemas and calls torch.ops.fastconv.<op>. Unbatched (C, H, W)
 inputs work where PyTorch accepts them, giving unbatched results.
 
-A call that nothing could observe — no autograd graph to record (grad mode off or no input requiring
-grad), no torch.compile / export / jit tracing, no torch-function or dispatch mode (fake tensors, vmap,
-FlopCounter), no profiler, plain CPU tensors — runs the operator's CPU kernel directly (_run): the
-dispatcher's round trip through Python would otherwise cost about as much as a small convolution itself.
+A call that nothing could observe runs the operator's CPU kernel directly (_library._run): the dispatcher's
+round trip through Python would otherwise cost about as much as a small convolution itself.
 """
 from __future__ import annotations
 
@@ -17,33 +15,9 @@ import torch
 from .. import _validate as V
 from .. import ops
 from . import _autograd  # noqa: F401  (registers the autograd formulas)
-from ._library import KERNELS, _np
+from ._library import _PLAIN, _np, _run, _unobserved
 
 OPS = torch.ops.fastconv
-_OVERLOADS = {name: getattr(OPS, name).default for name in KERNELS}
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
-_C = torch._C
-_is_compiling = torch.compiler.is_compiling
-
-
-def _unobserved(args):
-    """Whether no autograd graph, tracer, mode or profiler would see this call (see the module docstring)."""
-    if _is_compiling():   # first: under dynamo the rest is never traced
-        return False
-    grad = _C.is_grad_enabled()
-    for a in args:
-        if isinstance(a, torch.Tensor) and (type(a) not in _PLAIN or not a.is_cpu or grad and a.requires_grad):
-            return False
-    return not (_C._is_torch_function_mode_enabled() or _C._len_torch_dispatch_stack()
-                or _C._are_functorch_transforms_active() or _C._get_tracing_state()
-                or _C._autograd._profiler_enabled())
-
-
-def _run(name, *args):
-    """torch.ops.fastconv.<name>(*args), or its CPU kernel directly when nothing would observe the call."""
-    if _unobserved(args):
-        return KERNELS[name](*args)
-    return _OVERLOADS[name](*args)
 
 
 def _tensor(name, t, optional=False):
