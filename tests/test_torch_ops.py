@@ -258,6 +258,23 @@ def test_unobserved_calls_skip_the_dispatcher_and_observed_ones_do_not():
     assert type(fake) is not torch.Tensor and fake.shape == (2, 4, 6, 6)
 
 
+def test_backward_calls_the_gradient_kernels_directly_unless_it_builds_a_graph(monkeypatch):
+    """A plain backward runs the gradient kernels without the dispatcher; with create_graph the gradient
+    calls are operators again, recorded for the second derivative."""
+    from fastconv.torch import _library
+    calls = []
+    for name in ("conv2d_input_grad", "conv2d_weight_grad"):
+        kernel = _library.KERNELS[name]
+        monkeypatch.setitem(_library.KERNELS, name, lambda *a, k=kernel, n=name: calls.append(n) or k(*a))
+    x, w = torch.rand(2, 3, 6, 6, requires_grad=True), torch.rand(4, 3, 3, 3, requires_grad=True)
+    fct.conv2d(x, w).sum().backward()
+    assert sorted(calls) == ["conv2d_input_grad", "conv2d_weight_grad"]
+    direct = x.grad.clone()
+    calls.clear()
+    (dx,) = torch.autograd.grad(fct.conv2d(x, w).sum(), x, create_graph=True)
+    assert calls == [] and dx.grad_fn is not None and torch.equal(dx.detach(), direct)
+
+
 @pytest.mark.parametrize("padding", [2, (1, 0), "same", "full", "causal", ((0, 2), (1, 0))])
 def test_unobserved_conv2d_takes_every_argument_form_as_the_operator_does(padding, rng):
     """The direct path hands the user's forms to ops.conv2d unnormalised: the same result as the operator."""
