@@ -100,7 +100,8 @@ void conv2d_packed_gemm(const T* x, const T* w, const T* b, T* y, const ConvShap
     const long G = s.groups, M = s.M_g(), K = s.K(), HWo = s.HW_out();
     const long ap = packed_a_size<T>(M, K);
     Buffer<T> Ap(G * ap);  // every group's weights packed once, shared read-only by all tasks
-    for (long g = 0; g < G; ++g) pack_a_blocks(M, K, w + g * M * K, K, 1, Ap.data() + g * ap);
+    pack_a_blocks<T>(G, K, (double)G * M * K,
+                     [&](long g) { return PackA<T>{M, K, w + g * M * K, K, 1, Ap.data() + g * ap}; });
     const long nb = column_block<T>(HWo, s.N * G), nblk = ceil_div(HWo, nb), ntasks = s.N * G * nblk;
     const long bsize = packed_b_size<T>(K, nb);
     parallel_tasks<T>(ntasks, s.flops(), bsize + nb + GemmBlock<T>::NR, [&](long t, T* Bp) {
@@ -127,11 +128,10 @@ void conv2d_input_grad_packed_gemm(const T* dy, const T* w, T* dx, const ConvSha
     while (cb > 1 && s.N * G * ceil_div(C_g, cb) < 4L * get_num_threads()) cb = ceil_div(cb, 2);
     const long ncb = ceil_div(C_g, cb), ap = packed_a_size<T>(cb * kk, M), ntasks = s.N * G * ncb;
     Buffer<T> Ap(G * ncb * ap);  // wᵀ rows of each (group, channel block), packed once
-    for (long g = 0; g < G; ++g)
-        for (long i = 0; i < ncb; ++i) {
-            long rows = (std::min(C_g, (i + 1) * cb) - i * cb) * kk;
-            pack_a(rows, M, w + g * M * K + i * cb * kk, 1, K, Ap.data() + (g * ncb + i) * ap);
-        }
+    pack_a_blocks<T>(G * ncb, M, (double)G * M * K, [&](long t) {
+        const long g = t / ncb, c0 = t % ncb * cb;
+        return PackA<T>{(std::min(C_g, c0 + cb) - c0) * kk, M, w + g * M * K + c0 * kk, 1, K, Ap.data() + t * ap};
+    });
     const long nb = GemmBlock<T>::NC;
     parallel_tasks<T>(ntasks, s.flops(), packed_b_size<T>() + cb * kk * nb, [&](long t, T* Bp) {
         T* colg = Bp + packed_b_size<T>();

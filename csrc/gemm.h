@@ -89,15 +89,34 @@ inline void tile_product(long kc, const T* __restrict a, const T* __restrict b,
 template <typename T>
 void pack_a(long M, long K, const T* A, long rsA, long csA, T* Ap, long kcb = GemmBlock<T>::KC);
 
-// pack_a of the whole of A with its KC blocks on threads (each block of the packed layout is pack_a of
-// that slice of A's columns): weights packed once before a parallel GEMM, which would otherwise wait
-// for one thread to copy them (megabytes, for the 1x1 layers of a CNN's last stages).
+// One matrix for pack_a_blocks: A[i,k] = A[i*rsA + k*csA], i < M, k < K, packed into Ap.
+template <typename T>
+struct PackA {
+    long M, K;
+    const T* A;
+    long rsA, csA;
+    T* Ap;
+};
+
+// pack_a of `count` matrices, matrix(i) giving the i-th, with every (matrix, KC block) a task (each block
+// of the packed layout is pack_a of that slice of A's columns): weights packed once before a parallel
+// GEMM, which would otherwise wait for one thread to copy them (megabytes, for the 1x1 layers of a CNN's
+// last stages). `values`: how many values all of them hold, for the thread count.
+template <typename T, typename Matrix>
+void pack_a_blocks(long count, long K, double values, const Matrix& matrix) {
+    const long KC = GemmBlock<T>::KC, nb = ceil_div(K, KC);
+#pragma omp parallel for schedule(static) num_threads(threads_for(count * nb, moved_work(values)))
+    for (long t = 0; t < count * nb; ++t) {
+        const PackA<T> a = matrix(t / nb);
+        const long pc = t % nb * KC;
+        const long Mpad = round_up(a.M, GemmBlock<T>::MR);
+        pack_a(a.M, std::min(KC, a.K - pc), a.A + pc * a.csA, a.rsA, a.csA, a.Ap + pc * Mpad);
+    }
+}
+
 template <typename T>
 void pack_a_blocks(long M, long K, const T* A, long rsA, long csA, T* Ap) {
-    const long KC = GemmBlock<T>::KC, Mpad = round_up(M, GemmBlock<T>::MR), nb = ceil_div(K, KC);
-#pragma omp parallel for schedule(static) num_threads(threads_for(nb, moved_work((double)M * K)))
-    for (long blk = 0; blk < nb; ++blk)
-        pack_a(M, std::min(KC, K - blk * KC), A + blk * KC * csA, rsA, csA, Ap + blk * KC * Mpad);
+    pack_a_blocks<T>(1, K, (double)M * K, [&](long) { return PackA<T>{M, K, A, rsA, csA, Ap}; });
 }
 
 // One KC x NC block of a strided B: B[p,j] = B[p*rsB + j*csB], p < kc, j < nc.

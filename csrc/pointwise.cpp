@@ -78,9 +78,8 @@ void folded_gemm(long M, long K, long P, const T* Ap, const T* B, T* C, double f
     parallel_tasks<T>(nrb, flops, 0, [&](long t, T*) {
         const long i0 = t * rb, rows = std::min(rb, M - i0);
         for (long kb = 0; kb < nkb; ++kb) {
-            const long pc = kb * KC;
-            macro_kernel(rows, P, std::min(KC, K - pc), Ap + pc * Mpad + i0 * std::min(KC, K - pc),
-                         Bp.data() + kb * bstride, C + i0 * P, P, kb > 0);
+            const long pc = kb * KC, kc = std::min(KC, K - pc);
+            macro_kernel(rows, P, kc, Ap + pc * Mpad + i0 * kc, Bp.data() + kb * bstride, C + i0 * P, P, kb > 0);
         }
     });
 }
