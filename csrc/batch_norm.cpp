@@ -12,6 +12,10 @@
 // (x - x0) - (mean - x0), x0 the channel's first value: x - x0 is exact or rounded to the spread of the
 // values, not to their magnitude, so neither the one-pass variance (the mean square of x - x0 less the
 // square of its mean) nor x_hat loses digits to values far from zero.
+//
+// With a fused ReLU the forward computes y from mean and inv_std as it stores them (rounded to T), and the
+// gradient the same value with the same arithmetic (normalized below), so that the gradient's mask is
+// exactly the forward's y > 0.
 #include <algorithm>
 #include <cmath>
 
@@ -63,6 +67,19 @@ inline T channel_shift(const T* x, long HW, long c) {
     return std::isfinite(x0) ? x0 : T(0);
 }
 
+// The normalised value of x at a slot: x0 (shift), mean - x0 (off), w * inv_std (scale) and b (bias).
+template <typename T>
+inline T normalized(T x, T shift, T off, T scale, T bias) {
+    return ((x - shift) - off) * scale + bias;
+}
+
+// A slot's mean - x0 and scale, from mean and inv_std as stored: the same in forward and gradient.
+template <typename T>
+inline void slot_params(T mean, T inv_std, const T* w, long c, T shift, T& off, T& scale) {
+    off = (T)((double)mean - (double)shift);
+    scale = (T)(w ? (double)inv_std * w[c] : (double)inv_std);
+}
+
 // Slot j's channel in the block starting at c0.
 inline long slot_channel(const Blocks& k, long HW, long c0, long j) { return k.B == 1 ? c0 : c0 + j / HW; }
 
@@ -108,58 +125,78 @@ void batch_norm2d_channel_blocks(const T* x, const T* w, const T* b, T* y, T* me
             const double mean_d = s1 / M, d2 = s2 / M - mean_d * mean_d, var = d2 < 0 ? 0.0 : d2;  // keeps NaN
             const double m = (double)channel_shift(x, s.HW, c) + mean_d, inv = 1.0 / std::sqrt(var + s.eps);
             mean[c] = (T)m, inv_std[c] = (T)inv;
-            for (long j = j0; j < j0 + per; ++j)
-                off[j] = (T)mean_d, scale[j] = (T)(w ? inv * w[c] : inv), bias[j] = b ? b[c] : T(0);
+            for (long j = j0; j < j0 + per; ++j) {
+                if (s.relu)  // y as the gradient will recompute it for the mask
+                    slot_params(mean[c], inv_std[c], w, c, shift[j], off[j], scale[j]);
+                else  // y from the unrounded statistics: exact mean - x0 for two values far from zero
+                    off[j] = (T)mean_d, scale[j] = (T)(w ? inv * w[c] : inv);
+                bias[j] = b ? b[c] : T(0);
+            }
         });
         for_each_chunk(s, k, c0, c1, [&](long at, long m) {
             const T* xr = x + at;
             T* yr = y + at;
-            for (long j = 0; j < m; ++j) yr[j] = ((xr[j] - shift[j]) - off[j]) * scale[j] + bias[j];
+            if (s.relu)
+                for (long j = 0; j < m; ++j) {
+                    const T v = normalized(xr[j], shift[j], off[j], scale[j], bias[j]);
+                    yr[j] = v <= 0 ? T(0) : v;  // NaN stays, as in torch's relu
+                }
+            else
+                for (long j = 0; j < m; ++j) yr[j] = normalized(xr[j], shift[j], off[j], scale[j], bias[j]);
         });
     });
 }
 
 template <typename T>
-void batch_norm2d_grad_channel_blocks(const T* dy, const T* x, const T* mean, const T* inv_std, const T* w, T* dx,
-                                      T* dw, T* db, const NormShape& s) {
+void batch_norm2d_grad_channel_blocks(const T* dy, const T* x, const T* mean, const T* inv_std, const T* w,
+                                      const T* b, T* dx, T* dw, T* db, const NormShape& s) {
     const Blocks k = plan(s);
     const double M = (double)s.N * s.HW;
-    using S = Slots<T, 5>;  // the slots' x0, mean - x0, scale, a and q (below)
+    using S = Slots<T, 6>;  // the slots' x0, mean - x0, scale, bias, a and q (below)
     parallel_tasks<double>(k.tasks, moved_work(2.0 * s.N * s.C * s.HW), S::size(k.chunk), [&](long t, double* ws) {
         const long c0 = t * k.B, c1 = std::min(s.C, c0 + k.B);
         S slots(ws, k.chunk);
         slots.start(x, s, k, c0, c1);
         double *sdy = slots.s1, *sdyx = slots.s2;
-        T *shift = slots.v[0], *off = slots.v[1], *scale = slots.v[2], *a = slots.v[3], *q = slots.v[4];
-        for (long j = 0; j < std::min(k.chunk, (c1 - c0) * s.HW); ++j)
-            off[j] = (T)((double)mean[slot_channel(k, s.HW, c0, j)] - (double)shift[j]);
+        T *shift = slots.v[0], *off = slots.v[1], *scale = slots.v[2], *bias = slots.v[3], *a = slots.v[4],
+          *q = slots.v[5];
+        for (long j = 0; j < std::min(k.chunk, (c1 - c0) * s.HW); ++j) {
+            const long c = slot_channel(k, s.HW, c0, j);
+            slot_params(mean[c], inv_std[c], w, c, shift[j], off[j], scale[j]);
+            bias[j] = b ? b[c] : T(0);
+        }
+        // dy as the normalisation saw it: zero where the fused ReLU's input was <= 0 (not at NaN, as torch's
+        // threshold_backward).
+        const auto grad = [&](const T* dyr, const T* xr, long j) {
+            return s.relu && normalized(xr[j], shift[j], off[j], scale[j], bias[j]) <= 0 ? T(0) : dyr[j];
+        };
         for_each_chunk(s, k, c0, c1, [&](long at, long m) {
             const T *dyr = dy + at, *xr = x + at;
             for (long j = 0; j < m; ++j) {
-                const double g = (double)dyr[j];
+                const double g = (double)grad(dyr, xr, j);
                 sdy[j] += g, sdyx[j] += g * (double)((xr[j] - shift[j]) - off[j]);
             }
         });
-        // dx = scale * (dy - a - (x - mean) * q): scale = w * inv_std, a = the mean of dy, q = inv_std^2 times
-        // the mean of dy * (x - mean).
+        // dx = w * inv_std * (dy - a - (x - mean) * q): a = the mean of dy, q = inv_std^2 times the mean of
+        // dy * (x - mean).
         channel_sums(k, s.HW, c0, c1, sdy, sdyx, [&](long c, long j0, long per, double s1, double s2) {
             const double inv = inv_std[c];
             db[c] = (T)s1, dw[c] = (T)(s2 * inv);
-            for (long j = j0; j < j0 + per; ++j)
-                scale[j] = (T)(w ? inv * w[c] : inv), a[j] = (T)(s1 / M), q[j] = (T)(inv * inv * s2 / M);
+            for (long j = j0; j < j0 + per; ++j) a[j] = (T)(s1 / M), q[j] = (T)(inv * inv * s2 / M);
         });
         for_each_chunk(s, k, c0, c1, [&](long at, long m) {
             const T *dyr = dy + at, *xr = x + at;
             T* dxr = dx + at;
-            for (long j = 0; j < m; ++j) dxr[j] = scale[j] * (dyr[j] - a[j] - ((xr[j] - shift[j]) - off[j]) * q[j]);
+            for (long j = 0; j < m; ++j)
+                dxr[j] = scale[j] * (grad(dyr, xr, j) - a[j] - ((xr[j] - shift[j]) - off[j]) * q[j]);
         });
     });
 }
 
 #define FASTCONV_INSTANTIATE(T)                                                                                   \
     template void batch_norm2d_channel_blocks<T>(const T*, const T*, const T*, T*, T*, T*, const NormShape&);     \
-    template void batch_norm2d_grad_channel_blocks<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, \
-                                                      const NormShape&);
+    template void batch_norm2d_grad_channel_blocks<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, \
+                                                      T*, T*, const NormShape&);
 FASTCONV_INSTANTIATE(float)
 FASTCONV_INSTANTIATE(double)
 

@@ -191,10 +191,10 @@ bool channel_values(std::initializer_list<const py::array*> arrays, long C) {
 
 // x (N, C, H, W) -> y of x's shape, mean and inv_std (C,); w, b (C,) or None.
 py::object batch_norm2d(py::array x, py::object w, py::object b, py::array y, py::array mean, py::array inv_std,
-                        double eps, const std::string& kernel, bool dry_run) {
+                        double eps, bool relu, const std::string& kernel, bool dry_run) {
     need(x.ndim() == 4 && y.ndim() == 4 && std::equal(x.shape(), x.shape() + 4, y.shape()), "batch_norm2d",
          "x and y must be 4-D, of one shape");
-    const fastconv::NormShape s{x.shape(0), x.shape(1), x.shape(2) * x.shape(3), eps};
+    const fastconv::NormShape s{x.shape(0), x.shape(1), x.shape(2) * x.shape(3), eps, relu};
     fastconv::check_norm_shape(s);
     const py::array wa = w.is_none() ? py::array() : py::array(w), ba = b.is_none() ? py::array() : py::array(b);
     need(channel_values({&mean, &inv_std}, s.C) && (w.is_none() || wa.size() == s.C) && (b.is_none() || ba.size() == s.C),
@@ -209,24 +209,27 @@ py::object batch_norm2d(py::array x, py::object w, py::object b, py::array y, py
     });
 }
 
-// dy, x, dx (N, C, H, W); mean, inv_std, dw, db (C,); w (C,) or None.
+// dy, x, dx (N, C, H, W); mean, inv_std, dw, db (C,); w, b (C,) or None.
 py::object batch_norm2d_grad(py::array dy, py::array x, py::array mean, py::array inv_std, py::object w,
-                             py::array dx, py::array dw, py::array db, const std::string& kernel, bool dry_run) {
+                             py::object b, py::array dx, py::array dw, py::array db, bool relu,
+                             const std::string& kernel, bool dry_run) {
     need(x.ndim() == 4 && std::equal(x.shape(), x.shape() + 4, dy.shape()) && dy.ndim() == 4 && dx.ndim() == 4 &&
              std::equal(x.shape(), x.shape() + 4, dx.shape()),
          "batch_norm2d_grad", "dy, x and dx must be 4-D, of one shape");
-    const fastconv::NormShape s{x.shape(0), x.shape(1), x.shape(2) * x.shape(3), 0.0};
+    const fastconv::NormShape s{x.shape(0), x.shape(1), x.shape(2) * x.shape(3), 0.0, relu};
     fastconv::check_norm_shape(s);
-    const py::array wa = w.is_none() ? py::array() : py::array(w);
-    need(channel_values({&mean, &inv_std, &dw, &db}, s.C) && (w.is_none() || wa.size() == s.C), "batch_norm2d_grad",
-         "w, mean, inv_std, dw and db must have C values");
+    const py::array wa = w.is_none() ? py::array() : py::array(w), ba = b.is_none() ? py::array() : py::array(b);
+    need(channel_values({&mean, &inv_std, &dw, &db}, s.C) && (w.is_none() || wa.size() == s.C) &&
+             (b.is_none() || ba.size() == s.C),
+         "batch_norm2d_grad", "w, b, mean, inv_std, dw and db must have C values");
     return by_dtype(x, [&](auto tag) {
         using T = decltype(tag);
         const auto& impl = dispatch::kernels().ops<T>().batch_norm2d_grad.select(s, kernel.c_str());
         const T *dyp = in<T>(dy, "dy"), *xp = in<T>(x, "x"), *mp = in<T>(mean, "mean"),
-                *ip = in<T>(inv_std, "inv_std"), *wp = w.is_none() ? nullptr : in<T>(wa, "w");
+                *ip = in<T>(inv_std, "inv_std"), *wp = w.is_none() ? nullptr : in<T>(wa, "w"),
+                *bp = b.is_none() ? nullptr : in<T>(ba, "b");
         T *dxp = out<T>(dx, "dx"), *dwp = out<T>(dw, "dw"), *dbp = out<T>(db, "db");
-        return run_or_name(impl, dry_run, [&] { impl.run(dyp, xp, mp, ip, wp, dxp, dwp, dbp, s); });
+        return run_or_name(impl, dry_run, [&] { impl.run(dyp, xp, mp, ip, wp, bp, dxp, dwp, dbp, s); });
     });
 }
 
@@ -365,8 +368,9 @@ PYBIND11_MODULE(_cpp, m) {
     m.def("max_pool2d", &max_pool2d, "window max into y, flat argmax h*W+w into switches");
     m.def("max_unpool2d", &max_unpool2d,
           "out = 0, then out[n,c].flat[switches] += y; returns how many switches lie outside a plane (skipped)");
-    m.def("batch_norm2d", &batch_norm2d, "y = (x - mean) * inv_std * w + b, the batch's mean and inv_std, into y, mean, inv_std");
-    m.def("batch_norm2d_grad", &batch_norm2d_grad, "dx, dw, db of batch_norm2d with the batch's statistics");
+    m.def("batch_norm2d", &batch_norm2d,
+          "y = (x - mean) * inv_std * w + b (then max(y, 0) with relu), the batch's mean and inv_std, into y, mean, inv_std");
+    m.def("batch_norm2d_grad", &batch_norm2d_grad, "dx, dw, db of batch_norm2d with the batch's statistics (and relu)");
     m.def("tiled_conv2d", &tiled_forward<false>, "tiled conv into y (kernel w[i % T_h, j % T_w] at (i, j))");
     m.def("tiled_conv2d_input_grad", &tiled_input_grad<false>, "adjoint of tiled_conv2d in x, into dx");
     m.def("tiled_conv2d_weight_grad", &tiled_weight_grad<false>, "tiled_conv2d weight gradient, into dw");

@@ -262,7 +262,7 @@ int64_t fc_conv_output_size(int64_t n, int64_t pad_before, int64_t pad_after, in
         return guarded("fc_batch_norm2d_grad_" #SUF, [&] {                                                  \
             const auto s = norm_shape(p, 0.0);                                                              \
             require_ptrs({dy, x, mean, inv_std, dx, dw, db});                                               \
-            run(kernel<T>().batch_norm2d_grad, s, dy, x, mean, inv_std, w, dx, dw, db);                     \
+            run(kernel<T>().batch_norm2d_grad, s, dy, x, mean, inv_std, w, nullptr, dx, dw, db);            \
         });                                                                                                 \
     }
 

@@ -21,7 +21,7 @@
 namespace fastconv {
 
 // Bumped whenever the table's layout changes: the front refuses a library built with another.
-constexpr int kKernelTableVersion = 5;
+constexpr int kKernelTableVersion = 6;
 
 // One implementation of an op (XNNPACK-style name op__variant). why_not(s) is null when it computes s
 // correctly, else the reason it cannot; worth(s) (null: always) says whether it pays on s — false
@@ -92,8 +92,8 @@ template <typename T> using UnpoolRun = long (*)(const T* y, const int64_t* swit
 template <typename T>
 using NormForward = void (*)(const T* x, const T* w, const T* b, T* y, T* mean, T* inv_std, const NormShape& s);
 template <typename T>
-using NormBackward = void (*)(const T* dy, const T* x, const T* mean, const T* inv_std, const T* w, T* dx, T* dw,
-                          T* db, const NormShape& s);
+using NormBackward = void (*)(const T* dy, const T* x, const T* mean, const T* inv_std, const T* w, const T* b,
+                              T* dx, T* dw, T* db, const NormShape& s);
 
 // One dtype's ops (signatures as in conv2d.h, tiled_conv.h, pool.h, batch_norm.h).
 template <typename T>

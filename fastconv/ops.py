@@ -351,10 +351,11 @@ def _moments_input(name, x):
     return x
 
 
-def batch_norm2d(x, weight=None, bias=None, *, eps=1e-5, backend=None):
+def batch_norm2d(x, weight=None, bias=None, *, eps=1e-5, relu=False, backend=None):
     """Batch normalisation with the batch's own statistics (PyTorch's training mode): returns
     (y, mean, inv_std), y = (x − mean)·inv_std·weight + bias per channel, with mean and
     inv_std = 1/sqrt(var + eps) (biased variance) over the channel's N·H·W values.
+    relu=True fuses a following ReLU: y = max(y, 0) (NaN stays NaN), in the same pass over the data.
 
     x (N, C, H, W) float32/float64 with N·H·W >= 2 (as PyTorch requires; N = 0 gives empty y and NaN
     statistics); weight, bias (C,) or None (1 and 0).
@@ -372,19 +373,22 @@ def batch_norm2d(x, weight=None, bias=None, *, eps=1e-5, backend=None):
     y = V.empty("x", x.shape, x.dtype)
     mean, inv_std = np.empty(C, x.dtype), np.empty(C, x.dtype)
     if x.size:
-        resolve(backend).batch_norm2d(x, weight, bias, y, mean, inv_std, eps)
+        resolve(backend).batch_norm2d(x, weight, bias, y, mean, inv_std, eps, bool(relu))
     else:
         mean[...] = inv_std[...] = np.nan
     return y, mean, inv_std
 
 
-def batch_norm2d_grad(dy, x, mean, inv_std, weight=None, *, backend=None):
+def batch_norm2d_grad(dy, x, mean, inv_std, weight=None, bias=None, *, relu=False, backend=None):
     """The gradient of batch_norm2d (batch statistics, which depend on x too): returns (dx, dweight, dbias),
     dbias = Σ dy, dweight = Σ dy·x_hat, dx = weight·inv_std·(dy − dbias/M − x_hat·dweight/M) with
     x_hat = (x − mean)·inv_std and sums over the M = N·H·W values of each channel.
 
-    dy, x (N, C, H, W) of one shape and dtype; mean, inv_std as batch_norm2d returned them; weight (C,) or None.
-    dweight and dbias are returned whether or not the forward had weight and bias."""
+    dy, x (N, C, H, W) of one shape and dtype; mean, inv_std as batch_norm2d returned them; weight, bias (C,)
+    or None. relu=True: the gradient of batch_norm2d(..., relu=True), dy zeroed first where the forward's y
+    (recomputed from x, the statistics, weight and bias exactly as the forward computed it) was <= 0, as
+    PyTorch's ReLU backward does; bias is read only then. dweight and dbias are returned whether or not the
+    forward had weight and bias."""
     x = _moments_input("x", x)
     dy = V.float_array("dy", dy, x.dtype)
     V.check_shape("dy", dy, x.shape, "same as x")
@@ -392,8 +396,9 @@ def batch_norm2d_grad(dy, x, mean, inv_std, weight=None, *, backend=None):
     mean = _channel_values("mean", mean, C, x.dtype)
     inv_std = _channel_values("inv_std", inv_std, C, x.dtype)
     weight = _channel_values("weight", weight, C, x.dtype, optional=True)
+    bias = _channel_values("bias", bias, C, x.dtype, optional=True)
     dx = V.empty("x", x.shape, x.dtype)
     dw, db = np.zeros(C, x.dtype), np.zeros(C, x.dtype)
     if x.size:
-        resolve(backend).batch_norm2d_grad(dy, x, mean, inv_std, weight, dx, dw, db)
+        resolve(backend).batch_norm2d_grad(dy, x, mean, inv_std, weight, bias, dx, dw, db, bool(relu))
     return dx, dw, db

@@ -1,6 +1,7 @@
-"""batch_norm2d and batch_norm2d_grad (batch statistics): the reference against an independent naive loop and
-central differences, every backend against the reference over a sweep of shapes and both dtypes, the kernels'
-independence of the thread count, NaN, non-contiguous inputs and the argument errors."""
+"""batch_norm2d and batch_norm2d_grad (batch statistics), with and without the fused ReLU: the reference against
+an independent naive loop and central differences, every backend against the reference over a sweep of shapes
+and both dtypes, the fused ReLU's mask against each backend's own forward, the kernels' independence of the
+thread count, NaN, non-contiguous inputs and the argument errors."""
 import numpy as np
 import pytest
 
@@ -46,12 +47,22 @@ def test_reference_equals_a_naive_loop(affine, rng):
         np.testing.assert_allclose(g, want, rtol=1e-13, atol=1e-13)
 
 
-def test_reference_grad_equals_central_differences(rng):
-    """dx, dweight, dbias of L = Σ dy·y, the statistics differentiated too."""
+def test_reference_relu_equals_a_naive_loop_then_max(rng):
+    x, w, b, _ = _inputs(rng, (3, 4, 5, 2), np.float64, offset=2.0)
+    y, mean, inv_std = fc.batch_norm2d(x, w, b, eps=1e-3, relu=True, backend="numpy")
+    want = naive(x, w, b, 1e-3)
+    assert (y == 0).any() and (y > 0).any()
+    for g, ref in zip((y, mean, inv_std), (np.maximum(want[0], 0),) + want[1:]):
+        np.testing.assert_allclose(g, ref, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_reference_grad_equals_central_differences(relu, rng):
+    """dx, dweight, dbias of L = Σ dy·y, the statistics differentiated too (and the ReLU after them)."""
     x, w, b, dy = _inputs(rng, (2, 3, 3, 2), np.float64)
-    loss = lambda: float((fc.batch_norm2d(x, w, b, backend="numpy")[0] * dy).sum())  # noqa: E731
+    loss = lambda: float((fc.batch_norm2d(x, w, b, relu=relu, backend="numpy")[0] * dy).sum())  # noqa: E731
     _, mean, inv_std = fc.batch_norm2d(x, w, b, backend="numpy")
-    dx, dw, db = fc.batch_norm2d_grad(dy, x, mean, inv_std, w, backend="numpy")
+    dx, dw, db = fc.batch_norm2d_grad(dy, x, mean, inv_std, w, b, relu=relu, backend="numpy")
     for got, a in ((dx, x), (dw, w), (db, b)):
         np.testing.assert_allclose(got, central_diff(loss, a, 1e-6), rtol=1e-6, atol=1e-7)
 
@@ -78,28 +89,74 @@ def test_backends_equal_the_reference(shape, dtype, backend, rng):
             _close(g, r, dtype, scale)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", NORM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_backends_with_relu_equal_the_reference(shape, dtype, backend, rng):
+    """The fused ReLU against the float64 reference. Where the value before the ReLU is within rounding of 0 a
+    backend may decide either way, so dy is zero there: the mask then cannot change the gradient."""
+    x, w, b, dy = _inputs(rng, shape, dtype)
+    for ww, bb in ((w, b), (None, None)):
+        x64, w64, b64 = (None if a is None else a.astype(np.float64) for a in (x, ww, bb))
+        pre = fc.batch_norm2d(x64, w64, b64, backend="numpy")[0]
+        want = fc.batch_norm2d(x64, w64, b64, relu=True, backend="numpy")
+        y, mean, inv_std = fc.batch_norm2d(x, ww, bb, relu=True, backend=backend)
+        for got, ref in zip((y, mean, inv_std), want):
+            _close(got, ref, dtype, float(np.abs(ref).max()))
+        dyz = np.where(np.abs(pre) < 1e-4 * np.abs(pre).max(), 0, dy).astype(dtype)
+        args64 = [a.astype(np.float64) for a in (dyz, x, mean, inv_std)]
+        ref = fc.batch_norm2d_grad(*args64, w64, b64, relu=True, backend="numpy")
+        got = fc.batch_norm2d_grad(dyz, x, mean, inv_std, ww, bb, relu=True, backend=backend)
+        M = x.size // x.shape[1]
+        dx_scale = float(np.abs(dy).max() * inv_std.max() * (1 if ww is None else np.abs(ww).max()))
+        for g, r, scale in zip(got, ref, (dx_scale, M * np.abs(dy).max(), M * np.abs(dy).max())):
+            _close(g, r, dtype, scale)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_grad_masks_exactly_where_the_forward_gave_zero(dtype, backend, rng):
+    """Each backend recomputes the forward's value for the mask: the fused gradient is exactly the plain one of
+    dy zeroed where its own forward's y <= 0, also for values at the channel's mean (a value before the ReLU
+    within rounding of 0) and for channels without weight and bias."""
+    _, w, b, dy = _inputs(rng, (4, 6, 5, 5), dtype)
+    d = rng.standard_normal((2, 6, 5, 5))
+    d[:, :, ::2, ::3] = 0   # values at the mean: channel means are 3 up to the rounding of x
+    x = (3 + np.concatenate([d, -d])).astype(dtype)
+    b[::2] = 0
+    for ww, bb in ((w, b), (None, None)):
+        y, mean, inv_std = fc.batch_norm2d(x, ww, bb, relu=True, backend=backend)
+        fused = fc.batch_norm2d_grad(dy, x, mean, inv_std, ww, bb, relu=True, backend=backend)
+        masked = np.where(y <= 0, 0, dy).astype(dtype)
+        for got, want in zip(fused, fc.batch_norm2d_grad(masked, x, mean, inv_std, ww, backend=backend)):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("shape", [(8, 96, 4, 4), (3, 5, 40, 40), (16, 300, 2, 2)])
-def test_cpp_results_do_not_depend_on_the_thread_count(shape, rng):
+def test_cpp_results_do_not_depend_on_the_thread_count(shape, relu, rng):
     if "cpp" not in BACKENDS:
         pytest.skip("cpp backend unavailable")
     x, w, b, dy = _inputs(rng, shape, np.float32, offset=1.0)
     runs = []
     for n in (1, 2, 3):
         with num_threads(n):
-            y, mean, inv_std = fc.batch_norm2d(x, w, b, backend="cpp")
-            runs.append((y, mean, inv_std) + fc.batch_norm2d_grad(dy, x, mean, inv_std, w, backend="cpp"))
+            y, mean, inv_std = fc.batch_norm2d(x, w, b, relu=relu, backend="cpp")
+            runs.append((y, mean, inv_std) + fc.batch_norm2d_grad(dy, x, mean, inv_std, w, b, relu=relu, backend="cpp"))
     for run in runs[1:]:
         for a, b_ in zip(run, runs[0]):
             assert np.array_equal(a, b_)
 
 
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_nan_stays_in_its_channel(backend, rng):
+def test_nan_stays_in_its_channel(backend, relu, rng):
+    """The fused ReLU keeps NaN (as torch's relu) and passes dy where y is NaN (as its backward)."""
     x, w, b, dy = _inputs(rng, (2, 3, 4, 4), np.float32)
     x[1, 1, 2, 3] = np.nan
-    y, mean, inv_std = fc.batch_norm2d(x, w, b, backend=backend)
+    y, mean, inv_std = fc.batch_norm2d(x, w, b, relu=relu, backend=backend)
     assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, [0, 2]]).all() and np.isnan(mean[1])
-    dx = fc.batch_norm2d_grad(dy, x, mean, inv_std, w, backend=backend)[0]
+    dx = fc.batch_norm2d_grad(dy, x, mean, inv_std, w, b, relu=relu, backend=backend)[0]
     assert np.isnan(dx[:, 1]).all() and np.isfinite(dx[:, [0, 2]]).all()
 
 
@@ -134,6 +191,8 @@ def test_empty_batch_and_empty_channels():
      r"^dy: expected shape \(2, 3, 4, 4\) \(same as x\), got \(2, 3, 2, 4\)"),
     (lambda x: fc.batch_norm2d_grad(x, x, np.zeros(2, np.float32), np.ones(3, np.float32)), ValueError,
      r"^mean: expected shape \(3,\)"),
+    (lambda x: fc.batch_norm2d_grad(x, x, np.zeros(3, np.float32), np.ones(3, np.float32), None, np.ones(2, np.float32),
+                                    relu=True), ValueError, r"^bias: expected shape \(3,\) \(one value per channel\)"),
 ])
 def test_errors_name_the_argument(call, error, match):
     with pytest.raises(error, match=match):

@@ -99,12 +99,12 @@ unshared_conv2d_weight_grad = tiled_conv2d_weight_grad
 
 
 @_memory_errors
-def batch_norm2d(x, w, b, y, mean, inv_std, eps):
+def batch_norm2d(x, w, b, y, mean, inv_std, eps, relu):
     (w, has_w), (b, has_b) = _bias(w, x.dtype, (x.shape[1],)), _bias(b, x.dtype, (x.shape[1],))
-    _norm.batch_norm2d(x, w, b, has_w, has_b, y, mean, inv_std, float(eps))
+    _norm.batch_norm2d(x, w, b, has_w, has_b, y, mean, inv_std, float(eps), bool(relu))
 
 
 @_memory_errors
-def batch_norm2d_grad(dy, x, mean, inv_std, w, dx, dw, db):
-    w, has_w = _bias(w, x.dtype, (x.shape[1],))
-    _norm.batch_norm2d_grad(dy, x, mean, inv_std, w, has_w, dx, dw, db)
+def batch_norm2d_grad(dy, x, mean, inv_std, w, b, dx, dw, db, relu):
+    (w, has_w), (b, has_b) = _bias(w, x.dtype, (x.shape[1],)), _bias(b, x.dtype, (x.shape[1],))
+    _norm.batch_norm2d_grad(dy, x, mean, inv_std, w, has_w, b, has_b, dx, dw, db, bool(relu))

@@ -180,23 +180,37 @@ def tiled_conv2d_weight_grad(x, dy, dw, stride, pad):
             dw[th, tw] = full[th::dw.shape[0], tw::dw.shape[1]].sum(axis=(0, 1))
 
 
-def batch_norm2d(x, w, b, y, mean, inv_std, eps):
+def _normalized(x, mean, inv_std, w, b):
+    """(x − mean)·inv_std·w + b in float64, from the statistics as stored: the forward's y, which the gradient
+    recomputes for the fused ReLU's mask."""
+    scale = inv_std.astype(np.float64) if w is None else inv_std.astype(np.float64) * w
+    v = (x.astype(np.float64) - mean[:, None, None]) * scale[:, None, None]
+    return v if b is None else v + b[:, None, None]
+
+
+def batch_norm2d(x, w, b, y, mean, inv_std, eps, relu):
     """Batch normalisation with the batch's statistics, per channel c over its N·H·W values:
     mean[c] = E[x], inv_std[c] = 1 / sqrt(E[(x − mean)²] + eps) (biased variance),
-    y = (x − mean)·inv_std·w + b (w = 1, b = 0 when absent). Computed in float64."""
+    y = (x − mean)·inv_std·w + b (w = 1, b = 0 when absent), then max(y, 0) with relu (NaN stays NaN).
+    In float64; with relu y comes from the statistics as stored (rounded), as the gradient recomputes it."""
     x64 = x.astype(np.float64)
     m = x64.mean(axis=(0, 2, 3))
     inv = 1.0 / np.sqrt(((x64 - m[:, None, None]) ** 2).mean(axis=(0, 2, 3)) + eps)
-    scale = inv if w is None else inv * w
-    shift = np.zeros_like(m) if b is None else b
-    y[...] = (x64 - m[:, None, None]) * scale[:, None, None] + shift[:, None, None]
     mean[...], inv_std[...] = m, inv
+    if relu:
+        v = _normalized(x, mean, inv_std, w, b)
+        y[...] = np.where(v <= 0, 0.0, v)
+    else:
+        y[...] = _normalized(x, m, inv, w, b)
 
 
-def batch_norm2d_grad(dy, x, mean, inv_std, w, dx, dw, db):
+def batch_norm2d_grad(dy, x, mean, inv_std, w, b, dx, dw, db, relu):
     """The gradient of batch_norm2d, x_hat = (x − mean)·inv_std, M = N·H·W, sums over (n, h, w):
-    db = Σ dy, dw = Σ dy·x_hat, dx = w·inv_std·(dy − db/M − x_hat·dw/M) (the statistics depend on x too)."""
+    db = Σ g, dw = Σ g·x_hat, dx = w·inv_std·(g − db/M − x_hat·dw/M) (the statistics depend on x too), with
+    g = dy, or with relu dy zeroed where the forward's y was <= 0 (not at NaN, as torch's threshold_backward)."""
     dy64 = dy.astype(np.float64)
+    if relu:
+        dy64 = np.where(_normalized(x, mean, inv_std, w, b) <= 0, 0.0, dy64)
     x_hat = (x - mean[:, None, None]).astype(np.float64) * inv_std[:, None, None]
     M = x.size // x.shape[1]
     db[...] = s1 = dy64.sum(axis=(0, 2, 3))
