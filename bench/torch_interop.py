@@ -1,7 +1,8 @@
 """fastconv.torch against PyTorch alone, as ratios measured in one run (2 threads each):
 
   M1  a training step (forward + backward + SGD) of a MobileNet-v1-style net, 64×64 input, batch 32:
-      the same model timed unpatched and under fastconv.torch.patch, in alternation;
+      the same model timed unpatched and under fastconv.torch.patch(model, fuse_relu=True), in alternation
+      (each BatchNorm2d + ReLU pair fused into one fastconv batch norm);
   L1  a training step of a locally connected net (two LocallyConnected2d + max-pool + Linear) against the
       same net on the unfold + einsum modules of fastconv.nn.to_torch (same weights);
   X1  one call of fastconv.torch.conv2d on 1×3×32×32 (3→16, 3×3) against torch.nn.functional.conv2d:
@@ -109,12 +110,13 @@ def mobilenet_step(rounds, batch=32, image=64):
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     x, y = torch.randn(batch, 3, image, image), torch.randint(0, 10, (batch,))
     check, x64 = copy.deepcopy(model).double(), x.double()
-    fct.patch(check)
+    fct.patch(check, fuse_relu=True)
     patched = _loss_and_grads(check, x64, y)
     fct.unpatch(check)
     ok = _check("M1 mobilenet patched vs torch", patched, _loss_and_grads(check, x64, y))
     times = _time_steps({"torch": (lambda: fct.unpatch(model), lambda: _step(model, opt, x, y)),
-                         "fastconv": (lambda: fct.patch(model), lambda: _step(model, opt, x, y))}, rounds)
+                         "fastconv": (lambda: fct.patch(model, fuse_relu=True), lambda: _step(model, opt, x, y))},
+                        rounds)
     fct.unpatch(model)
     return ok, times
 

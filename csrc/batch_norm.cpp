@@ -18,9 +18,18 @@
 // exactly the forward's y > 0.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "batch_norm.h"
 #include "parallel.h"
+
+// No trapping math in this file: without it GCC will not turn a select on an ordered float comparison
+// (which could trap on NaN) into a vector blend, so the gradient's loops with the ReLU mask stayed scalar,
+// five times slower. The kernels never enable floating-point traps, so results are the same. (Not for all
+// kernels: the flag changes how GCC compiles the implicit GEMM, slower on small layers.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 
 namespace fastconv {
 namespace {
@@ -78,6 +87,37 @@ template <typename T>
 inline void slot_params(T mean, T inv_std, const T* w, long c, T shift, T& off, T& scale) {
     off = (T)((double)mean - (double)shift);
     scale = (T)(w ? (double)inv_std * w[c] : (double)inv_std);
+}
+
+// The gradient's g: dy, or with the fused ReLU zero where its input (the forward's value, recomputed) was
+// <= 0 (not at NaN, as torch's threshold_backward).
+template <bool Relu, typename T>
+inline T masked(T dy, T x, T shift, T off, T scale, T bias) {
+    if constexpr (Relu)
+        return normalized(x, shift, off, scale, bias) <= 0 ? T(0) : dy;
+    else
+        return dy;
+}
+
+// The gradient's two passes over a chunk of m slots. Separate functions with restrict pointers: the
+// compiler would otherwise check all these arrays for overlap before vectorising, and gives up past ten.
+template <bool Relu, typename T>
+void grad_sums(long m, const T* __restrict dy, const T* __restrict x, const T* __restrict shift,
+               const T* __restrict off, const T* __restrict scale, const T* __restrict bias, double* __restrict sdy,
+               double* __restrict sdyx) {
+    for (long j = 0; j < m; ++j) {
+        const double g = (double)masked<Relu>(dy[j], x[j], shift[j], off[j], scale[j], bias[j]);
+        sdy[j] += g, sdyx[j] += g * (double)((x[j] - shift[j]) - off[j]);
+    }
+}
+
+template <bool Relu, typename T>
+void grad_values(long m, const T* __restrict dy, const T* __restrict x, const T* __restrict shift,
+                 const T* __restrict off, const T* __restrict scale, const T* __restrict bias, const T* __restrict a,
+                 const T* __restrict q, T* __restrict dx) {
+    for (long j = 0; j < m; ++j)
+        dx[j] = scale[j] * (masked<Relu>(dy[j], x[j], shift[j], off[j], scale[j], bias[j]) - a[j] -
+                            ((x[j] - shift[j]) - off[j]) * q[j]);
 }
 
 // Slot j's channel in the block starting at c0.
@@ -165,31 +205,26 @@ void batch_norm2d_grad_channel_blocks(const T* dy, const T* x, const T* mean, co
             slot_params(mean[c], inv_std[c], w, c, shift[j], off[j], scale[j]);
             bias[j] = b ? b[c] : T(0);
         }
-        // dy as the normalisation saw it: zero where the fused ReLU's input was <= 0 (not at NaN, as torch's
-        // threshold_backward).
-        const auto grad = [&](const T* dyr, const T* xr, long j) {
-            return s.relu && normalized(xr[j], shift[j], off[j], scale[j], bias[j]) <= 0 ? T(0) : dyr[j];
+        const auto passes = [&](auto relu) {
+            constexpr bool R = decltype(relu)::value;
+            for_each_chunk(s, k, c0, c1, [&](long at, long m) {
+                grad_sums<R>(m, dy + at, x + at, shift, off, scale, bias, sdy, sdyx);
+            });
+            // dx = w * inv_std * (g - a - (x - mean) * q): a = the mean of g, q = inv_std^2 times the mean of
+            // g * (x - mean).
+            channel_sums(k, s.HW, c0, c1, sdy, sdyx, [&](long c, long j0, long per, double s1, double s2) {
+                const double inv = inv_std[c];
+                db[c] = (T)s1, dw[c] = (T)(s2 * inv);
+                for (long j = j0; j < j0 + per; ++j) a[j] = (T)(s1 / M), q[j] = (T)(inv * inv * s2 / M);
+            });
+            for_each_chunk(s, k, c0, c1, [&](long at, long m) {
+                grad_values<R>(m, dy + at, x + at, shift, off, scale, bias, a, q, dx + at);
+            });
         };
-        for_each_chunk(s, k, c0, c1, [&](long at, long m) {
-            const T *dyr = dy + at, *xr = x + at;
-            for (long j = 0; j < m; ++j) {
-                const double g = (double)grad(dyr, xr, j);
-                sdy[j] += g, sdyx[j] += g * (double)((xr[j] - shift[j]) - off[j]);
-            }
-        });
-        // dx = w * inv_std * (dy - a - (x - mean) * q): a = the mean of dy, q = inv_std^2 times the mean of
-        // dy * (x - mean).
-        channel_sums(k, s.HW, c0, c1, sdy, sdyx, [&](long c, long j0, long per, double s1, double s2) {
-            const double inv = inv_std[c];
-            db[c] = (T)s1, dw[c] = (T)(s2 * inv);
-            for (long j = j0; j < j0 + per; ++j) a[j] = (T)(s1 / M), q[j] = (T)(inv * inv * s2 / M);
-        });
-        for_each_chunk(s, k, c0, c1, [&](long at, long m) {
-            const T *dyr = dy + at, *xr = x + at;
-            T* dxr = dx + at;
-            for (long j = 0; j < m; ++j)
-                dxr[j] = scale[j] * (grad(dyr, xr, j) - a[j] - ((xr[j] - shift[j]) - off[j]) * q[j]);
-        });
+        if (s.relu)
+            passes(std::true_type{});
+        else
+            passes(std::false_type{});
     });
 }
 

@@ -163,6 +163,73 @@ def test_patched_model_trains_like_torch(rng):
         _same(a, b) if a.is_floating_point() else torch.testing.assert_close(a, b)
 
 
+def test_patch_fuse_relu_fuses_batch_norm_and_relu_pairs_and_unpatch_restores(rng):
+    """fuse_relu: the BatchNorm2d + ReLU pair of a Sequential (not the ReLU after a conv) becomes one fused layer
+    and a pass-through; training follows the unpatched model (outputs, gradients, running statistics)."""
+    torch.manual_seed(0)
+    reference, patched = torch_net().double(), torch_net().double()
+    patched.load_state_dict(reference.state_dict())
+    swapped = fct.patch(patched, fuse_relu=True)
+    assert list(swapped) == ["0", "1", "3", "4", "5", "7", "2"]
+    assert type(patched[2]) is fct.FusedReLU and patched[1].relu and type(patched[6]) is nn.ReLU
+    assert "relu=True" in repr(patched[1])
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (reference, patched)]
+    for _ in range(3):
+        x = torch.tensor(rng.standard_normal((4, 3, 12, 12)))
+        target = torch.tensor(rng.integers(0, 5, 4))
+        losses = []
+        for model, opt in zip((reference, patched), opts):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), target)
+            loss.backward()
+            losses.append(loss.detach())
+            opt.step()
+        _same(*losses)
+    for a, b in zip(patched.state_dict().values(), reference.state_dict().values()):
+        _same(a, b) if a.is_floating_point() else torch.testing.assert_close(a, b)
+    patched.eval(), reference.eval()
+    x = torch.tensor(rng.standard_normal((2, 3, 12, 12)))
+    _same(patched(x), reference(x))
+    assert list(fct.unpatch(patched)) == ["0", "1", "2", "3", "4", "5", "7"]
+    assert type(patched[1]) is nn.BatchNorm2d and type(patched[2]) is nn.ReLU and "relu" not in vars(patched[1])
+
+
+def test_fuse_relu_only_where_the_pair_is_certain():
+    """Not a ReLU used twice, not a BatchNorm2d outside a Sequential's order, not one patch did not swap."""
+    shared = nn.ReLU()
+    model = nn.Sequential(nn.BatchNorm2d(2), shared, nn.BatchNorm2d(2), shared,
+                          nn.Sequential(nn.BatchNorm2d(2).half(), nn.ReLU()), nn.BatchNorm2d(2), nn.Identity(), nn.ReLU())
+    swapped = fct.patch(model, fuse_relu=True)
+    assert not any(type(m) is fct.FusedReLU for m in swapped.values())
+    assert not any(getattr(m, "relu", False) for m in model.modules())
+    built = nn.Sequential(fct.BatchNorm2d(2), nn.ReLU())
+    assert fct.patch(built, fuse_relu=True) == {} and not built[0].relu
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_batch_norm2d_relu_is_batch_norm_then_relu(dtype, rng):
+    """BatchNorm2d(relu=True) against torch's BatchNorm2d + ReLU: training steps, buffers, then eval."""
+    class BatchNormReLU(nn.BatchNorm2d):
+        def forward(self, x):
+            return F.relu(super().forward(x))
+
+    ours, theirs = fct.BatchNorm2d(5, relu=True, dtype=dtype), BatchNormReLU(5, dtype=dtype)
+    with torch.no_grad():
+        theirs.weight.uniform_(0.5, 2)
+        theirs.bias.uniform_(-1, 1)
+    ours.load_state_dict(theirs.state_dict())
+    for step in range(3):
+        x = torch.tensor(rng.standard_normal((4, 5, 3, 2)) * (step + 1) + step, dtype=dtype)
+        if dtype == torch.float64:
+            _twins_agree(ours, theirs, x)
+        else:
+            _same(ours(x), theirs(x))
+    for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()):
+        _same(a, b) if a.is_floating_point() else torch.testing.assert_close(a, b)
+    ours.eval(), theirs.eval()
+    _same(ours(x), theirs(x))
+
+
 @pytest.mark.parametrize("momentum, affine, track", [(0.1, True, True), (None, True, True), (0.3, False, True),
                                                      (0.1, True, False)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -170,6 +170,16 @@ def test_batch_norm2d_equals_torch_and_gradcheck(affine, rng):
         torch.autograd.grad(g.sum(), x)
 
 
+def test_batch_norm2d_with_relu_equals_torch_and_gradcheck(rng):
+    x = _randn(rng, (3, 4, 5, 2))
+    params = (_randn(rng, (4,)), _randn(rng, (4,)))
+    ours = lambda x, *wb: fct.batch_norm2d(x, *wb, relu=True)[0]  # noqa: E731
+    theirs = lambda x, *wb: F.relu(F.batch_norm(x, None, None, *wb, training=True))  # noqa: E731
+    assert (ours(x, *params) == 0).any()
+    _same_with_grads(ours, theirs, (x,) + params, rng)
+    _gradcheck(ours, (x,) + params)
+
+
 def test_overlapping_unpool_accumulates_as_max_pool_backward(rng):
     """With overlapping windows a switch repeats: the sum over its outputs is max-pool's gradient."""
     x = torch.tensor(distinct(rng, (1, 2, 7, 7)), requires_grad=True)
@@ -206,9 +216,10 @@ def _op_samples(rng):
         "max_pool2d": (torch.tensor(distinct(rng, (2, 3, 7, 6)), requires_grad=True), [3, 3], [2, 2], [1, 1], True,
                        [1, 2]),
         "max_unpool2d": (t(2, 2, 3, 3), sw, [2, 2, 6, 6]),
-        "batch_norm2d": (t(2, 3, 4, 5), t(3), t(3), 1e-5),
+        "batch_norm2d": (t(2, 3, 4, 5), t(3), t(3), 1e-5, True),
         # batch_norm2d_grad is not differentiable (its autograd formula raises): inputs without grad
-        "batch_norm2d_grad": tuple(_randn(rng, s, grad=False) for s in ((2, 3, 4, 5), (2, 3, 4, 5), (3,), (3,), (3,))),
+        "batch_norm2d_grad": tuple(_randn(rng, s, grad=False) for s in ((2, 3, 4, 5), (2, 3, 4, 5), (3,), (3,), (3,),
+                                                                        (3,))) + (True,),
     }
 
 

@@ -122,20 +122,20 @@ _register("max_unpool2d", _max_unpool2d_setup, _max_unpool2d_backward)
 
 
 def _batch_norm2d_setup(ctx, inputs, output):
-    x, weight, bias, _ = inputs
+    x, weight, bias, _, relu = inputs
     _, mean, inv_std = output
     ctx.mark_non_differentiable(mean, inv_std)
-    ctx.save_for_backward(x, weight, mean, inv_std)
-    ctx.affine = weight is not None, bias is not None
+    ctx.save_for_backward(x, weight, bias, mean, inv_std)
+    ctx.affine, ctx.relu = (weight is not None, bias is not None), relu
 
 
 def _batch_norm2d_backward(ctx, dy, _dmean, _dinv_std):
     """The statistics are outputs for running averages and the gradient, not differentiable ones."""
-    x, weight, mean, inv_std = ctx.saved_tensors
-    dx, dw, db = _run("batch_norm2d_grad", dy, x, mean, inv_std, weight)
+    x, weight, bias, mean, inv_std = ctx.saved_tensors
+    dx, dw, db = _run("batch_norm2d_grad", dy, x, mean, inv_std, weight, bias, ctx.relu)
     need = ctx.needs_input_grad
     return (dx if need[0] else None, dw if need[1] and ctx.affine[0] else None,
-            db if need[2] and ctx.affine[1] else None, None)
+            db if need[2] and ctx.affine[1] else None, None, None)
 
 
 def _batch_norm2d_grad_setup(ctx, inputs, output):

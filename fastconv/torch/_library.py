@@ -26,8 +26,9 @@ SCHEMAS = {
     "max_pool2d": "(Tensor x, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode, int[2] dilation) "
                   "-> (Tensor, Tensor)",
     "max_unpool2d": "(Tensor y, Tensor switches, SymInt[4] output_size) -> Tensor",
-    "batch_norm2d": "(Tensor x, Tensor? weight, Tensor? bias, float eps) -> (Tensor, Tensor, Tensor)",
-    "batch_norm2d_grad": "(Tensor dy, Tensor x, Tensor mean, Tensor inv_std, Tensor? weight) -> (Tensor, Tensor, Tensor)",
+    "batch_norm2d": "(Tensor x, Tensor? weight, Tensor? bias, float eps, bool relu=False) -> (Tensor, Tensor, Tensor)",
+    "batch_norm2d_grad": "(Tensor dy, Tensor x, Tensor mean, Tensor inv_std, Tensor? weight, Tensor? bias=None, "
+                         "bool relu=False) -> (Tensor, Tensor, Tensor)",
 }
 for _op in ("tiled_conv2d", "unshared_conv2d"):
     SCHEMAS[_op] = f"(Tensor x, Tensor weight, Tensor? bias, {_LOCAL}) -> Tensor"
@@ -177,24 +178,25 @@ def _max_unpool2d_fake(y, switches, output_size):
 
 # -- batch normalisation with the batch's statistics ----------------------------------------------------------
 @_cpu("batch_norm2d")
-def _batch_norm2d(x, weight, bias, eps):
-    return tuple(map(torch.from_numpy, ops.batch_norm2d(_np(x), _np(weight), _np(bias), eps=eps)))
+def _batch_norm2d(x, weight, bias, eps, relu=False):
+    return tuple(map(torch.from_numpy, ops.batch_norm2d(_np(x), _np(weight), _np(bias), eps=eps, relu=relu)))
 
 
 @_cpu("batch_norm2d_grad")
-def _batch_norm2d_grad(dy, x, mean, inv_std, weight):
-    return tuple(map(torch.from_numpy, ops.batch_norm2d_grad(_np(dy), _np(x), _np(mean), _np(inv_std), _np(weight))))
+def _batch_norm2d_grad(dy, x, mean, inv_std, weight, bias=None, relu=False):
+    return tuple(map(torch.from_numpy, ops.batch_norm2d_grad(_np(dy), _np(x), _np(mean), _np(inv_std), _np(weight),
+                                                             _np(bias), relu=relu)))
 
 
 @_fake("batch_norm2d")
-def _batch_norm2d_fake(x, weight, bias, eps):
+def _batch_norm2d_fake(x, weight, bias, eps, relu=False):
     V.check_ndim("x", x, 4, "(N, C, H, W)")
     C = x.shape[1]
     return x.new_empty(x.shape), x.new_empty(C), x.new_empty(C)
 
 
 @_fake("batch_norm2d_grad")
-def _batch_norm2d_grad_fake(dy, x, mean, inv_std, weight):
+def _batch_norm2d_grad_fake(dy, x, mean, inv_std, weight, bias=None, relu=False):
     C = x.shape[1]
     return x.new_empty(x.shape), x.new_empty(C), x.new_empty(C)
 

@@ -178,12 +178,13 @@ def max_unpool2d(y, switches, output_size):
     return _unbatch(_run("max_unpool2d", y, switches, size), unbatched)
 
 
-def batch_norm2d(x, weight=None, bias=None, *, eps=1e-5):
+def batch_norm2d(x, weight=None, bias=None, *, eps=1e-5, relu=False):
     """fastconv.batch_norm2d on tensors -> (y, mean, inv_std): normalised with the batch's own statistics
-    (PyTorch's training mode); y is differentiable in x, weight and bias, mean and inv_std are not."""
+    (PyTorch's training mode), with relu=True followed by a ReLU in the same pass (and its gradient in the
+    normalisation's); y is differentiable in x, weight and bias, mean and inv_std are not."""
     _tensor("x", x)
     _tensor("weight", weight, optional=True)
     _tensor("bias", bias, optional=True)
     if x.dim() != 4:
         raise ValueError(f"x: expected a 4-D tensor (N, C, H, W), got shape {tuple(x.shape)}")
-    return _run("batch_norm2d", x, weight, bias, float(eps))
+    return _run("batch_norm2d", x, weight, bias, float(eps), bool(relu))

@@ -46,20 +46,33 @@ class BatchNorm2d(nn.BatchNorm2d):
     statistics) runs on fastconv.batch_norm2d, forward and backward; running statistics, momentum (None: a
     cumulative average) and num_batches_tracked are updated exactly as torch does. In eval mode with running
     statistics the layer is a per-channel affine map, which stays torch's own; so do inputs the kernels do not
-    take (not CPU float32/float64 of the parameters' dtype, or not 4-D: torch raises for those)."""
+    take (not CPU float32/float64 of the parameters' dtype, or not 4-D: torch raises for those).
+
+    relu=True (an attribute; `patch(model, fuse_relu=True)` sets it) makes the layer BatchNorm2d followed by
+    ReLU: fused into the normalisation's passes over the data, forward and backward, in training mode."""
+
+    relu = False
+
+    def __init__(self, *args, relu=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relu = relu
+
+    def extra_repr(self):
+        return super().extra_repr() + (", relu=True" if self.relu else "")
 
     def forward(self, input):
         uses_batch = self.training or self.running_mean is None
         params = [p for p in (self.weight, self.bias) if p is not None]
         if not uses_batch or input.dim() != 4 or not input.is_cpu or input.dtype not in (torch.float32, torch.float64) \
                 or any(p.dtype != input.dtype or not p.is_cpu for p in params):
-            return super().forward(input)
+            y = super().forward(input)
+            return torch.relu_(y) if self.relu else y
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)
-        y, mean, inv_std = FC.batch_norm2d(input, self.weight, self.bias, eps=self.eps)
+        y, mean, inv_std = FC.batch_norm2d(input, self.weight, self.bias, eps=self.eps, relu=self.relu)
         M = input.numel() // max(1, input.shape[1])
         if self.training and self.running_mean is not None and M > 0:
             with torch.no_grad():   # torch's running_var is the unbiased variance
@@ -67,6 +80,15 @@ class BatchNorm2d(nn.BatchNorm2d):
                 self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
                 self.running_var.mul_(1 - factor).add_(var.to(self.running_var.dtype), alpha=factor)
         return y
+
+
+class FusedReLU(nn.ReLU):
+    """The ReLU after a BatchNorm2d with relu=True, which `patch(model, fuse_relu=True)` swaps it to: its input
+    is already rectified, so forward returns it as it is (the ReLU's own result when inplace). As with
+    torch.ao.quantization.fuse_modules, the pair must stay together: unpatch before rearranging the model."""
+
+    def forward(self, input):
+        return input
 
 
 class MaxPool2d(nn.MaxPool2d):
