@@ -9,7 +9,8 @@
       the per-call overhead of the operator registration, dispatch and the NumPy hand-off.
 
 Every pair is checked for equal outputs and gradients before it is timed. Training steps: 3 rounds, each
-timing one step of every variant after a pause and an untimed step; medians over the rounds. Single
+timing every variant after a pause and an untimed step, as the median of 5 steps in a row; medians over the
+rounds. Single
 calls: the fastest call of interleaved blocks (fastconv.benchmark.machine), in 3 sweeps; median ratio.
 
     python bench/torch_interop.py [--rounds 3] [--threads 2] [--layers]
@@ -89,18 +90,22 @@ def _check(name, a, b, tol=1e-9):
     return worst < tol
 
 
-def _time_steps(variants, rounds, settle=0.2):
-    """{name: [seconds of one step per round]}: each round times every variant once, after a pause (the other
-    library's thread pool falls asleep) and one untimed step."""
+def _time_steps(variants, rounds, steps=5, settle=0.2):
+    """{name: [seconds of one step per round]}: each round times every variant, after a pause (the other
+    library's thread pool falls asleep) and one untimed step, as the median of `steps` steps in a row (one
+    step alone moves by tens of percent on a shared machine)."""
     times = {name: [] for name in variants}
     for _ in range(rounds):
         for name, (enter, step) in variants.items():
             enter()
             time.sleep(settle)
             step()
-            t0 = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - t0)
+            one = []
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                step()
+                one.append(time.perf_counter() - t0)
+            times[name].append(statistics.median(one))
     return times
 
 
