@@ -1,4 +1,5 @@
 """Backend selection: the registry, backend=, set_backend, use_backend, FASTCONV_BACKEND, set_num_threads."""
+import contextlib
 import glob
 import os
 import subprocess
@@ -97,14 +98,22 @@ def test_use_backend_restores(any_backend):
     assert fc.get_backend() == "numpy"
 
 
-def test_use_backend_is_per_thread():
-    fc.set_backend("numpy")
+def test_use_backend_and_use_kernel_are_per_thread():
+    """An override active in one thread is not seen by another, which keeps the defaults; none stays active."""
+    from fastconv.backends import kernels
+    default = fc.available_backends()[0]
+    fc.set_backend(default)
+    other = "numpy" if default != "numpy" else default
     seen = []
-    with fc.use_backend("numpy"):
-        t = threading.Thread(target=lambda: seen.append(fc.get_backend()))
-        t.start()
-        t.join()
-    assert seen == ["numpy"]
+    with fc.use_backend(other):
+        with kernels.use_kernel("conv2d__packed_gemm") if default == "cpp" else contextlib.nullcontext():
+            t = threading.Thread(target=lambda: seen.append((fc.get_backend(), kernels.forced("conv2d"))))
+            t.start()
+            t.join()
+            assert fc.get_backend() == other
+            assert kernels.forced("conv2d") == ("conv2d__packed_gemm" if default == "cpp" else "")
+    assert seen == [(default, "")]
+    assert B._state._active == 0 and kernels._state._active == 0
 
 
 def test_use_backend_routes_ops(any_backend, monkeypatch):

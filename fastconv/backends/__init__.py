@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import threading
+
+from ._overrides import Overrides
 
 # Ordered fastest first: the default default is the first one that imports.
 _MODULES = {
@@ -31,7 +32,7 @@ OPS = (
 
 _loaded: dict = {}
 _failed: dict = {}
-_state = threading.local()
+_state = Overrides()
 _default = None
 _num_threads = None
 
@@ -79,9 +80,9 @@ def unavailable_reasons() -> dict:
 
 def get_backend() -> str:
     """The name of the current default backend."""
-    override = getattr(_state, "stack", None)
-    if override:
-        return override[-1]
+    override = _state.top("backend")
+    if override is not None:
+        return override
     global _default
     if _default is None:
         env = os.environ.get("FASTCONV_BACKEND")
@@ -103,12 +104,8 @@ def set_backend(name: str) -> None:
 def use_backend(name: str):
     """Temporarily make `name` the default backend (per thread)."""
     load(name)
-    stack = _state.__dict__.setdefault("stack", [])
-    stack.append(name)
-    try:
+    with _state.push("backend", name):
         yield
-    finally:
-        stack.pop()
 
 
 def resolve(backend=None):

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from typing import NamedTuple
 
 from .._validate import check_algorithm
+from ._overrides import Overrides
 
-_state = threading.local()
+_state = Overrides()
 
 
 class Kernel(NamedTuple):
@@ -70,8 +70,8 @@ def _env_forced() -> dict:
 
 def forced(op: str) -> str:
     """The implementation forced for `op` on this thread ('' for the registry's choice)."""
-    stack = getattr(_state, "forced", None)
-    return (stack[-1] if stack else _env_forced()).get(op, "")
+    top = _state.top("forced")
+    return (_env_forced() if top is None else top).get(op, "")
 
 
 @contextlib.contextmanager
@@ -79,12 +79,9 @@ def use_kernel(*names: str):
     """Force these implementations (one per op, e.g. 'conv2d__packed_gemm') for cpp-backend calls on this
     thread while the block runs; those of other ops keep what FASTCONV_KERNEL or the registry choose.
     A call whose problem a forced implementation cannot compute raises ValueError naming why."""
-    stack = _state.__dict__.setdefault("forced", [])
-    stack.append({**(stack[-1] if stack else _env_forced()), **_parse(names)})
-    try:
+    top = _state.top("forced")
+    with _state.push("forced", {**(_env_forced() if top is None else top), **_parse(names)}):
         yield
-    finally:
-        stack.pop()
 
 
 _default_algorithm = None
@@ -114,7 +111,7 @@ def resolve_algorithm(algorithm=None) -> str:
 def dry_run():
     """The list that cpp-backend calls on this thread append their implementation's name to instead of
     running (None: they run)."""
-    return getattr(_state, "dry", None)
+    return _state.top("dry")
 
 
 def kernel_for(op_name: str, *args, **kwargs) -> Kernel:
@@ -128,10 +125,7 @@ def kernel_for(op_name: str, *args, **kwargs) -> Kernel:
     if fn is None:
         raise ValueError(f"op_name: expected a fastconv op such as 'conv2d', got {op_name!r}")
     kwargs["backend"] = "cpp"
-    _state.dry = names = []
-    try:
+    with _state.push("dry", []) as names:
         fn(*args, **kwargs)
-    finally:
-        _state.dry = None
     algorithm, tile = _cpp().algorithms().get(names[-1], ("direct", ""))
     return Kernel(names[-1], _cpp().isa(), algorithm, tile or None)
